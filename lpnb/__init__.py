@@ -1,0 +1,1 @@
+"""lpnb (exports are added once all modules exist)."""

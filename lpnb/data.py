@@ -1,0 +1,474 @@
+"""Datasets as uint8 arrays, labeled splits, and batched augmentation on the images' device.
+
+`load_dataset` reads CIFAR-10/100, Mini-ImageNet or Fashion-MNIST from the formats they
+are distributed in, decodes them once and caches the uint8 arrays as .npy files that later
+calls memory-map. `labeled_indices` gives the labeled set I_L of a run (the paper's own
+split files where they exist, else a seeded class-balanced draw saved as a file).
+`to_device`, `augment` and `normalize` keep the images on the GPU as uint8 and make a
+training batch there: augment moves pixels (uint8 in, uint8 out), normalize makes floats.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from tqdm.auto import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = ("cifar10", "cifar100", "miniimagenet", "fashion-mnist")
+# Official per-channel statistics in [0, 1] units (DESIGN.md); other datasets: computed.
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+TORCHVISION = {
+    "cifar10": torchvision.datasets.CIFAR10,
+    "cifar100": torchvision.datasets.CIFAR100,
+    "fashion-mnist": torchvision.datasets.FashionMNIST,
+}
+FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
+MINIIMAGENET_SIZE = 84
+MINIIMAGENET_SEED = 0  # per-class train/test assignment (paper sec. 5.1: 500/100 at random)
+CACHE_VERSION = 1  # part of the cache key: bump when decoding changes
+
+
+@dataclass
+class ImageData:
+    """A dataset as uint8 NHWC arrays (possibly read-only memmaps) with int64 labels."""
+
+    name: str
+    train_images: np.ndarray = field(repr=False)
+    train_labels: np.ndarray = field(repr=False)
+    test_images: np.ndarray = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+    classes: list[str]
+    mean: tuple[float, ...]  # per channel, [0, 1] units
+    std: tuple[float, ...]
+    source: str = ""  # the file or folder the arrays were decoded from
+
+
+def default_data_root() -> Path:
+    """$LPNB_DATA_ROOT, else the first of <repo>/data and <repo>/../shared/data that exists, else <repo>/data."""
+    if os.environ.get("LPNB_DATA_ROOT"):
+        return Path(os.environ["LPNB_DATA_ROOT"])
+    for path in (REPO / "data", REPO.parent / "shared" / "data"):
+        if path.is_dir():
+            return path
+    return REPO / "data"
+
+
+def default_cache_dir() -> Path:
+    """$LPNB_CACHE_DIR, else ~/.cache/lpnb."""
+    if os.environ.get("LPNB_CACHE_DIR"):
+        return Path(os.environ["LPNB_CACHE_DIR"])
+    return Path.home() / ".cache" / "lpnb"
+
+
+def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None) -> ImageData:
+    """Load dataset `name` from the first source found under `root` (default_data_root()).
+
+    Sources, in order: CIFAR-10/100 in torchvision's format (root/cifar-10-batches-py,
+    root/cifar-100-python); CIFAR class folders (root/<name>.tar.gz or root/<name>/ with
+    train/<class>/<index>.<ext> and test/<class>/<file>); Mini-ImageNet as Ravi &
+    Larochelle's csv files in root/miniimagenet/; Fashion-MNIST idx files in
+    root/fashion-mnist/, root/FashionMNIST/raw/ or /usr/share/datasets/fashion-mnist/.
+    With download=True and no local copy, torchvision downloads CIFAR or Fashion-MNIST
+    into root. The decoded arrays are cached in cache_dir (default_cache_dir()), keyed by
+    the source files' paths, sizes and mtimes, and memory-mapped from there.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    root = Path(root) if root is not None else default_data_root()
+    source = _find_source(name, root)
+    if source is None and download and name in TORCHVISION:
+        TORCHVISION[name](root, download=True)  # fetches and unpacks train and test
+        source = _find_source(name, root)
+    if source is None:
+        raise FileNotFoundError(_missing_message(name, root))
+    kind, path = source
+    cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
+    if not (cache / "meta.json").is_file():
+        reader = {"torchvision": _read_torchvision, "folders": _read_class_folders,
+                  "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
+        arrays, classes = reader(name, path)
+        _write_cache(cache, name, arrays, classes, str(path))
+    meta = json.loads((cache / "meta.json").read_text())
+    return ImageData(
+        name=name,
+        train_images=np.load(cache / "train_images.npy", mmap_mode="r"),
+        train_labels=np.load(cache / "train_labels.npy"),
+        test_images=np.load(cache / "test_images.npy", mmap_mode="r"),
+        test_labels=np.load(cache / "test_labels.npy"),
+        classes=meta["classes"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=meta["source"])
+
+
+def _find_source(name, root):
+    """(kind, path) of the first source of `name` under root, or None."""
+    if name in CIFAR_STATS:
+        candidates = [("torchvision", root / TORCHVISION[name].base_folder, ""),
+                      ("folders", root / f"{name}.tar.gz", ""), ("folders", root / name, "train")]
+    elif name == "miniimagenet":
+        candidates = [("miniimagenet", root / "miniimagenet", "train.csv")]
+    else:
+        folders = (root / "fashion-mnist", root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM)
+        stems = ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")
+        candidates = [("idx", d, f) for d in folders for f in stems]
+    for kind, path, marker in candidates:
+        if (path / marker).exists():
+            return kind, path
+    return None
+
+
+def _missing_message(name, root):
+    where = {
+        "cifar10": (
+            f"  - torchvision's copy in {root}/cifar-10-batches-py: load_dataset('cifar10', root, download=True),\n"
+            f"    i.e. torchvision.datasets.CIFAR10('{root}', download=True), fetches\n"
+            "    https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and unpacks it there;\n"
+            f"  - or class folders {root}/cifar10.tar.gz or {root}/cifar10/ holding train/<class>/<index>.jpg\n"
+            "    (index = position in the official training set) and test/<class>/<file>."),
+        "cifar100": (
+            f"  - torchvision's copy in {root}/cifar-100-python: load_dataset('cifar100', root, download=True),\n"
+            f"    i.e. torchvision.datasets.CIFAR100('{root}', download=True), fetches\n"
+            "    https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and unpacks it there;\n"
+            f"  - or class folders {root}/cifar100.tar.gz or {root}/cifar100/ holding train/<class>/<index>.jpg\n"
+            "    (fine labels; index = position in the official training set) and test/<class>/<file>."),
+        "miniimagenet": (
+            f"  - Ravi & Larochelle's split files train.csv, val.csv, test.csv (header 'filename,label'; from\n"
+            "    https://github.com/twitter/meta-learning-lstm/tree/master/data/miniImagenet) in\n"
+            f"    {root}/miniimagenet/, and the 60,000 ImageNet (ILSVRC-2012) images they name in\n"
+            f"    {root}/miniimagenet/images/<filename> or {root}/miniimagenet/<wnid>/<filename>."),
+        "fashion-mnist": (
+            "  - apt-get install dataset-fashion-mnist (idx files in /usr/share/datasets/fashion-mnist);\n"
+            f"  - or load_dataset('fashion-mnist', root, download=True), i.e.\n"
+            f"    torchvision.datasets.FashionMNIST('{root}', download=True), into {root}/FashionMNIST/raw;\n"
+            "  - or the four idx files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,\n"
+            "    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from\n"
+            f"    https://github.com/zalandoresearch/fashion-mnist in {root}/fashion-mnist/."),
+    }[name]
+    return (f"no {name} data found under {root}. Provide it in one of these forms:\n{where}\n"
+            "The data root is root=..., else $LPNB_DATA_ROOT, else <repo>/data, else <repo>/../shared/data.")
+
+
+def _fingerprint(path: Path) -> str:
+    """Hash of the source files' paths, sizes and mtimes (and CACHE_VERSION)."""
+    path = path.resolve()
+    files = [str(path)] if path.is_file() else sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+    h = hashlib.sha1(f"v{CACHE_VERSION}\n".encode())
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call write(binary file) on a temporary file next to path, then rename it to path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write_cache(cache: Path, name, arrays, classes, source):
+    """Write the four arrays, then meta.json last: a cache entry is complete iff meta.json exists."""
+    train_images = arrays[0]
+    mean, std = CIFAR_STATS[name] if name in CIFAR_STATS else _channel_stats(train_images)
+    for key, array in zip(("train_images", "train_labels", "test_images", "test_labels"), arrays):
+        _atomic_write(cache / f"{key}.npy", lambda f, a=array: np.save(f, a))
+    meta = {"name": name, "source": source, "classes": list(classes),
+            "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
+    _atomic_write(cache / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+
+
+def _channel_stats(images: np.ndarray):
+    """Per-channel mean and (population) std of uint8 NHWC images, in [0, 1] units."""
+    c = images.shape[-1]
+    s, s2 = np.zeros(c), np.zeros(c)
+    for i in range(0, len(images), 1024):
+        x = images[i:i + 1024].reshape(-1, c).astype(np.float64) / 255
+        s += x.sum(0)
+        s2 += (x * x).sum(0)
+    n = images[..., 0].size
+    mean = s / n
+    return mean, np.sqrt(np.maximum(s2 / n - mean ** 2, 0))
+
+
+def _read_torchvision(name, path):
+    """CIFAR-10/100 as torchvision stores it (pickled batches, md5-checked by torchvision)."""
+    train = TORCHVISION[name](path.parent, train=True)
+    test = TORCHVISION[name](path.parent, train=False)
+    arrays = (train.data, np.asarray(train.targets, np.int64), test.data, np.asarray(test.targets, np.int64))
+    return arrays, list(train.classes)
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _folder_entries(path: Path):
+    """Yield (split, class, file name, encoded bytes) from a class-folder tar.gz (streamed) or tree."""
+    if path.is_file():
+        with tarfile.open(path, "r|gz") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                    yield parts[-3], parts[-2], parts[-1], tar.extractfile(member).read()
+    else:
+        for split in ("train", "test"):
+            for f in sorted((path / split).glob("*/*")):
+                if f.is_file():
+                    yield split, f.parent.name, f.name, f.read_bytes()
+
+
+def _read_class_folders(name, path):
+    """train/<class>/<file> and test/<class>/<file>, from a tar.gz or a directory.
+
+    Class index = position of the folder name in the sorted class names. A training image
+    whose file stem is a number goes to that index if the stems are exactly 0..N-1;
+    otherwise, and for the test set, images are ordered by (class, file name).
+    """
+    items = {"train": [], "test": []}
+    for split, cls, fname, data in _folder_entries(path):
+        if not fname.startswith(".") and not cls.startswith("."):
+            items[split].append((cls, fname, _decode_image(data)))
+    if not items["train"] or not items["test"]:
+        raise ValueError(f"{path}: expected images in train/<class>/<file> and test/<class>/<file>")
+    classes = sorted({cls for split in items.values() for cls, _, _ in split})
+    shapes = {im.shape for split in items.values() for _, _, im in split}
+    if len(shapes) != 1:
+        raise ValueError(f"{path}: images differ in size {sorted(shapes)}; resize them to one size first")
+    label = {cls: k for k, cls in enumerate(classes)}
+    arrays = []
+    for split in ("train", "test"):
+        entries = sorted(items[split], key=lambda e: e[:2])
+        stems = [Path(fname).stem for _, fname, _ in entries]
+        if split == "train" and all(s.isdigit() for s in stems) \
+                and sorted(int(s) for s in stems) == list(range(len(stems))):
+            entries = sorted(entries, key=lambda e: int(Path(e[1]).stem))
+        arrays += [np.stack([im for _, _, im in entries]),
+                   np.array([label[cls] for cls, _, _ in entries], np.int64)]
+    return arrays, classes
+
+
+def _read_miniimagenet(name, path):
+    """Mini-ImageNet from Ravi & Larochelle's train/val/test.csv (all 100 classes x 600 images).
+
+    Per class (sorted wnids give the class index), a permutation seeded by MINIIMAGENET_SEED
+    sends round(5/6 of its images) to train (500 of 600) and the rest to test (paper sec.
+    5.1); each set is ordered by (class, file name). Images found in images/<filename> or
+    <wnid>/<filename>, converted to RGB and resized to 84x84 (Lanczos) if they are not.
+    """
+    by_class = {}
+    for split in ("train", "val", "test"):
+        csv = path / f"{split}.csv"
+        if not csv.is_file():
+            raise FileNotFoundError(f"{csv} is missing: Mini-ImageNet needs train.csv, val.csv and test.csv")
+        lines = csv.read_text().split()
+        if not lines or lines[0] != "filename,label":
+            raise ValueError(f"{csv}: expected the header 'filename,label'")
+        for line in lines[1:]:
+            fname, wnid = line.split(",")
+            by_class.setdefault(wnid, []).append(fname)
+    classes = sorted(by_class)
+    rng = np.random.default_rng(MINIIMAGENET_SEED)
+    splits = {"train": [], "test": []}
+    for label, wnid in enumerate(classes):
+        files = sorted(by_class[wnid])
+        perm = rng.permutation(len(files))
+        n_train = round(len(files) * 5 / 6)
+        splits["train"] += [(wnid, label, files[i]) for i in sorted(perm[:n_train])]
+        splits["test"] += [(wnid, label, files[i]) for i in sorted(perm[n_train:])]
+    size = MINIIMAGENET_SIZE
+    arrays = []
+    for split in ("train", "test"):
+        images = np.empty((len(splits[split]), size, size, 3), np.uint8)
+        for k, (wnid, _, fname) in enumerate(tqdm(splits[split], desc=f"Mini-ImageNet {split}", leave=False)):
+            f = path / "images" / fname
+            if not f.is_file():
+                f = path / wnid / fname
+            if not f.is_file():
+                raise FileNotFoundError(f"Mini-ImageNet image {fname} is in neither {path / 'images'} "
+                                        f"nor {path / wnid}")
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.LANCZOS)
+                images[k] = np.asarray(im)
+        arrays += [images, np.array([label for _, label, _ in splits[split]], np.int64)]
+    return arrays, classes
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """A uint8 idx file (LeCun's MNIST format), gzipped or not."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:3] != b"\0\0\x08":
+        raise ValueError(f"{path} is not a uint8 idx file")
+    shape = np.frombuffer(data, ">i4", data[3], 4)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(shape)
+
+
+def _read_fashion_mnist(name, path):
+    """Fashion-MNIST idx files (torchvision's raw files or the Debian package's), as (N, 28, 28, 1)."""
+    def read(stem):
+        for f in (path / stem, path / f"{stem}.gz"):
+            if f.is_file():
+                return _read_idx(f)
+        raise FileNotFoundError(f"{path / stem}[.gz] is missing")
+    arrays = (read("train-images-idx3-ubyte")[..., None], read("train-labels-idx1-ubyte").astype(np.int64),
+              read("t10k-images-idx3-ubyte")[..., None], read("t10k-labels-idx1-ubyte").astype(np.int64))
+    return arrays, list(torchvision.datasets.FashionMNIST.classes)
+
+
+def labeled_indices(data: ImageData, n_labels: int, split: int, *, root=None, results_dir=None) -> np.ndarray:
+    """Sorted int64 indices of the labeled training images of split `split` (0, 1, ...).
+
+    Uses the paper's file root/labels/<name>/<n_labels>_balanced_labels/<10+split>.txt
+    (Mean Teacher's format, one '<index>_<class>.png <class>' line per image) when it exists
+    (root defaults to default_data_root()). Otherwise draws n_labels/c images per class
+    with numpy seed `split`, saves them in the same format to
+    <results_dir>/splits/<name>/<n_labels>/<split>.txt (default <repo>/results) and reads
+    that file from then on, so every run can be repeated.
+    """
+    if not isinstance(split, (int, np.integer)) or split < 0:
+        raise ValueError(f"split must be an integer >= 0, got {split!r}")
+    root = Path(root) if root is not None else default_data_root()
+    paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
+    if paper.is_file():
+        return _read_split(paper, data, n_labels)
+    ours = Path(results_dir if results_dir is not None else REPO / "results") / "splits" / data.name \
+        / str(n_labels) / f"{split}.txt"
+    if not ours.is_file():
+        idx = _balanced_split(data.train_labels, len(data.classes), n_labels, split)
+        lines = "".join(f"{i}_{data.classes[data.train_labels[i]]}.png {data.classes[data.train_labels[i]]}\n"
+                        for i in idx)
+        _atomic_write(ours, lambda f: f.write(lines.encode()))
+    return _read_split(ours, data, n_labels)
+
+
+def _balanced_split(labels, n_classes, n_labels, seed):
+    if n_labels <= 0 or n_labels % n_classes:
+        raise ValueError(f"n_labels = {n_labels} must be a positive multiple of the number of classes "
+                         f"({n_classes}) for a class-balanced split")
+    per_class = n_labels // n_classes
+    rng = np.random.default_rng(seed)
+    idx = []
+    for j in range(n_classes):
+        members = np.flatnonzero(labels == j)
+        if len(members) < per_class:
+            raise ValueError(f"class {j} has {len(members)} training images, fewer than the "
+                             f"{per_class} per class that n_labels = {n_labels} asks for")
+        idx.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(idx))
+
+
+def _read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
+    """Read a '<index>_<class>.png <class>' file, checking every class against data."""
+    idx = []
+    for k, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        head, sep, cls = line.strip().partition(".png ")
+        stem, _, file_cls = head.partition("_")
+        if not sep or not stem.isdigit():
+            raise ValueError(f"{path}:{k}: expected '<index>_<class>.png <class>', got {line!r}")
+        i = int(stem)
+        if i >= len(data.train_labels):
+            raise ValueError(f"{path}:{k}: index {i} is outside the {len(data.train_labels)} training images")
+        true = data.classes[data.train_labels[i]]
+        if file_cls != true or cls != true:
+            raise ValueError(f"{path}:{k}: image {i} is labeled {cls!r} in the file but is {true!r} in "
+                             f"{data.name}: the split file does not match this copy of the dataset")
+        idx.append(i)
+    idx = np.array(sorted(idx), np.int64)
+    if len(idx) != n_labels or len(np.unique(idx)) != len(idx):
+        raise ValueError(f"{path}: expected {n_labels} distinct images, found {len(np.unique(idx))} "
+                         f"distinct in {len(idx)} lines")
+    return idx
+
+
+def to_device(images_nhwc_uint8: np.ndarray, device=None) -> torch.Tensor:
+    """Copy uint8 NHWC images to `device` as an NCHW tensor with channels_last strides."""
+    if images_nhwc_uint8.dtype != np.uint8 or images_nhwc_uint8.ndim != 4:
+        raise ValueError(f"expected uint8 (N, H, W, C) images, got {images_nhwc_uint8.dtype} "
+                         f"{images_nhwc_uint8.shape}")
+    x = torch.from_numpy(np.array(images_nhwc_uint8))  # a copy: the source may be a read-only memmap
+    return x.to(device).permute(0, 3, 1, 2)
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random training augmentation of a batch of NCHW images, computed on x's device.
+
+    Every kind only moves pixels (one gather, nearest neighbour, zero or reflect fill): the
+    output has x's shape and dtype, so uint8 in gives exact uint8 out; call normalize()
+    afterwards. The output is channels_last. Random numbers come from `generator` (on any
+    device), so a seeded generator reproduces a batch exactly.
+      "cifar": translate by (dx, dy), each uniform in {-4..4}, with reflect padding, then
+          flip horizontally with probability 1/2 (Mean Teacher's RandomTranslateWithReflect(4)
+          and RandomHorizontalFlip, DESIGN.md);
+      "miniimagenet": rotate by an angle uniform in [-10, 10] degrees about the centre (zero
+          fill), crop the input's size (84) at a random offset from the image zero-padded by
+          8, flip with probability 1/2 (RandomRotation(10), RandomCrop(84, padding=8),
+          RandomHorizontalFlip; nearest interpolation as torchvision's default);
+      "none": x itself.
+    """
+    if kind == "none":
+        return x
+    if kind not in ("cifar", "miniimagenet"):
+        raise ValueError(f"unknown augmentation {kind!r}; choose 'cifar', 'miniimagenet' or 'none'")
+    n, _, h, w = x.shape
+    gen_device = generator.device if generator is not None else x.device
+
+    def randint(low, high):  # n integers uniform in [low, high], as (n, 1, 1)
+        r = torch.randint(low, high + 1, (n,), generator=generator, device=gen_device)
+        return r.to(x.device).view(n, 1, 1)
+
+    i = torch.arange(h, device=x.device).view(1, h, 1)
+    j = torch.arange(w, device=x.device).view(1, 1, w)
+    j = torch.where(randint(0, 1) == 1, w - 1 - j, j)  # horizontal flip, the last step
+    valid = None
+    if kind == "cifar":
+        def reflect(k, size):  # reflect padding without repeating the edge, for |shift| < size
+            return (size - 1) - ((size - 1) - k.abs()).abs()
+        rows, cols = reflect(i - randint(-4, 4), h), reflect(j - randint(-4, 4), w)
+    else:
+        a, b = i + randint(0, 16) - 8, j + randint(0, 16) - 8  # crop of the 8-padded rotated image
+        angle = (torch.rand(n, generator=generator, device=gen_device).to(x.device) * 20 - 10) * math.pi / 180
+        cos, sin = angle.cos().view(n, 1, 1), angle.sin().view(n, 1, 1)
+        cy, cx = (h - 1) / 2, (w - 1) / 2  # counter-clockwise rotation about the centre, inverse-mapped
+        rows = torch.round(cy + cos * (a - cy) + sin * (b - cx)).long()
+        cols = torch.round(cx + cos * (b - cx) - sin * (a - cy)).long()
+        valid = (a >= 0) & (a < h) & (b >= 0) & (b < w) & (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+    out = x.permute(0, 2, 3, 1)[torch.arange(n, device=x.device).view(n, 1, 1), rows, cols]  # (n, h, w, C)
+    if valid is not None:
+        out = out.masked_fill(~valid.unsqueeze(-1), 0)
+    return out.permute(0, 3, 1, 2)
+
+
+def normalize(x: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(x / 255 - mean) / std per channel, for uint8 NCHW images; computed in float32, returned as dtype."""
+    if len(mean) != x.shape[1] or len(std) != x.shape[1]:
+        raise ValueError(f"mean and std need one value per channel ({x.shape[1]}), got {mean} and {std}")
+    mean = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return ((x.float() / 255 - mean) / std).to(dtype)

@@ -1,0 +1,249 @@
+"""The paper's figures, drawn with matplotlib, and `save_figure` to write any figure.
+
+Figure functions return a closed pyplot figure: it shows inline when it is a notebook
+cell's value (not twice), and pyplot keeps no reference to it.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
+                "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+UNLABELED_COLOR = "#b0b0b0"
+MAX_AREA = 60  # marker area (pt^2) of an unlabeled point with omega = 1
+TRIANGLE_AREA = 90
+
+
+def _class_colors(labels):
+    labels = np.asarray(labels)
+    if labels.max() >= len(CLASS_COLORS):
+        raise ValueError(f"toy plots colour at most {len(CLASS_COLORS)} classes, got labels up to {labels.max()}")
+    return np.array(CLASS_COLORS)[labels]
+
+
+def _as_mask(labeled, n):
+    labeled = np.asarray(labeled)
+    if labeled.dtype == bool:
+        return labeled
+    mask = np.zeros(n, bool)
+    mask[labeled] = True
+    return mask
+
+
+def _clean(ax, points):
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    pad = 0.05 * np.ptp(points, 0).max()
+    ax.set_xlim(points[:, 0].min() - pad, points[:, 0].max() + pad)
+    ax.set_ylim(points[:, 1].min() - pad, points[:, 1].max() + pad)
+
+
+def _draw_labeled(ax, points, labels, mask):
+    ax.scatter(*points[mask].T, s=TRIANGLE_AREA, marker="^", c=_class_colors(labels[mask]),
+               edgecolors="black", linewidths=0.8, zorder=3)
+
+
+def _draw_ground_truth(ax, points, labels, mask):
+    """Labeled points as triangles in their class colour, unlabeled ones as gray circles."""
+    ax.scatter(*points[~mask].T, s=MAX_AREA / 2, c=UNLABELED_COLOR, linewidths=0, zorder=1)
+    _draw_labeled(ax, points, labels, mask)
+    _clean(ax, points)
+
+
+def _draw_pseudo_labels(ax, points, labels, mask, result):
+    """Unlabeled points coloured by pseudo-label, marker area proportional to omega."""
+    area = MAX_AREA * np.asarray(result.weights)[~mask]
+    ax.scatter(*points[~mask].T, s=area, c=_class_colors(result.pseudo_labels[~mask]),
+               alpha=0.85, linewidths=0, zorder=2)
+    _draw_labeled(ax, points, labels, mask)
+    _clean(ax, points)
+
+
+def _legend(fig, n_classes, unlabeled):
+    """One legend under the panels: colour = class, triangle = labeled, circle = unlabeled."""
+    handles = [Patch(color=CLASS_COLORS[j], label=f"class {j}") for j in range(n_classes)]
+    handles += [Line2D([], [], ls="", marker="^", ms=8, mfc="white", mec="black", label="labeled"),
+                Line2D([], [], ls="", marker="o", ms=7, mfc="white", mec="black", label=unlabeled)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False,
+               handlelength=1.0, handletextpad=0.4, columnspacing=1.0)
+
+
+def plot_figure1(points, labels, labeled, result):
+    """Paper Figure 1: label propagation on a toy example, two panels.
+
+    Top: ground truth of the labeled points (triangles, class colours), unlabeled points
+    in gray. Bottom: pseudo-labels by diffusion (circles, class colours, area proportional
+    to the certainty omega of eq. 11), labeled points as triangles.
+    points (n, 2), labels (n,) true labels, labeled (n,) bool mask or index array,
+    result: the `PseudoLabels` returned by `lpnb.diffusion.propagate` on these points.
+    """
+    points, labels = np.asarray(points), np.asarray(labels)
+    mask = _as_mask(labeled, len(points))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.2, 8.0), layout="constrained")
+    plt.close(fig)
+    _draw_ground_truth(top, points, labels, mask)
+    top.set_title("Ground truth: labeled (triangles), unlabeled (gray)", fontsize=9)
+    _draw_pseudo_labels(bottom, points, labels, mask, result)
+    bottom.set_title("Pseudo-labels by diffusion (circle area $\\propto \\omega_i$)", fontsize=9)
+    _legend(fig, labels.max() + 1, "unlabeled")
+    return fig
+
+
+def plot_figure3(points, labels, labeled_masks, results):
+    """Paper Figure 3: label propagation with different numbers of labeled points.
+
+    One panel per (labeled mask, `PseudoLabels`) pair, drawn like Figure 1 (bottom):
+    labeled points as triangles, unlabeled ones coloured by pseudo-label with area
+    proportional to omega. Each title gives the number of labeled points per class and
+    the accuracy of the pseudo-labels on the unlabeled points.
+    """
+    points, labels = np.asarray(points), np.asarray(labels)
+    if len(labeled_masks) != len(results) or not results:
+        raise ValueError(f"need one result per labeled mask, got {len(labeled_masks)} masks and {len(results)} results")
+    fig, axes = plt.subplots(1, len(results), figsize=(3.0 * len(results), 3.6), layout="constrained", squeeze=False)
+    plt.close(fig)
+    for ax, labeled, result in zip(axes[0], labeled_masks, results):
+        mask = _as_mask(labeled, len(points))
+        _draw_pseudo_labels(ax, points, labels, mask, result)
+        per_class = np.bincount(labels[mask])
+        count = f"{per_class[0]}" if (per_class == per_class[0]).all() else "/".join(map(str, per_class))
+        accuracy = (result.pseudo_labels[~mask] == labels[~mask]).mean()
+        ax.set_title(f"{count} labeled per class\npseudo-label accuracy {100 * accuracy:.1f}%", fontsize=9)
+    _legend(fig, labels.max() + 1, "unlabeled, coloured by pseudo-label, area $\\propto \\omega_i$")
+    return fig
+
+
+def _repo_figures_dir():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").exists():
+        raise ValueError("figures_dir not given and lpnb is not imported from a source checkout; pass figures_dir")
+    return root / "figures"
+
+
+def save_figure(fig, name, figures_dir=None, dpi=200):
+    """Write `fig` to <figures_dir>/<name>.pdf and .png atomically; return the two paths.
+
+    figures_dir defaults to the repository's figures/ (found from lpnb's location), so the
+    result does not depend on the current directory. Each file is written to a temporary
+    file in the same directory and moved into place with os.replace.
+    """
+    if not name or Path(name).name != name or Path(name).suffix:
+        raise ValueError(f"name must be a bare file name without extension, e.g. 'figure1', got {name!r}")
+    figures_dir = Path(figures_dir) if figures_dir is not None else _repo_figures_dir()
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt, metadata in (("pdf", {"CreationDate": None}), ("png", {})):
+        path = figures_dir / f"{name}.{fmt}"
+        fd, tmp = tempfile.mkstemp(dir=figures_dir, prefix=f".{name}.", suffix=f".{fmt}.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        paths.append(path)
+    return paths
+
+
+# --- Figures 4-7: from run records (lpnb.experiment) ----------------------------------------
+METHOD_STYLE = {"supervised": ("Fully supervised", "#7f7f7f"), "network": ("Network prediction + weights", "#ff7f0e"),
+                "lp": ("Ours (diffusion + weights)", "#1f77b4"), "gtg": ("GTG + weights", "#8c564b"),
+                "mt": ("Mean Teacher", "#2ca02c"), "mt+lp": ("Mean Teacher + ours", "#d62728")}
+
+
+def _stage2(record):
+    return [h for h in record["history"] if h["stage"] == 2]
+
+
+def plot_figure4(record):
+    """Pseudo-label accuracy (%) on the unlabeled images per stage-2 epoch: diffusion (eq. 7) vs network (eq. 1)."""
+    hist = _stage2(record)
+    if not hist:
+        raise ValueError(f"run {record['run_id']} has no stage 2: Figure 4 needs a run of method 'lp'")
+    epochs = [h["epoch"] for h in hist]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(epochs, [h["pseudo_label_acc"] for h in hist], color="#1f77b4", label="Diffusion (7)")
+    ax.plot(epochs, [h["network_acc"] for h in hist], color="#ff7f0e", label="Network (1)")
+    ax.set(xlabel="epoch", ylabel="pseudo-label accuracy (%)",
+           title=f"{record['dataset'].upper()}, {record['labels']} labels")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_figure5(record):
+    """Histograms of omega for unlabeled images at the recorded epochs, correct (blue) vs incorrect (red)."""
+    hists = record["omega_histograms"]
+    if not hists:
+        raise ValueError(f"run {record['run_id']} recorded no omega histograms: Figure 5 needs a run of method 'lp'")
+    fig, axes = plt.subplots(1, len(hists), figsize=(4 * len(hists), 3.2), sharey=True, squeeze=False)
+    for ax, h in zip(axes[0], hists):
+        edges = np.asarray(h["edges"])
+        width = np.diff(edges)
+        ax.bar(edges[:-1], h["correct"], width, align="edge", color="#1f77b4", alpha=0.7, label="correct")
+        ax.bar(edges[:-1], h["incorrect"], width, align="edge", color="#d62728", alpha=0.7, label="incorrect")
+        ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']}", xlim=(0, 1))
+    axes[0, 0].set_ylabel("number of unlabeled images")
+    axes[0, 0].legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_figure6(table, paper=None):
+    """Error (%) vs number of labels per method: ours as solid lines with std bars, the paper's dashed.
+
+    `table` is `lpnb.experiment.summarize(records)`; `paper` the DataFrame of results/paper/table2.csv.
+    """
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for method, (name, color) in METHOD_STYLE.items():
+        ours = table[(table.method == method) & table.use_omega & table.use_zeta & (table.metric == "top1")].sort_values("labels")
+        if len(ours):
+            ax.errorbar(ours.labels, ours.ours_mean, yerr=ours.ours_std, color=color, marker="o", capsize=3, label=name)
+        if paper is not None:
+            theirs = paper[(paper.method == method) & (paper.metric == "top1")].sort_values("labels")
+            if len(theirs):
+                ax.plot(theirs.labels, theirs.error, color=color, ls="--", marker="x", alpha=0.6,
+                        label=None if len(ours) else f"{name} (paper)")
+    ax.set_xscale("log")
+    ticks = sorted(set(table.labels) | (set(paper.labels) if paper is not None else set()))
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="number of labeled images", ylabel="error (%)", title="CIFAR-10: ours solid, paper dashed")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_figure7(record, data, n_images=12):
+    """The wrong pseudo-labels with the highest omega: image, predicted class and omega (Figure 7).
+
+    `data` is the `lpnb.data.ImageData` the run used (for the images and class names).
+    """
+    mistakes = record["confident_mistakes"][:n_images]
+    if not mistakes:
+        raise ValueError(f"run {record['run_id']} recorded no wrong pseudo-labels: Figure 7 needs a run of method 'lp'")
+    cols = min(6, len(mistakes))
+    rows = -(-len(mistakes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, mistakes):
+        img = data.train_images[m["index"]]
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        ax.set_title(f"{data.classes[m['pseudo_label']][:5]}({m['omega']:.2f})", fontsize=8, y=-0.25)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

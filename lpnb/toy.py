@@ -1,0 +1,42 @@
+"""The 2-D toy data of the paper's Figures 1 and 3: a few classes on curved manifolds.
+
+Each class is one arm of a spiral, a noisy curved 1-D manifold in the plane; the arms
+interleave, so nearby points of different classes are common in Euclidean distance but
+rare along the manifolds, which is what label propagation exploits.
+"""
+import numpy as np
+
+
+def make_toy(n_points=300, n_classes=3, noise=0.05, turns=0.75, seed=0):
+    """Points on `n_classes` interleaved spiral arms, as balanced as `n_points` allows.
+
+    Arm j is r (cos(t + 2 pi j / c), sin(t + 2 pi j / c)) with r uniform in [0.15, 1]
+    and t = 2 pi turns r, plus isotropic Gaussian noise of std `noise`.
+    Returns points (n, 2) float32 and labels (n,) int64; class sizes differ by at most 1.
+    """
+    if n_classes < 2 or n_points < n_classes:
+        raise ValueError(f"need n_classes >= 2 and n_points >= n_classes, got {n_points} points, {n_classes} classes")
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_points) % n_classes
+    r = rng.uniform(0.15, 1.0, n_points)
+    angle = 2 * np.pi * (turns * r + labels / n_classes)
+    points = r[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    points += noise * rng.standard_normal((n_points, 2))
+    return points.astype(np.float32), labels.astype(np.int64)
+
+
+def pick_labeled(labels, n_per_class, seed=0):
+    """Bool mask choosing `n_per_class` random points of every class (seeded).
+
+    For a fixed seed the choices are nested: the points picked for m per class are among
+    those picked for any larger m, so panels with more labels only add labels.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if n_per_class < 1 or n_per_class > counts.min():
+        raise ValueError(f"n_per_class must be in [1, {counts.min()}] (smallest class size), got {n_per_class}")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), bool)
+    for c in classes:
+        mask[rng.permutation(np.flatnonzero(labels == c))[:n_per_class]] = True
+    return mask

@@ -1,0 +1,44 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-papermill,-execution
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Figure 5: distribution of the weights ω
+#
+# Regenerates Figure 5 of Iscen et al. (CVPR 2019): histograms of the certainty weights
+# $\omega_i$ (eq. 11) of the unlabeled CIFAR-10 images (500 labels) at the first epoch of
+# stage 2 and at its middle (epoch 90 of 180 in the paper), split by whether the pseudo-label
+# is correct (blue) or not (red). From the record of our method's run. Writes
+# `figures/figure5.{pdf,png}`.
+
+# %% tags=["parameters"]
+labels = 500
+split = 0
+figures_dir = None   # None: the repository's figures/
+preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SMOKE_TEST=1 forces smoke
+data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
+results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+device = "auto"      # auto | cpu | cuda
+
+# %%
+from lpnb.experiment import make_config, notebook_settings, provenance, run
+from lpnb.plots import plot_figure5, save_figure
+
+settings = notebook_settings(preset, results_dir, figures_dir)
+record = run(make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device),
+             data_root=data_root, results_dir=settings.results_dir)
+print(provenance([record]))
+fig = plot_figure5(record)
+save_figure(fig, "figure5", settings.figures_dir)
+fig
+
+# %% [markdown]
+# Correct pseudo-labels concentrate at high $\omega$ and wrong ones at low $\omega$, more
+# so as training goes on: the weights keep wrong pseudo-labels from dominating the loss.

@@ -1,0 +1,45 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-papermill,-execution
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Figure 6: error versus number of labels on CIFAR-10
+#
+# Regenerates Figure 6 of Iscen et al. (CVPR 2019) from the runs of Table 2 (reused, not
+# retrained): the test error of each method against the number of labeled images, with
+# the paper's numbers as dashed lines. Writes `figures/figure6.{pdf,png}`.
+
+# %% tags=["parameters"]
+labels = [500, 1000, 2000, 4000]
+methods = ["supervised", "network", "lp", "mt", "mt+lp"]
+splits = None        # labeled splits 0..splits-1; None: 10 under the paper preset, else 1
+figures_dir = None   # None: the repository's figures/
+preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SMOKE_TEST=1 forces smoke
+data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
+results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+device = "auto"      # auto | cpu | cuda
+
+# %%
+import pandas as pd
+
+from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, summarize
+from lpnb.plots import plot_figure6, save_figure
+
+settings = notebook_settings(preset, results_dir, figures_dir, splits=splits)
+records = run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset="cifar10",
+                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device)
+print(provenance(records))
+fig = plot_figure6(summarize(records), pd.read_csv(REPO / "results/paper/table2.csv"))
+save_figure(fig, "figure6", settings.figures_dir)
+fig
+
+# %% [markdown]
+# In the paper the gain of diffusion over the other pseudo-labelling methods grows as the
+# number of labels shrinks.

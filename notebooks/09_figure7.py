@@ -1,0 +1,45 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-papermill,-execution
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Figure 7: confident mistakes
+#
+# Regenerates Figure 7 of Iscen et al. (CVPR 2019): the unlabeled CIFAR-10 images (500
+# labels) whose pseudo-label is wrong yet has the highest weight $\omega_i$, at the last
+# epoch of stage 2, with the predicted class and $\omega_i$ under each. From the record of
+# our method's run. Writes `figures/figure7.{pdf,png}`.
+
+# %% tags=["parameters"]
+labels = 500
+split = 0
+figures_dir = None   # None: the repository's figures/
+n_images = 12
+preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SMOKE_TEST=1 forces smoke
+data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
+results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+device = "auto"      # auto | cpu | cuda
+
+# %%
+from lpnb.data import load_dataset
+from lpnb.experiment import make_config, notebook_settings, provenance, run
+from lpnb.plots import plot_figure7, save_figure
+
+settings = notebook_settings(preset, results_dir, figures_dir)
+record = run(make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device),
+             data_root=data_root, results_dir=settings.results_dir)
+print(provenance([record]))
+fig = plot_figure7(record, load_dataset("cifar10", data_root), n_images)
+save_figure(fig, "figure7", settings.figures_dir)
+fig
+
+# %% [markdown]
+# In the paper most confident mistakes are trucks taken for automobiles and birds taken
+# for frogs: classes that look alike at 32x32 pixels.

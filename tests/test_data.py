@@ -1,0 +1,515 @@
+"""Tests of lpnb.data on small data written here in each real format, plus the real CIFAR-10 copy (slow)."""
+import gzip
+import io
+import os
+import pickle
+import tarfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from lpnb import data
+from lpnb.data import ImageData, augment, labeled_indices, load_dataset, normalize, to_device
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+
+
+def random_images(n, h=32, w=32, c=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
+
+
+def png_bytes(image):
+    buf = io.BytesIO()
+    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --- CIFAR in torchvision's pickle format ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_torchvision_cifar_format(tmp_path, monkeypatch, name):
+    # torchvision checks the md5 of the official files; accept any existing file instead
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda f, md5=None: os.path.isfile(f))
+    classes = ["plane", "car", "bird"]
+    train, test = random_images(10, seed=1), random_images(4, seed=2)
+    train_labels, test_labels = [0, 2, 1, 1, 0, 2, 2, 0, 1, 0], [2, 0, 1, 1]
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+
+    def dump(fname, images, labels):
+        rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # CIFAR stores rows of R, G, B planes
+        with open(folder / fname, "wb") as f:
+            pickle.dump({"data": rows, label_key: labels}, f)
+
+    if name == "cifar10":
+        folder = tmp_path / "cifar-10-batches-py"
+        folder.mkdir()
+        for b in range(5):
+            dump(f"data_batch_{b + 1}", train[2 * b:2 * b + 2], train_labels[2 * b:2 * b + 2])
+        dump("test_batch", test, test_labels)
+        meta = ("batches.meta", {"label_names": classes})
+    else:
+        folder = tmp_path / "cifar-100-python"
+        folder.mkdir()
+        dump("train", train, train_labels)
+        dump("test", test, test_labels)
+        meta = ("meta", {"fine_label_names": classes})
+    with open(folder / meta[0], "wb") as f:
+        pickle.dump(meta[1], f)
+
+    d = load_dataset(name, tmp_path, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(d.train_images, train)
+    np.testing.assert_array_equal(d.test_images, test)
+    np.testing.assert_array_equal(d.train_labels, train_labels)
+    np.testing.assert_array_equal(d.test_labels, test_labels)
+    assert d.train_labels.dtype == np.int64 and d.classes == classes
+    assert d.mean == data.CIFAR_STATS[name][0] and d.std == data.CIFAR_STATS[name][1]
+
+
+# --- class folders: directory tree and tar.gz ---------------------------------------------------
+
+FOLDER_CLASSES = ["dog", "airplane", "cat"]  # written in this order; class index follows sorted names
+
+
+def write_class_folders(root, name, as_tar, train_stems=None):
+    """Write train/<class>/<stem>.png and test/<class>/<nnnn>.png; return what was written."""
+    train = random_images(9, seed=3)
+    train_cls = np.array([2, 0, 1, 1, 2, 0, 0, 1, 2])  # index into FOLDER_CLASSES
+    stems = train_stems or [f"{i:05d}" for i in range(9)]
+    test = random_images(5, seed=4)
+    test_cls = np.array([1, 0, 2, 0, 1])
+    files = {f"train/{FOLDER_CLASSES[c]}/{s}.png": png_bytes(im) for im, c, s in zip(train, train_cls, stems)}
+    counters = {}
+    for im, c in zip(test, test_cls):
+        k = counters[c] = counters.get(c, -1) + 1
+        files[f"test/{FOLDER_CLASSES[c]}/{k:04d}.png"] = png_bytes(im)
+    if as_tar:
+        with tarfile.open(root / f"{name}.tar.gz", "w:gz") as tar:
+            for path, content in reversed(files.items()):  # an archive order unrelated to the indices
+                info = tarfile.TarInfo(path)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    else:
+        for path, content in files.items():
+            (root / name / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / name / path).write_bytes(content)
+    return train, train_cls, stems, test, test_cls
+
+
+def sorted_label(cls_positions):
+    names = sorted(FOLDER_CLASSES)
+    return np.array([names.index(FOLDER_CLASSES[c]) for c in cls_positions])
+
+
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_class_folders_place_train_images_at_their_index(tmp_path, as_tar):
+    train, train_cls, _, test, test_cls = write_class_folders(tmp_path, "cifar10", as_tar)
+    d = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert d.classes == ["airplane", "cat", "dog"]
+    np.testing.assert_array_equal(d.train_images, train)  # file 0000k.png -> index k
+    np.testing.assert_array_equal(d.train_labels, sorted_label(train_cls))
+    # test set: ordered by (class name, file name)
+    order = sorted(range(len(test)), key=lambda k: (FOLDER_CLASSES[test_cls[k]], k))
+    np.testing.assert_array_equal(d.test_images, test[order])
+    np.testing.assert_array_equal(d.test_labels, sorted_label(test_cls[order]))
+    assert d.mean == data.CIFAR_STATS["cifar10"][0]
+
+
+def test_class_folders_without_a_full_index_are_ordered_by_class_and_name(tmp_path):
+    stems = ["00000", "00001", "00002", "00003", "00004", "00005", "00006", "00007", "00009"]  # 8 missing
+    train, train_cls, stems, _, _ = write_class_folders(tmp_path, "cifar100", True, stems)
+    d = load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
+    order = sorted(range(len(train)), key=lambda k: (FOLDER_CLASSES[train_cls[k]], stems[k]))
+    np.testing.assert_array_equal(d.train_images, train[order])
+    np.testing.assert_array_equal(d.train_labels, sorted_label(train_cls[order]))
+
+
+def test_class_folders_decode_jpeg(tmp_path):
+    image = np.full((32, 32, 3), (200, 30, 90), np.uint8)
+    for split in ("train", "test"):
+        (tmp_path / "cifar10" / split / "frog").mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / "cifar10" / split / "frog" / "00000.jpg", quality=95)
+    d = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert d.train_images.shape == (1, 32, 32, 3) and d.train_images.dtype == np.uint8
+    assert np.abs(d.train_images.astype(int) - image).max() <= 3
+
+
+# --- Mini-ImageNet stand-in: Ravi & Larochelle csv files + images ------------------------------
+
+@pytest.mark.parametrize("layout", ["images", "class_folders"])
+def test_miniimagenet_csv_format(tmp_path, layout):
+    folder = tmp_path / "miniimagenet"
+    folder.mkdir()
+    written = {}  # file name -> (wnid, expected 84x84 image)
+    rng = np.random.default_rng(5)
+    # one class per csv file; n03 has the real 600 images per class, of another size (resized)
+    for csv, wnid, count in (("train", "n02", 12), ("val", "n01", 12), ("test", "n03", 600)):
+        lines = ["filename,label"]
+        for k in range(count):
+            fname = f"{wnid}{k:08d}.jpg"
+            if count == 600:
+                colour = rng.integers(0, 256, 3, dtype=np.uint8)
+                image, expected = np.empty((10, 14, 3), np.uint8), np.empty((84, 84, 3), np.uint8)
+                image[:], expected[:] = colour, colour  # a constant image stays constant when resized
+            else:
+                image = expected = rng.integers(0, 256, (84, 84, 3), dtype=np.uint8)
+            path = folder / ("images" if layout == "images" else wnid) / fname
+            path.parent.mkdir(exist_ok=True)
+            Image.fromarray(image).save(path, format="PNG")  # lossless, whatever the name says
+            written[fname] = (wnid, expected)
+            lines.append(f"{fname},{wnid}")
+        (folder / f"{csv}.csv").write_text("\n".join(lines) + "\n")
+
+    d = load_dataset("miniimagenet", tmp_path, cache_dir=tmp_path / "cache")
+    assert d.classes == ["n01", "n02", "n03"]
+    assert d.train_images.shape == (520, 84, 84, 3) and d.test_images.shape == (104, 84, 84, 3)
+    np.testing.assert_array_equal(np.bincount(d.train_labels), [10, 10, 500])
+    np.testing.assert_array_equal(np.bincount(d.test_labels), [2, 2, 100])
+    # every image written is in exactly one of train and test, with its class
+    unseen = {}
+    for fname, (wnid, expected) in written.items():
+        unseen.setdefault((wnid, expected.tobytes()), []).append(fname)
+    test_files = []
+    for split, images, labels in (("train", d.train_images, d.train_labels),
+                                  ("test", d.test_images, d.test_labels)):
+        for image, label in zip(images, labels):
+            fname = unseen[d.classes[label], image.tobytes()].pop()
+            if split == "test" and fname.startswith("n03"):
+                test_files.append(fname)
+    assert not any(unseen.values())
+    assert test_files != [f"n03{k:08d}.jpg" for k in range(500, 600)]  # drawn at random, not the last 100
+    again = load_dataset("miniimagenet", tmp_path, cache_dir=tmp_path / "cache2")
+    np.testing.assert_array_equal(again.train_images, d.train_images)
+    # mean/std are those of the training images
+    pixels = d.train_images.reshape(-1, 3) / 255
+    np.testing.assert_allclose(d.mean, pixels.mean(0), atol=1e-9)
+    np.testing.assert_allclose(d.std, pixels.std(0), atol=1e-9)
+
+
+def test_miniimagenet_missing_image_names_both_places(tmp_path):
+    folder = tmp_path / "miniimagenet"
+    folder.mkdir()
+    for csv in ("train", "val", "test"):
+        (folder / f"{csv}.csv").write_text("filename,label\nn0100000001.jpg,n01\n")
+    with pytest.raises(FileNotFoundError, match="n0100000001.jpg.*images.*n01"):
+        load_dataset("miniimagenet", tmp_path, cache_dir=tmp_path / "cache")
+
+
+# --- Fashion-MNIST idx files ------------------------------------------------------------------------
+
+def idx_bytes(array):
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">i4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("folder,gz", [("fashion-mnist", False), ("FashionMNIST/raw", True)])
+def test_fashion_mnist_idx_files(tmp_path, monkeypatch, folder, gz):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "absent")
+    rng = np.random.default_rng(6)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (7, 28, 28), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, 7, dtype=np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3, dtype=np.uint8)}
+    (tmp_path / folder).mkdir(parents=True)
+    for stem, array in arrays.items():
+        if gz:
+            (tmp_path / folder / f"{stem}.gz").write_bytes(gzip.compress(idx_bytes(array)))
+        else:
+            (tmp_path / folder / stem).write_bytes(idx_bytes(array))
+    d = load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(d.train_images, arrays["train-images-idx3-ubyte"][..., None])
+    np.testing.assert_array_equal(d.test_images, arrays["t10k-images-idx3-ubyte"][..., None])
+    np.testing.assert_array_equal(d.train_labels, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(d.test_labels, arrays["t10k-labels-idx1-ubyte"])
+    assert d.train_labels.dtype == np.int64 and len(d.classes) == 10
+    x = arrays["train-images-idx3-ubyte"] / 255
+    np.testing.assert_allclose(d.mean, [x.mean()], atol=1e-9)
+    np.testing.assert_allclose(d.std, [x.std()], atol=1e-9)
+
+
+@pytest.mark.skipif(not (data.FASHION_MNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_debian_package(tmp_path):
+    d = load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
+    assert d.train_images.shape == (60000, 28, 28, 1) and d.test_images.shape == (10000, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(d.train_labels), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(d.test_labels), [1000] * 10)
+
+
+# --- the cache --------------------------------------------------------------------------------------
+
+def test_second_load_comes_from_the_cache(tmp_path, monkeypatch):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    first = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+    def fail(_):
+        raise AssertionError("the source was decoded again")
+    monkeypatch.setattr(data, "_decode_image", fail)
+    second = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert isinstance(second.train_images, np.memmap) and not second.train_images.flags.writeable
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(getattr(first, key), getattr(second, key))
+    assert (second.classes, second.mean, second.std) == (first.classes, first.mean, first.std)
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    # a changed source (mtime) is decoded again
+    os.utime(tmp_path / "cifar10.tar.gz", ns=(0, 0))
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_interrupted_cache_write_leaves_no_entry(tmp_path, monkeypatch):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    save, calls = np.save, []
+
+    def save_then_fail(f, a):
+        calls.append(1)
+        if len(calls) == 3:
+            f.write(b"partial")
+            raise KeyboardInterrupt
+        save(f, a)
+    monkeypatch.setattr(np, "save", save_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(np, "save", save)
+    [entry] = (tmp_path / "cache").iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["train_images.npy", "train_labels.npy"]  # no tmp, no meta
+    d = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert d.test_images.shape == (5, 32, 32, 3)
+
+
+# --- missing data and defaults ----------------------------------------------------------------------
+
+def test_missing_data_says_what_to_get_and_where(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    message = str(err.value)
+    for text in (str(tmp_path), "torchvision.datasets.CIFAR10(", "download=True",
+                 "cifar-10-python.tar.gz", "cifar10.tar.gz", "train/<class>/"):
+        assert text in message
+    with pytest.raises(FileNotFoundError, match="(?s)train.csv.*meta-learning-lstm.*miniimagenet/images"):
+        load_dataset("miniimagenet", tmp_path)
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="(?s)apt-get install dataset-fashion-mnist.*FashionMNIST"):
+        load_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_download_goes_through_torchvision_when_nothing_is_found(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeCIFAR10:  # stands in for torchvision.datasets.CIFAR10's download
+        base_folder = torchvision.datasets.CIFAR10.base_folder
+
+        def __init__(self, root, download):
+            calls.append((root, download))
+            write_class_folders(root, "cifar10", as_tar=True)
+    monkeypatch.setitem(data.TORCHVISION, "cifar10", FakeCIFAR10)
+    d = load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
+    assert calls == [(tmp_path, True)] and len(d.train_images) == 9
+    load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
+    assert len(calls) == 1  # a local copy is not fetched again
+
+
+def test_default_paths_follow_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LPNB_DATA_ROOT", str(tmp_path / "d"))
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "c"))
+    assert data.default_data_root() == tmp_path / "d" and data.default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("LPNB_DATA_ROOT")
+    monkeypatch.delenv("LPNB_CACHE_DIR")
+    expected = next((p for p in (REPO / "data", SHARED) if p.is_dir()), REPO / "data")
+    assert data.default_data_root() == expected
+    assert data.default_cache_dir() == Path.home() / ".cache" / "lpnb"
+
+
+# --- labeled splits ---------------------------------------------------------------------------------
+
+def toy_data(labels, classes=("a_b", "c", "d e")):
+    labels = np.asarray(labels, np.int64)
+    images = np.zeros((len(labels), 4, 4, 3), np.uint8)
+    return ImageData("toy", images, labels, images[:1], labels[:1], list(classes), (0.5,) * 3, (0.25,) * 3)
+
+
+def test_paper_split_file_is_read(tmp_path):
+    d = toy_data([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    folder = tmp_path / "labels" / "toy" / "3_balanced_labels"
+    folder.mkdir(parents=True)
+    (folder / "11.txt").write_text("7_c.png c\n3_a_b.png a_b\n2_d e.png d e\n")
+    idx = labeled_indices(d, 3, 1, root=tmp_path, results_dir=tmp_path / "results")
+    np.testing.assert_array_equal(idx, [2, 3, 7])
+    assert idx.dtype == np.int64 and not (tmp_path / "results").exists()
+
+
+def test_paper_split_with_wrong_class_is_an_error(tmp_path):
+    d = toy_data([0, 1, 2, 0, 1, 2])
+    folder = tmp_path / "labels" / "toy" / "2_balanced_labels"
+    folder.mkdir(parents=True)
+    (folder / "10.txt").write_text("0_a_b.png a_b\n1_d e.png d e\n")
+    with pytest.raises(ValueError, match="image 1 is labeled 'd e'.*is 'c'"):
+        labeled_indices(d, 2, 0, root=tmp_path)
+
+
+def test_seeded_balanced_split_is_written_and_reloaded(tmp_path):
+    labels = np.random.default_rng(7).integers(0, 3, 60)
+    d = toy_data(labels)
+    results = tmp_path / "results"
+    idx = labeled_indices(d, 9, 2, root=tmp_path, results_dir=results)
+    assert idx.dtype == np.int64 and np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(np.bincount(labels[idx]), [3, 3, 3])
+    path = results / "splits" / "toy" / "9" / "2.txt"
+    lines = path.read_text().splitlines()
+    assert sorted(lines) == sorted(f"{i}_{d.classes[labels[i]]}.png {d.classes[labels[i]]}" for i in idx)
+    # the file is what later runs read, and the draw itself is seeded
+    np.testing.assert_array_equal(labeled_indices(d, 9, 2, root=tmp_path, results_dir=results), idx)
+    path.write_text("\n".join(lines[::-1]) + "\n")
+    np.testing.assert_array_equal(labeled_indices(d, 9, 2, root=tmp_path, results_dir=results), idx)
+    path.unlink()
+    np.testing.assert_array_equal(labeled_indices(d, 9, 2, root=tmp_path, results_dir=results), idx)
+    other = labeled_indices(d, 9, 3, root=tmp_path, results_dir=results)
+    assert not np.array_equal(other, idx)
+
+
+def test_unbalanced_split_request_is_an_error(tmp_path):
+    d = toy_data([0, 1, 2] * 5)
+    with pytest.raises(ValueError, match="multiple of the number of classes"):
+        labeled_indices(d, 7, 0, root=tmp_path, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="fewer than"):
+        labeled_indices(d, 18, 0, root=tmp_path, results_dir=tmp_path)
+
+
+# --- device, augmentation, normalisation ------------------------------------------------------------
+
+def test_to_device_gives_channels_last_nchw_from_a_readonly_memmap(tmp_path):
+    images = random_images(4, 5, 6, 3)
+    np.save(tmp_path / "x.npy", images)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = to_device(mm, "cpu")
+    assert x.shape == (4, 3, 5, 6) and x.dtype == torch.uint8
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(x.numpy(), images.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="uint8"):
+        to_device(images.astype(np.float32), "cpu")
+
+
+def shifted_copies(image, pad=4):
+    """All 9 x 9 x 2 translations (reflect padding) and flips of one HWC image, by numpy."""
+    h, w, _ = image.shape
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    out = []
+    for dy in range(-pad, pad + 1):
+        for dx in range(-pad, pad + 1):
+            moved = padded[pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+            out += [(dy, dx, False, moved), (dy, dx, True, moved[:, ::-1])]
+    return out
+
+
+def test_cifar_augmentation_is_a_reflect_translation_and_flip():
+    image = random_images(1, 12, 12, 3, seed=8)[0]
+    x = to_device(np.repeat(image[None], 300, axis=0), "cpu")
+    out = augment(x, "cifar", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    candidates = shifted_copies(image)
+    found = []
+    for o in out.permute(0, 2, 3, 1).numpy():
+        matches = [c[:3] for c in candidates if np.array_equal(c[3], o)]
+        assert len(matches) == 1
+        found.append(matches[0])
+    assert len(set(found)) > 100  # 162 possibilities, 300 draws
+    flips = np.mean([f[2] for f in found])
+    assert 0.35 < flips < 0.65
+
+
+def test_augmentation_is_reproducible_with_a_generator():
+    x = to_device(random_images(16, 84, 84, 3, seed=9), "cpu")
+    for kind in ("cifar", "miniimagenet"):
+        a = augment(x, kind, torch.Generator().manual_seed(1))
+        b = augment(x.contiguous(), kind, torch.Generator().manual_seed(1))  # memory format does not matter
+        c = augment(x, kind, torch.Generator().manual_seed(2))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+    assert augment(x, "none") is x
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(x, "autoaugment")
+
+
+def test_miniimagenet_augmentation_is_a_small_rotation_crop_and_flip():
+    # encode each pixel's position: channel 0 = row, 1 = column, 2 = 255 (0 marks zero fill)
+    rows, cols = np.meshgrid(np.arange(84), np.arange(84), indexing="ij")
+    image = np.stack([rows, cols, np.full_like(rows, 255)], -1).astype(np.uint8)
+    x = to_device(np.repeat(image[None], 40, axis=0), "cpu")
+    out = augment(x, "miniimagenet", torch.Generator().manual_seed(3))
+    assert out.shape == (40, 3, 84, 84) and out.dtype == torch.uint8
+    out = out.permute(0, 2, 3, 1).numpy().astype(float)
+    dets, angles, shifts, filled = [], [], [], 0
+    for o in out:
+        valid = o[..., 2] == 255
+        assert np.all(o[~valid] == 0)
+        filled += (~valid).sum()
+        # source position ~ A @ (row, col) + t: a rotation (maybe mirrored) by <= 10 degrees
+        design = np.column_stack([rows[valid], cols[valid], np.ones(valid.sum())])
+        coef, *_ = np.linalg.lstsq(design, o[valid][:, :2], rcond=None)
+        A, t = coef[:2].T, coef[2]
+        np.testing.assert_allclose(A.T @ A, np.eye(2), atol=0.03)
+        assert np.abs(design @ coef - o[valid][:, :2]).max() <= 1.0  # nearest neighbour
+        angle = np.degrees(np.arctan2(abs(A[0, 1]), abs(A[0, 0])))
+        centre = np.array([41.5, 41.5])
+        shift = np.linalg.norm(A @ centre + t - centre)  # from the crop offset, up to 8 px per axis
+        assert angle <= 10.5 and shift <= 8 * np.sqrt(2) + 1
+        dets.append(np.linalg.det(A))
+        angles.append(angle)
+        shifts.append(shift)
+    assert filled > 0 and min(dets) < 0 < max(dets)  # zero fill and both flip states occur
+    assert max(angles) > 5 and max(shifts) > 5
+
+
+def test_normalize_matches_the_formula():
+    images = random_images(3, 5, 5, 3, seed=10)
+    x = to_device(images, "cpu")
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    y = normalize(x, mean, std)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    expected = (images / 255 - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(y.permute(0, 2, 3, 1).numpy(), expected, atol=1e-5)
+    z = normalize(x, mean, std, dtype=torch.bfloat16)
+    assert z.dtype == torch.bfloat16
+    np.testing.assert_allclose(z.float().permute(0, 2, 3, 1).numpy(), expected, atol=2e-2)
+    with pytest.raises(ValueError, match="one value per channel"):
+        normalize(x, (0.5,), (0.25,))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augment_on_gpu_matches_cpu():
+    x = to_device(random_images(8, 84, 84, 3, seed=11), "cuda")
+    for kind in ("cifar", "miniimagenet"):
+        gpu = augment(x, kind, torch.Generator().manual_seed(4))  # CPU generator drives the GPU batch
+        cpu = augment(x.cpu(), kind, torch.Generator().manual_seed(4))
+        assert gpu.device.type == "cuda" and torch.equal(gpu.cpu(), cpu)
+
+
+# --- the real CIFAR-10 copy -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("lpnb-cache")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "cifar10.tar.gz").is_file(), reason="../shared/data/cifar10.tar.gz not present")
+def test_real_cifar10_tar_and_paper_split(session_cache):
+    d = load_dataset("cifar10", SHARED, cache_dir=session_cache)
+    assert d.train_images.shape == (50000, 32, 32, 3) and d.test_images.shape == (10000, 32, 32, 3)
+    np.testing.assert_array_equal(np.bincount(d.train_labels), [5000] * 10)
+    np.testing.assert_array_equal(np.bincount(d.test_labels), [1000] * 10)
+    assert d.classes[0] == "airplane" and d.classes[9] == "truck"
+    mean = np.array([d.train_images[..., c].mean() for c in range(3)]) / 255
+    np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=0.002)
+    idx = labeled_indices(d, 4000, 0, root=SHARED)  # the paper's file: classes checked against the images' labels
+    assert len(idx) == 4000
+    np.testing.assert_array_equal(np.bincount(d.train_labels[idx]), [400] * 10)

@@ -1,0 +1,330 @@
+"""Diffusion, pseudo-label weights, GTG and network pseudo-labels (lpnb.diffusion) against
+dense solves and hand-made cases."""
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from lpnb.diffusion import conjugate_gradient, gtg_pseudo_labels, network_pseudo_labels, propagate
+
+
+def blobs(n=240, c=3, d=8, seed=0, spread=0.6):
+    """l2-normalised Gaussian blobs: (features, class of each point)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    x = rng.normal(size=(c, d))[y] + spread * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), y
+
+
+def dense_reference(x, labels, idx, c, k, gamma, alpha):
+    """Everything of eqs. 5-11 with dense numpy: graph, exact solve, weights."""
+    n = len(x)
+    s = x.astype(np.float64) @ x.T
+    np.fill_diagonal(s, -np.inf)
+    nn = np.argsort(-s, axis=1)[:, :k]
+    A = np.zeros((n, n))
+    np.put_along_axis(A, nn, np.maximum(np.take_along_axis(s, nn, 1), 0) ** gamma, 1)
+    W = A + A.T
+    deg = W.sum(1)
+    deg[deg == 0] = 1
+    Wn = W / np.sqrt(np.outer(deg, deg))
+    Y = np.zeros((n, c))
+    for j in range(c):
+        members = idx[labels[idx] == j]
+        Y[members, j] = 1 / len(members)
+    Z = np.linalg.solve(np.eye(n) - alpha * Wn, Y)
+    Z = np.maximum(Z, 0)
+    P = Z / Z.sum(1, keepdims=True)
+    omega = 1 - scipy.stats.entropy(P.T) / np.log(c)
+    omega /= omega.max()
+    pseudo = P.argmax(1)
+    pseudo[idx], omega[idx] = labels[idx], 1
+    zeta = (n / c) / np.bincount(pseudo, minlength=c)
+    return P, pseudo, omega, zeta, np.eye(n) - alpha * Wn, Y
+
+
+def test_conjugate_gradient_matches_dense_solve():
+    rng = np.random.default_rng(1)
+    M = rng.normal(size=(60, 60))
+    A = torch.from_numpy(M @ M.T + 60 * np.eye(60))
+    B = torch.from_numpy(rng.normal(size=(60, 4)))
+    B[:, 2] = 0  # a zero right-hand side: x = 0, no division by zero
+    X, n_iter, res = conjugate_gradient(lambda V: A @ V, B, max_iter=200, tol=1e-10)
+    np.testing.assert_allclose(X.numpy(), np.linalg.solve(A.numpy(), B.numpy()), atol=1e-8)
+    assert n_iter < 200 and res <= 1e-10
+    true_res = np.linalg.norm(B.numpy() - A.numpy() @ X.numpy(), axis=0) / np.maximum(np.linalg.norm(B.numpy(), axis=0), 1e-300)
+    assert true_res.max() < 1e-9 and (X[:, 2] == 0).all()
+
+
+def test_conjugate_gradient_stops_at_max_iter():
+    A = torch.diag(torch.arange(1.0, 51.0, dtype=torch.float64))
+    X, n_iter, res = conjugate_gradient(lambda V: A @ V, torch.ones(50, 2, dtype=torch.float64), max_iter=3)
+    assert n_iter == 3 and res > 1e-3
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.99])
+def test_propagate_matches_dense_solve(alpha):
+    x, y = blobs()
+    idx = np.array([0, 1, 2, 3, 6, 9, 12, 30, 33])  # unbalanced: classes have 4, 2, 3 labels
+    P, pseudo, omega, zeta, M, Y = dense_reference(x, y, idx, 3, k=10, gamma=3.0, alpha=alpha)
+    res = propagate(x, y, idx, k=10, alpha=alpha, max_iter=1000)
+    np.testing.assert_allclose(res.scores, P, atol=1e-3)
+    np.testing.assert_array_equal(res.pseudo_labels, pseudo)
+    np.testing.assert_allclose(res.weights, omega, atol=1e-3)
+    np.testing.assert_allclose(res.class_weights, zeta, rtol=1e-6)
+    assert res.residual < 1e-5 and res.n_iter < 1000
+    assert res.pseudo_labels.dtype == np.int64 and res.weights.dtype == np.float32
+    assert res.scores.dtype == np.float32 and res.class_weights.shape == (3,)
+
+
+def test_propagate_cg_residual_against_dense_system():
+    x, y = blobs(seed=3)
+    idx = np.arange(0, 240, 20)
+    *_, M, Y = dense_reference(x, y, idx, 3, k=10, gamma=3.0, alpha=0.99)
+    # the solution itself, before clipping: repeat propagate's linear solve through its pieces
+    from lpnb.graph import affinity_graph, normalize
+    Wn = normalize(affinity_graph(x, 10))
+    Z, n_iter, res = conjugate_gradient(lambda V: V - 0.99 * (Wn @ V), torch.from_numpy(Y).float(), max_iter=1000)
+    true_res = np.linalg.norm(Y - M @ Z.double().numpy(), axis=0) / np.linalg.norm(Y, axis=0)
+    assert res < 1e-5 and true_res.max() < 1e-4
+    # 20 iterations (the paper's setting) leave a larger residual that CG reports honestly
+    _, _, res20 = conjugate_gradient(lambda V: V - 0.99 * (Wn @ V), torch.from_numpy(Y).float(), max_iter=20)
+    assert propagate(x, y, idx, k=10).residual == pytest.approx(res20, rel=1e-3)
+
+
+def test_mask_and_index_array_agree():
+    x, y = blobs(seed=4)
+    idx = np.arange(0, 240, 16)
+    mask = np.zeros(240, bool)
+    mask[idx] = True
+    a, b = propagate(x, y, idx, k=8), propagate(x, y, mask, k=8)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.pseudo_labels, b.pseudo_labels)
+    # labels of unlabeled points are never read
+    y2 = y.copy()
+    y2[~mask] = -7
+    np.testing.assert_array_equal(propagate(x, y2, mask, k=8).scores, a.scores)
+
+
+def test_labeled_rows_keep_label_and_weight_one():
+    x, y = blobs(seed=5, spread=3.0)  # noisy: diffusion disagrees with some labels
+    idx = np.arange(0, 240, 5)
+    res = propagate(x, y, idx, k=10)
+    np.testing.assert_array_equal(res.pseudo_labels[idx], y[idx])
+    assert (res.weights[idx] == 1).all()
+    assert 0 <= res.weights.min() and res.weights.max() == 1
+
+
+def test_isolated_point_gets_zero_weight_not_nan():
+    x, y = blobs(n=60, c=2, d=4, seed=6, spread=0.2)
+    x = np.abs(x)
+    x[0] = -0.5  # (-1/2, ..., -1/2): negative similarity to every other point
+    res = propagate(x, y, np.array([1, 2, 3, 4]), k=5)
+    assert np.isfinite(res.scores).all() and np.isfinite(res.weights).all()
+    assert (res.scores[0] == 0).all() and res.weights[0] == 0 and res.pseudo_labels[0] == 0
+
+
+def test_duplicate_heavy_set():
+    x = np.repeat(np.eye(3, dtype=np.float32), 20, axis=0)  # 3 points, 20 copies each
+    y = np.repeat(np.arange(3), 20)
+    res = propagate(x, y, np.array([0, 20, 40]), k=25)
+    assert np.isfinite(res.scores).all() and np.isfinite(res.weights).all()
+    np.testing.assert_array_equal(res.pseudo_labels, y)
+    res = propagate(np.ones((30, 2), np.float32), np.zeros(30, int), np.array([0]), k=5)
+    assert np.isfinite(res.weights).all()
+
+
+def test_gaussian_graph_on_two_moons_like_data():
+    rng = np.random.default_rng(7)
+    t = rng.uniform(0, np.pi, 200)
+    y = np.arange(200) % 2
+    x = np.stack([np.cos(t) + y, np.sin(t) * (1 - 2 * y) + 0.5 * y], 1) + 0.05 * rng.normal(size=(200, 2))
+    res = propagate(x.astype(np.float32), y, np.array([0, 1]), k=10, graph="gaussian", max_iter=200)
+    assert (res.pseudo_labels == y).mean() > 0.95
+
+
+def test_class_without_labeled_example_warns_and_stays_zero():
+    x, y = blobs(seed=8)
+    idx = np.flatnonzero(y != 2)[:10]
+    with pytest.warns(UserWarning, match=r"classes \[2\] have no labeled example"):
+        res = propagate(x, y, idx, n_classes=3, k=10)
+    assert (res.scores[:, 2] == 0).all()
+    assert res.class_weights[2] == 0 and np.isfinite(res.class_weights).all()
+
+
+def test_k_too_large_warns():
+    x, y = blobs(n=12, c=2)
+    with pytest.warns(UserWarning, match="k=50"):
+        res = propagate(x, y, np.array([0, 1]))
+    assert res.scores.shape == (12, 2)
+
+
+# --- bad input: one test each ---
+
+def test_nan_features():
+    x, y = blobs()
+    x[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        propagate(x, y, np.array([0, 1, 2]))
+
+
+def test_inf_features():
+    x, y = blobs()
+    x[5, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        propagate(x, y, np.array([0, 1, 2]))
+
+
+def test_features_not_2d():
+    with pytest.raises(ValueError, match="2-D"):
+        propagate(np.ones(10), np.zeros(10, int), np.array([0]))
+
+
+def test_labels_wrong_length():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"labels must have shape \(240,\)"):
+        propagate(x, y[:-1], np.array([0, 1, 2]))
+
+
+def test_mask_wrong_length():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"labeled mask must have shape \(240,\)"):
+        propagate(x, y, np.ones(100, bool))
+
+
+def test_index_out_of_range():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"labeled indices must lie in \[0, 240\)"):
+        propagate(x, y, np.array([0, 240]))
+
+
+def test_labeled_not_mask_or_index():
+    x, y = blobs()
+    with pytest.raises(ValueError, match="boolean mask or a 1-D integer"):
+        propagate(x, y, np.array([0.0, 1.0]))
+
+
+def test_labels_not_integer():
+    x, y = blobs()
+    with pytest.raises(ValueError, match="labels must be integers"):
+        propagate(x, y.astype(float), np.array([0, 1, 2]))
+
+
+def test_negative_label():
+    x, y = blobs()
+    y[0] = -1
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+        propagate(x, y, np.array([0, 1, 2]), n_classes=3)
+
+
+def test_label_not_below_n_classes():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        propagate(x, y, np.array([0, 1, 2]), n_classes=2)
+
+
+def test_no_labeled_example():
+    x, y = blobs()
+    with pytest.raises(ValueError, match="no labeled example"):
+        propagate(x, y, np.zeros(240, bool))
+    with pytest.raises(ValueError, match="no labeled example"):
+        propagate(x, y, np.array([], dtype=int))
+
+
+def test_bad_alpha_and_knn():
+    x, y = blobs()
+    with pytest.raises(ValueError, match="alpha"):
+        propagate(x, y, np.array([0, 1, 2]), alpha=1.0)
+    with pytest.raises(ValueError, match="knn"):
+        propagate(x, y, np.array([0, 1, 2]), knn="hnsw")
+
+
+# --- network and GTG pseudo-labels on hand-made cases ---
+
+def test_network_pseudo_labels_by_hand():
+    probs = np.array([[0.1, 0.8, 0.1],      # labeled as class 0 although the network says 1
+                      [1 / 3, 1 / 3, 1 / 3],  # uniform: entropy log 3, omega 0
+                      [0.5, 0.5, 0.0],      # entropy log 2
+                      [0.0, 0.0, 1.0]])     # certain: omega 1
+    res = network_pseudo_labels(probs, np.array([0, 0, 0, 0]), np.array([True, False, False, False]))
+    omega_2 = 1 - math.log(2) / math.log(3)
+    # raw omegas (0.4..., 0, omega_2, 1): the max is 1, so no rescaling; labeled row forced to 1
+    np.testing.assert_allclose(res.weights, [1, 0, omega_2, 1], atol=1e-6)
+    np.testing.assert_array_equal(res.pseudo_labels, [0, 0, 0, 2])  # ties go to the first class
+    np.testing.assert_allclose(res.class_weights, [(4 / 3) / 3, 0, 4 / 3])
+    np.testing.assert_allclose(res.scores, probs, atol=1e-7)
+
+
+def test_network_weights_rescaled_by_max():
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    res = network_pseudo_labels(probs, np.array([1, 0, 0]), np.array([0]))
+    raw = 1 - scipy.stats.entropy(probs.T) / math.log(2)
+    np.testing.assert_allclose(res.weights, [1, raw[1] / raw.max(), raw[2] / raw.max()], atol=1e-6)
+    np.testing.assert_array_equal(res.pseudo_labels, [1, 0, 1])
+
+
+def test_network_pseudo_labels_bad_input():
+    with pytest.raises(ValueError, match="non-negative"):
+        network_pseudo_labels(np.array([[1.5, -0.5], [0.5, 0.5]]), np.array([0, 0]), np.array([0]))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        network_pseudo_labels(np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([2, 0]), np.array([0]))
+
+
+def three_points(theta_deg=30):
+    """a = e1 (class 0), b = e2 (class 1), u at theta from a; k = 2: u is linked to a by
+    w_ua = 2 cos(theta)^gamma and to b by w_ub = 2 sin(theta)^gamma."""
+    t = math.radians(theta_deg)
+    x = np.array([[1, 0], [0, 1], [math.cos(t), math.sin(t)]], np.float32)
+    return x, np.array([0, 1, -1]), np.array([0, 1]), math.cos(t), math.sin(t)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_gtg_replicator_steps_by_hand(steps):
+    # u starts at (1/2, 1/2); payoffs (w_ua, w_ub) are fixed since a and b are fixed, so after
+    # t steps x_u is proportional to (w_ua^t, w_ub^t), i.e. (cos^t, sin^t) for gamma = 1
+    x, y, idx, ca, sb = three_points()
+    res = gtg_pseudo_labels(x, y, idx, k=2, gamma=1.0, max_iter=steps)
+    expected = np.array([ca**steps, sb**steps]) / (ca**steps + sb**steps)
+    np.testing.assert_allclose(res.scores[2], expected, atol=1e-6)
+    np.testing.assert_allclose(res.scores[:2], np.eye(2))
+    assert res.pseudo_labels[2] == 0 and res.n_iter == steps
+
+
+def test_gtg_converges_to_the_stronger_class():
+    x, y, idx, *_ = three_points(theta_deg=70)  # closer to b
+    res = gtg_pseudo_labels(x, y, idx, k=2, gamma=3.0, max_iter=1000, tol=1e-9)
+    np.testing.assert_allclose(res.scores[2], [0, 1], atol=1e-6)
+    assert res.pseudo_labels[2] == 1 and res.weights[2] == pytest.approx(1, abs=1e-5)
+    assert res.n_iter < 1000 and res.residual <= 1e-9
+
+
+def test_gtg_isolated_player_and_missing_class():
+    x, y = blobs(n=60, c=3, d=4, seed=9, spread=0.2)
+    x = np.abs(x)
+    x[0] = -0.5  # no payoff: keeps its uniform start
+    idx = np.flatnonzero(y != 2)[1:6]
+    with pytest.warns(UserWarning, match="no labeled example"):
+        res = gtg_pseudo_labels(x, y, idx, n_classes=3, k=5)
+    np.testing.assert_allclose(res.scores[0], [0.5, 0.5, 0])  # uniform over labeled classes
+    assert res.weights[0] == pytest.approx(1 - math.log(2) / math.log(3), abs=1e-5)  # max is 1
+    assert (res.scores[:, 2] == 0).all() and np.isfinite(res.weights).all()
+
+
+def test_gtg_on_blobs_agrees_with_labels():
+    x, y = blobs(seed=10, spread=0.4)
+    res = gtg_pseudo_labels(x, y, np.arange(0, 240, 25), k=10)
+    assert (res.pseudo_labels == y).mean() > 0.95
+
+
+def test_shared_scoring_rule():
+    # all three pseudo-labelers use the same scores -> weights rule: feed diffusion's scores
+    # to the network path and get the same result back
+    x, y = blobs(seed=11)
+    idx = np.arange(0, 240, 13)
+    res = propagate(x, y, idx, k=10)
+    again = network_pseudo_labels(res.scores, y, idx)
+    np.testing.assert_array_equal(again.pseudo_labels, res.pseudo_labels)
+    np.testing.assert_allclose(again.weights, res.weights, atol=1e-6)
+    np.testing.assert_allclose(again.class_weights, res.class_weights)

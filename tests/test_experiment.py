@@ -1,0 +1,136 @@
+"""End-to-end runs of the training engine on a small CIFAR-like dataset written by the tests."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lpnb import experiment
+from lpnb.experiment import make_config, run, run_id
+
+pytestmark = pytest.mark.slow
+CLASSES = [f"class{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """cifar10/{train,test}/<class>/<index>.png: 30 train and 10 test 32x32 images per class, colour-coded."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    index = 0
+    for split, per_class in (("train", 30), ("test", 10)):
+        for c, name in enumerate(CLASSES):
+            folder = root / "cifar10" / split / name
+            folder.mkdir(parents=True)
+            for j in range(per_class):
+                img = rng.integers(0, 80, (32, 32, 3)) + np.array([25 * c, 255 - 25 * c, 128])[None, None] * 0.6
+                number = index if split == "train" else j
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{number:05d}.png")
+                index += split == "train"
+    return root
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch, data_root):
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
+    return data_root, tmp_path / "results"
+
+
+def smoke(method, **kw):
+    return make_config("smoke", method=method, labels=50, unlabeled_size=200, test_size=100, device="cpu", **kw)
+
+
+@pytest.mark.parametrize("method", ["supervised", "network", "lp", "gtg", "mt", "mt+lp"])
+def test_every_method_runs_end_to_end(env, method):
+    root, results = env
+    rec = run(smoke(method), data_root=root, results_dir=results, progress=False)
+    assert rec["method"] == method and 0 <= rec["test_error"] <= 100
+    assert (rec["n_labeled"], rec["n_unlabeled"], rec["n_test"]) == (50, 200, 100)
+    saved = json.loads((results / "runs" / rec["run_id"] / "record.json").read_text())
+    assert saved["test_error"] == rec["test_error"] and saved["config"]["method"] == method
+    stages = [h["stage"] for h in rec["history"]]
+    if method in ("supervised", "mt"):
+        assert stages == [1, 1] and rec["base_run"] is None
+    else:  # stage 2 continues the shared stage-1 run
+        assert stages == [1, 1, 2, 2]
+        base = json.loads((results / "runs" / rec["base_run"] / "record.json").read_text())
+        assert base["method"] == ("mt" if method == "mt+lp" else "supervised")
+        assert rec["history"][:2] == base["history"] and rec["stage1_test_error"] == base["test_error"]
+        assert all(0 <= h["pseudo_label_acc"] <= 100 and 0 <= h["network_acc"] <= 100 for h in rec["history"][2:])
+        assert [h["epoch"] for h in rec["omega_histograms"]] == [0, 1]
+        hist = rec["omega_histograms"][0]
+        assert sum(hist["correct"]) + sum(hist["incorrect"]) == 200
+        mistakes = rec["confident_mistakes"]
+        assert all(m["pseudo_label"] != m["label"] for m in mistakes)
+        assert [m["omega"] for m in mistakes] == sorted((m["omega"] for m in mistakes), reverse=True)
+    if method.startswith("mt"):
+        assert "teacher_test_error" in rec["history"][-1]
+
+
+def test_table1_variants_share_stage1_and_have_distinct_ids(env):
+    root, results = env
+    ids = {run_id(smoke("lp", use_omega=o, use_zeta=z)) for o in (True, False) for z in (True, False)}
+    assert len(ids) == 4
+    a = run(smoke("lp", use_omega=False), data_root=root, results_dir=results, progress=False)
+    b = run(smoke("network"), data_root=root, results_dir=results, progress=False)
+    assert a["base_run"] == b["base_run"] and "noomega" in a["run_id"]
+    assert len(list((results / "runs").glob("*supervised*"))) == 1
+
+
+def test_finished_run_is_loaded_not_recomputed(env, monkeypatch):
+    root, results = env
+    first = run(smoke("lp"), data_root=root, results_dir=results, progress=False)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", lambda *a, **k: pytest.fail("retrained a finished run"))
+    assert run(smoke("lp"), data_root=root, results_dir=results, progress=False) == first
+
+
+def test_corrupt_checkpoint_is_reported_not_used(env):
+    root, results = env
+    cfg = smoke("supervised")
+    run_dir = results / "runs" / run_id(cfg)
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(RuntimeError, match="corrupt or incomplete"):
+        run(cfg, data_root=root, results_dir=results, progress=False)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(env, tmp_path):
+    root, results = env
+    kw = dict(epochs_stage1=2, epochs_stage2=6)
+    reference = run(smoke("lp", **kw), data_root=root, results_dir=tmp_path / "reference", progress=False)
+
+    cmd = [sys.executable, "-m", "lpnb.cli", "run", "--preset", "smoke", "--method", "lp", "--labels", "50",
+           "--unlabeled-size", "200", "--test-size", "100", "--device", "cpu", "--epochs-stage1", "2",
+           "--epochs-stage2", "6", "--data-root", str(root), "--results-dir", str(results)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(Path(experiment.__file__).parents[1])},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = results / "runs" / reference["run_id"] / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (ckpt.parent / "record.json").exists(), "the run finished before it could be killed"
+
+    resumed = run(smoke("lp", **kw), data_root=root, results_dir=results, progress=False)
+    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [(1, 0), (1, 1)] + [(2, e) for e in range(6)]
+    assert resumed["test_error"] == pytest.approx(reference["test_error"])
+    np.testing.assert_allclose([h["loss"] for h in resumed["history"]], [h["loss"] for h in reference["history"]], rtol=1e-5)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="unknown method"):
+        make_config("smoke", method="fixmatch")
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="unknown config field"):
+        make_config("smoke", learning_rate=0.1)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        make_config("smoke", dataset="svhn")

@@ -1,0 +1,203 @@
+"""k-NN search and affinity graph (lpnb.graph) against dense numpy computations."""
+import numpy as np
+import pytest
+import torch
+
+from lpnb import graph
+
+needs_faiss = pytest.mark.skipif(graph.faiss is None, reason="faiss not installed")
+BACKENDS = ["torch", pytest.param("faiss", marks=needs_faiss)]
+
+
+def unit_points(n=300, d=16, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def dense_knn(x, k, metric):
+    """Brute force in float64 with numpy: (values, indices), self excluded, best first."""
+    x = x.astype(np.float64)
+    if metric == "dot":
+        s = -(x @ x.T)
+    else:
+        s = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(s, np.inf)
+    idx = np.argsort(s, axis=1, kind="stable")[:, :k]
+    vals = np.take_along_axis(s, idx, 1)
+    return (-vals if metric == "dot" else vals), idx
+
+
+def dense_affinity(x, k, gamma):
+    """W = A + A^T of eq. (9), dense."""
+    s, idx = dense_knn(x, k, "dot")
+    A = np.zeros((len(x), len(x)))
+    np.put_along_axis(A, idx, np.maximum(s, 0) ** gamma, 1)
+    return A + A.T
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_knn_matches_brute_force(backend, metric):
+    x = unit_points() * (1 if metric == "dot" else 3)
+    D, I = graph.knn(x, 10, backend=backend, metric=metric)
+    D_ref, I_ref = dense_knn(x, 10, metric)
+    assert I.shape == (300, 10) and D.dtype == torch.float32 and I.dtype == torch.int64
+    np.testing.assert_array_equal(I.numpy(), I_ref)  # continuous random data: no ties
+    np.testing.assert_allclose(D.numpy(), D_ref, atol=2e-5)
+
+
+@needs_faiss
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_faiss_and_torch_give_the_same_graph(metric):
+    x = unit_points(400, 8, seed=1)
+    kind = "dot" if metric == "dot" else "gaussian"
+    W_f = graph.to_scipy(graph.affinity_graph(x, 12, kind=kind, sigma=0.5, backend="faiss"))
+    W_t = graph.to_scipy(graph.affinity_graph(x, 12, kind=kind, sigma=0.5, backend="torch"))
+    assert (W_f != 0).sum() == (W_t != 0).sum()
+    np.testing.assert_allclose(W_f.toarray(), W_t.toarray(), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_duplicates_self_removed_by_index(backend):
+    # every point three times: for row i the two other copies tie with i itself and may rank first
+    base = unit_points(50, 6, seed=2)
+    x = np.concatenate([base, base, base])
+    D, I = graph.knn(x, 4, backend=backend)
+    rows = np.arange(150)
+    assert not (I.numpy() == rows[:, None]).any()
+    copies = np.sort(I.numpy()[:, :2], axis=1)
+    expected = np.sort(np.stack([(rows + 50) % 150, (rows + 100) % 150], 1), axis=1)
+    np.testing.assert_array_equal(copies, expected)
+    np.testing.assert_allclose(D.numpy()[:, :2], 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_all_identical_points(backend):
+    # all 20 similarities tie: self may fall out of the k+1 results; still k others, never self
+    x = np.ones((20, 4), np.float32) / 2
+    D, I = graph.knn(x, 5, backend=backend)
+    assert I.shape == (20, 5)
+    assert not (I.numpy() == np.arange(20)[:, None]).any()
+    assert all(len(set(row)) == 5 for row in I.numpy())
+    W = graph.to_scipy(graph.normalize(graph.affinity_graph(x, 5, backend=backend)))
+    assert np.isfinite(W.data).all()
+
+
+def test_k_too_large_is_clamped_with_warning():
+    x = unit_points(8, 3)
+    with pytest.warns(UserWarning, match="k=20"):
+        D, I = graph.knn(x, 20)
+    assert I.shape == (8, 7)
+    assert all(sorted(row) == sorted(set(range(8)) - {i}) for i, row in enumerate(I.tolist()))
+
+
+def test_knn_queries():
+    x, q = unit_points(100, 5, seed=3), unit_points(7, 5, seed=4)
+    D, I = graph.knn(x, 3, queries=q)
+    ref = np.argsort(-(q @ x.T), axis=1)[:, :3]
+    np.testing.assert_array_equal(I.numpy(), ref)
+    with pytest.raises(ValueError, match="dimensions"):
+        graph.knn(x, 3, queries=q[:, :4])
+
+
+@needs_faiss
+def test_approx_recall():
+    # clustered data, as descriptors are: the IVF index must find nearly all exact neighbours
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(20, 16))
+    x = (centers[rng.integers(0, 20, 4000)] + 0.3 * rng.normal(size=(4000, 16))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    _, I = graph.knn(x, 10, approx=True)
+    _, I_ref = graph.knn(x, 10)
+    recall = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(I.numpy(), I_ref.numpy())])
+    assert recall > 0.9
+    assert not (I.numpy() == np.arange(4000)[:, None]).any()
+
+
+def test_approx_without_faiss_warns_and_is_exact(monkeypatch):
+    monkeypatch.setattr(graph, "faiss", None)
+    x = unit_points(60, 4)
+    with pytest.warns(UserWarning, match="approx=True needs faiss"):
+        D, I = graph.knn(x, 5, approx=True)
+    np.testing.assert_array_equal(I.numpy(), dense_knn(x, 5, "dot")[1])
+    with pytest.raises(ValueError, match="faiss is not installed"):
+        graph.knn(x, 5, backend="faiss")
+
+
+def test_affinity_graph_matches_dense():
+    x = unit_points(200, 8, seed=6)
+    x[:20] *= -1  # some negative similarities: [.]_+ must clip them
+    W = graph.to_scipy(graph.affinity_graph(x, 15, gamma=3.0)).toarray()
+    np.testing.assert_allclose(W, dense_affinity(x, 15, 3.0), atol=1e-6)
+    assert np.allclose(W, W.T) and (np.diag(W) == 0).all() and (W >= 0).all()
+
+
+def test_gaussian_graph_matches_dense():
+    x = np.random.default_rng(7).normal(size=(150, 2)).astype(np.float32)
+    d2, idx = dense_knn(x, 6, "l2")
+    sigma = np.sqrt(d2).mean()
+    A = np.zeros((150, 150))
+    np.put_along_axis(A, idx, np.exp(-d2 / sigma**2), 1)
+    W = graph.to_scipy(graph.affinity_graph(x, 6, kind="gaussian")).toarray()
+    np.testing.assert_allclose(W, A + A.T, atol=1e-5)
+    W2 = graph.to_scipy(graph.affinity_graph(x, 6, kind="gaussian", sigma=2.0)).toarray()
+    A2 = np.zeros((150, 150))
+    np.put_along_axis(A2, idx, np.exp(-d2 / 4.0), 1)
+    np.testing.assert_allclose(W2, A2 + A2.T, atol=1e-5)
+
+
+def test_normalize_matches_dense_with_isolated_point():
+    x = unit_points(100, 5, seed=8)
+    x[0] = -x[1:].mean(0) / np.linalg.norm(x[1:].mean(0))  # opposite to the others...
+    x[1:] = 0.2 * x[1:] - x[0]  # ...which cluster around -x[0]: all its similarities are < 0
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    W = graph.affinity_graph(x, 5)
+    Wd = graph.to_scipy(W).toarray()
+    assert Wd[0].sum() == 0  # isolated: zero degree
+    deg = Wd.sum(1)
+    deg[deg == 0] = 1
+    ref = Wd / np.sqrt(deg)[:, None] / np.sqrt(deg)[None, :]
+    Wn = graph.to_scipy(graph.normalize(W)).toarray()
+    np.testing.assert_allclose(Wn, ref, atol=1e-6)
+    assert np.isfinite(Wn).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_rejected(bad):
+    x = unit_points(20, 3)
+    x[4, 1] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        graph.knn(x, 3)
+
+
+def test_bad_shapes_and_arguments():
+    with pytest.raises(ValueError, match="2-D"):
+        graph.knn(np.ones(10), 3)
+    with pytest.raises(ValueError, match="at least"):
+        graph.knn(np.ones((1, 3)), 1)
+    with pytest.raises(ValueError, match="k must be"):
+        graph.knn(unit_points(10, 3), 0)
+    with pytest.raises(ValueError, match="metric"):
+        graph.knn(unit_points(10, 3), 2, metric="cosine")
+    with pytest.raises(ValueError, match="kind"):
+        graph.affinity_graph(unit_points(10, 3), 2, kind="rbf")
+    with pytest.raises(ValueError, match="sigma"):
+        graph.affinity_graph(unit_points(10, 3), 2, kind="gaussian", sigma=0.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_matches_cpu():
+    x = torch.from_numpy(unit_points(500, 16, seed=9))
+    for backend in ["torch", "auto"]:
+        W_gpu = graph.normalize(graph.affinity_graph(x.cuda(), 10, backend=backend))
+        assert W_gpu.is_cuda
+        W_cpu = graph.normalize(graph.affinity_graph(x, 10, backend="torch"))
+        np.testing.assert_allclose(graph.to_scipy(W_gpu).toarray(), graph.to_scipy(W_cpu).toarray(), atol=1e-5)
+
+
+def test_normalize_explicit_zero_row():
+    # a stored zero in an otherwise empty row: degree 0 must be treated as 1, not give 0 * inf
+    W = graph._csr(torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 1]), torch.tensor([0.0, 2.0, 2.0]), (3, 3))
+    Wn = graph.to_scipy(graph.normalize(W)).toarray()
+    np.testing.assert_allclose(Wn, [[0, 0, 0], [0, 0, 1], [0, 1, 0]])

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from lpnb.models import build_model, num_parameters
+
+
+def test_cnn13_matches_the_paper_network():
+    model = build_model("cnn13", 10)
+    assert 3.0e6 < num_parameters(model) < 3.2e6  # "about 3.1M parameters" (DESIGN.md)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 9 and all(hasattr(m, "parametrizations") for m in convs)  # 9 conv + ... all weight-normalised
+    assert [c.kernel_size[0] for c in convs] == [3] * 7 + [1, 1] and convs[6].padding == (0, 0)
+    model.eval()
+    logits, aux, v = model(torch.randn(4, 3, 32, 32))
+    assert logits.shape == (4, 10) and aux is None and v.shape == (4, 128)
+    torch.testing.assert_close(v.norm(dim=1), torch.ones(4))
+
+
+def test_mean_teacher_variant_has_two_heads_and_no_l2_layer():
+    model = build_model("cnn13", 100, width=0.125, l2_normalize=False, two_heads=True).eval()
+    logits, aux, v = model(torch.randn(3, 3, 32, 32))
+    assert logits.shape == aux.shape == (3, 100) and v.shape == (3, 16)
+    assert not torch.allclose(v.norm(dim=1), torch.ones(3))
+    assert not torch.allclose(logits, aux)
+
+
+def test_width_multiplier_and_grayscale_input():
+    model = build_model("cnn13", 10, width=0.25, in_channels=1).eval()
+    _, _, v = model(torch.randn(2, 1, 28, 28))
+    assert v.shape == (2, 32)
+    assert num_parameters(model) < num_parameters(build_model("cnn13", 10)) / 10
+
+
+def test_resnet18_on_84px_images():
+    model = build_model("resnet18", 100).eval()
+    logits, _, v = model(torch.randn(2, 3, 84, 84))
+    assert logits.shape == (2, 100) and v.shape == (2, 512)
+
+
+def test_bad_arch_and_width():
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_model("vgg", 10)
+    with pytest.raises(ValueError, match="width"):
+        build_model("resnet18", 10, width=0.5)

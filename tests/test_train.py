@@ -1,0 +1,120 @@
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lpnb.diffusion import PseudoLabels
+from lpnb.experiment import make_config
+from lpnb.models import build_model
+from lpnb.train import (Trainer, confident_mistakes, cosine_lr, labeled_batches, omega_histogram,
+                        sigmoid_rampup, two_stream_batches)
+
+
+def test_cosine_schedule_reaches_zero_at_210_and_stops_at_180():
+    assert cosine_lr(0.05, 0, 210) == pytest.approx(0.05)
+    assert cosine_lr(0.05, 105, 210) == pytest.approx(0.025)
+    assert cosine_lr(0.05, 180, 210) == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 180 / 210)))
+    assert cosine_lr(0.05, 210, 210) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sigmoid_rampup():
+    assert sigmoid_rampup(0, 5) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(5, 5) == 1.0 and sigmoid_rampup(50, 5) == 1.0 and sigmoid_rampup(3, 0) == 1.0
+
+
+def test_two_stream_batches_cover_unlabeled_once_and_cycle_labeled():
+    labeled, unlabeled = torch.arange(0, 7), torch.arange(7, 107)
+    g = torch.Generator().manual_seed(0)
+    batches = two_stream_batches(labeled, unlabeled, batch_size=15, labeled_batch_size=5, generator=g)
+    assert len(batches) == 10  # 100 unlabeled / 10 per batch
+    assert all(len(b) == 15 and set(b[:5].tolist()) <= set(range(7)) and min(b[5:].tolist()) >= 7 for b in batches)
+    seen_unlabeled = torch.cat([b[5:] for b in batches])
+    assert sorted(seen_unlabeled.tolist()) == list(range(7, 107))
+    counts = np.bincount(torch.cat([b[:5] for b in batches]).numpy(), minlength=7)
+    assert counts.min() >= 7 and counts.max() <= 8  # 50 labeled slots over 7 images: every image cycles
+
+
+def test_two_stream_batches_need_one_full_batch():
+    with pytest.raises(ValueError, match="cannot fill one batch"):
+        two_stream_batches(torch.arange(3), torch.arange(3, 6), 10, 5, torch.Generator())
+
+
+def test_labeled_batches_are_one_pass():
+    batches = labeled_batches(torch.arange(250), 100, torch.Generator().manual_seed(1))
+    assert [len(b) for b in batches] == [100, 100] and len(set(torch.cat(batches).tolist())) == 200
+
+
+def _trainer(method="lp", n=40, classes=4):
+    cfg = make_config("smoke", method=method, labels=8, device="cpu", amp=False, channels_last=False, compile=False)
+    model = build_model("cnn13", classes, width=0.125, l2_normalize=method != "mt", two_heads=method == "mt")
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(n) % classes
+    labeled = torch.arange(n) < 8
+    return Trainer(cfg, model, images, labels, labeled, mean=(0.5,) * 3, std=(0.25,) * 3, aug="cifar",
+                   num_classes=classes, device=torch.device("cpu"))
+
+
+def test_step_is_the_weighted_cross_entropy_of_eq_12():
+    torch.manual_seed(0)
+    tr = _trainer()
+    tr.model.eval()  # no dropout / BN noise: the loss is a deterministic function of the weights
+    x = torch.randn(6, 3, 32, 32)
+    targets = torch.tensor([0, 1, 2, 3, 0, 1])
+    weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 0.25, 1.0])
+    loss = tr._step(x, None, targets, weights, 0.0)
+    with torch.no_grad():
+        logits = tr.model(x)[0]
+    expected = (weights * F.cross_entropy(logits, targets, reduction="none")).sum() / 6
+    torch.testing.assert_close(loss, expected)
+    assert all(p.grad is not None for p in tr.model.parameters() if p.requires_grad)
+
+
+def test_mean_teacher_ema_update():
+    tr = _trainer("mt")
+    before = [p.detach().clone() for p in tr.teacher.parameters()]
+    with torch.no_grad():
+        for p in tr.model.parameters():
+            p.add_(1.0)
+    for _ in range(3):
+        tr._update_teacher()
+    # steps 1..3: decay min(1 - 1/step, 0.97) = 0, 0.5, 0.667: the teacher equals the student after the first
+    for t, s in zip(tr.teacher.parameters(), tr.model.parameters()):
+        torch.testing.assert_close(t, s)
+    tr.ema_steps = 1000
+    with torch.no_grad():
+        for p in tr.model.parameters():
+            p.add_(1.0)
+    old = [t.clone() for t in tr.teacher.parameters()]
+    tr._update_teacher()
+    for t, o, s in zip(tr.teacher.parameters(), old, tr.model.parameters()):
+        torch.testing.assert_close(t, 0.97 * o + 0.03 * s)
+    assert len(before) == len(old)
+
+
+def test_refresh_pseudo_labels_applies_omega_and_zeta_switches():
+    torch.manual_seed(0)
+    tr = _trainer("lp")
+    pl, probs, _, _ = tr.refresh_pseudo_labels()
+    assert probs.shape == (40, 4)
+    np.testing.assert_array_equal(tr.targets.numpy()[:8], (np.arange(8) % 4))  # labeled keep their label
+    expected = pl.weights * pl.class_weights[pl.pseudo_labels]
+    np.testing.assert_allclose(tr.weights.numpy(), expected, rtol=1e-6)
+    tr.cfg = make_config("smoke", method="lp", labels=8, use_omega=False, use_zeta=False, device="cpu", amp=False,
+                         channels_last=False, compile=False)
+    tr.refresh_pseudo_labels()
+    np.testing.assert_array_equal(tr.weights.numpy(), np.ones(40))
+
+
+def test_omega_histogram_and_confident_mistakes():
+    pl = PseudoLabels(pseudo_labels=np.array([0, 1, 1, 0, 1]), weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95], np.float32),
+                      class_weights=np.ones(2, np.float32), scores=np.zeros((5, 2), np.float32), n_iter=0, residual=0.0)
+    labels = np.array([0, 1, 0, 1, 1])
+    labeled = np.array([True, False, False, False, False])
+    h = omega_histogram(pl, labels, labeled, bins=10)
+    assert sum(h["correct"]) == 2 and sum(h["incorrect"]) == 2  # unlabeled only
+    assert h["incorrect"][2] == 1 and h["incorrect"][7] == 1 and h["correct"][9] == 2
+    wrong = confident_mistakes(pl, labels, labeled, train_index=np.array([10, 11, 12, 13, 14]), top=5)
+    assert [w["index"] for w in wrong] == [13, 12] and wrong[0]["pseudo_label"] == 0 and wrong[0]["label"] == 1
