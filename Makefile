@@ -21,7 +21,7 @@ reproduce: setup
 	$(BIN)/lpnb reproduce --preset $(PRESET)
 
 test: setup
-	SMOKE_TEST=1 $(BIN)/python -m pytest -q tests --nbval-lax notebooks
+	SMOKE_TEST=1 LPNB_SMOKE_DIR=$$(mktemp -d) $(BIN)/python -m pytest -q tests --nbval-lax notebooks
 
 benchmark: setup
 	$(BIN)/python benchmarks/propagate_speed.py

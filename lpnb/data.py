@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ("cifar10", "cifar100", "miniimagenet", "fashion-mnist")

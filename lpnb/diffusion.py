@@ -41,6 +41,12 @@ class PseudoLabels:
     residual: float = 0.0
 
 
+def _divide(a, b):
+    """a / b where b > 0, else 0 (zero rows, zero columns: no NaN)."""
+    positive = b > 0
+    return torch.where(positive, a / torch.where(positive, b, torch.ones_like(b)), torch.zeros_like(a))
+
+
 def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
     """Validated (labels as int64 numpy, sorted labeled indices, number of classes c)."""
     labels = torch.as_tensor(labels).cpu().numpy()
@@ -78,7 +84,7 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0):
     n, c = scores.shape
     Z = scores.float().clamp_min(0)
     mass = Z.sum(1, keepdim=True)
-    P = Z / torch.where(mass > 0, mass, torch.ones_like(mass))
+    P = _divide(Z, mass)
     omega = 1 - torch.special.entr(P).sum(1) / math.log(c) if c > 1 else torch.ones(n, device=P.device)
     omega = torch.where(mass[:, 0] > 0, omega.clamp_min(0), torch.zeros_like(omega))
     if omega.max() > 0:
@@ -108,11 +114,11 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6):
     while n_iter < max_iter and residual > tol:
         AP = matvec(P)
         pAp = (P * AP).sum(0)
-        step = torch.where(pAp > 0, rs / torch.where(pAp > 0, pAp, torch.ones_like(pAp)), torch.zeros_like(pAp))
+        step = _divide(rs, pAp)
         X += step * P
         R -= step * AP
         rs_new = (R * R).sum(0)
-        P = R + torch.where(rs > 0, rs_new / torch.where(rs > 0, rs, torch.ones_like(rs)), torch.zeros_like(rs)) * P
+        P = R + _divide(rs_new, rs) * P
         rs = rs_new
         residual = (rs.sqrt() / b_norm).max().item()
         n_iter += 1
@@ -169,25 +175,26 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     eq. (9). Labeled players play their class; unlabeled ones start uniform over the classes
     that have a labeled example and follow the replicator dynamics
         x_i(h) <- x_i(h) (W X)_ih / sum_h' x_i(h') (W X)_ih'
-    (a player with zero payoff keeps its strategy) for at most max_iter iterations, until no
-    strategy changes by more than tol in L1. The final strategies are the scores.
+    (a player with zero payoff keeps its strategy; a pure strategy is a fixed point, so the
+    labeled players stay fixed) for at most max_iter iterations, until no strategy changes by
+    more than tol in L1. The final strategies are the scores.
     """
     x = _as_tensor(features)
     x = x.to(device) if device is not None else x
     n = len(x)
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
+    if knn not in ("exact", "approx"):
+        raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
     W = affinity_graph(x, k, gamma=gamma, approx=knn == "approx")
     onehot = F.one_hot(torch.from_numpy(labels[idx]), c).float().to(x.device)
     present = onehot.sum(0) > 0
     X = present.float().expand(n, c) / present.sum()
-    rows = torch.from_numpy(idx).to(x.device)
-    X = X.index_put((rows,), onehot)
+    X = X.index_put((torch.from_numpy(idx).to(x.device),), onehot)
     n_iter, change = 0, 0.0
     while n_iter < max_iter:
         payoff = W @ X
         fitness = (X * payoff).sum(1, keepdim=True)
-        X_new = torch.where(fitness > 0, X * payoff / torch.where(fitness > 0, fitness, 1.0), X)
-        X_new[rows] = onehot
+        X_new = torch.where(fitness > 0, _divide(X * payoff, fitness), X)
         change = (X_new - X).abs().sum(1).max().item()
         X, n_iter = X_new, n_iter + 1
         if change <= tol:
@@ -267,8 +274,7 @@ class LabelPropagation:
         w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))
         votes = (w[..., None] * torch.from_numpy(self.label_distributions_).to(I.device)[I]).sum(1)
         total = votes.sum(1, keepdim=True)
-        c = votes.shape[1]
-        return torch.where(total > 0, votes / torch.where(total > 0, total, 1.0), 1.0 / c).cpu().numpy()
+        return torch.where(total > 0, _divide(votes, total), 1.0 / votes.shape[1]).cpu().numpy()
 
     def predict(self, X):
         return self.classes_[self.predict_proba(X).argmax(1)]

@@ -263,7 +263,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
     show = _progress_enabled(progress)
     epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
     unl = ~labeled_np
-    bar = tqdm(range(state["epoch"], epochs), desc=f"{rid} stage {stage}", disable=not show, mininterval=5,
+    bar = tqdm(range(state["epoch"], epochs), desc=f"{rid} stage {stage}", disable=not show, mininterval=10,
                initial=state["epoch"], total=epochs, file=sys.stderr)
     for epoch in bar:
         entry = {"stage": stage, "epoch": epoch}
@@ -279,7 +279,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
             if epoch == epochs - 1:
                 state["extras"]["confident_mistakes"] = confident_mistakes(pl, labels_np, labeled_np, train_index)
         t0 = time.perf_counter()
-        step_bar = (lambda b: tqdm(b, leave=False, disable=not show, mininterval=5, file=sys.stderr, desc=f"epoch {epoch}"))
+        # a bar per step only in a terminal; notebooks get the epoch bar alone
+        step_bar = (lambda b: tqdm(b, leave=False, disable=not (show and sys.stderr.isatty()), mininterval=1, desc=f"epoch {epoch}"))
         entry["loss"] = trainer.train_epoch(stage, epoch, progress=step_bar)
         t1 = time.perf_counter()
         state["timings"]["train"] += t1 - t0
@@ -382,20 +383,28 @@ def side_by_side(table):
 
 
 def run_rows(rows, labels, splits, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
-             progress=None, **overrides):
+             progress=None, train=True, **overrides):
     """Run every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for every
     label count and split 0..splits-1; returns the records. `labels` may be an int or a list.
-    A dataset that is not on disk is reported once and skipped, so the rest of a table still builds."""
-    records = []
+    train=False only loads the runs already recorded and lists the missing ones. A dataset that is
+    not on disk is reported once and skipped, so the rest of a table still builds."""
+    records, missing = [], []
     for n_labels in [labels] if isinstance(labels, int) else labels:
         for row in rows:
             for split in range(splits):
                 cfg = make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
+                if not train:
+                    record = load_record(cfg, results_dir)
+                    records += [record] if record else []
+                    missing += [] if record else [run_id(cfg)]
+                    continue
                 try:
                     records.append(run(cfg, data_root=data_root, results_dir=results_dir, progress=progress))
                 except FileNotFoundError as e:
                     print(f"skipped {dataset}: {e}")
                     return records
+    if missing:
+        print(f"not run yet ({len(missing)}): " + ", ".join(missing))
     return records
 
 

@@ -25,6 +25,7 @@ preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SM
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
+train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
 from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
@@ -34,7 +35,7 @@ rows = [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", us
         dict(method="lp", use_omega=True, use_zeta=False), dict(method="lp", use_omega=True, use_zeta=True),
         dict(method="gtg"), dict(method="network")]
 records = run_rows(rows, labels, settings.splits, dataset="cifar10", preset=settings.preset, data_root=data_root,
-                   results_dir=settings.results_dir, device=device)
+                   results_dir=settings.results_dir, device=device, train=train)
 table = summarize(records, REPO / "results/paper/table1.csv")
 write_table(table, settings.results_dir / "table1.csv")
 print(provenance(records))

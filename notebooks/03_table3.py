@@ -27,6 +27,7 @@ preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SM
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
+train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
 from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
@@ -35,7 +36,7 @@ records = []
 for dataset in datasets:
     settings = notebook_settings(preset, results_dir, splits=splits, dataset=dataset)
     records += run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset=dataset,
-                        preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device)
+                        preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=train)
 table = summarize(records, REPO / "results/paper/table3.csv")
 write_table(table, settings.results_dir / "table3.csv")
 print(provenance(records))

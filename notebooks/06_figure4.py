@@ -26,6 +26,7 @@ preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SM
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
+train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
 from lpnb.experiment import make_config, notebook_settings, provenance, run

@@ -25,6 +25,7 @@ preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SM
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
+train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
 import pandas as pd
@@ -34,7 +35,7 @@ from lpnb.plots import plot_figure6, save_figure
 
 settings = notebook_settings(preset, results_dir, figures_dir, splits=splits)
 records = run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset="cifar10",
-                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device)
+                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=train)
 print(provenance(records))
 fig = plot_figure6(summarize(records), pd.read_csv(REPO / "results/paper/table2.csv"))
 save_figure(fig, "figure6", settings.figures_dir)

@@ -54,7 +54,8 @@ def test_conjugate_gradient_matches_dense_solve():
     X, n_iter, res = conjugate_gradient(lambda V: A @ V, B, max_iter=200, tol=1e-10)
     np.testing.assert_allclose(X.numpy(), np.linalg.solve(A.numpy(), B.numpy()), atol=1e-8)
     assert n_iter < 200 and res <= 1e-10
-    true_res = np.linalg.norm(B.numpy() - A.numpy() @ X.numpy(), axis=0) / np.maximum(np.linalg.norm(B.numpy(), axis=0), 1e-300)
+    cols = [0, 1, 3]
+    true_res = np.linalg.norm((B - A @ X).numpy()[:, cols], axis=0) / np.linalg.norm(B.numpy()[:, cols], axis=0)
     assert true_res.max() < 1e-9 and (X[:, 2] == 0).all()
 
 

@@ -181,6 +181,8 @@ def test_bad_shapes_and_arguments():
         graph.knn(unit_points(10, 3), 2, metric="cosine")
     with pytest.raises(ValueError, match="kind"):
         graph.affinity_graph(unit_points(10, 3), 2, kind="rbf")
+    with pytest.raises(ValueError, match="gamma"):
+        graph.affinity_graph(unit_points(10, 3), 2, gamma=0)
     with pytest.raises(ValueError, match="sigma"):
         graph.affinity_graph(unit_points(10, 3), 2, kind="gaussian", sigma=0.0)
 

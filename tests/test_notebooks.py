@@ -71,3 +71,37 @@ def test_toy_notebook_writes_figures(name, figure, tmp_path, monkeypatch):
     outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the figure is not shown inline"
     assert not list(tmp_path.glob("*.tmp")), "save_figure left a temporary file"
+
+
+@pytest.fixture()
+def smoke_env(tmp_path, monkeypatch):
+    """SMOKE_TEST=1 with a shared smoke folder (the one `make test` sets, so nbval reuses these runs)."""
+    smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tmp_path)
+    monkeypatch.setenv("SMOKE_TEST", "1")
+    monkeypatch.setenv("LPNB_SMOKE_DIR", str(smoke_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return smoke_dir
+
+
+@pytest.mark.slow
+def test_table2_notebook_writes_its_table(smoke_env, tmp_path):
+    import pandas as pd
+
+    papermill.execute_notebook(NOTEBOOKS / "02_table2.ipynb", tmp_path / "out.ipynb", cwd=str(ROOT), progress_bar=False,
+                               parameters={"labels": 500, "methods": ["supervised", "lp"]})
+    table = pd.read_csv(smoke_env / "results" / "table2.csv")
+    assert {"method", "labels", "ours_mean", "ours_std", "splits", "paper_mean", "paper_std", "preset"} <= set(table.columns)
+    assert sorted(zip(table.method, table.labels)) == [("lp", 500), ("supervised", 500)]
+    assert (table.preset == "smoke").all() and (table.splits == 1).all()
+    assert table.set_index("method").paper_mean.to_dict() == {"supervised": 49.08, "lp": 32.40}
+    assert table.ours_mean.between(0, 100).all()
+    assert not list((ROOT / "results" / "runs").glob("*-smoke-*")), "a smoke run wrote into the committed results"
+
+
+@pytest.mark.slow
+def test_figure_notebook_writes_its_figure(smoke_env, tmp_path):
+    papermill.execute_notebook(NOTEBOOKS / "06_figure4.ipynb", tmp_path / "out.ipynb", cwd=str(ROOT), progress_bar=False)
+    for suffix, magic in ((".pdf", b"%PDF"), (".png", b"\x89PNG")):
+        path = smoke_env / "figures" / f"figure4{suffix}"
+        assert path.stat().st_size > 1000 and path.read_bytes()[:4] == magic
+    assert not list((ROOT / "results" / "runs").glob("*-smoke-*")), "a smoke run wrote into the committed results"
