@@ -11,7 +11,6 @@ Fashion-MNIST comes from the Debian package dataset-fashion-mnist (apt-get insta
 dataset-fashion-mnist), which puts the idx files under /usr/share/datasets/fashion-mnist.
 """
 import argparse
-import gzip
 import os
 import time
 import warnings
@@ -24,25 +23,10 @@ import scipy.sparse.linalg
 import sklearn
 from sklearn.semi_supervised import LabelSpreading
 
+from lpnb.data import load_dataset
 from lpnb.diffusion import propagate
 
 K, GAMMA, ALPHA, MAX_ITER = 50, 3.0, 0.99, 20
-
-
-def read_idx(path):
-    """An idx file (the MNIST format): big-endian int32 dims after a 4-byte magic number."""
-    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = np.frombuffer(data, ">i4", ndim, 4)
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load_fashion_mnist(root):
-    images, labels = (os.path.join(root, f"train-{kind}-idx{d}-ubyte.gz") for kind, d in (("images", 3), ("labels", 1)))
-    if not os.path.exists(images):
-        raise FileNotFoundError(f"{images} not found: apt-get install dataset-fashion-mnist, or pass --root")
-    return read_idx(images).reshape(-1, 784).astype(np.float32) / 255, read_idx(labels).astype(np.int64)
 
 
 def baseline(x, labels, labeled, c):
@@ -76,10 +60,11 @@ def main():
     parser.add_argument("--labels-per-class", type=int, default=10)
     parser.add_argument("--dim", type=int, default=128, help="PCA dimension")
     parser.add_argument("--repeat", type=int, default=1, help="time each method this many times, keep the fastest")
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--root", default=None, help="data root (default: lpnb's; the Debian package is found anyway)")
     args = parser.parse_args()
 
-    images, y = load_fashion_mnist(args.root)
+    data = load_dataset("fashion-mnist", args.root)  # the Debian package's idx files, decoded once and cached
+    images, y = data.train_images.reshape(len(data.train_labels), -1).astype(np.float32) / 255, data.train_labels
     images, y = images[:args.n], y[:args.n]
     n, c = len(y), int(y.max()) + 1
     torch.manual_seed(args.seed)

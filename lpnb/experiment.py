@@ -373,6 +373,8 @@ def provenance(records):
 
 def side_by_side(table):
     """The paper's layout: a row per method, a column per (dataset, labels, metric), 'ours +- std (paper)'."""
+    if table.empty:
+        return table
     def cell(r):
         ours = f"{r.ours_mean:.2f} ± {r.ours_std:.2f}"
         paper = "" if "paper_mean" not in r or r.paper_mean != r.paper_mean else f" ({r.paper_mean:.2f})"

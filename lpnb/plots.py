@@ -159,6 +159,9 @@ METHOD_STYLE = {"supervised": ("Fully supervised", "#7f7f7f"), "network": ("Netw
                 "mt": ("Mean Teacher", "#2ca02c"), "mt+lp": ("Mean Teacher + ours", "#d62728")}
 
 
+SHORT_NAMES = {"automobile": "auto", "airplane": "plane"}  # as Figure 7 of the paper writes them
+
+
 def _stage2(record):
     return [h for h in record["history"] if h["stage"] == 2]
 
@@ -243,7 +246,8 @@ def plot_figure7(record, data, n_images=12):
     for ax, m in zip(axes.flat, mistakes):
         img = data.train_images[m["index"]]
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-        ax.set_title(f"{data.classes[m['pseudo_label']][:5]}({m['omega']:.2f})", fontsize=8, y=-0.25)
+        name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
+        ax.set_title(f"{name}({m['omega']:.2f})", fontsize=8, y=-0.25)
     fig.tight_layout()
     plt.close(fig)
     return fig
