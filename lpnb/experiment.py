@@ -336,27 +336,30 @@ class NotebookSettings:
     results_dir: Path
     figures_dir: Path
     splits: int
+    train: bool
 
 
-def notebook_settings(preset="auto", results_dir=None, figures_dir=None, splits=None, dataset="cifar10"):
+def notebook_settings(preset="auto", results_dir=None, figures_dir=None, splits=None, dataset="cifar10", train=True):
     """Resolve a notebook's parameters. "auto" is the paper preset on CUDA and cpu otherwise; splits
     default to the paper's count (10 for CIFAR-10, 3 otherwise) under the paper preset, else 1.
-    SMOKE_TEST=1 (the CI convention) forces the smoke preset and writes results and figures under
-    $LPNB_SMOKE_DIR (a fresh temporary folder if unset), never over the committed ones."""
+    SMOKE_TEST=1 (the CI convention) forces the smoke preset and train=True (the point is to run
+    every code path, whatever parameters the committed notebook was executed with) and writes
+    results and figures under $LPNB_SMOKE_DIR (a fresh temporary folder if unset), never over
+    the committed ones."""
     if os.environ.get("SMOKE_TEST"):
         import tempfile
         smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
-        preset, results_dir, figures_dir = "smoke", smoke_dir / "results", smoke_dir / "figures"
+        preset, results_dir, figures_dir, train = "smoke", smoke_dir / "results", smoke_dir / "figures", True
     elif preset == "auto":
         preset = "paper" if torch.cuda.is_available() else "cpu"
     splits = splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1)
-    return NotebookSettings(preset, Path(results_dir or default_results_dir()), Path(figures_dir or REPO / "figures"), splits)
+    return NotebookSettings(preset, Path(results_dir or default_results_dir()), Path(figures_dir or REPO / "figures"), splits, train)
 
 
 def provenance(records):
     """A sentence saying what produced these records, and whether it is the paper's protocol."""
     if not records:
-        return "No runs (data missing?)."
+        return "No runs recorded for these cells yet (or their data is missing)."
     presets = sorted({r["preset"] for r in records})
     devices = sorted({r["device"] for r in records})
     data = sorted({r["data"] for r in records})

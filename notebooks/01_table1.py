@@ -30,12 +30,12 @@ train = True         # False: only show the runs already recorded (and list the 
 # %%
 from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
 
-settings = notebook_settings(preset, results_dir, splits=splits)
+settings = notebook_settings(preset, results_dir, splits=splits, train=train)
 rows = [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False, use_zeta=True),
         dict(method="lp", use_omega=True, use_zeta=False), dict(method="lp", use_omega=True, use_zeta=True),
         dict(method="gtg"), dict(method="network")]
 records = run_rows(rows, labels, settings.splits, dataset="cifar10", preset=settings.preset, data_root=data_root,
-                   results_dir=settings.results_dir, device=device, train=train)
+                   results_dir=settings.results_dir, device=device, train=settings.train)
 table = summarize(records, REPO / "results/paper/table1.csv")
 write_table(table, settings.results_dir / "table1.csv")
 print(provenance(records))

@@ -31,9 +31,9 @@ train = True         # False: only show the runs already recorded (and list the 
 # %%
 from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
 
-settings = notebook_settings(preset, results_dir, splits=splits)
+settings = notebook_settings(preset, results_dir, splits=splits, train=train)
 records = run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset="cifar10",
-                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=train)
+                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=settings.train)
 table = summarize(records, REPO / "results/paper/table2.csv")
 write_table(table, settings.results_dir / "table2.csv")
 print(provenance(records))

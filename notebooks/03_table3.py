@@ -34,9 +34,9 @@ from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, side_
 
 records = []
 for dataset in datasets:
-    settings = notebook_settings(preset, results_dir, splits=splits, dataset=dataset)
+    settings = notebook_settings(preset, results_dir, splits=splits, dataset=dataset, train=train)
     records += run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset=dataset,
-                        preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=train)
+                        preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=settings.train)
 table = summarize(records, REPO / "results/paper/table3.csv")
 write_table(table, settings.results_dir / "table3.csv")
 print(provenance(records))

@@ -33,9 +33,9 @@ import pandas as pd
 from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, summarize
 from lpnb.plots import plot_figure6, save_figure
 
-settings = notebook_settings(preset, results_dir, figures_dir, splits=splits)
+settings = notebook_settings(preset, results_dir, figures_dir, splits=splits, train=train)
 records = run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset="cifar10",
-                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=train)
+                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=settings.train)
 print(provenance(records))
 fig = plot_figure6(summarize(records), pd.read_csv(REPO / "results/paper/table2.csv"))
 save_figure(fig, "figure6", settings.figures_dir)

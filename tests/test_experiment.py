@@ -134,3 +134,25 @@ def test_bad_config_is_rejected():
         make_config("smoke", learning_rate=0.1)
     with pytest.raises(ValueError, match="unknown dataset"):
         make_config("smoke", dataset="svhn")
+
+
+def test_notebook_settings_smoke_test_forces_smoke_and_training(monkeypatch, tmp_path):
+    from lpnb.experiment import notebook_settings
+    monkeypatch.setenv("SMOKE_TEST", "1")
+    monkeypatch.setenv("LPNB_SMOKE_DIR", str(tmp_path))
+    s = notebook_settings("paper", results_dir="/committed/results", splits=None, train=False)
+    assert (s.preset, s.results_dir, s.figures_dir, s.splits, s.train) == ("smoke", tmp_path / "results", tmp_path / "figures", 1, True)
+    monkeypatch.delenv("SMOKE_TEST")
+    s = notebook_settings("paper", results_dir=tmp_path, train=False)
+    assert (s.preset, s.splits, s.train) == ("paper", 10, False)
+    assert notebook_settings("paper", dataset="cifar100").splits == 3
+
+
+def test_run_rows_without_training_lists_what_is_missing(env, capsys):
+    from lpnb.experiment import run_rows
+    root, results = env
+    done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    records = run_rows([{"method": "supervised"}, {"method": "lp"}], 50, 1, preset="smoke", results_dir=results,
+                       train=False, unlabeled_size=200, test_size=100, device="cpu")
+    assert [r["run_id"] for r in records] == [done["run_id"]]
+    assert "not run yet (1): cifar10-50-lp-split0-smoke" in capsys.readouterr().out
