@@ -27,7 +27,7 @@ def _run(args):
                  if f.name != "preset" and getattr(args, f.name) is not None}
     cfg = make_config(args.preset, **overrides)
     record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force)
-    top5 = f", top-5 {record['test_error_top5']:.2f}%" if len(record["history"]) and cfg.dataset != "cifar10" else ""
+    top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""
     print(f"{record['run_id']}: test error {record['test_error']:.2f}%{top5} "
           f"({record['n_labeled']} labeled, {record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']})")
 

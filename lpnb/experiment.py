@@ -106,7 +106,11 @@ def make_config(preset="paper", **overrides):
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {[f.name for f in dataclasses.fields(Config)]}")
-    return resolve(Config(preset=preset, **{**PRESETS[preset], **overrides}))
+    preset_fields = dict(PRESETS[preset])
+    arch = overrides.get("arch") or DATASET_DEFAULTS.get(overrides.get("dataset", Config.dataset), (None,) * 4)[3]
+    if arch == "resnet18":  # a preset's width multiplier is for the 13-layer network; ResNet-18 has none
+        preset_fields.pop("width", None)
+    return resolve(Config(preset=preset, **{**preset_fields, **overrides}))
 
 
 def resolve(cfg):
@@ -260,6 +264,11 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
     elif base is not None:  # stage 2 starts from stage 1's weights and optimiser state; the lr schedule restarts
         trainer.load_state_dict(load_checkpoint(results_dir / "runs" / base["run_id"] / "checkpoint.pt", base["run_id"])["trainer"])
 
+    def evaluate(entry):
+        entry["test_error"], entry["test_error_top5"] = trainer.test_error(test_images, test_labels)
+        if trainer.teacher is not None:
+            entry["teacher_test_error"], entry["teacher_test_error_top5"] = trainer.test_error(test_images, test_labels, trainer.teacher)
+
     show = _progress_enabled(progress)
     epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
     unl = ~labeled_np
@@ -273,7 +282,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
             state["timings"]["pseudo_labels"] += t_pl
             entry.update(pseudo_label_acc=float((pl.pseudo_labels[unl] == labels_np[unl]).mean() * 100),
                          network_acc=float((probs.argmax(1).cpu().numpy()[unl] == labels_np[unl]).mean() * 100),
-                         cg_iters=int(getattr(pl, "n_iter", 0) or 0), cg_residual=float(getattr(pl, "residual", 0.0) or 0.0))
+                         cg_iters=pl.n_iter, cg_residual=pl.residual)
             if epoch in cfg.hist_epochs:
                 state["extras"]["omega_histograms"].append({"epoch": epoch, **omega_histogram(pl, labels_np, labeled_np)})
             if epoch == epochs - 1:
@@ -285,9 +294,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
         t1 = time.perf_counter()
         state["timings"]["train"] += t1 - t0
         if (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch == epochs - 1:
-            entry["test_error"], entry["test_error_top5"] = trainer.test_error(test_images, test_labels)
-            if trainer.teacher is not None:
-                entry["teacher_test_error"], entry["teacher_test_error_top5"] = trainer.test_error(test_images, test_labels, trainer.teacher)
+            evaluate(entry)
             state["timings"]["eval"] += time.perf_counter() - t1
             bar.set_postfix(test_error=f"{entry['test_error']:.2f}")
         state["history"].append(entry)
@@ -296,9 +303,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
         save_checkpoint(ckpt, state)
     if epochs == 0:  # a zero-epoch stage still gets its final test error
         entry = {"stage": stage, "epoch": -1}
-        entry["test_error"], entry["test_error_top5"] = trainer.test_error(test_images, test_labels)
-        if trainer.teacher is not None:
-            entry["teacher_test_error"], entry["teacher_test_error_top5"] = trainer.test_error(test_images, test_labels, trainer.teacher)
+        evaluate(entry)
         state["history"].append(entry)
         state["trainer"] = trainer.state_dict()
         save_checkpoint(ckpt, state)

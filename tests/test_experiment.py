@@ -156,3 +156,37 @@ def test_run_rows_without_training_lists_what_is_missing(env, capsys):
                        train=False, unlabeled_size=200, test_size=100, device="cpu")
     assert [r["run_id"] for r in records] == [done["run_id"]]
     assert "not run yet (1): cifar10-50-lp-split0-smoke" in capsys.readouterr().out
+
+
+def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch):
+    """Ravi & Larochelle's csv layout (images/ folder), 4 classes x 24 images at 84x84: the ResNet-18 and
+    the Mini-ImageNet augmentation through both stages, with top-5 error recorded."""
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "data" / "miniimagenet"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = {"train": [], "val": [], "test": []}
+    for c, split in enumerate(["train", "train", "val", "test"]):
+        wnid = f"n0{c}"
+        for j in range(24):
+            name = f"{wnid}{j:08d}.jpg"
+            Image.fromarray(rng.integers(0, 255, (84, 84, 3), dtype=np.uint8)).save(folder / "images" / name)
+            rows[split].append(f"{name},{wnid}")
+    for split, lines in rows.items():
+        (folder / f"{split}.csv").write_text("filename,label\n" + "\n".join(lines) + "\n")
+    cfg = make_config("smoke", dataset="miniimagenet", method="lp", labels=8, unlabeled_size=None, test_size=None,
+                      batch_size=16, labeled_batch_size=8, epochs_stage1=1, epochs_stage2=1, k=5, device="cpu")
+    rec = run(cfg, data_root=tmp_path / "data", results_dir=tmp_path / "results", progress=False)
+    assert rec["config"]["arch"] == "resnet18" and (rec["n_train"], rec["n_test"]) == (80, 16)
+    assert 0 <= rec["test_error_top5"] <= rec["test_error"] <= 100
+    assert [h["stage"] for h in rec["history"]] == [1, 2]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_fast_path_runs_mean_teacher_plus_lp(env):
+    root, results = env
+    rec = run(make_config("smoke", method="mt+lp", labels=50, unlabeled_size=200, test_size=100, device="cuda"),
+              data_root=root, results_dir=results, progress=False)
+    assert rec["config"]["amp"] and rec["config"]["channels_last"] and rec["config"]["compile"]
+    assert 0 <= rec["test_error"] <= 100 and not rec["device"].startswith("cpu")
