@@ -22,7 +22,7 @@
 labels = 500
 split = 0
 figures_dir = None   # None: the repository's figures/
-preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu); SMOKE_TEST=1 forces smoke
+preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda

@@ -105,3 +105,11 @@ def test_figure_notebook_writes_its_figure(smoke_env, tmp_path):
         path = smoke_env / "figures" / f"figure4{suffix}"
         assert path.stat().st_size > 1000 and path.read_bytes()[:4] == magic
     assert not list((ROOT / "results" / "runs").glob("*-smoke-*")), "a smoke run wrote into the committed results"
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path):
+    """`papermill -p name value` only works for names papermill can parse out of the parameters cell."""
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {line.split("=")[0].strip() for line in cell.source.splitlines() if line and not line.startswith("#") and "=" in line}
+    assert set(papermill.inspect_notebook(str(path))) == assigned
