@@ -8,7 +8,6 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
 from lpnb.experiment import REPO, Config, make_config, run
 
@@ -55,7 +54,7 @@ def _reproduce(args):
                if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts]
     runs = {p.parent.name for p in (REPO / "results" / "runs").glob("*/record.json") if p.stat().st_mtime >= started}
     print(f"\nExecuted {len(notebooks)} notebooks in {(time.time() - started) / 60:.1f} min. Wrote:")
-    for p in written + [nb for nb in notebooks]:
+    for p in written + notebooks:
         print(f"  {p.relative_to(REPO)}")
     print(f"  {len(runs)} new run records under results/runs/")
 

@@ -174,13 +174,17 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call write(binary file) on a temporary file next to path, then rename it to path."""
+def atomic_write(path, write) -> None:
+    """Call write(binary file) on a temporary file next to path, flush it to disk, then rename
+    it to path: a crash or kill leaves either the old file or the new one, never a partial one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -193,10 +197,10 @@ def _write_cache(cache: Path, name, arrays, classes, source):
     train_images = arrays[0]
     mean, std = CIFAR_STATS[name] if name in CIFAR_STATS else _channel_stats(train_images)
     for key, array in zip(("train_images", "train_labels", "test_images", "test_labels"), arrays):
-        _atomic_write(cache / f"{key}.npy", lambda f, a=array: np.save(f, a))
+        atomic_write(cache / f"{key}.npy", lambda f, a=array: np.save(f, a))
     meta = {"name": name, "source": source, "classes": list(classes),
             "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
-    _atomic_write(cache / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write(cache / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
 
 def _channel_stats(images: np.ndarray):
@@ -361,7 +365,7 @@ def labeled_indices(data: ImageData, n_labels: int, split: int, *, root=None, re
         idx = _balanced_split(data.train_labels, len(data.classes), n_labels, split)
         lines = "".join(f"{i}_{data.classes[data.train_labels[i]]}.png {data.classes[data.train_labels[i]]}\n"
                         for i in idx)
-        _atomic_write(ours, lambda f: f.write(lines.encode()))
+        atomic_write(ours, lambda f: f.write(lines.encode()))
     return _read_split(ours, data, n_labels)
 
 

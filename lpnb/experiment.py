@@ -150,20 +150,11 @@ def default_results_dir():
 
 # --- files ------------------------------------------------------------------------------
 def write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    lpdata.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 def save_checkpoint(path, state):
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    lpdata.atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, expected_run_id):
@@ -450,9 +441,5 @@ def summarize(records, paper_csv=None):
 
 def write_table(df, path):
     """Atomic CSV write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    lpdata.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
+    return Path(path)

@@ -9,7 +9,6 @@ Teacher variants drop it and get a second classifier head (the "dual output tric
 second head; `descriptor` is the vector that feeds the classifier (l2-normalised when the
 l2 layer is on).
 """
-import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn

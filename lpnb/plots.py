@@ -3,14 +3,14 @@
 Figure functions return a closed pyplot figure: it shows inline when it is a notebook
 cell's value (not twice), and pyplot keeps no reference to it.
 """
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from lpnb.data import atomic_write
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
                 "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -131,7 +131,7 @@ def save_figure(fig, name, figures_dir=None, dpi=200):
 
     figures_dir defaults to the repository's figures/ (found from lpnb's location), so the
     result does not depend on the current directory. Each file is written to a temporary
-    file in the same directory and moved into place with os.replace.
+    file in the same directory and moved into place (`lpnb.data.atomic_write`).
     """
     if not name or Path(name).name != name or Path(name).suffix:
         raise ValueError(f"name must be a bare file name without extension, e.g. 'figure1', got {name!r}")
@@ -140,15 +140,7 @@ def save_figure(fig, name, figures_dir=None, dpi=200):
     paths = []
     for fmt, metadata in (("pdf", {"CreationDate": None}), ("png", {})):
         path = figures_dir / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=figures_dir, prefix=f".{name}.", suffix=f".{fmt}.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata))
         paths.append(path)
     return paths
 
