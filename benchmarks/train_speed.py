@@ -2,7 +2,8 @@
 
 (a) fast path: the `lpnb.train.Trainer` of a stage-2 epoch (B = 100, B_L = 50): uint8 images
     resident on the device, batched augmentation there, bf16 autocast, channels_last and
-    torch.compile (each on by default on CUDA);
+    torch.compile with CUDA graphs (each on by default on CUDA; --compile-mode default
+    compiles without CUDA graphs);
 (b) conventional: torchvision transforms on PIL images through a DataLoader with 2 workers,
     fp32, the same network and optimiser.
 Prints images/s of both and their ratio, the time of one stage-2 epoch of the fast path, and
@@ -76,18 +77,21 @@ def main():
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile-mode", default="reduce-overhead",
+                   help="torch.compile mode of the fast path: reduce-overhead (CUDA graphs, lpnb's CUDA default) or default")
     args = p.parse_args()
     device = torch.device(args.device)
     data = load_dataset("cifar10", args.data_root)
     on_cuda = device.type == "cuda"
     cfg = make_config("paper", labels=args.labels, width=args.width, device=args.device, amp=on_cuda,
-                      channels_last=on_cuda, compile=on_cuda,
+                      channels_last=on_cuda, compile=on_cuda and (args.compile_mode == "default" or args.compile_mode),
                       unlabeled_size=None if args.images is None else args.images - args.labels)
     labeled_all = labeled_indices(data, cfg.labels, 0)
     index = select_training_images(len(data.train_labels), labeled_all, cfg.unlabeled_size, seed=0)
     images, labels = np.ascontiguousarray(data.train_images[index]), np.asarray(data.train_labels[index])
     print(f"device: {torch.cuda.get_device_name(device) if on_cuda else 'cpu'}; {len(index)} CIFAR-10 (JPEG q95 copy) "
-          f"training images, {cfg.labels} labeled; 13-layer net width {cfg.width}; B={cfg.batch_size}, B_L={cfg.labeled_batch_size}")
+          f"training images, {cfg.labels} labeled; 13-layer net width {cfg.width}; B={cfg.batch_size}, B_L={cfg.labeled_batch_size}; "
+          f"torch.compile: {cfg.compile}")
 
     trainer = Trainer(cfg, build_model("cnn13", 10, width=cfg.width), to_device(images, device),
                       torch.as_tensor(labels, device=device), torch.as_tensor(np.isin(index, labeled_all), device=device),

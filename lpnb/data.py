@@ -473,6 +473,6 @@ def normalize(x: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) ->
     """(x / 255 - mean) / std per channel, for uint8 NCHW images; computed in float32, returned as dtype."""
     if len(mean) != x.shape[1] or len(std) != x.shape[1]:
         raise ValueError(f"mean and std need one value per channel ({x.shape[1]}), got {mean} and {std}")
-    mean = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)  # no copy if already there
+    std = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     return ((x.float() / 255 - mean) / std).to(dtype)

@@ -85,7 +85,7 @@ class Config:
     device: str = "auto"
     amp: bool | None = None
     channels_last: bool | None = None
-    compile: bool | None = None
+    compile: bool | str | None = None   # True, or a torch.compile mode (CUDA default: "reduce-overhead", CUDA graphs)
 
 
 PRESETS = {

@@ -184,9 +184,10 @@ def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch)
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
-def test_cuda_fast_path_runs_mean_teacher_plus_lp(env):
+@pytest.mark.parametrize("compile", [None, True])  # None: the CUDA default, CUDA graphs
+def test_cuda_fast_path_runs_mean_teacher_plus_lp(env, compile):
     root, results = env
-    rec = run(make_config("smoke", method="mt+lp", labels=50, unlabeled_size=200, test_size=100, device="cuda"),
+    rec = run(make_config("smoke", method="mt+lp", labels=50, unlabeled_size=200, test_size=100, device="cuda", compile=compile),
               data_root=root, results_dir=results, progress=False)
-    assert rec["config"]["amp"] and rec["config"]["channels_last"] and rec["config"]["compile"]
+    assert rec["config"]["amp"] and rec["config"]["channels_last"] and rec["config"]["compile"] == (compile or "reduce-overhead")
     assert 0 <= rec["test_error"] <= 100 and not rec["device"].startswith("cpu")

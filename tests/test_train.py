@@ -46,14 +46,21 @@ def test_labeled_batches_are_one_pass():
     assert [len(b) for b in batches] == [100, 100] and len(set(torch.cat(batches).tolist())) == 200
 
 
-def _trainer(method="lp", n=40, classes=4):
-    cfg = make_config("smoke", method=method, labels=8, device="cpu", amp=False, channels_last=False, compile=False)
+def _trainer(method="lp", n=40, classes=4, **switches):
+    switches = {"amp": False, "channels_last": False, "compile": False, **switches}
+    cfg = make_config("smoke", method=method, labels=8, device="cpu", **switches)
     model = build_model("cnn13", classes, width=0.125, l2_normalize=method != "mt", two_heads=method == "mt")
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
     labels = torch.arange(n) % classes
     labeled = torch.arange(n) < 8
     return Trainer(cfg, model, images, labels, labeled, mean=(0.5,) * 3, std=(0.25,) * 3, aug="cifar",
                    num_classes=classes, device=torch.device("cpu"))
+
+
+def test_speed_ups_default_to_off_on_cpu():
+    tr = _trainer(amp=None, channels_last=None, compile=None)
+    assert (tr.cfg.amp, tr.cfg.channels_last, tr.cfg.compile, tr.cuda_graphs) == (False, False, False, False)
+    assert tr.mean.device == tr.images.device and tr.mean.tolist() == [0.5] * 3  # normalisation constants on the device
 
 
 def test_step_is_the_weighted_cross_entropy_of_eq_12():

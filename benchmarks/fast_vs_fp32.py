@@ -1,0 +1,68 @@
+"""Do the speed-ups change the results? The same short LP runs on one device, fast path vs plain fp32.
+
+fast:  bf16 autocast, channels_last, torch.compile with CUDA graphs (the CUDA defaults of
+       `lpnb.train.Trainer`; --compile-modes adds other compile modes);
+plain: fp32 (PyTorch's defaults otherwise), no channels_last, no compile.
+Each path runs the same configurations with several seeds; the script prints every run's
+test error and time and, per path, the mean and spread over seeds. The fast path keeps the
+meaning of the results when its mean sits within the seed-to-seed spread of the plain one.
+
+    python benchmarks/fast_vs_fp32.py --data-root ../shared/data            # CUDA: the short preset below
+    python benchmarks/fast_vs_fp32.py --preset smoke --seeds 0 --device cpu  # the code path, in minutes
+"""
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from lpnb.experiment import make_config, run
+
+# short: the paper's network and batches, 10,000 unlabeled images, 30 + 10 epochs
+SHORT = dict(unlabeled_size=10000, epochs_stage1=30, epochs_stage2=10, eval_every=0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="paper", help="base preset; 'paper' gets the short overrides above")
+    p.add_argument("--labels", type=int, default=4000)
+    p.add_argument("--method", default="lp")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile-modes", nargs="+", default=["reduce-overhead"],
+                   help="torch.compile modes of the fast path, one fast path each (reduce-overhead is lpnb's CUDA default)")
+    p.add_argument("--json", default=None, help="also write the runs' figures to this file")
+    args = p.parse_args()
+    overrides = SHORT if args.preset == "paper" else {}
+    paths = {f"fast, compile {mode}": dict(amp=True, channels_last=True, compile=mode == "default" or mode)
+             for mode in args.compile_modes}
+    paths["plain fp32"] = dict(amp=False, channels_last=False, compile=False)
+    rows = []
+    for seed in args.seeds:
+        for name, switches in paths.items():
+            cfg = make_config(args.preset, labels=args.labels, method=args.method, seed=seed, device=args.device,
+                              **overrides, **switches)
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as results:  # the run ids of both paths are the same
+                rec = run(cfg, data_root=args.data_root, results_dir=results, progress=False)
+            rows.append({"path": name, "seed": seed, "test_error": rec["test_error"],
+                         "stage1_test_error": rec["stage1_test_error"], "seconds": time.perf_counter() - t0,
+                         "device": rec["device"], "run_id": rec["run_id"]})
+            print(f"{name:26s} seed {seed}: test error {rec['test_error']:.2f}% (stage 1 {rec['stage1_test_error']:.2f}%), "
+                  f"{rows[-1]['seconds']:.0f} s", flush=True)
+    print(f"\n{rows[0]['device']}; {args.preset} preset{f' with {overrides}' if overrides else ''}, "
+          f"{args.labels} labels, method {args.method}")
+    for name in paths:
+        err = np.array([r["test_error"] for r in rows if r["path"] == name])
+        print(f"{name:26s}: test error {err.mean():.2f} +- {err.std(ddof=1) if len(err) > 1 else float('nan'):.2f} "
+              f"over seeds {args.seeds}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
