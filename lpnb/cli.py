@@ -1,7 +1,8 @@
 """Command line: `lpnb run ...` trains one experiment; `lpnb reproduce` re-executes every notebook.
 
 Every field of `lpnb.experiment.Config` is a flag (`--epochs-stage2 30`, `--use-omega false`);
-values are read as JSON where they parse (numbers, true/false, null, lists), else as strings.
+values are read as JSON where they parse (numbers, true/false, null, lists; Python's True/False/None
+too), else as strings; a value of the wrong type for its field is an error.
 """
 import argparse
 import dataclasses
@@ -15,6 +16,9 @@ NOTEBOOKS = REPO / "notebooks"
 
 
 def _value(text):
+    """A flag's value: JSON where it parses (3, 0.5, [0, 7], true), Python's True/False/None too, else the string."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -12,11 +12,13 @@ the methods built on them, and Table 1's six rows train stage 1 once.
 import dataclasses
 import hashlib
 import json
+import numbers
 import os
 import platform
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -113,8 +115,20 @@ def make_config(preset="paper", **overrides):
     return resolve(Config(preset=preset, **{**preset_fields, **overrides}))
 
 
+def _check_types(cfg):
+    """Each field must hold its annotated type: a string "False" for a bool would silently mean True."""
+    widen = {int: numbers.Integral, float: numbers.Real, tuple: (tuple, list)}
+    for name, hint in typing.get_type_hints(Config).items():
+        allowed = typing.get_args(hint) or (hint,)
+        value = getattr(cfg, name)
+        if not isinstance(value, tuple(widen.get(t, t) for t in allowed)) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"config field {name} must be {names}, got {value!r} ({type(value).__name__})")
+
+
 def resolve(cfg):
     """Fill the dataset-dependent defaults and check the values."""
+    _check_types(cfg)
     if cfg.dataset not in DATASET_DEFAULTS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}: choose one of {sorted(DATASET_DEFAULTS)}")
     if cfg.method not in METHODS:
@@ -313,7 +327,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
         "confident_mistakes": state["extras"].get("confident_mistakes", []),
         "n_train": len(train_index), "n_labeled": int(labeled_np.sum()), "n_unlabeled": int(unl.sum()),
         "n_test": len(test_index), "data": f"{cfg.dataset} from {Path(data.source).name}",
-        "timings": {"stage1": (base or {}).get("timings", {}), **state["timings"]},
+        "timings": {**({"stage1": base["timings"]} if base else {}), **state["timings"]},
         "base_run": base["run_id"] if base else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_environment(device),

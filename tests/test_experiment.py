@@ -56,12 +56,13 @@ def test_every_method_runs_end_to_end(env, method):
     assert saved["test_error"] == rec["test_error"] and saved["config"]["method"] == method
     stages = [h["stage"] for h in rec["history"]]
     if method in ("supervised", "mt"):
-        assert stages == [1, 1] and rec["base_run"] is None
+        assert stages == [1, 1] and rec["base_run"] is None and "stage1" not in rec["timings"]
     else:  # stage 2 continues the shared stage-1 run
         assert stages == [1, 1, 2, 2]
         base = json.loads((results / "runs" / rec["base_run"] / "record.json").read_text())
         assert base["method"] == ("mt" if method == "mt+lp" else "supervised")
         assert rec["history"][:2] == base["history"] and rec["stage1_test_error"] == base["test_error"]
+        assert rec["timings"]["stage1"] == base["timings"] and rec["timings"]["train"] > 0
         assert all(0 <= h["pseudo_label_acc"] <= 100 and 0 <= h["network_acc"] <= 100 for h in rec["history"][2:])
         assert [h["epoch"] for h in rec["omega_histograms"]] == [0, 1]
         hist = rec["omega_histograms"][0]
@@ -134,6 +135,20 @@ def test_bad_config_is_rejected():
         make_config("smoke", learning_rate=0.1)
     with pytest.raises(ValueError, match="unknown dataset"):
         make_config("smoke", dataset="svhn")
+    for field, value in [("use_omega", "False"), ("labels", 2.5), ("labels", True), ("width", "x"), ("amp", "no")]:
+        with pytest.raises(ValueError, match=f"config field {field} must be"):
+            make_config("smoke", **{field: value})
+    cfg = make_config("smoke", labels=np.int64(50), lr=1, hist_epochs=[0, 1], amp=None)  # numpy ints, ints for floats
+    assert (cfg.labels, cfg.lr, cfg.hist_epochs) == (50, 1, (0, 1))
+
+
+def test_cli_reads_json_and_python_literals(capsys):
+    from lpnb.cli import _value, main
+    assert [_value(t) for t in ("false", "False", "True", "None", "null", "3", "0.5", "[0, 7]", "reduce-overhead")] == \
+        [False, False, True, None, None, 3, 0.5, [0, 7], "reduce-overhead"]
+    with pytest.raises(SystemExit):  # a wrong type exits with a message, before any training
+        main(["run", "--preset", "smoke", "--use-omega", "no"])
+    assert "config field use_omega must be bool, got 'no'" in capsys.readouterr().err
 
 
 def test_notebook_settings_smoke_test_forces_smoke_and_training(monkeypatch, tmp_path):
