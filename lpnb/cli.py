@@ -17,8 +17,9 @@ NOTEBOOKS = REPO / "notebooks"
 
 def _value(text):
     """A flag's value: JSON where it parses (3, 0.5, [0, 7], true), Python's True/False/None too, else the string."""
-    if text in ("True", "False", "None"):
-        return {"True": True, "False": False, "None": None}[text]
+    python_literals = {"True": True, "False": False, "None": None}
+    if text in python_literals:
+        return python_literals[text]
     try:
         return json.loads(text)
     except json.JSONDecodeError:

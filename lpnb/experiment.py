@@ -116,19 +116,31 @@ def make_config(preset="paper", **overrides):
 
 
 def _check_types(cfg):
-    """Each field must hold its annotated type: a string "False" for a bool would silently mean True."""
-    widen = {int: numbers.Integral, float: numbers.Real, tuple: (tuple, list)}
+    """Each field must hold its annotated type (a string "False" for a bool would silently mean True).
+    Numpy integers and ints in float fields are converted, so equal configs get equal run ids."""
+    fixed = {}
     for name, hint in typing.get_type_hints(Config).items():
         allowed = typing.get_args(hint) or (hint,)
         value = getattr(cfg, name)
-        if not isinstance(value, tuple(widen.get(t, t) for t in allowed)) or (isinstance(value, bool) and bool not in allowed):
+        if isinstance(value, bool):  # bool is an int to isinstance: not for int or float fields
+            ok = bool in allowed
+        elif value is None or isinstance(value, allowed):
+            ok = True
+        elif int in allowed and isinstance(value, numbers.Integral):
+            ok, fixed[name] = True, int(value)
+        elif float in allowed and isinstance(value, numbers.Real):
+            ok, fixed[name] = True, float(value)
+        else:
+            ok = tuple in allowed and isinstance(value, list)
+        if not ok:
             names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
             raise ValueError(f"config field {name} must be {names}, got {value!r} ({type(value).__name__})")
+    return replace(cfg, **fixed)
 
 
 def resolve(cfg):
     """Fill the dataset-dependent defaults and check the values."""
-    _check_types(cfg)
+    cfg = _check_types(cfg)
     if cfg.dataset not in DATASET_DEFAULTS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}: choose one of {sorted(DATASET_DEFAULTS)}")
     if cfg.method not in METHODS:

@@ -139,7 +139,8 @@ def test_bad_config_is_rejected():
         with pytest.raises(ValueError, match=f"config field {field} must be"):
             make_config("smoke", **{field: value})
     cfg = make_config("smoke", labels=np.int64(50), lr=1, hist_epochs=[0, 1], amp=None)  # numpy ints, ints for floats
-    assert (cfg.labels, cfg.lr, cfg.hist_epochs) == (50, 1, (0, 1))
+    assert (cfg.labels, cfg.lr, cfg.hist_epochs) == (50, 1, (0, 1)) and (type(cfg.labels), type(cfg.lr)) == (int, float)
+    assert run_id(cfg) == run_id(make_config("smoke", labels=50, lr=1.0, hist_epochs=(0, 1)))
 
 
 def test_cli_reads_json_and_python_literals(capsys):
