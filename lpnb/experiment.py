@@ -124,7 +124,7 @@ def _check_types(cfg):
         value = getattr(cfg, name)
         if isinstance(value, bool):  # bool is an int to isinstance: not for int or float fields
             ok = bool in allowed
-        elif value is None or isinstance(value, allowed):
+        elif isinstance(value, allowed):  # NoneType is in allowed for the optional fields
             ok = True
         elif int in allowed and isinstance(value, numbers.Integral):
             ok, fixed[name] = True, int(value)

@@ -135,7 +135,7 @@ def test_bad_config_is_rejected():
         make_config("smoke", learning_rate=0.1)
     with pytest.raises(ValueError, match="unknown dataset"):
         make_config("smoke", dataset="svhn")
-    for field, value in [("use_omega", "False"), ("labels", 2.5), ("labels", True), ("width", "x"), ("amp", "no")]:
+    for field, value in [("use_omega", "False"), ("labels", 2.5), ("labels", True), ("width", "x"), ("amp", "no"), ("labels", None)]:
         with pytest.raises(ValueError, match=f"config field {field} must be"):
             make_config("smoke", **{field: value})
     cfg = make_config("smoke", labels=np.int64(50), lr=1, hist_epochs=[0, 1], amp=None)  # numpy ints, ints for floats
