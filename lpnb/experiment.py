@@ -409,29 +409,42 @@ def side_by_side(table):
     return t.pivot_table(index="row", columns=["dataset", "labels", "metric"], values="cell", aggfunc="first", sort=False)
 
 
+def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", results_dir=None, **overrides):
+    """The records already on disk for every row, label count and split 0..splits-1 (default: the
+    preset's split count for this dataset), and the run ids of the cells not run yet. Trains nothing."""
+    splits = splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1)
+    records, missing = [], []
+    for n_labels in [labels] if isinstance(labels, int) else labels:
+        for row in rows:
+            for split in range(splits):
+                cfg = make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
+                record = load_record(cfg, results_dir)
+                records += [record] if record else []
+                missing += [] if record else [run_id(cfg)]
+    return records, missing
+
+
 def run_rows(rows, labels, splits, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
              progress=None, train=True, **overrides):
     """Run every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for every
     label count and split 0..splits-1; returns the records. `labels` may be an int or a list.
     train=False only loads the runs already recorded and lists the missing ones. A dataset that is
     not on disk is reported once and skipped, so the rest of a table still builds."""
-    records, missing = [], []
+    if not train:
+        records, missing = recorded(rows, labels, splits, dataset=dataset, preset=preset, results_dir=results_dir, **overrides)
+        if missing:
+            print(f"not run yet ({len(missing)}): " + ", ".join(missing))
+        return records
+    records = []
     for n_labels in [labels] if isinstance(labels, int) else labels:
         for row in rows:
             for split in range(splits):
                 cfg = make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
-                if not train:
-                    record = load_record(cfg, results_dir)
-                    records += [record] if record else []
-                    missing += [] if record else [run_id(cfg)]
-                    continue
                 try:
                     records.append(run(cfg, data_root=data_root, results_dir=results_dir, progress=progress))
                 except FileNotFoundError as e:
                     print(f"skipped {dataset}: {e}")
                     return records
-    if missing:
-        print(f"not run yet ({len(missing)}): " + ", ".join(missing))
     return records
 
 

@@ -174,6 +174,18 @@ def test_run_rows_without_training_lists_what_is_missing(env, capsys):
     assert "not run yet (1): cifar10-50-lp-split0-smoke" in capsys.readouterr().out
 
 
+def test_recorded_returns_finished_runs_and_the_missing_ids(env):
+    from lpnb.experiment import recorded
+    root, results = env
+    done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    kw = dict(preset="smoke", results_dir=results, unlabeled_size=200, test_size=100, device="cpu")
+    records, missing = recorded([{"method": "supervised"}, {"method": "lp"}], [50], 2, **kw)
+    assert [r["run_id"] for r in records] == [done["run_id"]]
+    assert [m.rsplit("-", 1)[0] for m in missing] == ["cifar10-50-supervised-split1-smoke", "cifar10-50-lp-split0-smoke",
+                                                      "cifar10-50-lp-split1-smoke"]
+    assert len(recorded([{"method": "lp"}], 50, dataset="cifar100", **{**kw, "preset": "paper"})[1]) == 3  # the paper's 3 splits
+
+
 def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch):
     """Ravi & Larochelle's csv layout (images/ folder), 4 classes x 24 images at 84x84: the ResNet-18 and
     the Mini-ImageNet augmentation through both stages, with top-5 error recorded."""
