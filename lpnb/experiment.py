@@ -245,7 +245,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
     if cfg.method not in ("supervised", "mt"):
         base_cfg = replace(cfg, method="mt" if cfg.method == "mt+lp" else "supervised")
         base_dir = results_dir / "runs" / run_id(base_cfg)
-        rerun = (base_dir / "record.json").exists() and not (base_dir / "checkpoint.pt").exists()
+        resuming = (run_dir / "checkpoint.pt").exists() and not force  # then stage 1's record is enough
+        rerun = not resuming and (base_dir / "record.json").exists() and not (base_dir / "checkpoint.pt").exists()
         base = run(base_cfg, data_root=data_root, results_dir=results_dir, progress=progress, force=rerun)
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)

@@ -126,6 +126,19 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(env, tmp_path):
     np.testing.assert_allclose([h["loss"] for h in resumed["history"]], [h["loss"] for h in reference["history"]], rtol=1e-5)
 
 
+def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env):
+    """A stage-2 checkpoint carried to another machine without its stage-1 checkpoint: stage 1 is not retrained."""
+    root, results = env
+    first = run(smoke("lp", epochs_stage2=3), data_root=root, results_dir=results, progress=False)
+    base_dir = results / "runs" / first["base_run"]
+    (base_dir / "checkpoint.pt").unlink()
+    (results / "runs" / first["run_id"] / "record.json").unlink()
+    base_written = (base_dir / "record.json").stat().st_mtime_ns
+    again = run(smoke("lp", epochs_stage2=3), data_root=root, results_dir=results, progress=False)
+    assert (base_dir / "record.json").stat().st_mtime_ns == base_written, "stage 1 was retrained"
+    assert again["history"] == first["history"] and again["test_error"] == first["test_error"]
+
+
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="unknown method"):
         make_config("smoke", method="fixmatch")
