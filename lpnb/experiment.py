@@ -410,18 +410,23 @@ def side_by_side(table):
     return t.pivot_table(index="row", columns=["dataset", "labels", "metric"], values="cell", aggfunc="first", sort=False)
 
 
+def _cells(rows, labels, splits, dataset, preset, overrides):
+    """The Config of every row x label count x split 0..splits-1 of a table."""
+    for n_labels in [labels] if isinstance(labels, int) else labels:
+        for row in rows:
+            for split in range(splits):
+                yield make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
+
+
 def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", results_dir=None, **overrides):
     """The records already on disk for every row, label count and split 0..splits-1 (default: the
     preset's split count for this dataset), and the run ids of the cells not run yet. Trains nothing."""
     splits = splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1)
     records, missing = [], []
-    for n_labels in [labels] if isinstance(labels, int) else labels:
-        for row in rows:
-            for split in range(splits):
-                cfg = make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
-                record = load_record(cfg, results_dir)
-                records += [record] if record else []
-                missing += [] if record else [run_id(cfg)]
+    for cfg in _cells(rows, labels, splits, dataset, preset, overrides):
+        record = load_record(cfg, results_dir)
+        records += [record] if record else []
+        missing += [] if record else [run_id(cfg)]
     return records, missing
 
 
@@ -437,15 +442,12 @@ def run_rows(rows, labels, splits, *, dataset="cifar10", preset="paper", data_ro
             print(f"not run yet ({len(missing)}): " + ", ".join(missing))
         return records
     records = []
-    for n_labels in [labels] if isinstance(labels, int) else labels:
-        for row in rows:
-            for split in range(splits):
-                cfg = make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
-                try:
-                    records.append(run(cfg, data_root=data_root, results_dir=results_dir, progress=progress))
-                except FileNotFoundError as e:
-                    print(f"skipped {dataset}: {e}")
-                    return records
+    for cfg in _cells(rows, labels, splits, dataset, preset, overrides):
+        try:
+            records.append(run(cfg, data_root=data_root, results_dir=results_dir, progress=progress))
+        except FileNotFoundError as e:
+            print(f"skipped {dataset}: {e}")
+            break
     return records
 
 
