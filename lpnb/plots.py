@@ -195,16 +195,22 @@ def plot_figure5(record):
     return fig
 
 
-def plot_figure6(table, paper=None):
+def plot_figure6(table, paper=None, full=None):
     """Error (%) vs number of labels per method: ours as solid lines with std bars, the paper's dashed.
 
-    `table` is `lpnb.experiment.summarize(records)`; `paper` the DataFrame of results/paper/table2.csv.
+    `table` is `lpnb.experiment.summarize(records)`; `paper` the DataFrame of results/paper/table2.csv;
+    `full`, if given, the summary of the cells run at the paper's full protocol (preset `paper`) when
+    `table` is a smaller preset's, drawn as squares on dotted lines.
     """
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for method, (name, color) in METHOD_STYLE.items():
-        ours = table[(table.method == method) & table.use_omega & table.use_zeta & (table.metric == "top1")].sort_values("labels")
+        ours = _top1(table, method)
         if len(ours):
             ax.errorbar(ours.labels, ours.ours_mean, yerr=ours.ours_std, color=color, marker="o", capsize=3, label=name)
+        at_scale = _top1(full, method) if full is not None else []
+        if len(at_scale):
+            ax.errorbar(at_scale.labels, at_scale.ours_mean, yerr=at_scale.ours_std, color=color, marker="s", ls=":",
+                        capsize=3, label=f"{name}, full protocol")
         if paper is not None:
             theirs = paper[(paper.method == method) & (paper.metric == "top1")].sort_values("labels")
             if len(theirs):
@@ -214,12 +220,17 @@ def plot_figure6(table, paper=None):
     ticks = sorted(set(table.labels) | (set(paper.labels) if paper is not None else set()))
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    ax.set(xlabel="number of labeled images", ylabel="error (%)", title="CIFAR-10: ours solid, paper dashed")
+    ax.set(xlabel="number of labeled images", ylabel="error (%)", title="CIFAR-10: ours solid, " + ("full protocol dotted, " if full is not None else "") + "paper dashed")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def _top1(table, method):
+    """The rows of a summary for one method with both weights, top-1 error, sorted by label count."""
+    return table[(table.method == method) & table.use_omega & table.use_zeta & (table.metric == "top1")].sort_values("labels")
 
 
 def plot_figure7(record, data, n_images=12):
