@@ -220,7 +220,8 @@ def plot_figure6(table, paper=None, full=None):
     ticks = sorted(set(table.labels) | (set(paper.labels) if paper is not None else set()))
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    ax.set(xlabel="number of labeled images", ylabel="error (%)", title="CIFAR-10: ours solid, " + ("full protocol dotted, " if full is not None else "") + "paper dashed")
+    styles = "ours solid, " + ("full protocol dotted, " if full is not None else "") + "paper dashed"
+    ax.set(xlabel="number of labeled images", ylabel="error (%)", title=f"CIFAR-10: {styles}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
