@@ -398,7 +398,8 @@ def provenance(records):
 
 
 def side_by_side(table):
-    """The paper's layout: a row per method, a column per (dataset, labels, metric), 'ours +- std (paper)'."""
+    """The paper's layout: a row per method, a column per (dataset, labels, metric), 'ours +- std (paper)';
+    a cell with no record reads 'not run'."""
     if table.empty:
         return table
     def cell(r):
@@ -407,7 +408,8 @@ def side_by_side(table):
         return ours + paper
     t = table.assign(cell=table.apply(cell, axis=1),
                      row=table.method + table.apply(lambda r: ("" if r.use_omega else " no ω") + ("" if r.use_zeta else " no ζ"), axis=1))
-    return t.pivot_table(index="row", columns=["dataset", "labels", "metric"], values="cell", aggfunc="first", sort=False)
+    t = t.pivot_table(index="row", columns=["dataset", "labels", "metric"], values="cell", aggfunc="first", sort=False)
+    return t.fillna("not run")
 
 
 def _cells(rows, labels, splits, dataset, preset, overrides):

@@ -232,3 +232,13 @@ def test_cuda_fast_path_runs_mean_teacher_plus_lp(env, compile):
               data_root=root, results_dir=results, progress=False)
     assert rec["config"]["amp"] and rec["config"]["channels_last"] and rec["config"]["compile"] == (compile or "reduce-overhead")
     assert 0 <= rec["test_error"] <= 100 and not rec["device"].startswith("cpu")
+
+
+def test_side_by_side_marks_a_cell_not_run():
+    def record(labels, method, error):
+        return {"dataset": "cifar100", "labels": labels, "method": method, "preset": "cpu", "device": "cpu",
+                "config": {"use_omega": True, "use_zeta": True}, "test_error": error}
+    records = [record(4000, "supervised", 70.0), record(4000, "mt", 75.0), record(10000, "supervised", 60.0)]
+    table = experiment.side_by_side(experiment.summarize(records))
+    assert table.loc["mt", ("cifar100", 10000, "top1")] == "not run"
+    assert table.loc["mt", ("cifar100", 4000, "top1")] == "75.00 ± 0.00"
