@@ -11,6 +11,7 @@ the time of one full refresh of the pseudo-labels (descriptors + k-NN + CG + wei
 
     python benchmarks/train_speed.py                      # CIFAR-10 (JPEG q95 copy), all 50k images
     python benchmarks/train_speed.py --images 4000 --steps 20 --width 0.25   # a CPU-sized check
+    python benchmarks/train_speed.py --refresh-only       # the pseudo-label refresh alone
 """
 import argparse
 import time
@@ -79,6 +80,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile-mode", default="reduce-overhead",
                    help="torch.compile mode of the fast path: reduce-overhead (CUDA graphs, lpnb's CUDA default) or default")
+    p.add_argument("--refresh-only", action="store_true", help="time the pseudo-label refresh alone, no training")
     args = p.parse_args()
     device = torch.device(args.device)
     data = load_dataset("cifar10", args.data_root)
@@ -110,6 +112,8 @@ def main():
     total, t_desc, t_pl = min(times)
     print(f"pseudo-label refresh at n={len(index)}: {total:.3f} s (descriptors {t_desc:.3f} s, k-NN + CG + weights "
           f"{t_pl:.3f} s; first call {t_first:.1f} s)")
+    if args.refresh_only:
+        return
 
     n_steps = len(trainer.unlabeled_idx) // (cfg.batch_size - cfg.labeled_batch_size)
     trainer.train_epoch(2, 0, progress=lambda b: b[:5])  # warm-up and compilation
