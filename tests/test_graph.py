@@ -140,7 +140,7 @@ def test_gaussian_graph_matches_dense():
     np.put_along_axis(A, idx, np.exp(-d2 / sigma**2), 1)
     W = graph.to_scipy(graph.affinity_graph(x, 6, kind="gaussian")).toarray()
     # float32 distances from |q|^2 - 2 q.x + |x|^2 round differently from one CPU to the next
-    # (1.1e-5 off on a value of 1.6 on an AVX-512 machine): a relative tolerance
+    # (1.1e-5 off on a value of 1.6 on the device machine's CPU): a relative tolerance
     np.testing.assert_allclose(W, A + A.T, rtol=1e-4, atol=1e-5)
     W2 = graph.to_scipy(graph.affinity_graph(x, 6, kind="gaussian", sigma=2.0)).toarray()
     A2 = np.zeros((150, 150))
