@@ -7,6 +7,7 @@ too), else as strings; a value of the wrong type for its field is an error.
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -53,7 +54,8 @@ def _reproduce(args):
         parameters = {k: v for k, v in {"preset": preset, "data_root": args.data_root}.items() if k in params and v is not None}
         if parameters.get("preset") == params.get("preset", {}).get("default", "").strip("'\""):
             parameters.pop("preset")  # the notebook's own default: no injected cell, the pair stays in sync
-        papermill.execute_notebook(str(nb), str(nb), parameters=parameters, cwd=str(REPO), log_output=args.verbose,
+        path = os.path.relpath(nb)  # as the notebook's metadata records it
+        papermill.execute_notebook(path, path, parameters=parameters, cwd=str(REPO), log_output=args.verbose,
                                    progress_bar=sys.stderr.isatty())
     written = [p for d in ("figures", "results") for p in sorted((REPO / d).rglob("*"))
                if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts]

@@ -15,13 +15,14 @@
 # Regenerates Table 2 of Iscen et al. (CVPR 2019): fully supervised training on the labeled
 # images, pseudo-labels from the network (eq. 1) with our weights, ours (diffusion, eq. 7,
 # with weights), Mean Teacher, and Mean Teacher + ours. `papermill notebooks/02_table2.ipynb
-# out.ipynb -p labels 1000` runs the 1000-label column only. Writes `results/table2.csv`;
-# the rows the paper copies from prior work are in `results/paper/table2.csv`.
+# out.ipynb -p labels 1000` runs the 1000-label column only. Writes the cells it ran into
+# `results/table2.csv` (the file's other cells are kept); the rows the paper copies from
+# prior work are in `results/paper/table2.csv`.
 
 # %% tags=["parameters"]
 labels = [500, 1000, 2000, 4000]
 methods = ["supervised", "network", "lp", "mt", "mt+lp"]
-splits = None        # labeled splits 0..splits-1; None: 10 under the paper preset, else 1
+splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)

@@ -22,7 +22,7 @@
 datasets = ["cifar100", "miniimagenet"]
 labels = [4000, 10000]
 methods = ["supervised", "lp", "mt", "mt+lp"]
-splits = None        # labeled splits 0..splits-1; None: 3 under the paper preset, else 1
+splits = None        # labeled splits 0..splits-1; None: 3 (paper preset), 3 (cpu), 1 (smoke)
 preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)

@@ -175,6 +175,7 @@ def test_notebook_settings_smoke_test_forces_smoke_and_training(monkeypatch, tmp
     s = notebook_settings("paper", results_dir=tmp_path, train=False)
     assert (s.preset, s.splits, s.train) == ("paper", 10, False)
     assert notebook_settings("paper", dataset="cifar100").splits == 3
+    assert notebook_settings("cpu").splits == 3  # the splits recorded and reported: make reproduce regenerates them
 
 
 def test_run_rows_without_training_lists_what_is_missing(env, capsys):
@@ -242,3 +243,19 @@ def test_side_by_side_marks_a_cell_not_run():
     table = experiment.side_by_side(experiment.summarize(records))
     assert table.loc["mt", ("cifar100", 10000, "top1")] == "not run"
     assert table.loc["mt", ("cifar100", 4000, "top1")] == "75.00 ± 0.00"
+
+
+def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
+    def record(labels, method, error, preset="cpu", split=0):
+        return {"dataset": "cifar10", "labels": labels, "method": method, "preset": preset, "device": "cpu",
+                "config": {"use_omega": True, "use_zeta": True}, "test_error": error, "split": split}
+    path = tmp_path / "table2.csv"
+    full = [record(labels, method, e + s) for labels, e in ((500, 50.0), (1000, 40.0))
+            for method in ("supervised", "lp") for s in (0, 2)]
+    experiment.write_table(experiment.summarize(full), path)
+    experiment.write_table(experiment.summarize([record(500, "lp", 33.5)]), path)  # `-p labels 500 -p splits 1`
+    experiment.write_table(experiment.summarize([record(500, "lp", 30.0, preset="paper")]), path)
+    experiment.write_table(experiment.summarize([]), path)  # nothing recorded: the file is left as it is
+    rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in __import__("pandas").read_csv(path).itertuples()]
+    assert rows == [(500, "supervised", "cpu", 51.0, 2), (500, "lp", "cpu", 33.5, 1), (1000, "supervised", "cpu", 41.0, 2),
+                    (1000, "lp", "cpu", 41.0, 2), (500, "lp", "paper", 30.0, 1)]
