@@ -198,7 +198,7 @@ def _symmetrize(I, A):
     n, k = I.shape
     rows = torch.arange(n, device=I.device).repeat_interleave(k)
     pairs = torch.stack([torch.cat([rows, I.ravel()]), torch.cat([I.ravel(), rows])])
-    W = torch.sparse_coo_tensor(pairs, torch.cat([A.ravel(), A.ravel()]), (n, n)).coalesce()
+    W = torch.sparse_coo_tensor(pairs, torch.cat([A.ravel(), A.ravel()]), (n, n), check_invariants=False).coalesce()
     row, col = W.indices()
     crow = torch.cat([row.new_zeros(1), row.bincount(minlength=n).cumsum(0)])
     return _csr(crow, col, W.values(), (n, n))
