@@ -403,12 +403,12 @@ def provenance(records):
 
 
 def side_by_side(table):
-    """The paper's layout: a row per method, a column per (dataset, labels, metric), 'ours +- std (paper)';
-    a cell with no record reads 'not run'."""
+    """The paper's layout: a row per method, a column per (dataset, labels, metric), 'ours +- std (paper)'
+    (the std only over two or more splits); a cell with no record reads 'not run'."""
     if table.empty:
         return table
     def cell(r):
-        ours = f"{r.ours_mean:.2f} ± {r.ours_std:.2f}"
+        ours = f"{r.ours_mean:.2f}" + (f" ± {r.ours_std:.2f}" if r.splits > 1 else "")  # no spread from one split
         paper = "" if "paper_mean" not in r or r.paper_mean != r.paper_mean else f" ({r.paper_mean:.2f})"
         return ours + paper
     t = table.assign(cell=table.apply(cell, axis=1),

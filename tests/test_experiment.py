@@ -239,10 +239,12 @@ def test_side_by_side_marks_a_cell_not_run():
     def record(labels, method, error):
         return {"dataset": "cifar100", "labels": labels, "method": method, "preset": "cpu", "device": "cpu",
                 "config": {"use_omega": True, "use_zeta": True}, "test_error": error}
-    records = [record(4000, "supervised", 70.0), record(4000, "mt", 75.0), record(10000, "supervised", 60.0)]
+    records = [record(4000, "supervised", 70.0), record(4000, "supervised", 71.0), record(4000, "mt", 75.0),
+               record(10000, "supervised", 60.0)]
     table = experiment.side_by_side(experiment.summarize(records))
     assert table.loc["mt", ("cifar100", 10000, "top1")] == "not run"
-    assert table.loc["mt", ("cifar100", 4000, "top1")] == "75.00 ± 0.00"
+    assert table.loc["mt", ("cifar100", 4000, "top1")] == "75.00"  # one split: no ± 0.00 as if measured
+    assert table.loc["supervised", ("cifar100", 4000, "top1")] == "70.50 ± 0.50"
 
 
 def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
