@@ -248,9 +248,11 @@ def test_side_by_side_marks_a_cell_not_run():
 
 
 def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
-    def record(labels, method, error, preset="cpu", split=0):
+    import pandas as pd
+
+    def record(labels, method, error, preset="cpu"):
         return {"dataset": "cifar10", "labels": labels, "method": method, "preset": preset, "device": "cpu",
-                "config": {"use_omega": True, "use_zeta": True}, "test_error": error, "split": split}
+                "config": {"use_omega": True, "use_zeta": True}, "test_error": error}
     path = tmp_path / "table2.csv"
     full = [record(labels, method, e + s) for labels, e in ((500, 50.0), (1000, 40.0))
             for method in ("supervised", "lp") for s in (0, 2)]
@@ -258,6 +260,6 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
     experiment.write_table(experiment.summarize([record(500, "lp", 33.5)]), path)  # `-p labels 500 -p splits 1`
     experiment.write_table(experiment.summarize([record(500, "lp", 30.0, preset="paper")]), path)
     experiment.write_table(experiment.summarize([]), path)  # nothing recorded: the file is left as it is
-    rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in __import__("pandas").read_csv(path).itertuples()]
+    rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in pd.read_csv(path).itertuples()]
     assert rows == [(500, "supervised", "cpu", 51.0, 2), (500, "lp", "cpu", 33.5, 1), (1000, "supervised", "cpu", 41.0, 2),
                     (1000, "lp", "cpu", 41.0, 2), (500, "lp", "paper", 30.0, 1)]
