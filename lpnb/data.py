@@ -434,30 +434,55 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator | None = None
           8, flip with probability 1/2 (RandomRotation(10), RandomCrop(84, padding=8),
           RandomHorizontalFlip; nearest interpolation as torchvision's default);
       "none": x itself.
+    It is `apply_augmentation(x, kind, draw_augmentation(len(x), kind, generator, x.device))`.
+    """
+    return apply_augmentation(x, kind, draw_augmentation(len(x), kind, generator, x.device))
+
+
+def draw_augmentation(n: int, kind: str, generator: torch.Generator | None = None, device=None) -> tuple:
+    """The random half of `augment`: per-image parameters, each an (n, 1, 1) tensor on `device`.
+
+    "cifar": (flip, dy, dx), flip in {0, 1} and shifts in {-4..4}; "miniimagenet": (flip, dy,
+    dx, angle), crop offsets in {0..16} and the angle in radians; "none": ().
+    """
+    if kind == "none":
+        return ()
+    if kind not in ("cifar", "miniimagenet"):
+        raise ValueError(f"unknown augmentation {kind!r}; choose 'cifar', 'miniimagenet' or 'none'")
+    gen_device = generator.device if generator is not None else device
+
+    def randint(low, high):  # n integers uniform in [low, high]
+        return torch.randint(low, high + 1, (n,), generator=generator, device=gen_device)
+
+    if kind == "cifar":
+        params = (randint(0, 1), randint(-4, 4), randint(-4, 4))
+    else:
+        params = (randint(0, 1), randint(0, 16), randint(0, 16),
+                  (torch.rand(n, generator=generator, device=gen_device) * 20 - 10) * math.pi / 180)
+    return tuple(p.to(device).view(n, 1, 1) for p in params)
+
+
+def apply_augmentation(x: torch.Tensor, kind: str, params: tuple) -> torch.Tensor:
+    """The deterministic half of `augment`: moves the pixels of x as `params` (from `draw_augmentation`) say.
+
+    Free of random numbers and host synchronisation, so it compiles into the training step's graph.
     """
     if kind == "none":
         return x
     if kind not in ("cifar", "miniimagenet"):
         raise ValueError(f"unknown augmentation {kind!r}; choose 'cifar', 'miniimagenet' or 'none'")
     n, _, h, w = x.shape
-    gen_device = generator.device if generator is not None else x.device
-
-    def randint(low, high):  # n integers uniform in [low, high], as (n, 1, 1)
-        r = torch.randint(low, high + 1, (n,), generator=generator, device=gen_device)
-        return r.to(x.device).view(n, 1, 1)
-
     i = torch.arange(h, device=x.device).view(1, h, 1)
     j = torch.arange(w, device=x.device).view(1, 1, w)
-    j = torch.where(randint(0, 1) == 1, w - 1 - j, j)  # horizontal flip, the last step
+    j = torch.where(params[0] == 1, w - 1 - j, j)  # horizontal flip, the last step
     valid = None
     if kind == "cifar":
         def reflect(k, size):  # reflect padding without repeating the edge, for |shift| < size
             return (size - 1) - ((size - 1) - k.abs()).abs()
-        rows, cols = reflect(i - randint(-4, 4), h), reflect(j - randint(-4, 4), w)
+        rows, cols = reflect(i - params[1], h), reflect(j - params[2], w)
     else:
-        a, b = i + randint(0, 16) - 8, j + randint(0, 16) - 8  # crop of the 8-padded rotated image
-        angle = (torch.rand(n, generator=generator, device=gen_device).to(x.device) * 20 - 10) * math.pi / 180
-        cos, sin = angle.cos().view(n, 1, 1), angle.sin().view(n, 1, 1)
+        a, b = i + params[1] - 8, j + params[2] - 8  # crop of the 8-padded rotated image
+        cos, sin = params[3].cos(), params[3].sin()
         cy, cx = (h - 1) / 2, (w - 1) / 2  # counter-clockwise rotation about the centre, inverse-mapped
         rows = torch.round(cy + cos * (a - cy) + sin * (b - cx)).long()
         cols = torch.round(cx + cos * (b - cx) - sin * (a - cy)).long()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpnb.data import augment, normalize
+from lpnb.data import apply_augmentation, augment, draw_augmentation, normalize
 from lpnb.diffusion import PseudoLabels, gtg_pseudo_labels, network_pseudo_labels, propagate
 
 METHODS = ("supervised", "network", "lp", "gtg", "mt", "mt+lp")
@@ -73,8 +73,11 @@ class Trainer:
         cfg = replace(cfg, **{f: v if getattr(cfg, f) is None else getattr(cfg, f) for f, v in defaults.items()})
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
         self.images, self.labels, self.labeled = images, labels, labeled
-        self.aug = aug  # mean and std live on the device: no host-to-device copy (and sync) per batch
+        self.aug = aug
+        # mean and std: on the device for the eager descriptor pass (no host copy per batch), and as
+        # Python constants for the compiled training step (no input to copy into its CUDA graph)
         self.mean, self.std = (torch.tensor(v, dtype=torch.float32, device=device) for v in (mean, std))
+        self.norm = (tuple(mean), tuple(std))
         self.labeled_idx = torch.nonzero(labeled).flatten().cpu()
         self.unlabeled_idx = torch.nonzero(~labeled).flatten().cpu()
         self.model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
@@ -83,8 +86,8 @@ class Trainer:
                                          nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         mode = cfg.compile if isinstance(cfg.compile, str) else None
         self.cuda_graphs = mode in ("reduce-overhead", "max-autotune")
-        self.forward = torch.compile(self.model, mode=mode) if cfg.compile else self.model
-        self.teacher_forward = torch.compile(self.teacher, mode=mode) if cfg.compile and self.teacher is not None else self.teacher
+        # augmentation, normalisation, network(s) and losses compile into one graph (one CUDA graph replay)
+        self.losses = torch.compile(self._losses, mode=mode) if cfg.compile else self._losses
         if on_cuda:
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
         self.batch_generator = torch.Generator().manual_seed(cfg.seed)
@@ -115,25 +118,39 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     # --- one optimisation step ----------------------------------------------------------
-    def _inputs(self, idx, kind):
-        x = normalize(augment(self.images[idx], kind, generator=self.aug_generator), self.mean, self.std)
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
-
-    def _step(self, x, x_teacher, targets, weights, consistency_weight):
-        """Weighted cross-entropy sum_i w_i CE_i / B (eq. 12; w = 1 in stage 1), plus Mean Teacher's terms."""
+    def _losses(self, images, aug, targets, weights, teacher_aug):
+        """Weighted cross-entropy sum_i w_i CE_i / B (eq. 12; w = 1 in stage 1) of the uint8 `images`
+        augmented by `aug` (from `draw_augmentation`), plus for Mean Teacher its logit-distance term,
+        and its consistency term (returned apart, to be scaled by the ramp-up; None without a teacher).
+        """
         cfg = self.cfg
+
+        def inputs(aug):
+            x = normalize(apply_augmentation(images, self.aug, aug), *self.norm)
+            return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            logits, aux_logits, _ = self.forward(x)
+            logits, aux_logits, _ = self.model(inputs(aug))
             ce = F.cross_entropy(logits.float(), targets.clamp(min=0), reduction="none")
-            loss = (weights * ce).sum() / len(x)
-            if x_teacher is not None:
-                with torch.no_grad():
-                    teacher_logits, _, _ = self.teacher_forward(x_teacher)
-                student = aux_logits if aux_logits is not None else logits
-                consistency = F.mse_loss(student.float().softmax(1), teacher_logits.float().softmax(1), reduction="sum")
-                loss = loss + consistency_weight * consistency / self.num_classes / len(x)
-                if aux_logits is not None:
-                    loss = loss + cfg.logit_distance_cost * F.mse_loss(logits.float(), aux_logits.float(), reduction="sum") / self.num_classes / len(x)
+            loss = (weights * ce).sum() / len(images)
+            if teacher_aug is None:
+                return loss, None
+            with torch.no_grad():
+                teacher_logits, _, _ = self.teacher(inputs(teacher_aug))
+            student = aux_logits if aux_logits is not None else logits
+            scale = self.num_classes * len(images)
+            consistency = F.mse_loss(student.float().softmax(1), teacher_logits.float().softmax(1), reduction="sum") / scale
+            if aux_logits is not None:
+                loss = loss + cfg.logit_distance_cost * F.mse_loss(logits.float(), aux_logits.float(), reduction="sum") / scale
+        return loss, consistency
+
+    def _step(self, images, targets, weights, consistency_weight=0.0):
+        """Draws the augmentation(s), computes the loss (`_losses`) and its gradients; returns the loss."""
+        aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device)
+        teacher_aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device) if self.teacher is not None else None
+        loss, consistency = self.losses(images, aug, targets, weights, teacher_aug)
+        if consistency is not None:
+            loss = loss + consistency_weight * consistency
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return loss.detach()
@@ -166,13 +183,9 @@ class Trainer:
                 group["lr"] = cosine_lr(cfg.lr, t, rampdown)
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            x = self._inputs(idx, self.aug)
-            x_teacher, ramp = None, 0.0
-            if self.teacher is not None:
-                x_teacher = self._inputs(idx, self.aug)
-                # the ramp-up runs in stage 1; stage 2 continues with the teacher carried over at full weight
-                ramp = cfg.consistency * (sigmoid_rampup(t, cfg.consistency_rampup) if stage == 1 else 1.0)
-            total += self._step(x, x_teacher, self.targets[idx], self.weights[idx], ramp)
+            # the ramp-up runs in stage 1; stage 2 continues with the teacher carried over at full weight
+            ramp = cfg.consistency * (sigmoid_rampup(t, cfg.consistency_rampup) if stage == 1 else 1.0)
+            total += self._step(self.images[idx], self.targets[idx], self.weights[idx], ramp)
             self.optimizer.step()
             if self.teacher is not None:
                 self._update_teacher()

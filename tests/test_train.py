@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lpnb.data import augment, draw_augmentation, normalize
 from lpnb.diffusion import PseudoLabels
 from lpnb.experiment import make_config
 from lpnb.models import build_model
@@ -67,15 +68,34 @@ def test_step_is_the_weighted_cross_entropy_of_eq_12():
     torch.manual_seed(0)
     tr = _trainer()
     tr.model.eval()  # no dropout / BN noise: the loss is a deterministic function of the weights
-    x = torch.randn(6, 3, 32, 32)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     targets = torch.tensor([0, 1, 2, 3, 0, 1])
     weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 0.25, 1.0])
-    loss = tr._step(x, None, targets, weights, 0.0)
+    tr.aug_generator.manual_seed(5)
+    loss = tr._step(images, targets, weights)
+    x = normalize(augment(images, "cifar", torch.Generator().manual_seed(5)), (0.5,) * 3, (0.25,) * 3)
     with torch.no_grad():
         logits = tr.model(x)[0]
     expected = (weights * F.cross_entropy(logits, targets, reduction="none")).sum() / 6
     torch.testing.assert_close(loss, expected)
     assert all(p.grad is not None for p in tr.model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("method", ["lp", "mt"])
+def test_training_step_compiles_as_one_graph(method):
+    """On CUDA the step is one CUDA graph: augmentation, network(s) and losses must trace without a break."""
+    torch.manual_seed(0)
+    tr = _trainer(method)
+    tr.model.eval()
+    if tr.teacher is not None:
+        tr.teacher.eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    args = (images, draw_augmentation(6, "cifar", torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, -1, -1]),
+            torch.rand(6), draw_augmentation(6, "cifar", torch.Generator().manual_seed(2)) if method == "mt" else None)
+    eager = tr._losses(*args)
+    compiled = torch.compile(tr._losses, backend="aot_eager", fullgraph=True)(*args)
+    torch.testing.assert_close(compiled, eager)
+    assert (eager[1] is None) == (method == "lp")
 
 
 def test_mean_teacher_ema_update():
