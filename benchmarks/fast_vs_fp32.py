@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from lpnb.experiment import make_config, run
+from lpnb.config import make_config
+from lpnb.experiment import run
 
 # short: the paper's network and batches, 10,000 unlabeled images, 30 + 10 epochs
 SHORT = dict(unlabeled_size=10000, epochs_stage1=30, epochs_stage2=10, eval_every=0)
@@ -33,7 +34,8 @@ def main():
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile-modes", nargs="+", default=["reduce-overhead"],
-                   help="torch.compile modes of the fast path, one fast path each (reduce-overhead is lpnb's CUDA default)")
+                   help="torch.compile modes of the fast path, one fast path each (lpnb's CUDA default: "
+                        "reduce-overhead)")
     p.add_argument("--json", default=None, help="also write the runs' figures to this file")
     args = p.parse_args()
     overrides = SHORT if args.preset == "paper" else {}
@@ -51,7 +53,8 @@ def main():
             rows.append({"path": name, "seed": seed, "test_error": rec["test_error"],
                          "stage1_test_error": rec["stage1_test_error"], "seconds": time.perf_counter() - t0,
                          "device": rec["device"], "run_id": rec["run_id"]})
-            print(f"{name:26s} seed {seed}: test error {rec['test_error']:.2f}% (stage 1 {rec['stage1_test_error']:.2f}%), "
+            print(f"{name:26s} seed {seed}: test error {rec['test_error']:.2f}% "
+                  f"(stage 1 {rec['stage1_test_error']:.2f}%), "
                   f"{rows[-1]['seconds']:.0f} s", flush=True)
     print(f"\n{rows[0]['device']}; {args.preset} preset{f' with {overrides}' if overrides else ''}, "
           f"{args.labels} labels, method {args.method}")

@@ -15,12 +15,12 @@ import os
 import time
 import warnings
 
-import torch  # before sklearn: imported after it, torch's OpenMP runtime makes LabelSpreading 2x slower
 import faiss
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 import sklearn
+import torch  # before sklearn: imported after it, torch's OpenMP runtime makes LabelSpreading 2x slower
 from sklearn.semi_supervised import LabelSpreading
 
 from lpnb.data import load_dataset

@@ -22,10 +22,9 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from lpnb.data import labeled_indices, load_dataset, to_device
-from lpnb.experiment import make_config, select_training_images
+from lpnb.config import make_config
+from lpnb.experiment import build_trainer, load_run_data
 from lpnb.models import build_model
-from lpnb.train import Trainer
 
 
 class PILDataset(Dataset):
@@ -79,25 +78,23 @@ def main():
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile-mode", default="reduce-overhead",
-                   help="torch.compile mode of the fast path: reduce-overhead (CUDA graphs, lpnb's CUDA default) or default")
+                   help="torch.compile mode of the fast path: reduce-overhead (CUDA graphs, lpnb's CUDA default) "
+                        "or default")
     p.add_argument("--refresh-only", action="store_true", help="time the pseudo-label refresh alone, no training")
     args = p.parse_args()
     device = torch.device(args.device)
-    data = load_dataset("cifar10", args.data_root)
     on_cuda = device.type == "cuda"
     cfg = make_config("paper", labels=args.labels, width=args.width, device=args.device, amp=on_cuda,
                       channels_last=on_cuda, compile=on_cuda and (args.compile_mode == "default" or args.compile_mode),
                       unlabeled_size=None if args.images is None else args.images - args.labels)
-    labeled_all = labeled_indices(data, cfg.labels, 0)
-    index = select_training_images(len(data.train_labels), labeled_all, cfg.unlabeled_size, seed=0)
+    run_data = load_run_data(cfg, args.data_root)  # split 0, as `lpnb run` reads it
+    data, index = run_data.data, run_data.train_index
     images, labels = np.ascontiguousarray(data.train_images[index]), np.asarray(data.train_labels[index])
     print(f"device: {torch.cuda.get_device_name(device) if on_cuda else 'cpu'}; {len(index)} CIFAR-10 (JPEG q95 copy) "
-          f"training images, {cfg.labels} labeled; 13-layer net width {cfg.width}; B={cfg.batch_size}, B_L={cfg.labeled_batch_size}; "
-          f"torch.compile: {cfg.compile}")
+          f"training images, {cfg.labels} labeled; 13-layer net width {cfg.width}; B={cfg.batch_size}, "
+          f"B_L={cfg.labeled_batch_size}; torch.compile: {cfg.compile}")
 
-    trainer = Trainer(cfg, build_model("cnn13", 10, width=cfg.width), to_device(images, device),
-                      torch.as_tensor(labels, device=device), torch.as_tensor(np.isin(index, labeled_all), device=device),
-                      mean=data.mean, std=data.std, aug="cifar", num_classes=10, device=device)
+    trainer = build_trainer(cfg, run_data, device)
     t0 = time.perf_counter()
     trainer.refresh_pseudo_labels()  # warm-up (and compilation)
     sync(device)
@@ -122,7 +119,8 @@ def main():
     trainer.train_epoch(2, 0, progress=lambda b: b[:args.steps])
     sync(device)
     fast = min(args.steps, n_steps) * cfg.batch_size / (time.perf_counter() - t0)
-    print(f"fast path:    {fast:9.0f} images/s  -> one stage-2 epoch ({n_steps} steps) ~ {n_steps * cfg.batch_size / fast:.1f} s")
+    print(f"fast path:    {fast:9.0f} images/s  -> one stage-2 epoch ({n_steps} steps) "
+          f"~ {n_steps * cfg.batch_size / fast:.1f} s")
     conv = conventional(images, labels, cfg, data, device, args.steps)
     print(f"conventional: {conv:9.0f} images/s  (PIL + torchvision transforms, DataLoader with 2 workers, fp32)")
     print(f"ratio fast / conventional: {fast / conv:.2f}x")

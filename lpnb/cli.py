@@ -1,8 +1,8 @@
 """Command line: `lpnb run ...` trains one experiment; `lpnb reproduce` re-executes every notebook.
 
-Every field of `lpnb.experiment.Config` is a flag (`--epochs-stage2 30`, `--use-omega false`);
+Every field of `lpnb.config.Config` is a flag (`--epochs-stage2 30`, `--use-omega false`);
 values are read as JSON where they parse (numbers, true/false, null, lists; Python's True/False/None
-too), else as strings; a value of the wrong type for its field is an error.
+too), else as strings; a value of the wrong type or range for its field is an error.
 """
 import argparse
 import dataclasses
@@ -11,7 +11,9 @@ import os
 import sys
 import time
 
-from lpnb.experiment import REPO, Config, make_config, run
+from lpnb.config import Config, make_config
+from lpnb.experiment import REPO, run
+from lpnb.tables import COMMITTED_PRESET, output_dir
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -33,36 +35,59 @@ def _run(args):
     cfg = make_config(args.preset, **overrides)
     record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force)
     top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""
-    print(f"{record['run_id']}: test error {record['test_error']:.2f}%{top5} "
-          f"({record['n_labeled']} labeled, {record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']})")
+    print(f"{record['run_id']}: test error {record['test_error']:.2f}%{top5} ({record['n_labeled']} labeled, "
+          f"{record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']})")
+
+
+def execute_notebook(source, out, parameters=None, *, log_output=False):
+    """Execute a notebook with papermill (from the repository root, as `lpnb reproduce` does), then drop what
+    changes from one execution to the next (papermill's and the kernel's timestamps and durations), so that
+    re-executing a notebook on the same records writes the same bytes."""
+    import nbformat
+    import papermill
+
+    accepted = papermill.inspect_notebook(str(source))
+    papermill.execute_notebook(str(source), str(out), cwd=str(REPO), log_output=log_output,
+                               parameters={k: v for k, v in (parameters or {}).items() if k in accepted},
+                               progress_bar=sys.stderr.isatty())
+    nb = nbformat.read(out, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        for key in ("papermill", "execution"):
+            cell.metadata.pop(key, None)
+    nbformat.write(nb, out)
 
 
 def _reproduce(args):
-    import papermill
+    import torch
 
     preset = args.preset
     if preset == "auto":
-        import torch
         preset = "paper" if torch.cuda.is_available() else "cpu"
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         notebooks = [nb for nb in notebooks if any(key in nb.stem for key in args.only)]
+    # at the committed preset the notebooks run in place with their own parameters (no injected cell, so
+    # each stays in sync with its .py); at another preset their executed copies go apart, beside its tables
+    parameters = {k: v for k, v in {"data_root": args.data_root}.items() if v is not None}
+    out_dir = NOTEBOOKS
+    if preset != COMMITTED_PRESET:
+        parameters["preset"] = preset
+        out_dir = output_dir(preset) / "notebooks"
+        out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    written = []
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.name} (preset {preset})", flush=True)
-        params = papermill.inspect_notebook(str(nb))
-        parameters = {k: v for k, v in {"preset": preset, "data_root": args.data_root}.items() if k in params and v is not None}
-        if parameters.get("preset") == params.get("preset", {}).get("default", "").strip("'\""):
-            parameters.pop("preset")  # the notebook's own default: no injected cell, the pair stays in sync
-        path = os.path.relpath(nb)  # as the notebook's metadata records it
-        papermill.execute_notebook(path, path, parameters=parameters, cwd=str(REPO), log_output=args.verbose,
-                                   progress_bar=sys.stderr.isatty())
-    written = [p for d in ("figures", "results") for p in sorted((REPO / d).rglob("*"))
-               if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts]
+        out = out_dir / nb.name
+        execute_notebook(nb, out, parameters, log_output=args.verbose)
+        written.append(out)
+    written += [p for d in (REPO / "figures", REPO / "results", output_dir(preset)) for p in sorted(d.rglob("*"))
+                if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts and p not in written]
     runs = {p.parent.name for p in (REPO / "results" / "runs").glob("*/record.json") if p.stat().st_mtime >= started}
     print(f"\nExecuted {len(notebooks)} notebooks in {(time.time() - started) / 60:.1f} min. Wrote:")
-    for p in written + notebooks:
-        print(f"  {p.relative_to(REPO)}")
+    for p in written:
+        print(f"  {os.path.relpath(p)}")
     print(f"  {len(runs)} new run records under results/runs/")
 
 
@@ -71,16 +96,21 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train one experiment and write results/runs/<run-id>/record.json")
     p.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
-    p.add_argument("--data-root", default=None, help="folder holding the dataset (torchvision files, <name>.tar.gz or <name>/)")
-    p.add_argument("--results-dir", default=None, help="default: the repository's results/")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the dataset (torchvision files, <name>.tar.gz or <name>/)")
+    p.add_argument("--results-dir", default=None,
+                   help="default: the repository's results/ ($LPNB_RESULTS_DIR; smoke: ~/.cache/lpnb/smoke/results)")
     p.add_argument("--force", action="store_true", help="recompute even if a record or checkpoint exists")
     for f in dataclasses.fields(Config):
         if f.name != "preset":
             p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=None,
                            help=f"default: {f.default!r} (or the preset's)")
     p.set_defaults(func=_run)
-    r = sub.add_parser("reproduce", help="execute every notebook in notebooks/ with papermill, in place")
-    r.add_argument("--preset", default="auto", help="auto (paper on CUDA, else cpu) | paper | cpu | smoke")
+    r = sub.add_parser("reproduce", help="execute every notebook in notebooks/ with papermill")
+    r.add_argument("--preset", default="auto",
+                   help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "
+                        "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
+                        "build/<preset>/ (smoke: ~/.cache/lpnb/smoke/)")
     r.add_argument("--data-root", default=None)
     r.add_argument("--only", nargs="*", help="notebook names containing any of these (e.g. table2 figure4)")
     r.add_argument("--verbose", action="store_true", help="stream the notebooks' output")

@@ -17,6 +17,7 @@ import math
 import os
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ("cifar10", "cifar100", "miniimagenet", "fashion-mnist")
-# Official per-channel statistics in [0, 1] units (DESIGN.md); other datasets: computed.
+# Official per-channel statistics in [0, 1] units (docs/method.md); other datasets: computed.
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -41,7 +42,7 @@ TORCHVISION = {
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 MINIIMAGENET_SIZE = 84
 MINIIMAGENET_SEED = 0  # per-class train/test assignment (paper sec. 5.1: 500/100 at random)
-CACHE_VERSION = 1  # part of the cache key: bump when decoding changes
+CACHE_VERSION = 2  # part of the cache key: bump when decoding or meta.json changes (2: the content fingerprint)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ImageData:
     mean: tuple[float, ...]  # per channel, [0, 1] units
     std: tuple[float, ...]
     source: str = ""  # the file or folder the arrays were decoded from
+    fingerprint: str = ""  # sha1 of the decoded pixels and labels: the same data gives the same value anywhere
 
 
 def default_data_root() -> Path:
@@ -104,14 +106,19 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
                   "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
         arrays, classes = reader(name, path)
         _write_cache(cache, name, arrays, classes, str(path))
-    meta = json.loads((cache / "meta.json").read_text())
-    return ImageData(
-        name=name,
-        train_images=np.load(cache / "train_images.npy", mmap_mode="r"),
-        train_labels=np.load(cache / "train_labels.npy"),
-        test_images=np.load(cache / "test_images.npy", mmap_mode="r"),
-        test_labels=np.load(cache / "test_labels.npy"),
-        classes=meta["classes"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=meta["source"])
+    try:
+        meta = json.loads((cache / "meta.json").read_text())
+        return ImageData(
+            name=name,
+            train_images=np.load(cache / "train_images.npy", mmap_mode="r"),
+            train_labels=np.load(cache / "train_labels.npy"),
+            test_images=np.load(cache / "test_images.npy", mmap_mode="r"),
+            test_labels=np.load(cache / "test_labels.npy"),
+            classes=meta["classes"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=meta["source"],
+            fingerprint=meta["fingerprint"])
+    except (OSError, ValueError, KeyError, EOFError) as e:  # truncated or edited cache files
+        raise RuntimeError(f"the decoded-data cache {cache} is corrupt ({type(e).__name__}: {e}). Delete that folder; "
+                           f"the next load decodes {path} again.") from e
 
 
 def _find_source(name, root):
@@ -192,13 +199,24 @@ def atomic_write(path, write) -> None:
         raise
 
 
+def content_fingerprint(arrays) -> str:
+    """sha1 (16 hex digits) of arrays' shapes, dtypes and bytes: the same pixels and labels give the same
+    value on any machine, whatever file format they were decoded from."""
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}\n".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
+
+
 def _write_cache(cache: Path, name, arrays, classes, source):
     """Write the four arrays, then meta.json last: a cache entry is complete iff meta.json exists."""
     train_images = arrays[0]
     mean, std = CIFAR_STATS[name] if name in CIFAR_STATS else _channel_stats(train_images)
     for key, array in zip(("train_images", "train_labels", "test_images", "test_labels"), arrays):
         atomic_write(cache / f"{key}.npy", lambda f, a=array: np.save(f, a))
-    meta = {"name": name, "source": source, "classes": list(classes),
+    meta = {"name": name, "source": source, "classes": list(classes), "fingerprint": content_fingerprint(arrays),
             "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
     atomic_write(cache / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
@@ -224,23 +242,32 @@ def _read_torchvision(name, path):
     return arrays, list(train.classes)
 
 
-def _decode_image(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def _decode_image(data: bytes, where: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for truncated or non-image bytes
+        raise ValueError(f"{where} is not a readable image ({e}): replace that file with a good copy "
+                         "(or remove it), then load again") from e
 
 
 def _folder_entries(path: Path):
-    """Yield (split, class, file name, encoded bytes) from a class-folder tar.gz (streamed) or tree."""
+    """Yield (split, class, file name, encoded bytes, where) from a class-folder tar.gz (streamed) or tree."""
     if path.is_file():
-        with tarfile.open(path, "r|gz") as tar:
-            for member in tar:
-                parts = member.name.split("/")
-                if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
-                    yield parts[-3], parts[-2], parts[-1], tar.extractfile(member).read()
+        try:
+            with tarfile.open(path, "r|gz") as tar:
+                for member in tar:
+                    parts = member.name.split("/")
+                    if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                        yield parts[-3], parts[-2], parts[-1], tar.extractfile(member).read(), f"{path}:{member.name}"
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path} is not a complete tar.gz archive ({type(e).__name__}: {e}): the file is "
+                             "truncated or corrupt; copy or download it again") from e
     else:
         for split in ("train", "test"):
             for f in sorted((path / split).glob("*/*")):
                 if f.is_file():
-                    yield split, f.parent.name, f.name, f.read_bytes()
+                    yield split, f.parent.name, f.name, f.read_bytes(), str(f)
 
 
 def _read_class_folders(name, path):
@@ -251,9 +278,9 @@ def _read_class_folders(name, path):
     otherwise, and for the test set, images are ordered by (class, file name).
     """
     items = {"train": [], "test": []}
-    for split, cls, fname, data in _folder_entries(path):
+    for split, cls, fname, data, where in _folder_entries(path):
         if not fname.startswith(".") and not cls.startswith("."):
-            items[split].append((cls, fname, _decode_image(data)))
+            items[split].append((cls, fname, _decode_image(data, where)))
     if not items["train"] or not items["test"]:
         raise ValueError(f"{path}: expected images in train/<class>/<file> and test/<class>/<file>")
     classes = sorted({cls for split in items.values() for cls, _, _ in split})
@@ -312,11 +339,10 @@ def _read_miniimagenet(name, path):
             if not f.is_file():
                 raise FileNotFoundError(f"Mini-ImageNet image {fname} is in neither {path / 'images'} "
                                         f"nor {path / wnid}")
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.LANCZOS)
-                images[k] = np.asarray(im)
+            image = _decode_image(f.read_bytes(), str(f))
+            if image.shape[:2] != (size, size):
+                image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+            images[k] = image
         arrays += [images, np.array([label for _, label, _ in splits[split]], np.int64)]
     return arrays, classes
 
@@ -344,13 +370,19 @@ def _read_fashion_mnist(name, path):
 
 
 def labeled_indices(data: ImageData, n_labels: int, split: int, *, root=None, results_dir=None) -> np.ndarray:
-    """Sorted int64 indices of the labeled training images of split `split` (0, 1, ...).
+    """Sorted int64 indices of the labeled training images of split `split` (0, 1, ...), read from
+    `split_file` (which see): the paper's file when it exists, else a seeded class-balanced draw."""
+    return read_split(split_file(data, n_labels, split, root=root, results_dir=results_dir), data, n_labels)
 
-    Uses the paper's file root/labels/<name>/<n_labels>_balanced_labels/<10+split>.txt
+
+def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results_dir=None) -> Path:
+    """The file that lists the labeled training images of split `split` (0, 1, ...).
+
+    It is the paper's file root/labels/<name>/<n_labels>_balanced_labels/<10+split>.txt
     (Mean Teacher's format, one '<index>_<class>.png <class>' line per image) when it exists
     (root defaults to default_data_root()). Otherwise draws n_labels/c images per class
     with numpy seed `split`, saves them in the same format to
-    <results_dir>/splits/<name>/<n_labels>/<split>.txt (default <repo>/results) and reads
+    <results_dir>/splits/<name>/<n_labels>/<split>.txt (default <repo>/results) and returns
     that file from then on, so every run can be repeated.
     """
     if not isinstance(split, (int, np.integer)) or split < 0:
@@ -358,7 +390,7 @@ def labeled_indices(data: ImageData, n_labels: int, split: int, *, root=None, re
     root = Path(root) if root is not None else default_data_root()
     paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
     if paper.is_file():
-        return _read_split(paper, data, n_labels)
+        return paper
     ours = Path(results_dir if results_dir is not None else REPO / "results") / "splits" / data.name \
         / str(n_labels) / f"{split}.txt"
     if not ours.is_file():
@@ -366,7 +398,7 @@ def labeled_indices(data: ImageData, n_labels: int, split: int, *, root=None, re
         lines = "".join(f"{i}_{data.classes[data.train_labels[i]]}.png {data.classes[data.train_labels[i]]}\n"
                         for i in idx)
         atomic_write(ours, lambda f: f.write(lines.encode()))
-    return _read_split(ours, data, n_labels)
+    return ours
 
 
 def _balanced_split(labels, n_classes, n_labels, seed):
@@ -385,7 +417,7 @@ def _balanced_split(labels, n_classes, n_labels, seed):
     return np.sort(np.concatenate(idx))
 
 
-def _read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
+def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
     """Read a '<index>_<class>.png <class>' file, checking every class against data."""
     idx = []
     for k, line in enumerate(path.read_text().splitlines(), 1):
@@ -410,6 +442,28 @@ def _read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
     return idx
 
 
+def write_standin(root, name="cifar10", *, n_classes=10, train_per_class=30, test_per_class=10, seed=0) -> Path:
+    """Write a small stand-in for a CIFAR-like dataset as class folders, root/<name>/{train,test}/<class>/<n>.png.
+
+    32x32 RGB images, each a class's own colour plus noise (learnable in a few epochs); training files
+    are numbered 0..N-1 in class order, as the real copies number theirs. For tests and smoke runs
+    (`SMOKE_TEST=1`) on machines without the real data: the code paths, not the numbers. Returns root.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(40, 216, (n_classes, 3))
+    index = 0
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        for c in range(n_classes):
+            folder = root / name / split / f"class{c:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for j in range(per_class):
+                image = (colours[c] + rng.integers(-40, 40, (32, 32, 3))).clip(0, 255).astype(np.uint8)
+                Image.fromarray(image).save(folder / f"{index if split == 'train' else j:05d}.png")
+                index += split == "train"
+    return root
+
+
 def to_device(images_nhwc_uint8: np.ndarray, device=None) -> torch.Tensor:
     """Copy uint8 NHWC images to `device` as an NCHW tensor with channels_last strides."""
     if images_nhwc_uint8.dtype != np.uint8 or images_nhwc_uint8.ndim != 4:
@@ -428,7 +482,7 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator | None = None
     device), so a seeded generator reproduces a batch exactly.
       "cifar": translate by (dx, dy), each uniform in {-4..4}, with reflect padding, then
           flip horizontally with probability 1/2 (Mean Teacher's RandomTranslateWithReflect(4)
-          and RandomHorizontalFlip, DESIGN.md);
+          and RandomHorizontalFlip, docs/method.md);
       "miniimagenet": rotate by an angle uniform in [-10, 10] degrees about the centre (zero
           fill), crop the input's size (84) at a random offset from the image zero-padded by
           8, flip with probability 1/2 (RandomRotation(10), RandomCrop(84, padding=8),

@@ -4,10 +4,13 @@
                                            (eq. 7), certainty omega (eq. 11), class weights zeta
     network_pseudo_labels(probs, ...)      the same weights from a network's softmax (Table 1)
     gtg_pseudo_labels(features, ...)       graph transduction game, Erdem & Pelillo 2012 (Table 1)
-    LabelPropagation                       scikit-learn style estimator around `propagate`
+    LabelPropagation                       scikit-learn estimator around `propagate`
 
 All three pseudo-labelers return a `PseudoLabels`, computed from their (n, c) scores by the
-same rule (`_pseudo_labels`), as the official code does for diffusion.
+same rule (`_pseudo_labels`), as the official code does for diffusion. None of them depends
+on the overall scale of the features (see `lpnb.graph._rescale`); a setting out of its range
+is refused with a ValueError that names it, and a NaN or inf that appears in a computation
+is never passed on as a score: it raises.
 """
 import math
 import warnings
@@ -16,8 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from lpnb.graph import _as_tensor, affinity_graph, default_sigma, knn as knn_search, normalize
+from lpnb.graph import (
+    _as_array,
+    _as_tensor,
+    _check_param,
+    _gaussian,
+    _rescale,
+    affinity_graph,
+    default_sigma,
+    normalize,
+)
+from lpnb.graph import knn as knn_search
 
 
 @dataclass
@@ -69,12 +85,12 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
     if len(idx) == 0:
         raise ValueError("no labeled example: propagation needs at least one labeled point")
     y = labels[idx].astype(np.int64)
-    c = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    c = int(y.max()) + 1 if n_classes is None else _check_param("n_classes", n_classes, "count")
     if y.min() < 0 or y.max() >= c:
         raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
     missing = np.setdiff1d(np.arange(c), y)
     if len(missing) and warn_missing:
-        warnings.warn(f"classes {missing.tolist()} have no labeled example: they get no score")
+        warnings.warn(f"classes {missing.tolist()} have no labeled example: they get no score", stacklevel=2)
     return labels.astype(np.int64), idx, c
 
 
@@ -82,7 +98,10 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0):
     """Scores (n, c) -> PseudoLabels: clip at 0, L1-normalise rows, argmax (eq. 7), omega from
     the entropy (eq. 11) over its maximum, labeled rows forced, zeta from the class counts."""
     n, c = scores.shape
-    Z = scores.float().clamp_min(0)
+    Z = scores.float()
+    if not torch.isfinite(Z).all():
+        raise ValueError("scores contain NaN or inf: they cannot give pseudo-labels; check what produced them")
+    Z = Z.clamp_min(0)
     mass = Z.sum(1, keepdim=True)
     P = _divide(Z, mass)
     omega = 1 - torch.special.entr(P).sum(1) / math.log(c) if c > 1 else torch.ones(n, device=P.device)
@@ -99,10 +118,21 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0):
 
 
 def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6):
-    """Solve A X = B for a symmetric positive-definite A given by `matvec`, all c columns of
-    B (n, c) at once: one matvec per iteration, per-column step sizes, x0 = 0. Stops when every
-    column's relative residual ||b - A x|| / ||b|| is at most tol, or after max_iter
-    iterations. Returns (X, iterations, final relative residual, max over columns)."""
+    """Solve A X = B for a symmetric positive-definite A given by `matvec` (eq. 10).
+
+    All c columns of B (n, c) at once: one matvec per iteration, per-column step sizes,
+    x0 = 0. Stops when every column's relative residual ||b - A x|| / ||b|| is at most tol,
+    or after max_iter (a positive integer) iterations; tol is a finite number >= 0.
+    Returns (X, iterations, final relative residual, max over columns).
+
+    Raises ValueError if B holds NaN or inf, and FloatingPointError if the residual becomes
+    NaN or inf (matvec returned non-finite values, or A is not positive definite): the
+    solution is never returned with a NaN hidden in it.
+    """
+    max_iter = _check_param("max_iter", max_iter, "count")
+    tol = _check_param("tol", tol, "nonnegative")
+    if not torch.isfinite(B).all():
+        raise ValueError("B (the right-hand side) contains NaN or inf")
     X = torch.zeros_like(B)
     R = B.clone()
     P = R.clone()
@@ -122,6 +152,10 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6):
         rs = rs_new
         residual = (rs.sqrt() / b_norm).max().item()
         n_iter += 1
+        if not math.isfinite(residual):
+            raise FloatingPointError(
+                f"conjugate gradient: the residual became {residual} at iteration {n_iter}: matvec returned NaN "
+                "or inf, or the matrix is not positive definite; check the features and the graph")
     return X, n_iter, residual
 
 
@@ -129,25 +163,86 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
               max_iter=20, knn="exact", graph="dot", sigma=None, device=None):
     """Label propagation by diffusion (sections 3-4), as the official code runs it.
 
-    features (n, d) numpy array or torch tensor: l2-normalised descriptors for graph="dot"
-      (eq. 9), or points for graph="gaussian" (Euclidean k-NN, weights exp(-d^2/sigma^2)).
-    labels (n,) ints, read only where `labeled` (a boolean mask or an index array) says.
-    n_classes: c, default labels[labeled].max() + 1.
-    k, gamma: the k-NN graph of eq. (9); knn="exact" or "approx" (faiss IVF, see lpnb.graph).
-    alpha, max_iter: (I - alpha Wn) Z = Y (eq. 10) is solved by conjugate gradient, at most
-      max_iter iterations (tolerance 1e-6), with Y_ij = 1/|L_j| for labeled i of class j.
-    device: where to run (default: the device of `features`; CPU for numpy input). Computation
-      is in float32.
-    Returns PseudoLabels (pseudo-labels eq. 7, weights eq. 11, class weights, scores).
+    Builds the k-NN graph W of eq. (9), solves (I - alpha Wn) Z = Y (eq. 10) with
+    Wn = D^-1/2 W D^-1/2 by conjugate gradient from Z = 0, with Y_ij = 1/|L_j| for labeled
+    i of class j, and turns Z into pseudo-labels (eq. 7) and weights (eq. 11).
+
+    Parameters
+    ----------
+    features : array-like or torch.Tensor of shape (n, d)
+        Descriptors (graph="dot") or points (graph="gaussian"), finite. The result does not
+        depend on their overall scale: "dot" l2-normalises every row itself (cosine
+        similarity; an all-zero row is an isolated point: all-zero scores, weight 0),
+        "gaussian" centres and rescales the points by one global factor (sigma likewise).
+    labels : array-like of shape (n,)
+        Integer classes in [0, n_classes), read only where `labeled` says.
+    labeled : array-like
+        A boolean mask (n,) or an index array of the labeled points (at least one).
+    n_classes : int, optional
+        c, a positive integer; default labels[labeled].max() + 1.
+    k : int, default=50
+        Neighbours per point in the graph of eq. (9).
+    gamma : float, default=3.0
+        Exponent of the weights a_ij = [v_i . v_j]_+^gamma of eq. (9) (graph="dot").
+    alpha : float in [0, 1), default=0.99
+        The alpha of eq. (10).
+    max_iter : int, default=20
+        Conjugate-gradient iterations at most (tolerance 1e-6); a positive integer.
+    knn : {"exact", "approx"}, default="exact"
+        Exact k-NN search, or an approximate faiss IVF index (see `lpnb.graph.knn`).
+    graph : {"dot", "gaussian"}, default="dot"
+        "dot": the paper's graph (eq. 9). "gaussian": Euclidean k-NN with weights
+        exp(-d^2 / sigma^2), for points that are not descriptors (2-D toy data).
+    sigma : float, optional
+        Bandwidth of the Gaussian graph, in the units of `features`; default the mean k-NN
+        distance (`lpnb.graph.default_sigma`).
+    device : str or torch.device, optional
+        Where to run (default: the device of `features`; CPU for numpy input). The graph and
+        the solve are in float32.
+
+    Returns
+    -------
+    PseudoLabels
+        pseudo_labels (eq. 7), weights omega (eq. 11), class weights zeta, the scores Z
+        (clipped at 0, rows L1-normalised), CG iterations and final relative residual.
+
+    Raises
+    ------
+    ValueError
+        For a setting out of its range (k, max_iter, n_classes not positive integers; gamma,
+        sigma not finite and positive; alpha not in [0, 1)) or invalid features or labels.
+    FloatingPointError
+        If the conjugate gradient meets NaN or inf.
+
+    Examples
+    --------
+    Two groups of three points in the plane, one labeled point in each:
+
+    >>> import numpy as np
+    >>> from lpnb.diffusion import propagate
+    >>> X = np.array([[1.0, 0.1], [1.0, 0.2], [0.9, 0.3], [0.1, 1.0], [0.2, 0.9], [0.3, 1.0]])
+    >>> labels = np.array([0, -1, -1, 1, -1, -1])
+    >>> res = propagate(X, labels, labels >= 0, k=2)
+    >>> res.pseudo_labels
+    array([0, 0, 0, 1, 1, 1])
+    >>> res.scores.shape, res.weights.shape, res.class_weights.tolist()
+    ((6, 2), (6,), [1.0, 1.0])
+
+    The overall scale of the features does not matter:
+
+    >>> propagate(1e30 * X, labels, labels >= 0, k=2).pseudo_labels
+    array([0, 0, 0, 1, 1, 1])
     """
-    x = _as_tensor(features)
+    alpha = _check_param("alpha", alpha, "fraction")
+    max_iter = _check_param("max_iter", max_iter, "count")
+    if knn not in ("exact", "approx"):
+        raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
+    if graph not in ("dot", "gaussian"):
+        raise ValueError(f"graph must be 'dot' or 'gaussian', got {graph!r}")
+    x = _as_array(features)
     x = x.to(device) if device is not None else x
     n = len(x)
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
-    if not 0 <= alpha < 1:
-        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
-    if knn not in ("exact", "approx"):
-        raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
     Wn = normalize(affinity_graph(x, k, kind=graph, gamma=gamma, sigma=sigma, approx=knn == "approx"))
     y = torch.from_numpy(labels[idx]).to(x.device)
     counts = torch.bincount(y, minlength=c).float()
@@ -158,8 +253,36 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
 
 
 def network_pseudo_labels(probs, labels, labeled):
-    """Pseudo-labels from the network's own predictions (eq. 1, Table 1): probs (n, c) are its
-    softmax outputs; argmax, entropy weights and class weights as for diffusion."""
+    """Pseudo-labels from the network's own predictions (eq. 1, Table 1).
+
+    The same rule as for diffusion: argmax (eq. 7), entropy weights (eq. 11) and class
+    weights, with the labeled points keeping their label and weight 1.
+
+    Parameters
+    ----------
+    probs : array-like of shape (n, c)
+        The network's softmax outputs: finite and non-negative.
+    labels : array-like of shape (n,)
+        Integer classes in [0, c), read only where `labeled` says.
+    labeled : array-like
+        A boolean mask (n,) or an index array of the labeled points.
+
+    Returns
+    -------
+    PseudoLabels
+        With n_iter = 0 and residual = 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lpnb.diffusion import network_pseudo_labels
+    >>> probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    >>> res = network_pseudo_labels(probs, np.array([1, 0, 0]), np.array([True, False, False]))
+    >>> res.pseudo_labels  # the labeled point keeps its label
+    array([1, 1, 0])
+    >>> res.weights[[0, 2]].tolist()  # labeled: 1; a uniform prediction: 0
+    [1.0, 0.0]
+    """
     P = _as_tensor(probs, "probs")
     if (P < 0).any():
         raise ValueError("probs must be non-negative (softmax probabilities), got negative entries")
@@ -172,19 +295,54 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     """Graph transduction game (Erdem & Pelillo 2012), the GTG baseline of Table 1.
 
     Players are the points, strategies the classes, payoffs the unnormalised k-NN graph W of
-    eq. (9). Labeled players play their class; unlabeled ones start uniform over the classes
-    that have a labeled example and follow the replicator dynamics
+    eq. (9) (rows of `features` l2-normalised, as in `propagate`). Labeled players play their
+    class; unlabeled ones start uniform over the classes that have a labeled example and
+    follow the replicator dynamics
+
         x_i(h) <- x_i(h) (W X)_ih / sum_h' x_i(h') (W X)_ih'
+
     (a player with zero payoff keeps its strategy; a pure strategy is a fixed point, so the
-    labeled players stay fixed) for at most max_iter iterations, until no strategy changes by
-    more than tol in L1. The final strategies are the scores.
+    labeled players stay fixed) for at most max_iter iterations, until no strategy changes
+    by more than tol in L1. The final strategies are the scores.
+
+    Parameters
+    ----------
+    features, labels, labeled, n_classes, k, gamma, knn, device
+        As for `propagate` (graph="dot").
+    max_iter : int, default=100
+        Replicator iterations at most; a positive integer.
+    tol : float, default=1e-6
+        Stop when no strategy changes by more than tol in L1; finite and >= 0.
+
+    Returns
+    -------
+    PseudoLabels
+        With n_iter the replicator iterations and residual the last largest L1 change.
+
+    Raises
+    ------
+    ValueError
+        For a setting out of its range or invalid features or labels.
+    FloatingPointError
+        If a strategy becomes NaN or inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lpnb.diffusion import gtg_pseudo_labels
+    >>> X = np.array([[1.0, 0.1], [1.0, 0.2], [0.9, 0.3], [0.1, 1.0], [0.2, 0.9], [0.3, 1.0]])
+    >>> labels = np.array([0, -1, -1, 1, -1, -1])
+    >>> gtg_pseudo_labels(X, labels, labels >= 0, k=2).pseudo_labels
+    array([0, 0, 0, 1, 1, 1])
     """
-    x = _as_tensor(features)
+    max_iter = _check_param("max_iter", max_iter, "count")
+    tol = _check_param("tol", tol, "nonnegative")
+    if knn not in ("exact", "approx"):
+        raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
+    x = _as_array(features)
     x = x.to(device) if device is not None else x
     n = len(x)
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
-    if knn not in ("exact", "approx"):
-        raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
     W = affinity_graph(x, k, gamma=gamma, approx=knn == "approx")
     onehot = F.one_hot(torch.from_numpy(labels[idx]), c).float().to(x.device)
     present = onehot.sum(0) > 0
@@ -197,88 +355,152 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
         X_new = torch.where(fitness > 0, _divide(X * payoff, fitness), X)
         change = (X_new - X).abs().sum(1).max().item()
         X, n_iter = X_new, n_iter + 1
+        if not math.isfinite(change):
+            raise FloatingPointError(f"graph transduction: a strategy became NaN or inf at iteration {n_iter}; "
+                                     "check the features and the graph")
         if change <= tol:
             break
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 
-class LabelPropagation:
-    """Transductive label propagation with the scikit-learn semi-supervised API: a drop-in
-    for sklearn.semi_supervised.LabelSpreading (fit(X, y) with y = -1 for unlabeled points,
-    transduction_, label_distributions_, classes_, predict, predict_proba, score).
+class LabelPropagation(ClassifierMixin, BaseEstimator):
+    """Label propagation of Iscen et al. (CVPR 2019, eqs. 9-11) as a scikit-learn estimator.
 
-    Parameters are those of `propagate`. normalize=True l2-normalises X first: the affinity
-    [v_i . v_j]_+^gamma of eq. (9) is a cosine similarity only for unit descriptors (use
-    normalize=False for graph="gaussian" on raw coordinates).
+    Transductive, with the API and fitted attributes of
+    `sklearn.semi_supervised.LabelSpreading`: ``fit(X, y)`` with y = -1 for the unlabeled
+    points, then `transduction_` and `label_distributions_` for all training points, and
+    predict / predict_proba / score for new ones. It differs from LabelSpreading where the
+    paper does:
 
-    fit sets classes_ (sorted labels of the labeled points, any integers), transduction_
-    (a label per training point, in the original label space), label_distributions_ (n, c
-    scores, rows L1-normalised; all-zero for points the graph does not connect to any label),
-    n_iter_ (CG iterations), sigma_ (Gaussian bandwidth) and X_ (the training points).
+    - the graph of eq. (9): weights [v_i . v_j]_+^gamma of cosine similarities on a k-NN
+      graph (LabelSpreading: a binary k-NN graph or a dense RBF kernel), made symmetric
+      (W = A + A^T) and normalised symmetrically, D^-1/2 W D^-1/2;
+    - the linear system (I - alpha Wn) Z = Y of eq. (10) is solved by conjugate gradient
+      (at most `max_iter` iterations) instead of iterating Z <- alpha Wn Z + (1 - alpha) Y,
+      and Y weighs every class equally (1/|L_j| per labeled point of class j);
+    - the per-point certainty omega of eq. (11), `certainty_`, with which the paper weighs
+      each pseudo-label in the loss.
 
-    predict / predict_proba classify new points by the affinity-weighted vote of the label
-    distributions of their k nearest training points (the weights of eq. 9, or the Gaussian
-    ones); with zero total weight the vote is unweighted, and an all-zero vote is uniform.
+    Parameters
+    ----------
+    k : int, default=50
+        Neighbours per point in the graph, and in the vote of predict.
+    gamma : float, default=3.0
+        Exponent of the weights of eq. (9) (graph="dot").
+    alpha : float in [0, 1), default=0.99
+        The alpha of eq. (10).
+    max_iter : int, default=20
+        Conjugate-gradient iterations at most.
+    knn : {"exact", "approx"}, default="exact"
+        Exact k-NN search or an approximate faiss IVF index (large n).
+    graph : {"dot", "gaussian"}, default="dot"
+        "dot": eq. (9) on the rows of X l2-normalised here (cosine similarity; the result
+        does not depend on the scale of a row; an all-zero row is an isolated point).
+        "gaussian": Euclidean k-NN with weights exp(-d^2 / sigma^2); the result depends on
+        neither the overall scale of X nor a translation. For the Gaussian graph on unit
+        rows put ``sklearn.preprocessing.Normalizer()`` before the estimator in a Pipeline.
+    sigma : float, optional
+        Bandwidth of the Gaussian graph in the units of X; default the mean k-NN distance.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (c,)
+        The sorted labels of the labeled points (any labels but -1).
+    transduction_ : ndarray of shape (n,)
+        A label per training point (its own for the labeled ones), from `classes_`.
+    label_distributions_ : ndarray of shape (n, c)
+        The scores Z of eq. (10) clipped at 0, rows L1-normalised; all-zero for a point
+        the graph does not connect to any label.
+    certainty_ : ndarray of shape (n,)
+        omega_i = 1 - H(z_i) / log c (eq. 11) over its maximum; 1 for labeled points.
+    n_iter_ : int
+        Conjugate-gradient iterations run.
+    sigma_ : float or None
+        The Gaussian bandwidth used, in the units of X (None for graph="dot").
+    X_ : ndarray of shape (n, n_features_in_)
+        The training points, for predict.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when X has string column names.
+
+    Notes
+    -----
+    predict / predict_proba classify new points by the affinity-weighted vote of the
+    label distributions of their k nearest training points (the weights of eq. 9, or the
+    Gaussian ones); with zero total weight the vote is unweighted, and an all-zero vote is
+    uniform. score counts points with y = -1 as errors: score on labeled points only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from lpnb.diffusion import LabelPropagation
+    >>> X, y = load_digits(return_X_y=True)
+    >>> y_train = np.where(np.arange(len(y)) % 10 == 0, y, -1)  # 10% labeled, -1: unlabeled
+    >>> model = LabelPropagation(k=10).fit(X, y_train)
+    >>> model.classes_
+    array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    >>> model.label_distributions_.shape, model.certainty_.shape
+    ((1797, 10), (1797,))
+    >>> unlabeled = y_train == -1
+    >>> bool((model.transduction_[unlabeled] == y[unlabeled]).mean() > 0.9)
+    True
+    >>> model.predict(X[:5])
+    array([0, 1, 2, 3, 4])
     """
-    _params = ("k", "gamma", "alpha", "max_iter", "knn", "graph", "sigma", "normalize")
 
-    def __init__(self, k=50, gamma=3.0, alpha=0.99, max_iter=20, knn="exact", graph="dot",
-                 sigma=None, normalize=True):
-        self.k, self.gamma, self.alpha, self.max_iter = k, gamma, alpha, max_iter
-        self.knn, self.graph, self.sigma, self.normalize = knn, graph, sigma, normalize
-
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._params}
-
-    def set_params(self, **params):
-        for name, value in params.items():
-            if name not in self._params:
-                raise ValueError(f"invalid parameter {name!r} for LabelPropagation; valid: {self._params}")
-            setattr(self, name, value)
-        return self
-
-    def _prepare(self, X):
-        X = _as_tensor(X, "X")
-        return F.normalize(X, dim=1) if self.normalize else X
+    def __init__(self, k=50, gamma=3.0, alpha=0.99, max_iter=20, knn="exact", graph="dot", sigma=None):
+        self.k = k
+        self.gamma = gamma
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.knn = knn
+        self.graph = graph
+        self.sigma = sigma
 
     def fit(self, X, y):
-        X = self._prepare(X)
-        y = np.asarray(y)
-        if y.shape != (len(X),):
-            raise ValueError(f"y must have shape ({len(X)},), one label per row of X, got {y.shape}")
-        labeled = y != -1
+        """Propagate the labels of y (-1: unlabeled) to every row of X; returns self."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        check_classification_targets(y)
+        labeled = np.asarray(y != -1)
         if not labeled.any():
             raise ValueError("no labeled example: y is -1 (unlabeled) everywhere")
-        self.classes_, codes = np.unique(y[labeled], return_inverse=True)
+        classes, codes = np.unique(y[labeled], return_inverse=True)
         labels = np.zeros(len(y), dtype=np.int64)
         labels[labeled] = codes
-        self.sigma_ = self.sigma
-        if self.graph == "gaussian" and self.sigma is None:
-            self.sigma_ = default_sigma(knn_search(X, self.k, metric="l2")[0])
-        res = propagate(X, labels, labeled, n_classes=len(self.classes_), k=self.k, gamma=self.gamma,
-                        alpha=self.alpha, max_iter=self.max_iter, knn=self.knn, graph=self.graph,
-                        sigma=self.sigma_)
-        self.X_ = X
+        sigma = _check_param("sigma", self.sigma, "positive", optional=True)
+        if self.graph != "gaussian":
+            sigma = None
+        elif sigma is None:  # the default bandwidth, found as propagate finds it, in X's units
+            x, (s0, _, s1) = _rescale(_as_array(X, "X"), "gaussian")
+            k = min(_check_param("k", self.k, "count"), len(x) - 1)
+            sigma = default_sigma(knn_search(x, k, metric="l2")[0]) * s0 * s1
+        res = propagate(X, labels, labeled, n_classes=len(classes), k=self.k, gamma=self.gamma, alpha=self.alpha,
+                        max_iter=self.max_iter, knn=self.knn, graph=self.graph, sigma=sigma)
+        self.classes_, self.sigma_, self.X_ = classes, sigma, X
+        self.transduction_ = classes[res.pseudo_labels]
         self.label_distributions_ = res.scores
-        self.transduction_ = self.classes_[res.pseudo_labels]
+        self.certainty_ = res.weights
         self.n_iter_ = res.n_iter
         return self
 
     def predict_proba(self, X):
-        X = self._prepare(X)
-        if X.shape[1] != self.X_.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fit on {self.X_.shape[1]}")
+        """Class probabilities (n, c) of new points: the weighted vote of their k nearest
+        training points' label distributions."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        train, frame = _rescale(_as_array(self.X_, "X_"), self.graph)
+        queries, _ = _rescale(_as_array(X, "X"), self.graph, frame)
         metric = "dot" if self.graph == "dot" else "l2"
-        S, I = knn_search(self.X_, min(self.k, len(self.X_)), queries=X, metric=metric)
-        w = S.clamp_min(0) ** self.gamma if metric == "dot" else torch.exp(-S / self.sigma_**2)
-        w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))
+        S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
+        w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, self.sigma_ / frame[0] / frame[2])
+        w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w)).double()
         votes = (w[..., None] * torch.from_numpy(self.label_distributions_).to(I.device)[I]).sum(1)
         total = votes.sum(1, keepdim=True)
         return torch.where(total > 0, _divide(votes, total), 1.0 / votes.shape[1]).cpu().numpy()
 
     def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(1)]
-
-    def score(self, X, y):
-        """Mean accuracy of predict(X) against y."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        """The most probable class of each new point (from classes_)."""
+        proba = self.predict_proba(X)  # first: raises NotFittedError before fit
+        return self.classes_[proba.argmax(1)]

@@ -7,15 +7,19 @@
 W is a torch sparse CSR tensor on the device of the features, so that the conjugate
 gradient of `lpnb.diffusion` runs on CPU and GPU alike. The k-NN search uses faiss when it
 is importable (a GPU index for CUDA tensors when faiss has GPU support), else chunked
-matmul + top-k in torch.
+matmul + top-k in torch. The search is in float32; `affinity_graph` first brings the points
+to a unit scale in their own precision (`_rescale`), so that W does not depend on the
+overall magnitude of the features.
 """
 import functools
 import math
+import numbers
 import warnings
 
 import numpy as np
 import scipy.sparse
 import torch
+import torch.nn.functional as F
 
 try:
     import faiss
@@ -23,16 +27,97 @@ except ImportError:  # faiss is optional: the torch backend covers every case bu
     faiss = None
 
 
-def _as_tensor(x, name="features"):
+_RULES = {  # rule: (type, test, what the message asks for)
+    "count": (numbers.Integral, lambda v: v >= 1, "a positive integer"),
+    "positive": (numbers.Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "nonnegative": (numbers.Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "fraction": (numbers.Real, lambda v: math.isfinite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
+}
+
+
+def _check_param(name, value, rule, *, optional=False):
+    """The setting `name` as an int ("count") or a float (the other rules of _RULES), or a
+    ValueError that names it and says what it must be. bool is refused, numpy scalars are
+    accepted; optional=True lets None through."""
+    if optional and value is None:
+        return None
+    kind, test, what = _RULES[rule]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind) or not test(value):
+        raise ValueError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+    return int(value) if rule == "count" else float(value)
+
+
+def _as_array(x, name="features"):
+    """x as a 2-D floating torch tensor in its own precision (integers as float64), with at
+    least one column and finite values; else a ValueError."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = x.copy()  # torch warns on read-only arrays (memory maps)
     x = torch.as_tensor(x)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n, d), got shape {tuple(x.shape)}")
     if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
-    x = x.float()
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
+    x = x if x.is_floating_point() else x.double()
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # fast check first
         raise ValueError(f"{name} contain NaN or inf: clean or impute them before building the graph")
     return x
+
+
+def _as_tensor(x, name="features"):
+    """`_as_array` in float32, or a ValueError if values lie beyond float32's range."""
+    x = _as_array(x, name)
+    x32 = x.float()
+    if x.dtype != torch.float32 and not torch.isfinite(x32).all():
+        raise ValueError(f"{name} exceed float32's range (largest |value| {_max_abs(x):.3g}): "
+                         "divide them by a constant first")
+    return x32
+
+
+def _rescale(x, kind, frame=None):
+    """Float32 points on which the graph of `kind` does not depend on the overall scale of x.
+
+    Parameters
+    ----------
+    x : torch.Tensor (n, d)
+        Validated points (`_as_array`) in their own precision: the scaling is done there, so
+        that features around 1e30 (or float64 1e200) neither overflow nor underflow float32.
+    kind : {"dot", "gaussian"}
+        "dot": each row divided by its largest |value|, then l2-normalised, so that inner
+        products are cosine similarities (eq. 9); an all-zero row stays zero.
+        "gaussian": x / s0 - c, then divided by s1, with s0 = max |x|, c the mean row of x / s0
+        and s1 the largest |value| that is left: centred, within [-1, 1]. Distances shrink by
+        the factor s0 * s1 (divide a bandwidth sigma by it).
+    frame : tuple, optional
+        (s0, c, s1) of an earlier call: maps other points (queries) like those of that call.
+
+    Returns
+    -------
+    (float32 tensor (n, d), frame): frame is (s0, c, s1) for "gaussian", None for "dot".
+    """
+    if kind == "dot":
+        top = x.abs().amax(1, keepdim=True)
+        return F.normalize(x / torch.where(top > 0, top, torch.ones_like(top)), dim=1).float(), None
+    if frame is None:
+        s0 = _max_abs(x) or 1.0
+        c = (x / s0).mean(0)
+        frame = (s0, c, _max_abs(x / s0 - c) or 1.0)
+    s0, c, s1 = frame
+    return ((x / s0 - c.to(x.device)) / s1).float(), frame
+
+
+def _max_abs(x):
+    """max |x| as a float, 0 for an empty tensor (no |x| copy of x)."""
+    if x.numel() == 0:
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return max(-lo.item(), hi.item())
+
+
+def _gaussian(sq_dists, sigma):
+    """exp(-d^2 / sigma^2), 1 for d = 0 whatever sigma (no 0 / 0 when sigma^2 underflows)."""
+    return torch.where(sq_dists > 0, torch.exp(-(sq_dists / sigma) / sigma), torch.ones_like(sq_dists))
 
 
 def _faiss_gpu():
@@ -112,7 +197,14 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     The point itself is removed by index, not by rank: with duplicates another point may
     come first, and if ties push the point out of the k+1 results the last one is dropped.
     k >= n is clamped to n - 1 with a warning.
+
+    The search is in float32 and in the features' own units: features whose largest |value|
+    would overflow or underflow float32 inner products (above about 1e18 / sqrt(d), below
+    1e-15) are refused with a ValueError; multiply them by a constant first (the neighbours
+    do not change; `affinity_graph` does this itself).
     """
+    k = _check_param("k", k, "count")
+    chunk_size = _check_param("chunk_size", chunk_size, "count", optional=True)
     x = _as_tensor(features)
     q = x if queries is None else _as_tensor(queries, "queries").to(x.device)
     if q.shape[1] != x.shape[1]:
@@ -124,18 +216,21 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     n = len(x)
     available = n - 1 if queries is None else n
     if available < 1:
-        raise ValueError(f"need at least {n + 1} points to find a neighbour, got {n}")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise ValueError(f"need at least {n + 1} samples to find a neighbour, got {n} sample{'s' * (n != 1)}")
+    top = max(_max_abs(x), _max_abs(q))
+    if top > 0 and not 1e-15 <= top <= math.sqrt(1e37 / x.shape[1]):
+        raise ValueError(f"features up to |value| {top:.3g} {'over' if top > 1 else 'under'}flow float32 inner "
+                         "products and distances: multiply them by a constant first (the neighbours do not "
+                         "change; affinity_graph, propagate and LabelPropagation rescale by themselves)")
     if k > available:
-        warnings.warn(f"k={k} but only {available} other points: using k={available}")
+        warnings.warn(f"k={k} but only {available} other points: using k={available}", stacklevel=2)
         k = available
     if backend == "faiss" and faiss is None:
         raise ValueError("backend='faiss' but faiss is not installed: pip install faiss-cpu")
     if backend == "auto":
         backend = "faiss" if faiss is not None and (not x.is_cuda or _faiss_gpu()) else "torch"
     if approx and backend == "torch":
-        warnings.warn("approx=True needs faiss (pip install faiss-cpu): using an exact torch search")
+        warnings.warn("approx=True needs faiss (pip install faiss-cpu): using an exact torch search", stacklevel=2)
         approx = False
     kq = k + (queries is None)
     if backend == "faiss":
@@ -163,26 +258,28 @@ def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=
     """Symmetric k-NN affinity matrix W = A + A^T as a torch sparse CSR tensor (n, n).
 
     kind="dot" (the paper's graph, eq. 9): a_ij = [v_i . v_j]_+^gamma for the k nearest
-      neighbours j of i by inner product; features should be l2-normalised descriptors.
+      neighbours j of i by inner product, on unit descriptors: the rows are l2-normalised
+      here (cosine similarity; each row is first divided by its largest |value|, in the
+      features' own precision, so that no magnitude overflows float32). An all-zero row
+      stays zero: an isolated point.
     kind="gaussian": a_ij = exp(-||v_i - v_j||^2 / sigma^2) for the k nearest neighbours by
-      Euclidean distance (2-D toy data etc.); sigma defaults to `default_sigma`.
+      Euclidean distance (2-D toy data etc.); sigma defaults to `default_sigma`. The points
+      are centred and divided by one global factor first (sigma by the same factor), so W
+      depends on neither their overall scale nor a translation.
     W has zero diagonal and non-negative entries; a pair that are each other's neighbours
     gets a_ij + a_ji. W is assembled where the features are: in scipy.sparse for CPU
     features, in torch on the GPU for CUDA features (no round trip through the host).
     """
     if kind not in ("dot", "gaussian"):
         raise ValueError(f"kind must be 'dot' or 'gaussian', got {kind!r}")
-    if not gamma > 0:
-        raise ValueError(f"gamma must be positive, got {gamma}")
-    x = _as_tensor(features)
+    gamma = _check_param("gamma", gamma, "positive")
+    sigma = _check_param("sigma", sigma, "positive", optional=True)
+    x, frame = _rescale(_as_array(features), kind)
     S, I = knn(x, k, backend=backend, approx=approx, metric="dot" if kind == "dot" else "l2")
     if kind == "dot":
         A = S.clamp_min(0) ** gamma
     else:
-        sigma = default_sigma(S) if sigma is None else float(sigma)
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        A = torch.exp(-S / sigma**2)
+        A = _gaussian(S, default_sigma(S) if sigma is None else sigma / frame[0] / frame[2])
     n, k = I.shape
     if x.is_cuda:
         return _symmetrize(I, A)
@@ -206,7 +303,14 @@ def _symmetrize(I, A):
 
 def normalize(W):
     """D^-1/2 W D^-1/2 with D = diag(W 1) (section 3); a zero degree is treated as 1, so an
-    isolated point keeps a zero row instead of producing NaN."""
+    isolated point keeps a zero row instead of producing NaN. W must be a square torch sparse
+    CSR tensor with finite, non-negative entries, as `affinity_graph` returns."""
+    if not (isinstance(W, torch.Tensor) and W.layout == torch.sparse_csr and W.ndim == 2
+            and W.shape[0] == W.shape[1]):
+        raise ValueError("W must be a square torch sparse CSR tensor (n, n), as affinity_graph returns; got "
+                         f"{type(W).__name__} {getattr(W, 'layout', '')} of shape {tuple(getattr(W, 'shape', ()))}")
+    if not (torch.isfinite(W.values()).all() and (W.values() >= 0).all()):
+        raise ValueError("W must have finite, non-negative entries (affinities): check how it was built")
     crow, col, val = W.crow_indices(), W.col_indices(), W.values()
     row = torch.repeat_interleave(torch.arange(W.shape[0], device=val.device), crow.diff())
     deg = torch.zeros(W.shape[0], dtype=val.dtype, device=val.device).index_add_(0, row, val)

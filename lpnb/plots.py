@@ -3,6 +3,7 @@
 Figure functions return a closed pyplot figure: it shows inline when it is a notebook
 cell's value (not twice), and pyplot keeps no reference to it.
 """
+import functools
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -140,7 +141,7 @@ def save_figure(fig, name, figures_dir=None, dpi=200):
     paths = []
     for fmt, metadata in (("pdf", {"CreationDate": None}), ("png", {})):
         path = figures_dir / f"{name}.{fmt}"
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata))
+        atomic_write(path, functools.partial(fig.savefig, format=fmt, dpi=dpi, metadata=metadata))
         paths.append(path)
     return paths
 
@@ -231,7 +232,8 @@ def plot_figure6(table, paper=None, full=None):
 
 def _top1(table, method):
     """The rows of a summary for one method with both weights, top-1 error, sorted by label count."""
-    return table[(table.method == method) & table.use_omega & table.use_zeta & (table.metric == "top1")].sort_values("labels")
+    rows = (table.method == method) & table.use_omega & table.use_zeta & (table.metric == "top1")
+    return table[rows].sort_values("labels")
 
 
 def plot_figure7(record, data, n_images=12):
@@ -239,9 +241,15 @@ def plot_figure7(record, data, n_images=12):
 
     `data` is the `lpnb.data.ImageData` the run used (for the images and class names).
     """
+    if not _stage2(record):
+        raise ValueError(f"run {record['run_id']} has no stage 2: Figure 7 needs a run of method 'lp'")
     mistakes = record["confident_mistakes"][:n_images]
-    if not mistakes:
-        raise ValueError(f"run {record['run_id']} recorded no wrong pseudo-labels: Figure 7 needs a run of method 'lp'")
+    if not mistakes:  # every pseudo-label of the last epoch is right
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no wrong pseudo-label in the last epoch", ha="center", va="center")
+        plt.close(fig)
+        return fig
     cols = min(6, len(mistakes))
     rows = -(-len(mistakes) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)

@@ -22,8 +22,6 @@ import torch.nn.functional as F
 from lpnb.data import apply_augmentation, augment, draw_augmentation, normalize
 from lpnb.diffusion import PseudoLabels, gtg_pseudo_labels, network_pseudo_labels, propagate
 
-METHODS = ("supervised", "network", "lp", "gtg", "mt", "mt+lp")
-
 
 def cosine_lr(base_lr, t, rampdown_epochs):
     """Per-iteration cosine annealing: lr * 0.5 * (1 + cos(pi t / 210)) at fractional epoch t (sec. 5.2)."""
@@ -46,7 +44,8 @@ def labeled_batches(labeled_idx, batch_size, generator):
 
 
 def two_stream_batches(labeled_idx, unlabeled_idx, batch_size, labeled_batch_size, generator):
-    """Batches of B - B_L unlabeled + B_L labeled images; one pass over the unlabeled ones, labeled ones cycle (sec. 5.2)."""
+    """Batches of B - B_L unlabeled + B_L labeled images: one pass over the unlabeled ones, labeled ones cycle
+    (sec. 5.2)."""
     n_unlabeled_per_batch = batch_size - labeled_batch_size
     n_batches = len(unlabeled_idx) // n_unlabeled_per_batch
     if n_batches == 0:
@@ -64,7 +63,7 @@ class Trainer:
 
     `images` is the uint8 (n, C, H, W) training set on the device, `labels` (n,) its true
     labels (read only at labeled positions and for reporting pseudo-label accuracy),
-    `labeled` (n,) a bool mask. `cfg` is a `lpnb.experiment.Config`.
+    `labeled` (n,) a bool mask. `cfg` is a `lpnb.config.Config`.
     """
 
     def __init__(self, cfg, model, images, labels, labeled, *, mean, std, aug, num_classes, device):
@@ -80,7 +79,8 @@ class Trainer:
         self.norm = (tuple(mean), tuple(std))
         self.labeled_idx = torch.nonzero(labeled).flatten().cpu()
         self.unlabeled_idx = torch.nonzero(~labeled).flatten().cpu()
-        self.model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=memory_format)
         self.teacher = copy.deepcopy(self.model).requires_grad_(False) if cfg.method.startswith("mt") else None
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
@@ -139,15 +139,19 @@ class Trainer:
                 teacher_logits, _, _ = self.teacher(inputs(teacher_aug))
             student = aux_logits if aux_logits is not None else logits
             scale = self.num_classes * len(images)
-            consistency = F.mse_loss(student.float().softmax(1), teacher_logits.float().softmax(1), reduction="sum") / scale
+            consistency = F.mse_loss(student.float().softmax(1), teacher_logits.float().softmax(1), reduction="sum")
+            consistency = consistency / scale
             if aux_logits is not None:
-                loss = loss + cfg.logit_distance_cost * F.mse_loss(logits.float(), aux_logits.float(), reduction="sum") / scale
+                distance = F.mse_loss(logits.float(), aux_logits.float(), reduction="sum") / scale
+                loss = loss + cfg.logit_distance_cost * distance
         return loss, consistency
 
     def _step(self, images, targets, weights, consistency_weight=0.0):
         """Draws the augmentation(s), computes the loss (`_losses`) and its gradients; returns the loss."""
         aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device)
-        teacher_aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device) if self.teacher is not None else None
+        teacher_aug = None
+        if self.teacher is not None:
+            teacher_aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device)
         loss, consistency = self.losses(images, aug, targets, weights, teacher_aug)
         if consistency is not None:
             loss = loss + consistency_weight * consistency
@@ -174,7 +178,7 @@ class Trainer:
             batches = two_stream_batches(self.labeled_idx, self.unlabeled_idx, cfg.batch_size,
                                          cfg.labeled_batch_size, self.batch_generator)
         epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
-        rampdown = cfg.lr_rampdown_epochs or epochs * 210 / 180  # the paper's 210 for 180 epochs
+        rampdown = epochs * 210 / 180 if cfg.lr_rampdown_epochs is None else cfg.lr_rampdown_epochs  # 210 for 180
         total = torch.zeros((), device=self.device)
         batches = list(torch.stack(batches).to(self.device))  # one copy per epoch: the steps never wait for the GPU
         for i, idx in enumerate(progress(batches) if progress else batches):
@@ -194,7 +198,8 @@ class Trainer:
     # --- descriptors, pseudo-labels, evaluation ----------------------------------------
     @torch.no_grad()
     def predict(self, model, images, kind, batch_size=None):
-        """Eval-mode pass: descriptors (n, d) float32 and softmax probabilities (n, c), one `kind`-augmented view each."""
+        """Eval-mode pass: descriptors (n, d) float32 and softmax probabilities (n, c), one `kind`-augmented view
+        of each image."""
         batch_size = batch_size or (2000 if self.device.type == "cuda" else 500)
         model.eval()
         descs, probs = [], []
@@ -228,8 +233,9 @@ class Trainer:
         else:
             raise ValueError(f"method {cfg.method!r} has no stage 2")
         t2 = time.perf_counter()
-        omega = torch.as_tensor(pl.weights, device=self.device) if cfg.use_omega else torch.ones(len(labels), device=self.device)
-        zeta = torch.as_tensor(pl.class_weights, device=self.device) if cfg.use_zeta else torch.ones(self.num_classes, device=self.device)
+        omega = torch.as_tensor(pl.weights if cfg.use_omega else np.ones(len(labels), np.float32), device=self.device)
+        zeta = torch.as_tensor(pl.class_weights if cfg.use_zeta else np.ones(self.num_classes, np.float32),
+                               device=self.device)
         self.targets = torch.as_tensor(pl.pseudo_labels, device=self.device)
         self.weights = omega * zeta[self.targets]
         return pl, probs, t1 - t0, t2 - t1

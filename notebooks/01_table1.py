@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -21,23 +22,25 @@
 # %% tags=["parameters"]
 labels = 500
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
-preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
+preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
-from lpnb.experiment import REPO, notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
+from lpnb.experiment import REPO
+from lpnb.tables import notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
 
-settings = notebook_settings(preset, results_dir, splits=splits, train=train)
+settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, data_root=data_root, splits=splits,
+                             labels=labels, train=train)
 rows = [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False, use_zeta=True),
         dict(method="lp", use_omega=True, use_zeta=False), dict(method="lp", use_omega=True, use_zeta=True),
         dict(method="gtg"), dict(method="network")]
-records = run_rows(rows, labels, settings.splits, dataset="cifar10", preset=settings.preset, data_root=data_root,
-                   results_dir=settings.results_dir, device=device, train=settings.train)
+records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
+                   data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train)
 table = summarize(records, REPO / "results/paper/table1.csv")
-write_table(table, settings.results_dir / "table1.csv")
+write_table(table, settings.tables_dir / "table1.csv")
 print(provenance(records))
 side_by_side(table)
 

@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -23,20 +24,23 @@
 labels = [500, 1000, 2000, 4000]
 methods = ["supervised", "network", "lp", "mt", "mt+lp"]
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
-preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
+preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
-from lpnb.experiment import REPO, notebook_settings, provenance, recorded, run_rows, side_by_side, summarize, write_table
+from lpnb.experiment import REPO
+from lpnb.tables import notebook_settings, provenance, recorded, run_rows, side_by_side, summarize, write_table
 
-settings = notebook_settings(preset, results_dir, splits=splits, train=train)
-records = run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset="cifar10",
-                   preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=settings.train)
+settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, data_root=data_root, splits=splits,
+                             labels=labels, methods=methods, train=train)
+rows = [dict(method=m) for m in settings.methods]
+records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
+                   data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train)
 table = summarize(records, REPO / "results/paper/table2.csv")
-write_table(table, settings.results_dir / "table2.csv")
+write_table(table, settings.tables_dir / "table2.csv")
 print(provenance(records))
 side_by_side(table)
 
@@ -54,7 +58,7 @@ side_by_side(table)
 # it repeats the table above.
 
 # %%
-paper_records, not_run = recorded([dict(method=m) for m in methods], labels, dataset="cifar10", preset="paper",
+paper_records, not_run = recorded(rows, settings.labels, dataset="cifar10", preset="paper",
                                   results_dir=settings.results_dir)
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
 side_by_side(summarize(paper_records, REPO / "results/paper/table2.csv"))

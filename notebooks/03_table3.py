@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -23,22 +24,26 @@ datasets = ["cifar100", "miniimagenet"]
 labels = [4000, 10000]
 methods = ["supervised", "lp", "mt", "mt+lp"]
 splits = None        # labeled splits 0..splits-1; None: 3 (paper preset), 3 (cpu), 1 (smoke)
-preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
+preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 train = True         # False: only show the runs already recorded (and list the missing ones)
 
 # %%
-from lpnb.experiment import REPO, notebook_settings, provenance, recorded, run_rows, side_by_side, summarize, write_table
+from lpnb.experiment import REPO
+from lpnb.tables import notebook_settings, provenance, recorded, run_rows, side_by_side, summarize, write_table
 
+settings = notebook_settings(preset, results_dir=results_dir, data_root=data_root, splits=splits, labels=labels,
+                             methods=methods, datasets=datasets, train=train)
+rows = [dict(method=m) for m in settings.methods]
 records = []
-for dataset in datasets:
-    settings = notebook_settings(preset, results_dir, splits=splits, dataset=dataset, train=train)
-    records += run_rows([dict(method=m) for m in methods], labels, settings.splits, dataset=dataset,
-                        preset=settings.preset, data_root=data_root, results_dir=settings.results_dir, device=device, train=settings.train)
+for dataset in settings.datasets:
+    records += run_rows(rows, settings.labels, settings.splits, dataset=dataset, preset=settings.preset,
+                        data_root=settings.data_root, results_dir=settings.results_dir, device=device,
+                        train=settings.train)
 table = summarize(records, REPO / "results/paper/table3.csv")
-write_table(table, settings.results_dir / "table3.csv")
+write_table(table, settings.tables_dir / "table3.csv")
 print(provenance(records))
 side_by_side(table)
 
@@ -57,9 +62,8 @@ side_by_side(table)
 
 # %%
 paper_records, not_run = [], []
-for dataset in datasets:
-    found, missing = recorded([dict(method=m) for m in methods], labels, dataset=dataset, preset="paper",
-                              results_dir=settings.results_dir)
+for dataset in settings.datasets:
+    found, missing = recorded(rows, settings.labels, dataset=dataset, preset="paper", results_dir=settings.results_dir)
     paper_records, not_run = paper_records + found, not_run + missing
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
 side_by_side(summarize(paper_records, REPO / "results/paper/table3.csv"))

@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -27,14 +28,17 @@ n_labeled = 3       # labeled points per class
 k = 10              # neighbours per point in the Euclidean k-NN graph
 sigma = None        # edge weights exp(-d^2 / sigma^2); None: propagate's default
 alpha = 0.99        # diffusion parameter of eq. (10)
-figures_dir = None  # None: the repository's figures/, wherever the notebook runs
+figures_dir = None  # None: the repository's figures/ (the smoke folder under SMOKE_TEST)
 # The points are not unit descriptors, so the graph is graph="gaussian": k, sigma and
 # alpha apply; gamma (the exponent of the inner-product graph, graph="dot") does not.
 
 # %%
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure1, save_figure
+from lpnb.tables import notebook_settings
 from lpnb.toy import make_toy, pick_labeled
+
+settings = notebook_settings(figures_dir=figures_dir)
 
 points, labels = make_toy(n_points, n_classes, noise=noise, seed=seed)
 labeled = pick_labeled(labels, n_labeled, seed=seed)
@@ -44,7 +48,7 @@ print(f"pseudo-labels correct on {correct.sum()} of {correct.size} unlabeled poi
 
 # %%
 fig = plot_figure1(points, labels, labeled, result)
-save_figure(fig, "figure1", figures_dir)
+save_figure(fig, "figure1", settings.figures_dir)
 fig
 
 # %% [markdown]

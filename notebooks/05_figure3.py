@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -25,13 +26,16 @@ n_labeled = [1, 2, 5, 10]     # labeled points per class, one panel each
 k = 10                        # neighbours per point in the Euclidean k-NN graph
 sigma = None                  # edge weights exp(-d^2 / sigma^2); None: propagate's default
 alpha = 0.99                  # diffusion parameter of eq. (10)
-figures_dir = None            # None: the repository's figures/, wherever the notebook runs
+figures_dir = None            # None: the repository's figures/ (the smoke folder under SMOKE_TEST)
 # graph="gaussian": k, sigma and alpha apply; gamma (graph="dot" only) does not.
 
 # %%
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure3, save_figure
+from lpnb.tables import notebook_settings
 from lpnb.toy import make_toy, pick_labeled
+
+settings = notebook_settings(figures_dir=figures_dir)
 
 points, labels = make_toy(n_points, n_classes, noise=noise, seed=seed)
 masks = [pick_labeled(labels, m, seed=seed) for m in n_labeled]
@@ -39,7 +43,7 @@ results = [propagate(points, labels, mask, graph="gaussian", k=k, sigma=sigma, a
 
 # %%
 fig = plot_figure3(points, labels, masks, results)
-save_figure(fig, "figure3", figures_dir)
+save_figure(fig, "figure3", settings.figures_dir)
 fig
 
 # %% [markdown]

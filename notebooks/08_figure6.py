@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -21,7 +22,7 @@ labels = [500, 1000, 2000, 4000]
 methods = ["supervised", "network", "lp", "mt", "mt+lp"]
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 figures_dir = None   # None: the repository's figures/
-preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
+preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
@@ -30,17 +31,20 @@ train = True         # False: only show the runs already recorded (and list the 
 # %%
 import pandas as pd
 
-from lpnb.experiment import REPO, notebook_settings, provenance, recorded, run_rows, summarize
+from lpnb.experiment import REPO
 from lpnb.plots import plot_figure6, save_figure
+from lpnb.tables import notebook_settings, provenance, recorded, run_rows, summarize
 
-settings = notebook_settings(preset, results_dir, figures_dir, splits=splits, train=train)
-rows = [dict(method=m) for m in methods]
-records = run_rows(rows, labels, settings.splits, dataset="cifar10", preset=settings.preset, data_root=data_root,
-                   results_dir=settings.results_dir, device=device, train=settings.train)
+settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
+                             data_root=data_root, splits=splits, labels=labels, methods=methods, train=train)
+rows = [dict(method=m) for m in settings.methods]
+records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
+                   data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train)
 print(provenance(records))
 full = None
 if settings.preset != "paper":  # the cells already run at the paper's full protocol, as squares
-    full_records, _ = recorded(rows, labels, dataset="cifar10", preset="paper", results_dir=settings.results_dir)
+    full_records, _ = recorded(rows, settings.labels, dataset="cifar10", preset="paper",
+                               results_dir=settings.results_dir)
     full = summarize(full_records) if full_records else None
     print("full protocol:", provenance(full_records))
 fig = plot_figure6(summarize(records), pd.read_csv(REPO / "results/paper/table2.csv"), full)

@@ -3,6 +3,7 @@
 #   jupytext:
 #     cell_metadata_filter: tags,-papermill,-execution
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -22,21 +23,24 @@ labels = 500
 split = 0
 figures_dir = None   # None: the repository's figures/
 n_images = 12
-preset = "auto"      # paper | cpu | smoke | auto (paper on a GPU, else cpu), the env SMOKE_TEST forces smoke
+preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 
 # %%
+from lpnb.config import make_config
 from lpnb.data import load_dataset
-from lpnb.experiment import make_config, notebook_settings, provenance, run
+from lpnb.experiment import run
 from lpnb.plots import plot_figure7, save_figure
+from lpnb.tables import notebook_settings, provenance
 
-settings = notebook_settings(preset, results_dir, figures_dir)
+settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
+                             data_root=data_root, labels=labels)
 record = run(make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device),
-             data_root=data_root, results_dir=settings.results_dir)
+             data_root=settings.data_root, results_dir=settings.results_dir)
 print(provenance([record]))
-fig = plot_figure7(record, load_dataset("cifar10", data_root), n_images)
+fig = plot_figure7(record, load_dataset("cifar10", settings.data_root), n_images)
 save_figure(fig, "figure7", settings.figures_dir)
 fig
 

@@ -139,6 +139,49 @@ def test_class_folders_decode_jpeg(tmp_path):
     assert np.abs(d.train_images.astype(int) - image).max() <= 3
 
 
+def test_the_fingerprint_follows_the_pixels_not_the_container(tmp_path):
+    for folder, as_tar in (("a", True), ("b", False)):
+        (tmp_path / folder).mkdir()
+        write_class_folders(tmp_path / folder, "cifar10", as_tar=as_tar)
+    a = load_dataset("cifar10", tmp_path / "a", cache_dir=tmp_path / "cache")
+    b = load_dataset("cifar10", tmp_path / "b", cache_dir=tmp_path / "cache")
+    assert len(a.fingerprint) == 16 and a.fingerprint == b.fingerprint
+    image = tmp_path / "b" / "cifar10" / "test" / "cat" / "0000.png"
+    image.write_bytes(png_bytes(255 - np.asarray(Image.open(image))))
+    assert load_dataset("cifar10", tmp_path / "b", cache_dir=tmp_path / "cache").fingerprint != a.fingerprint
+
+
+def test_a_corrupt_image_is_named_with_the_remedy(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    bad = tmp_path / "cifar10" / "train" / "cat" / "00000.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    with pytest.raises(ValueError, match=f"{bad} is not a readable image .*replace that file"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_a_truncated_tarball_is_named_with_the_remedy(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    tar = tmp_path / "cifar10.tar.gz"
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"{tar} is not a complete tar.gz archive .*copy or download it again"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("damage", ["truncate_images", "meta_not_json", "meta_without_fingerprint"])
+def test_a_corrupt_cache_is_named_with_the_remedy(tmp_path, damage):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    [entry] = (tmp_path / "cache").iterdir()
+    if damage == "truncate_images":
+        (entry / "train_images.npy").write_bytes((entry / "train_images.npy").read_bytes()[:100])
+    elif damage == "meta_not_json":
+        (entry / "meta.json").write_text("{")
+    else:
+        (entry / "meta.json").write_text('{"classes": [], "mean": [0], "std": [1], "source": "x"}')
+    with pytest.raises(RuntimeError, match=f"cache {entry} is corrupt .*Delete that folder"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
 # --- Mini-ImageNet stand-in: Ravi & Larochelle csv files + images ------------------------------
 
 @pytest.mark.parametrize("layout", ["images", "class_folders"])
@@ -247,7 +290,7 @@ def test_second_load_comes_from_the_cache(tmp_path, monkeypatch):
     write_class_folders(tmp_path, "cifar10", as_tar=True)
     first = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
-    def fail(_):
+    def fail(*_):
         raise AssertionError("the source was decoded again")
     monkeypatch.setattr(data, "_decode_image", fail)
     second = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")

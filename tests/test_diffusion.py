@@ -4,10 +4,13 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse
+import scipy.sparse.linalg
 import scipy.stats
 import torch
 
-from lpnb.diffusion import conjugate_gradient, gtg_pseudo_labels, network_pseudo_labels, propagate
+from lpnb.diffusion import _pseudo_labels, conjugate_gradient, gtg_pseudo_labels, network_pseudo_labels, propagate
+from lpnb.graph import affinity_graph, normalize, to_scipy
 
 
 def blobs(n=240, c=3, d=8, seed=0, spread=0.6):
@@ -85,7 +88,6 @@ def test_propagate_cg_residual_against_dense_system():
     idx = np.arange(0, 240, 20)
     *_, M, Y = dense_reference(x, y, idx, 3, k=10, gamma=3.0, alpha=0.99)
     # the solution itself, before clipping: repeat propagate's linear solve through its pieces
-    from lpnb.graph import affinity_graph, normalize
     Wn = normalize(affinity_graph(x, 10))
     Z, n_iter, res = conjugate_gradient(lambda V: V - 0.99 * (Wn @ V), torch.from_numpy(Y).float(), max_iter=1000)
     true_res = np.linalg.norm(Y - M @ Z.double().numpy(), axis=0) / np.linalg.norm(Y, axis=0)
@@ -329,3 +331,233 @@ def test_shared_scoring_rule():
     np.testing.assert_array_equal(again.pseudo_labels, res.pseudo_labels)
     np.testing.assert_allclose(again.weights, res.weights, atol=1e-6)
     np.testing.assert_allclose(again.class_weights, res.class_weights)
+
+
+# --- conjugate gradient: only the real method passes ---
+
+def test_cg_needs_as_many_iterations_as_distinct_eigenvalues():
+    # in exact arithmetic CG solves a system whose matrix has m distinct eigenvalues in m
+    # iterations; steepest descent (or Jacobi) needs about a hundred for 1e-10 at condition 9
+    rng = np.random.default_rng(12)
+    Q, _ = np.linalg.qr(rng.normal(size=(80, 80)))
+    eigenvalues = np.array([1.0, 2.0, 3.5, 5.0, 9.0])[np.arange(80) % 5]
+    A = torch.from_numpy((Q * eigenvalues) @ Q.T)
+    B = torch.from_numpy(rng.normal(size=(80, 3)))
+    X, n_iter, res = conjugate_gradient(lambda V: A @ V, B, max_iter=50, tol=1e-10)
+    assert n_iter <= 5 and res <= 1e-10
+    np.testing.assert_allclose((A @ X).numpy(), B.numpy(), atol=1e-8)
+
+
+def test_cg_as_good_as_scipy_on_propagates_system():
+    # (I - alpha Wn) Z = Y for a real graph, 20 iterations from Z = 0: the residual of each
+    # column is that of scipy's CG (float64, one column at a time), up to float32 rounding
+    x, y = blobs(seed=13)
+    idx = np.arange(0, 240, 20)
+    *_, Y = dense_reference(x, y, idx, 3, k=10, gamma=3.0, alpha=0.99)
+    Wn = normalize(affinity_graph(x, 10))
+    M = scipy.sparse.identity(240) - 0.99 * to_scipy(Wn).astype(np.float64)
+    Z, n_iter, res = conjugate_gradient(lambda V: V - 0.99 * (Wn @ V), torch.from_numpy(Y).float(), max_iter=20)
+    ours = np.linalg.norm(Y - M @ Z.double().numpy(), axis=0) / np.linalg.norm(Y, axis=0)
+    theirs = []
+    for j in range(3):
+        z, _ = scipy.sparse.linalg.cg(M, Y[:, j], rtol=1e-14, atol=0.0, maxiter=20)
+        theirs.append(np.linalg.norm(Y[:, j] - M @ z) / np.linalg.norm(Y[:, j]))
+    assert n_iter == 20 and min(theirs) > 1e-4  # not converged: the comparison means something
+    assert (ours <= 1.05 * np.array(theirs) + 1e-5).all(), (ours, theirs)
+    assert res == pytest.approx(ours.max(), rel=1e-2)
+
+
+@pytest.mark.parametrize("bad_call", [0, 2])
+def test_cg_raises_when_matvec_returns_nan(bad_call):
+    A = torch.diag(torch.arange(1.0, 21.0, dtype=torch.float64))
+    calls = []
+
+    def matvec(V):
+        calls.append(1)
+        return A @ V * (np.nan if len(calls) > bad_call else 1.0)
+
+    with pytest.raises(FloatingPointError, match="residual became nan"):
+        conjugate_gradient(matvec, torch.ones(20, 2, dtype=torch.float64), max_iter=10)
+
+
+def test_gtg_raises_when_a_strategy_becomes_nan(monkeypatch):
+    # an infinite payoff (affinity_graph never builds one) makes x * inf / inf = NaN: the
+    # replicator step must raise rather than turn it into scores
+    import lpnb.diffusion
+    from lpnb.graph import _csr
+
+    def inf_graph(x, k, **kwargs):
+        W = affinity_graph(x, k, **kwargs)
+        return _csr(W.crow_indices(), W.col_indices(), torch.full_like(W.values(), np.inf), W.shape)
+
+    monkeypatch.setattr(lpnb.diffusion, "affinity_graph", inf_graph)
+    x, y = blobs(n=60)
+    with pytest.raises(FloatingPointError, match="strategy became NaN or inf at iteration 1"):
+        gtg_pseudo_labels(x, y, np.array([0, 1, 2]), k=5)
+
+
+def test_cg_refuses_non_finite_right_hand_side():
+    with pytest.raises(ValueError, match="NaN or inf"):
+        conjugate_gradient(lambda V: V, torch.tensor([[1.0], [np.inf]]))
+
+
+# --- the shared scoring rule, by hand ---
+
+def test_scores_clipped_at_zero_then_l1_normalised():
+    scores = torch.tensor([[2.0, -1.0, 0.0],     # -> (1, 0, 0): certain
+                           [-0.5, 1.0, 1.0],     # -> (0, 1/2, 1/2)
+                           [-1.0, -2.0, -3.0],   # all negative -> an all-zero row: weight 0
+                           [3.0, 1.0, -4.0],     # -> (3/4, 1/4, 0)
+                           [1.0, 1.0, 1.0]])     # labeled, class 2
+    res = _pseudo_labels(scores, np.array([0, 0, 0, 0, 2]), np.array([4]))
+    P = np.array([[1, 0, 0], [0, 0.5, 0.5], [0, 0, 0], [0.75, 0.25, 0], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(res.scores, P, atol=1e-7)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    # raw omegas (1, ..., 0, ..., 0): the maximum is 1, no rescaling; the labeled row gets 1
+    np.testing.assert_allclose(res.weights, [1, 1 - math.log(2) / math.log(3), 0, 1 - h / math.log(3), 1], atol=1e-6)
+    np.testing.assert_array_equal(res.pseudo_labels, [0, 1, 0, 0, 2])  # ties: the first class
+    np.testing.assert_allclose(res.class_weights, [(5 / 3) / 3, 5 / 3, 5 / 3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_scores_must_be_finite(bad):
+    with pytest.raises(ValueError, match="scores contain NaN or inf"):
+        _pseudo_labels(torch.tensor([[bad, 1.0], [0.5, 0.5]]), np.array([0, 0]), np.array([1]))
+
+
+# --- the overall scale of the features does not matter ---
+
+SCALES = [(1e-30, np.float32), (1e-7, np.float32), (1.0, np.float32), (1e7, np.float32), (1e30, np.float32),
+          (1e200, np.float64)]
+
+
+def raw_points(seed=29, k=10):
+    """Blobs not normalised: rows of very different norms, away from the origin. A seed whose
+    k-th and (k+1)-th neighbours are apart (cosine and Euclidean, relative gap > 1e-5): float32
+    rounding of a scaled copy then cannot change the graph, only the scale handling can."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(240) % 3
+    x = rng.normal(size=(3, 8))[y] + 0.6 * rng.normal(size=(240, 8))
+    x = x * rng.uniform(0.2, 5.0, (240, 1)) + 2.0
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = -np.sort(-(u @ u.T - 3 * np.eye(240)), axis=1)
+    dist = np.sort(np.linalg.norm(x[:, None] - x[None], axis=-1) + np.diag(np.full(240, np.inf)), axis=1)
+    assert (cos[:, k - 1] - cos[:, k]).min() > 1e-5
+    assert ((dist[:, k] - dist[:, k - 1]) / dist[:, :k].mean()).min() > 1e-5
+    return x, y
+
+
+def assert_same(res, ref, atol=1e-5):
+    np.testing.assert_array_equal(res.pseudo_labels, ref.pseudo_labels)
+    np.testing.assert_allclose(res.scores, ref.scores, atol=atol)
+    np.testing.assert_allclose(res.weights, ref.weights, atol=atol)
+    np.testing.assert_allclose(res.class_weights, ref.class_weights, rtol=1e-6)
+    assert np.isfinite(res.residual)
+
+
+@pytest.mark.parametrize("scale, dtype", SCALES)
+@pytest.mark.parametrize("graph", ["dot", "gaussian"])
+def test_propagate_does_not_depend_on_scale(graph, scale, dtype):
+    x, y = raw_points()
+    idx = np.arange(0, 240, 10)
+    ref = propagate(x, y, idx, k=10, graph=graph)
+    assert 0 < ref.residual < 0.1
+    atol = 1e-5 if graph == "dot" else 5e-4  # Gaussian: float32 rounding of X alone moves them 2e-4
+    assert_same(propagate((x * scale).astype(dtype), y, idx, k=10, graph=graph), ref, atol)
+
+
+@pytest.mark.parametrize("scale, dtype", SCALES)
+def test_gaussian_sigma_is_in_the_features_units(scale, dtype):
+    x, y = raw_points(33)
+    idx = np.arange(0, 240, 10)
+    ref = propagate(x, y, idx, k=10, graph="gaussian", sigma=1.5)
+    assert_same(propagate((x * scale).astype(dtype), y, idx, k=10, graph="gaussian", sigma=1.5 * scale), ref, 5e-4)
+
+
+def test_gaussian_graph_does_not_depend_on_translation():
+    x, y = raw_points(35)
+    idx = np.arange(0, 240, 10)
+    assert_same(propagate(x + 1e6, y, idx, k=10, graph="gaussian"), propagate(x, y, idx, k=10, graph="gaussian"), 5e-4)
+
+
+def test_dot_graph_does_not_depend_on_row_norms():
+    x, y = raw_points(39)
+    idx = np.arange(0, 240, 10)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert_same(propagate(x, y, idx, k=10), propagate(unit, y, idx, k=10))
+
+
+@pytest.mark.parametrize("scale, dtype", SCALES)
+def test_gtg_does_not_depend_on_scale(scale, dtype):
+    x, y = raw_points(36)
+    idx = np.arange(0, 240, 10)
+    ref = gtg_pseudo_labels(x, y, idx, k=10, max_iter=20)
+    assert_same(gtg_pseudo_labels((x * scale).astype(dtype), y, idx, k=10, max_iter=20), ref)
+
+
+def test_zero_row_is_isolated_at_any_scale():
+    x, y = raw_points(30)
+    x[5] = 0
+    for scale in [1.0, 1e30]:
+        res = propagate((x * scale).astype(np.float32), y, np.arange(0, 240, 10), k=10)
+        assert (res.scores[5] == 0).all() and res.weights[5] == 0 and np.isfinite(res.scores).all()
+
+
+# --- degenerate settings are refused, naming the setting ---
+
+BAD_COUNTS = [0, -1, 2.5, 3.0, True, "5", None]
+BAD_POSITIVE = [0, -1.0, np.nan, np.inf, True, "1"]
+BAD_ALPHA = [-0.1, 1, 1.5, np.nan, np.inf, True]
+BAD_TOL = [-1e-9, np.nan, np.inf, True]
+
+
+def bad_settings(**groups):
+    return [(name, value) for name, values in groups.items() for value in values]
+
+
+@pytest.mark.parametrize("name, value", bad_settings(k=BAD_COUNTS, max_iter=BAD_COUNTS, n_classes=BAD_COUNTS[:-1],
+                                                     gamma=BAD_POSITIVE, sigma=BAD_POSITIVE, alpha=BAD_ALPHA))
+def test_propagate_refuses_bad_setting(name, value):
+    x, y = blobs(n=60)
+    graph = "gaussian" if name == "sigma" else "dot"
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        propagate(x, y, np.array([0, 1, 2]), graph=graph, **{name: value})
+
+
+def test_propagate_max_iter_zero_is_an_error_not_class_zero():
+    x, y = blobs()
+    with pytest.raises(ValueError, match="max_iter must be a positive integer, got 0"):
+        propagate(x, y, np.arange(0, 240, 10), max_iter=0)
+
+
+@pytest.mark.parametrize("name, value", bad_settings(k=BAD_COUNTS, max_iter=BAD_COUNTS, n_classes=BAD_COUNTS[:-1],
+                                                     gamma=BAD_POSITIVE, tol=BAD_TOL))
+def test_gtg_refuses_bad_setting(name, value):
+    x, y = blobs(n=60)
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        gtg_pseudo_labels(x, y, np.array([0, 1, 2]), **{name: value})
+
+
+@pytest.mark.parametrize("name, value", bad_settings(max_iter=BAD_COUNTS, tol=BAD_TOL))
+def test_cg_refuses_bad_setting(name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        conjugate_gradient(lambda V: V, torch.ones(4, 1), **{name: value})
+
+
+def test_graph_and_knn_choices_are_named():
+    x, y = blobs(n=60)
+    with pytest.raises(ValueError, match="graph must be 'dot' or 'gaussian'"):
+        propagate(x, y, np.array([0, 1, 2]), graph="rbf")
+    with pytest.raises(ValueError, match="knn must be"):
+        gtg_pseudo_labels(x, y, np.array([0, 1, 2]), knn="hnsw")
+
+
+def test_numpy_scalars_are_accepted():
+    x, y = blobs(seed=20)
+    idx = np.arange(0, 240, 10)
+    ref = propagate(x, y, idx, k=10, max_iter=20, n_classes=3, gamma=3.0, alpha=0.9)
+    res = propagate(x, y, idx, k=np.int64(10), max_iter=np.int32(20), n_classes=np.uint8(3), gamma=np.float32(3),
+                    alpha=np.float64(0.9))
+    np.testing.assert_array_equal(res.scores, ref.scores)
+    _, n_iter, _ = conjugate_gradient(lambda V: 2 * V, torch.ones(3, 1), max_iter=np.int64(5), tol=np.float32(0))
+    assert n_iter == 1

@@ -1,13 +1,17 @@
-"""LabelPropagation next to scikit-learn's LabelSpreading on the digits data set."""
+"""LabelPropagation as a scikit-learn estimator: scikit-learn's own checks, clone / Pipeline /
+GridSearchCV / cross_val_score, and next to LabelSpreading on the digits data set."""
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer
+from sklearn.semi_supervised import LabelSpreading
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-sklearn = pytest.importorskip("sklearn")
-from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.semi_supervised import LabelSpreading  # noqa: E402
-
-from lpnb.diffusion import LabelPropagation  # noqa: E402
+from lpnb.diffusion import LabelPropagation, propagate
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +108,13 @@ def test_gaussian_graph_estimator():
     y = np.repeat([0, 1], 50)
     y_train = np.full(100, -1)
     y_train[[0, 50]] = [0, 1]
-    model = LabelPropagation(k=8, graph="gaussian", normalize=False).fit(X, y_train)
+    model = LabelPropagation(k=8, graph="gaussian").fit(X, y_train)
     assert (model.transduction_ == y).all() and model.sigma_ > 0
     np.testing.assert_array_equal(model.predict([[0.1, -0.1], [2.9, 3.2]]), [0, 1])
 
 
 def test_drop_in_for_label_spreading(digits):
-    # the same code path, either estimator; clone() works through get_params
+    # the same code path, either estimator; clone() works through get_params (BaseEstimator)
     X, y = digits
     y_train, _ = hide_labels(y, 0.1, 9)
     for model in [LabelSpreading(kernel="knn", n_neighbors=10), LabelPropagation(k=10)]:
@@ -118,20 +122,131 @@ def test_drop_in_for_label_spreading(digits):
         assert fitted.score(X[1000:], y[1000:]) > 0.9
     model = LabelPropagation(k=7).set_params(alpha=0.9)
     assert clone(model).get_params()["alpha"] == 0.9 and clone(model).k == 7
-    with pytest.raises(ValueError, match="invalid parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter 'n_neighbors'"):
         model.set_params(n_neighbors=3)
 
 
 def test_estimator_bad_input(digits):
+    # scikit-learn's own validation (validate_data), with its messages
     X, y = digits
     with pytest.raises(ValueError, match="no labeled example"):
         LabelPropagation().fit(X, np.full(len(y), -1))
-    with pytest.raises(ValueError, match="y must have shape"):
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         LabelPropagation().fit(X, y[:-1])
     Xnan = X.astype(float)
     Xnan[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match="Input X contains NaN"):
         LabelPropagation().fit(Xnan, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        LabelPropagation().fit(X, y + 0.5)
     model = LabelPropagation(k=10).fit(X[:200], hide_labels(y[:200], 0.3, 0)[0])
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match="X has 10 features, but LabelPropagation is expecting 64"):
         model.predict(X[:5, :10])
+
+
+def test_predict_before_fit_raises_not_fitted():
+    for method in ["predict", "predict_proba"]:
+        with pytest.raises(NotFittedError):
+            getattr(LabelPropagation(), method)(np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("name, value", [("k", 0), ("k", 2.5), ("k", True), ("max_iter", 0), ("max_iter", -1),
+                                         ("gamma", 0), ("gamma", np.nan), ("alpha", 1.0), ("alpha", -0.5),
+                                         ("sigma", 0.0), ("sigma", np.inf), ("graph", "rbf"), ("knn", "hnsw")])
+@pytest.mark.parametrize("graph", ["dot", "gaussian"])
+def test_fit_refuses_bad_setting(digits, graph, name, value):
+    X, y = digits
+    params = {"graph": graph, name: value}
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        LabelPropagation(**params).fit(X[:100], y[:100])
+
+
+def test_attributes_are_propagates_result(digits):
+    X, y = digits
+    y_train, labeled = hide_labels(y, 0.1, 10)
+    model = LabelPropagation(k=10, alpha=0.9).fit(X, y_train)
+    res = propagate(X, np.where(labeled, y, 0), labeled, n_classes=10, k=10, alpha=0.9)
+    np.testing.assert_array_equal(model.transduction_, res.pseudo_labels)
+    np.testing.assert_array_equal(model.label_distributions_, res.scores)
+    np.testing.assert_array_equal(model.certainty_, res.weights)
+    assert model.n_iter_ == res.n_iter and model.n_features_in_ == 64 and model.sigma_ is None
+    np.testing.assert_array_equal(model.X_, X)
+
+
+# --- a scikit-learn estimator ---
+
+@parametrize_with_checks([LabelPropagation(k=5), LabelPropagation(k=5, graph="gaussian")])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_with_normalizer(digits):
+    # unit rows for the Gaussian graph: sklearn's Normalizer in front, as the docstring says
+    X, y = digits
+    y_train, labeled = hide_labels(y, 0.1, 11)
+    pipe = Pipeline([("unit", Normalizer()), ("lp", LabelPropagation(k=10, graph="gaussian"))]).fit(X, y_train)
+    alone = LabelPropagation(k=10, graph="gaussian").fit(Normalizer().fit_transform(X), y_train)
+    np.testing.assert_array_equal(pipe.named_steps["lp"].transduction_, alone.transduction_)
+    np.testing.assert_array_equal(pipe.predict(X[:100]), alone.predict(Normalizer().fit_transform(X[:100])))
+    assert (pipe.named_steps["lp"].transduction_[~labeled] == y[~labeled]).mean() > 0.9
+
+
+def test_cross_val_score_is_clone_fit_score_per_fold(digits):
+    X, y = digits[0][:600], digits[1][:600]
+    scores = cross_val_score(LabelPropagation(k=10), X, y, cv=3)
+    by_hand = [clone(LabelPropagation(k=10)).fit(X[train], y[train]).score(X[test], y[test])
+               for train, test in StratifiedKFold(3).split(X, y)]
+    np.testing.assert_allclose(scores, by_hand)
+    assert min(scores) > 0.85  # the first 600 digits: a hard fold for LabelSpreading and k-NN too
+
+
+def test_grid_search(digits):
+    X, y = digits[0][:600], digits[1][:600]
+    grid = {"k": [3, 10], "alpha": [0.5, 0.99]}
+    search = GridSearchCV(LabelPropagation(), grid, cv=3).fit(X, y)
+    assert search.best_params_["k"] in grid["k"] and search.best_params_["alpha"] in grid["alpha"]
+    for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+        assert mean == pytest.approx(cross_val_score(LabelPropagation(**params), X, y, cv=3).mean())
+    refit = LabelPropagation(**search.best_params_).fit(X, y)
+    np.testing.assert_array_equal(search.best_estimator_.transduction_, refit.transduction_)
+    assert search.score(digits[0][600:], digits[1][600:]) > 0.9
+
+
+# --- the overall scale of X does not matter ---
+
+SCALES = [(1e-30, np.float32), (1e-7, np.float32), (1e7, np.float32), (1e30, np.float32), (1e200, np.float64)]
+
+
+def scale_data(seed=17, k=10):
+    """240 training points (every 10th labeled) and 60 queries, rows of very different norms,
+    away from the origin. A seed whose k-th and (k+1)-th neighbours (training and query
+    points, cosine and Euclidean) are apart: float32 rounding of a scaled copy cannot change
+    the graph or the vote, only the scale handling can."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(300) % 3
+    X = (rng.normal(size=(3, 8))[y] + 0.6 * rng.normal(size=(300, 8))) * rng.uniform(0.2, 5.0, (300, 1)) + 2.0
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    for rows, own in [(slice(0, 240), True), (slice(240, 300), False)]:
+        cos = unit[rows] @ unit[:240].T - (3 * np.eye(240) if own else 0)
+        dist = np.linalg.norm(X[rows, None] - X[None, :240], axis=-1) + (np.diag(np.full(240, np.inf)) if own else 0)
+        cos, dist = -np.sort(-cos, 1), np.sort(dist, 1)
+        assert (cos[:, k - 1] - cos[:, k]).min() > 1e-5
+        assert ((dist[:, k] - dist[:, k - 1]) / dist[:, :k].mean()).min() > 1e-5
+    return X[:240], np.where(np.arange(240) % 10 == 0, y[:240], -1), X[240:]
+
+
+@pytest.mark.parametrize("scale, dtype", SCALES)
+@pytest.mark.parametrize("graph", ["dot", "gaussian"])
+def test_fit_and_predict_do_not_depend_on_scale(graph, scale, dtype):
+    X, y_train, Q = scale_data()
+    ref = LabelPropagation(k=10, graph=graph).fit(X, y_train)
+    model = LabelPropagation(k=10, graph=graph).fit((X * scale).astype(dtype), y_train)
+    atol = 1e-5 if graph == "dot" else 5e-4  # Gaussian: float32 rounding of X alone moves them 2e-4
+    np.testing.assert_array_equal(model.transduction_, ref.transduction_)
+    np.testing.assert_allclose(model.label_distributions_, ref.label_distributions_, atol=atol)
+    np.testing.assert_allclose(model.certainty_, ref.certainty_, atol=atol)
+    np.testing.assert_allclose(model.predict_proba((Q * scale).astype(dtype)), ref.predict_proba(Q), atol=atol)
+    np.testing.assert_array_equal(model.predict((Q * scale).astype(dtype)), ref.predict(Q))
+    assert len(np.unique(ref.predict(Q))) == 3
+    if graph == "gaussian":
+        assert model.sigma_ == pytest.approx(ref.sigma_ * scale, rel=1e-5) and ref.sigma_ > 0

@@ -9,41 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import smoke
 from PIL import Image
 
 from lpnb import experiment
-from lpnb.experiment import make_config, run, run_id
+from lpnb.config import make_config, run_id
+from lpnb.experiment import run
 
 pytestmark = pytest.mark.slow
-CLASSES = [f"class{i}" for i in range(10)]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    """cifar10/{train,test}/<class>/<index>.png: 30 train and 10 test 32x32 images per class, colour-coded."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    index = 0
-    for split, per_class in (("train", 30), ("test", 10)):
-        for c, name in enumerate(CLASSES):
-            folder = root / "cifar10" / split / name
-            folder.mkdir(parents=True)
-            for j in range(per_class):
-                img = rng.integers(0, 80, (32, 32, 3)) + np.array([25 * c, 255 - 25 * c, 128])[None, None] * 0.6
-                number = index if split == "train" else j
-                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{number:05d}.png")
-                index += split == "train"
-    return root
-
-
-@pytest.fixture()
-def env(tmp_path, monkeypatch, data_root):
-    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
-    return data_root, tmp_path / "results"
-
-
-def smoke(method, **kw):
-    return make_config("smoke", method=method, labels=50, unlabeled_size=200, test_size=100, device="cpu", **kw)
 
 
 @pytest.mark.parametrize("method", ["supervised", "network", "lp", "gtg", "mt", "mt+lp"])
@@ -123,7 +96,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(env, tmp_path):
     resumed = run(smoke("lp", **kw), data_root=root, results_dir=results, progress=False)
     assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [(1, 0), (1, 1)] + [(2, e) for e in range(6)]
     assert resumed["test_error"] == pytest.approx(reference["test_error"])
-    np.testing.assert_allclose([h["loss"] for h in resumed["history"]], [h["loss"] for h in reference["history"]], rtol=1e-5)
+    np.testing.assert_allclose([h["loss"] for h in resumed["history"]], [h["loss"] for h in reference["history"]],
+                               rtol=1e-5)
 
 
 def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env):
@@ -139,23 +113,6 @@ def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env):
     assert again["history"] == first["history"] and again["test_error"] == first["test_error"]
 
 
-def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="unknown method"):
-        make_config("smoke", method="fixmatch")
-    with pytest.raises(ValueError, match="unknown preset"):
-        make_config("huge")
-    with pytest.raises(ValueError, match="unknown config field"):
-        make_config("smoke", learning_rate=0.1)
-    with pytest.raises(ValueError, match="unknown dataset"):
-        make_config("smoke", dataset="svhn")
-    for field, value in [("use_omega", "False"), ("labels", 2.5), ("labels", True), ("width", "x"), ("amp", "no"), ("labels", None)]:
-        with pytest.raises(ValueError, match=f"config field {field} must be"):
-            make_config("smoke", **{field: value})
-    cfg = make_config("smoke", labels=np.int64(50), lr=1, hist_epochs=[0, 1], amp=None)  # numpy ints, ints for floats
-    assert (cfg.labels, cfg.lr, cfg.hist_epochs) == (50, 1, (0, 1)) and (type(cfg.labels), type(cfg.lr)) == (int, float)
-    assert run_id(cfg) == run_id(make_config("smoke", labels=50, lr=1.0, hist_epochs=(0, 1)))
-
-
 def test_cli_reads_json_and_python_literals(capsys):
     from lpnb.cli import _value, main
     assert [_value(t) for t in ("false", "False", "True", "None", "null", "3", "0.5", "[0, 7]", "reduce-overhead")] == \
@@ -163,41 +120,6 @@ def test_cli_reads_json_and_python_literals(capsys):
     with pytest.raises(SystemExit):  # a wrong type exits with a message, before any training
         main(["run", "--preset", "smoke", "--use-omega", "no"])
     assert "config field use_omega must be bool, got 'no'" in capsys.readouterr().err
-
-
-def test_notebook_settings_smoke_test_forces_smoke_and_training(monkeypatch, tmp_path):
-    from lpnb.experiment import notebook_settings
-    monkeypatch.setenv("SMOKE_TEST", "1")
-    monkeypatch.setenv("LPNB_SMOKE_DIR", str(tmp_path))
-    s = notebook_settings("paper", results_dir="/committed/results", splits=None, train=False)
-    assert (s.preset, s.results_dir, s.figures_dir, s.splits, s.train) == ("smoke", tmp_path / "results", tmp_path / "figures", 1, True)
-    monkeypatch.delenv("SMOKE_TEST")
-    s = notebook_settings("paper", results_dir=tmp_path, train=False)
-    assert (s.preset, s.splits, s.train) == ("paper", 10, False)
-    assert notebook_settings("paper", dataset="cifar100").splits == 3
-    assert notebook_settings("cpu").splits == 3  # the splits recorded and reported: make reproduce regenerates them
-
-
-def test_run_rows_without_training_lists_what_is_missing(env, capsys):
-    from lpnb.experiment import run_rows
-    root, results = env
-    done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
-    records = run_rows([{"method": "supervised"}, {"method": "lp"}], 50, 1, preset="smoke", results_dir=results,
-                       train=False, unlabeled_size=200, test_size=100, device="cpu")
-    assert [r["run_id"] for r in records] == [done["run_id"]]
-    assert "not run yet (1): cifar10-50-lp-split0-smoke" in capsys.readouterr().out
-
-
-def test_recorded_returns_finished_runs_and_the_missing_ids(env):
-    from lpnb.experiment import recorded
-    root, results = env
-    done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
-    kw = dict(preset="smoke", results_dir=results, unlabeled_size=200, test_size=100, device="cpu")
-    records, missing = recorded([{"method": "supervised"}, {"method": "lp"}], [50], 2, **kw)
-    assert [r["run_id"] for r in records] == [done["run_id"]]
-    assert [m.rsplit("-", 1)[0] for m in missing] == ["cifar10-50-supervised-split1-smoke", "cifar10-50-lp-split0-smoke",
-                                                      "cifar10-50-lp-split1-smoke"]
-    assert len(recorded([{"method": "lp"}], 50, dataset="cifar100", **{**kw, "preset": "paper"})[1]) == 3  # the paper's 3 splits
 
 
 def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch):
@@ -229,37 +151,87 @@ def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch)
 @pytest.mark.parametrize("compile", [None, True])  # None: the CUDA default, CUDA graphs
 def test_cuda_fast_path_runs_mean_teacher_plus_lp(env, compile):
     root, results = env
-    rec = run(make_config("smoke", method="mt+lp", labels=50, unlabeled_size=200, test_size=100, device="cuda", compile=compile),
-              data_root=root, results_dir=results, progress=False)
-    assert rec["config"]["amp"] and rec["config"]["channels_last"] and rec["config"]["compile"] == (compile or "reduce-overhead")
+    rec = run(smoke("mt+lp", device="cuda", compile=compile), data_root=root, results_dir=results, progress=False)
+    assert rec["config"]["amp"] and rec["config"]["channels_last"]
+    assert rec["config"]["compile"] == (compile or "reduce-overhead")
     assert 0 <= rec["test_error"] <= 100 and not rec["device"].startswith("cpu")
 
 
-def test_side_by_side_marks_a_cell_not_run():
-    def record(labels, method, error):
-        return {"dataset": "cifar100", "labels": labels, "method": method, "preset": "cpu", "device": "cpu",
-                "config": {"use_omega": True, "use_zeta": True}, "test_error": error}
-    records = [record(4000, "supervised", 70.0), record(4000, "supervised", 71.0), record(4000, "mt", 75.0),
-               record(10000, "supervised", 60.0)]
-    table = experiment.side_by_side(experiment.summarize(records))
-    assert table.loc["mt", ("cifar100", 10000, "top1")] == "not run"
-    assert table.loc["mt", ("cifar100", 4000, "top1")] == "75.00"  # one split: no ± 0.00 as if measured
-    assert table.loc["supervised", ("cifar100", 4000, "top1")] == "70.50 ± 0.50"
 
 
-def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
-    import pandas as pd
+def test_record_names_its_data_and_other_data_is_refused(env, tmp_path):
+    root, results = env
+    first = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    assert first["data_source"] == "cifar10" and first["split_file"] == "splits/cifar10/50/0.txt"
+    other = experiment.lpdata.write_standin(tmp_path / "other", train_per_class=30, test_per_class=10, seed=1)
+    with pytest.raises(RuntimeError, match="made from other data.*not this data's result"):
+        run(smoke("supervised"), data_root=other, results_dir=results, progress=False)
+    again = run(smoke("supervised"), data_root=other, results_dir=results, progress=False, force=True)
+    assert again["data_fingerprint"] != first["data_fingerprint"]
+    assert run(smoke("supervised"), data_root=other, results_dir=results, progress=False) == again
+    with pytest.raises(RuntimeError, match="made from other data"):  # the stage-1 record it would continue
+        run(smoke("lp"), data_root=root, results_dir=results, progress=False)
 
-    def record(labels, method, error, preset="cpu"):
-        return {"dataset": "cifar10", "labels": labels, "method": method, "preset": preset, "device": "cpu",
-                "config": {"use_omega": True, "use_zeta": True}, "test_error": error}
-    path = tmp_path / "table2.csv"
-    full = [record(labels, method, e + s) for labels, e in ((500, 50.0), (1000, 40.0))
-            for method in ("supervised", "lp") for s in (0, 2)]
-    experiment.write_table(experiment.summarize(full), path)
-    experiment.write_table(experiment.summarize([record(500, "lp", 33.5)]), path)  # `-p labels 500 -p splits 1`
-    experiment.write_table(experiment.summarize([record(500, "lp", 30.0, preset="paper")]), path)
-    experiment.write_table(experiment.summarize([]), path)  # nothing recorded: the file is left as it is
-    rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in pd.read_csv(path).itertuples()]
-    assert rows == [(500, "supervised", "cpu", 51.0, 2), (500, "lp", "cpu", 33.5, 1), (1000, "supervised", "cpu", 41.0, 2),
-                    (1000, "lp", "cpu", 41.0, 2), (500, "lp", "paper", 30.0, 1)]
+
+def test_same_pixels_elsewhere_have_the_same_fingerprint(env, tmp_path):
+    root, results = env
+    first = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    moved = tmp_path / "moved"
+    (moved / "cifar10").mkdir(parents=True)
+    (root / "cifar10").rename(moved / "cifar10")
+    try:
+        again = run(smoke("supervised"), data_root=moved, results_dir=results, progress=False)
+    finally:
+        (moved / "cifar10").rename(root / "cifar10")
+    assert again == first  # loaded, not retrained: the data moved, its content did not
+
+
+def test_without_any_data_a_record_is_shown_as_recorded(env, tmp_path, monkeypatch):
+    root, results = env
+    first = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    monkeypatch.setenv("LPNB_DATA_ROOT", str(tmp_path / "empty"))  # the default data root holds nothing
+    assert run(smoke("supervised"), results_dir=results, progress=False) == first
+    with pytest.raises(FileNotFoundError, match="no cifar10 data found"):  # an explicit data root must hold the data
+        run(smoke("supervised"), data_root=tmp_path / "empty", results_dir=results, progress=False)
+
+
+def test_stage2_batches_are_checked_before_stage1_trains(env):
+    root, results = env
+    with pytest.raises(ValueError, match="10 unlabeled images cannot fill one batch of 32"):
+        run(smoke("lp", unlabeled_size=10), data_root=root, results_dir=results, progress=False)
+    assert not (results / "runs").exists(), "stage 1 trained before stage 2's settings were checked"
+
+
+def test_a_diverging_stage_stops_with_a_message_and_writes_no_record(env, monkeypatch):
+    root, results = env
+    original = experiment.Trainer.train_epoch
+
+    def diverge_in_stage2_epoch1(self, stage, epoch, progress=None):
+        loss = original(self, stage, epoch, progress)
+        return float("nan") if (stage, epoch) == (2, 1) else loss
+
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", diverge_in_stage2_epoch1)
+    cfg = smoke("lp")
+    with pytest.raises(RuntimeError, match=r"diverged: the stage-2 training loss of epoch 1 is nan"):
+        run(cfg, data_root=root, results_dir=results, progress=False)
+    run_dir = results / "runs" / run_id(cfg)
+    assert not (run_dir / "record.json").exists()
+    state = experiment.load_checkpoint(run_dir / "checkpoint.pt", run_id(cfg))
+    assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [0]  # the last finite epoch
+
+
+def test_corrupt_record_names_the_file_and_the_remedy(env):
+    root, results = env
+    cfg = smoke("supervised")
+    path = results / "runs" / run_id(cfg) / "record.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"run_id": "trunc')
+    with pytest.raises(RuntimeError, match=f"record {path} is corrupt.*delete its folder"):
+        run(cfg, data_root=root, results_dir=results, progress=False)
+
+
+def test_smoke_runs_default_outside_the_repository(monkeypatch, tmp_path):
+    monkeypatch.delenv("LPNB_RESULTS_DIR", raising=False)
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))
+    assert experiment.default_results_dir("smoke") == tmp_path / "smoke" / "results"
+    assert experiment.default_results_dir("cpu") == experiment.REPO / "results"

@@ -215,3 +215,89 @@ def test_normalize_explicit_zero_row():
     W = graph._csr(torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 1]), torch.tensor([0.0, 2.0, 2.0]), (3, 3))
     Wn = graph.to_scipy(graph.normalize(W)).toarray()
     np.testing.assert_allclose(Wn, [[0, 0, 0], [0, 0, 1], [0, 1, 0]])
+
+
+# --- the graph does not depend on the overall scale of the features ---
+
+SCALES = [(1e-30, np.float32), (1e-7, np.float32), (1e7, np.float32), (1e30, np.float32), (1e200, np.float64)]
+
+
+@pytest.mark.parametrize("scale, dtype", SCALES)
+@pytest.mark.parametrize("kind, sigma", [("dot", None), ("gaussian", None), ("gaussian", 0.7)])
+def test_affinity_graph_does_not_depend_on_scale(kind, sigma, scale, dtype):
+    # rows of different norms; their 8th and 9th neighbours are apart (relative gap > 1.5e-5, cosine
+    # and Euclidean), so float32 rounding of the scaled copy cannot change which edges exist
+    x = unit_points(200, 6, seed=10).astype(np.float64) * np.random.default_rng(11).uniform(0.5, 2.0, (200, 1))
+    W = graph.to_scipy(graph.affinity_graph(x, 8, kind=kind, sigma=sigma)).toarray()
+    scaled_sigma = None if sigma is None else sigma * scale
+    scaled = graph.affinity_graph((x * scale).astype(dtype), 8, kind=kind, sigma=scaled_sigma)
+    np.testing.assert_allclose(graph.to_scipy(scaled).toarray(), W, atol=1e-5)
+    assert W.sum() > 100  # the reference is a real graph, not an empty one
+
+
+def test_dot_graph_is_the_cosine_graph_and_a_zero_row_is_isolated():
+    x = unit_points(100, 5, seed=12) * np.arange(1, 101, dtype=np.float32)[:, None]  # norms 1 to 100
+    x[7] = 0
+    W = graph.to_scipy(graph.affinity_graph(x, 6)).toarray()
+    u = unit_points(100, 5, seed=12)
+    u[7] = 0
+    np.testing.assert_allclose(W, graph.to_scipy(graph.affinity_graph(u, 6)).toarray(), atol=1e-6)
+    assert (W[7] == 0).all() and (W[:, 7] == 0).all()
+
+
+@pytest.mark.parametrize("top", [1e-20, 1e20])
+def test_knn_refuses_magnitudes_float32_cannot_hold(top):
+    # inner products of 1e20 overflow float32 (faiss then returns index -1), of 1e-20 underflow
+    with pytest.raises(ValueError, match="multiply them by a constant"):
+        graph.knn(unit_points(20, 3) * np.float32(top), 3)
+
+
+def test_float64_beyond_float32_range_is_named():
+    with pytest.raises(ValueError, match="exceed float32's range"):
+        graph.knn(unit_points(20, 3).astype(np.float64) * 1e200, 3)
+
+
+# --- degenerate settings are refused, naming the setting ---
+
+BAD_COUNTS = [0, -1, 2.5, 3.0, True, "5", None]
+BAD_POSITIVE = [0, -1.0, np.nan, np.inf, True, "1"]
+
+
+@pytest.mark.parametrize("value", BAD_COUNTS)
+def test_knn_refuses_bad_k(value):
+    with pytest.raises(ValueError, match="^k must be a positive integer"):
+        graph.knn(unit_points(10, 3), value)
+    with pytest.raises(ValueError, match="^k must be a positive integer"):
+        graph.affinity_graph(unit_points(10, 3), value)
+
+
+@pytest.mark.parametrize("value", BAD_COUNTS[:-1])  # None: the default chunk size
+def test_knn_refuses_bad_chunk_size(value):
+    with pytest.raises(ValueError, match="^chunk_size must be a positive integer or None"):
+        graph.knn(unit_points(10, 3), 2, backend="torch", chunk_size=value)
+
+
+@pytest.mark.parametrize("name", ["gamma", "sigma"])
+@pytest.mark.parametrize("value", BAD_POSITIVE)
+def test_affinity_graph_refuses_bad_gamma_and_sigma(name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number > 0"):
+        graph.affinity_graph(unit_points(10, 3), 2, kind="gaussian", **{name: value})
+
+
+def test_numpy_integers_are_counts():
+    x = unit_points(50, 4, seed=13)
+    D, I = graph.knn(x, np.int64(5), backend="torch", chunk_size=np.int32(7))
+    np.testing.assert_array_equal(I.numpy(), graph.knn(x, 5, backend="torch")[1].numpy())
+
+
+def test_normalize_refuses_what_is_not_an_affinity_matrix():
+    W = graph.affinity_graph(unit_points(20, 3), 3)
+    with pytest.raises(ValueError, match="square torch sparse CSR"):
+        graph.normalize(W.to_dense())
+    with pytest.raises(ValueError, match="square torch sparse CSR"):
+        graph.normalize(graph._csr(torch.tensor([0, 1, 2]), torch.tensor([1, 2]), torch.tensor([1.0, 1.0]), (2, 3)))
+    for bad in [-1.0, np.nan]:
+        V = graph._csr(W.crow_indices(), W.col_indices(), W.values().clone(), W.shape)
+        V.values()[0] = bad
+        with pytest.raises(ValueError, match="finite, non-negative"):
+            graph.normalize(V)

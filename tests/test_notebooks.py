@@ -1,67 +1,88 @@
-"""The paired notebooks: every notebooks/NN_name.py (jupytext percent, the source) has its
-executed NN_name.ipynb and the two hold the same cells; each has one `parameters` cell;
-the toy figure notebooks run under papermill with overridden parameters."""
+"""The paired notebooks: every notebooks/NN_name.py (jupytext percent, the source) has its executed
+NN_name.ipynb; jupytext's round trip of every pair changes no byte; the committed notebooks carry nothing
+that changes from run to run and re-executing them on the same records writes the same bytes; notebooks
+run at another preset, or under SMOKE_TEST, change no file of the repository."""
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import jupytext
 import nbformat
 import papermill
 import pytest
+from jupytext.combine import combine_inputs_with_outputs
+from jupytext.config import load_jupytext_configuration_file
+
+from lpnb.cli import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 EXECUTED = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 BOTH = [*SOURCES, *EXECUTED]
-
-
-def cells(path):
-    """(type, source) of every cell as jupytext reads it, less papermill's injected parameters."""
-    return [(c.cell_type, c.source) for c in jupytext.read(path).cells
-            if "injected-parameters" not in c.metadata.get("tags", [])]
+CONFIG = load_jupytext_configuration_file(str(ROOT / "jupytext.toml"))  # as JupyterLab reads it
 
 
 def test_notebooks_are_paired():
     assert SOURCES, f"no notebooks/NN_*.py found under {NOTEBOOKS}"
     sources, executed = {p.stem for p in SOURCES}, {p.stem for p in EXECUTED}
-    assert not sources - executed, f"not built and executed (jupytext --to ipynb, then papermill): {sorted(sources - executed)}"
+    assert not sources - executed, f"not built (jupytext --sync) and executed (lpnb reproduce): {sources - executed}"
     assert not executed - sources, f"no jupytext source NN_name.py: {sorted(executed - sources)}"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_pair_in_sync(source):
-    assert source.with_suffix(".ipynb").exists(), f"{source.stem}.ipynb missing: build it with jupytext, execute it with papermill"
-    assert cells(source) == cells(source.with_suffix(".ipynb")), \
-        f"{source.name} and its .ipynb differ: rebuild with jupytext --to ipynb, then execute with papermill"
+def test_jupytext_round_trip_changes_no_byte(source, tmp_path):
+    """What JupyterLab with jupytext writes on save: the .py from the .ipynb, the .ipynb from the .py's cells and
+    the .ipynb's outputs. Both must come out byte for byte as committed (so no injected-parameters cell either)."""
+    executed = source.with_suffix(".ipynb")
+    assert jupytext.writes(jupytext.read(executed), "py:percent", config=CONFIG) == source.read_text(), \
+        f"{executed.name} and {source.name} differ: jupytext --sync notebooks/{source.name}, then lpnb reproduce"
+    combined = combine_inputs_with_outputs(jupytext.read(source), jupytext.read(executed))
+    jupytext.write(combined, tmp_path / executed.name, fmt="ipynb", config=CONFIG)
+    assert (tmp_path / executed.name).read_bytes() == executed.read_bytes()
 
 
 @pytest.mark.parametrize("path", BOTH, ids=lambda p: p.name)
-def test_pairing_metadata(path):
-    meta = jupytext.read(path).metadata
-    assert meta["jupytext"]["formats"] == "ipynb,py:percent"
-    assert meta["kernelspec"]["name"] == "python3"
-
-
-@pytest.mark.parametrize("path", BOTH, ids=lambda p: p.name)
-def test_one_parameters_cell(path):
-    tagged = [c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])]
+def test_pairing_metadata_and_one_parameters_cell(path):
+    nb = jupytext.read(path)
+    assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
 
 
 @pytest.mark.parametrize("path", EXECUTED, ids=lambda p: p.name)
-def test_executed_and_small(path):
+def test_committed_notebooks_are_executed_and_carry_nothing_volatile(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), f"{path.name} is not executed"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     assert path.stat().st_size < 1_000_000
+    assert "papermill" not in nb.metadata and not [c for c in nb.cells if {"papermill", "execution"} & set(c.metadata)]
+    text = path.read_text()
+    for volatile in (str(ROOT), str(ROOT.parent), os.path.expanduser("~"), "iopub.", "start_time"):
+        assert volatile not in text, f"{path.name} holds {volatile!r}, which changes from one machine or run to another"
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path):
+    """`papermill -p name value` only works for names papermill can parse out of the parameters cell."""
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {line.split("=")[0].strip() for line in cell.source.splitlines()
+                if line and not line.startswith("#") and "=" in line}
+    assert set(papermill.inspect_notebook(str(path))) == assigned
+
+
+@pytest.fixture()
+def kernel_env(monkeypatch):
+    """The notebooks' kernel imports lpnb from this checkout, installed or not; no SMOKE_TEST unless a test sets it."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.delenv("SMOKE_TEST", raising=False)
 
 
 @pytest.mark.parametrize("name, figure", [("04_figure1", "figure1"), ("05_figure3", "figure3")])
-def test_toy_notebook_writes_figures(name, figure, tmp_path, monkeypatch):
-    # the kernel imports lpnb from this checkout, installed or not
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+def test_toy_notebook_writes_figures(name, figure, tmp_path, kernel_env):
     out = tmp_path / f"{name}.ipynb"
     papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", out, parameters={"seed": 1, "figures_dir": str(tmp_path)},
                                kernel_name="python3", cwd=tmp_path, progress_bar=False)
@@ -73,43 +94,62 @@ def test_toy_notebook_writes_figures(name, figure, tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.tmp")), "save_figure left a temporary file"
 
 
-@pytest.fixture()
-def smoke_env(tmp_path, monkeypatch):
-    """SMOKE_TEST=1 with a shared smoke folder (the one `make test` sets, so nbval reuses these runs)."""
-    smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tmp_path)
-    monkeypatch.setenv("SMOKE_TEST", "1")
-    monkeypatch.setenv("LPNB_SMOKE_DIR", str(smoke_dir))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return smoke_dir
+def git_status():
+    """Every change to the checkout, ignored files included (less Python's byte-code caches)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored=matching", "--untracked-files=all"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    return sorted(line for line in out.splitlines() if "__pycache__" not in line and ".pytest_cache" not in line)
 
 
+needs_git = pytest.mark.skipif(not (ROOT / ".git").exists() or shutil.which("git") is None,
+                               reason="needs a git checkout")
+
+
+@needs_git
 @pytest.mark.slow
-def test_table2_notebook_writes_its_table(smoke_env, tmp_path):
-    import pandas as pd
-
+def test_smoke_runs_of_the_notebooks_write_nothing_into_the_repository(tmp_path, monkeypatch, kernel_env):
+    """SMOKE_TEST=1 (as `make test` runs them) and the smoke preset without it: nothing appears or changes in the
+    checkout, git-ignored folders included."""
+    before = git_status()
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
+    for name, parameters in [("04_figure1", {}), ("06_figure4", {})]:
+        with monkeypatch.context() as m:
+            m.setenv("SMOKE_TEST", "1")
+            m.setenv("LPNB_SMOKE_DIR", str(tmp_path / "smoke"))
+            papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path / "out.ipynb", parameters=parameters,
+                                       cwd=str(ROOT), progress_bar=False)
+    assert (tmp_path / "smoke" / "figures" / "figure4.png").stat().st_size > 1000
     papermill.execute_notebook(NOTEBOOKS / "02_table2.ipynb", tmp_path / "out.ipynb", cwd=str(ROOT), progress_bar=False,
-                               parameters={"labels": 500, "methods": ["supervised", "lp"]})
-    table = pd.read_csv(smoke_env / "results" / "table2.csv")
-    assert {"method", "labels", "ours_mean", "ours_std", "splits", "paper_mean", "paper_std", "preset"} <= set(table.columns)
-    assert sorted(zip(table.method, table.labels)) == [("lp", 500), ("supervised", 500)]
-    assert (table.preset == "smoke").all() and (table.splits == 1).all()
-    assert table.set_index("method").paper_mean.to_dict() == {"supervised": 49.08, "lp": 32.40}
-    assert table.ours_mean.between(0, 100).all()
-    assert not list((ROOT / "results" / "runs").glob("*-smoke-*")), "a smoke run wrote into the committed results"
+                               parameters={"preset": "smoke", "labels": 500, "methods": "lp",
+                                           "data_root": str(tmp_path / "smoke" / "data")})  # the stand-in above
+    assert (tmp_path / "cache" / "smoke" / "results" / "table2.csv").exists()
+    assert git_status() == before
 
 
-@pytest.mark.slow
-def test_figure_notebook_writes_its_figure(smoke_env, tmp_path):
-    papermill.execute_notebook(NOTEBOOKS / "06_figure4.ipynb", tmp_path / "out.ipynb", cwd=str(ROOT), progress_bar=False)
-    for suffix, magic in ((".pdf", b"%PDF"), (".png", b"\x89PNG")):
-        path = smoke_env / "figures" / f"figure4{suffix}"
-        assert path.stat().st_size > 1000 and path.read_bytes()[:4] == magic
-    assert not list((ROOT / "results" / "runs").glob("*-smoke-*")), "a smoke run wrote into the committed results"
+@needs_git
+def test_a_notebook_at_another_preset_writes_its_table_apart(tmp_path, kernel_env):
+    """The paper preset's cells, shown from the records (train=False): the committed table is not touched."""
+    before = git_status()
+    apart = ROOT / "build" / "paper" / "results" / "table2.csv"
+    existed = apart.exists()
+    papermill.execute_notebook(NOTEBOOKS / "02_table2.ipynb", tmp_path / "out.ipynb", cwd=str(ROOT), progress_bar=False,
+                               parameters={"preset": "paper", "train": False, "labels": [500, 1000]})
+    try:
+        assert set(__import__("pandas").read_csv(apart).preset) == {"paper"}
+        assert [line for line in git_status() if line not in before] in ([], ["!! build/"])
+    finally:
+        if not existed:
+            apart.unlink()
 
 
-@pytest.mark.parametrize("path", EXECUTED, ids=lambda p: p.stem)
-def test_papermill_reads_every_parameter(path):
-    """`papermill -p name value` only works for names papermill can parse out of the parameters cell."""
-    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
-    assigned = {line.split("=")[0].strip() for line in cell.source.splitlines() if line and not line.startswith("#") and "=" in line}
-    assert set(papermill.inspect_notebook(str(path))) == assigned
+@pytest.mark.parametrize("name", ["01_table1", "03_table3"])
+def test_reexecuting_a_committed_notebook_writes_the_same_bytes(name, tmp_path, kernel_env):
+    """What `lpnb reproduce` does at the committed preset, on the committed records: the same notebook, byte for
+    byte (and the same table CSV, which it rewrites in place)."""
+    committed = NOTEBOOKS / f"{name}.ipynb"
+    out = tmp_path / committed.name
+    table = ROOT / "results" / f"table{name[-1]}.csv"
+    before = table.read_bytes()
+    execute_notebook(committed, out)
+    assert out.read_text() == committed.read_text()
+    assert table.read_bytes() == before

@@ -5,12 +5,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lpnb.config import make_config
 from lpnb.data import augment, draw_augmentation, normalize
 from lpnb.diffusion import PseudoLabels
-from lpnb.experiment import make_config
 from lpnb.models import build_model
-from lpnb.train import (Trainer, confident_mistakes, cosine_lr, labeled_batches, omega_histogram,
-                        sigmoid_rampup, two_stream_batches)
+from lpnb.train import (
+    Trainer,
+    confident_mistakes,
+    cosine_lr,
+    labeled_batches,
+    omega_histogram,
+    sigmoid_rampup,
+    two_stream_batches,
+)
 
 
 def test_cosine_schedule_reaches_zero_at_210_and_stops_at_180():
@@ -47,9 +54,9 @@ def test_labeled_batches_are_one_pass():
     assert [len(b) for b in batches] == [100, 100] and len(set(torch.cat(batches).tolist())) == 200
 
 
-def _trainer(method="lp", n=40, classes=4, **switches):
-    switches = {"amp": False, "channels_last": False, "compile": False, **switches}
-    cfg = make_config("smoke", method=method, labels=8, device="cpu", **switches)
+def _trainer(method="lp", n=40, classes=4, **overrides):
+    overrides = {"amp": False, "channels_last": False, "compile": False, **overrides}
+    cfg = make_config("smoke", method=method, labels=8, device="cpu", **overrides)
     model = build_model("cnn13", classes, width=0.125, l2_normalize=method != "mt", two_heads=method == "mt")
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
     labels = torch.arange(n) % classes
@@ -135,7 +142,8 @@ def test_refresh_pseudo_labels_applies_omega_and_zeta_switches():
 
 
 def test_omega_histogram_and_confident_mistakes():
-    pl = PseudoLabels(pseudo_labels=np.array([0, 1, 1, 0, 1]), weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95], np.float32),
+    pl = PseudoLabels(pseudo_labels=np.array([0, 1, 1, 0, 1]),
+                      weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95], np.float32),
                       class_weights=np.ones(2, np.float32), scores=np.zeros((5, 2), np.float32), n_iter=0, residual=0.0)
     labels = np.array([0, 1, 0, 1, 1])
     labeled = np.array([True, False, False, False, False])
@@ -144,3 +152,18 @@ def test_omega_histogram_and_confident_mistakes():
     assert h["incorrect"][2] == 1 and h["incorrect"][7] == 1 and h["correct"][9] == 2
     wrong = confident_mistakes(pl, labels, labeled, train_index=np.array([10, 11, 12, 13, 14]), top=5)
     assert [w["index"] for w in wrong] == [13, 12] and wrong[0]["pseudo_label"] == 0 and wrong[0]["label"] == 1
+
+
+@pytest.mark.parametrize("stage, epoch", [(1, 0), (2, 1)])
+def test_train_epoch_applies_the_per_iteration_cosine_schedule(stage, epoch):
+    """lr * 0.5 (1 + cos(pi t / 210)) for 180 epochs, here scaled to the smoke preset's 2: the rate of every step
+    at its fractional epoch t (sec. 5.2), as the optimiser sees it."""
+    tr = _trainer(n=200, epochs_stage1=2, epochs_stage2=2)
+    rates, step = [], tr.optimizer.step
+    tr.optimizer.step = lambda: (rates.append(tr.optimizer.param_groups[0]["lr"]), step())
+    tr.train_epoch(stage, epoch)
+    n = len(rates)
+    assert n == (1 if stage == 1 else 6)  # 8 labeled images in one batch; 192 unlabeled in batches of 32
+    rampdown = 2 * 210 / 180
+    expected = [tr.cfg.lr * 0.5 * (1 + math.cos(math.pi * (epoch + i / n) / rampdown)) for i in range(n)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-12)

@@ -1,0 +1,89 @@
+"""Config (lpnb.config): every value checked before anything trains, a value set is the value used, and
+the run id changes with every field that changes what a run computes."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from lpnb.config import MT_FIELDS, RUNTIME_FIELDS, STAGE2_FIELDS, Config, make_config, run_id
+
+
+def test_unknown_names_are_rejected():
+    with pytest.raises(ValueError, match="unknown method"):
+        make_config("smoke", method="fixmatch")
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="unknown config field"):
+        make_config("smoke", learning_rate=0.1)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        make_config("smoke", dataset="svhn")
+
+
+@pytest.mark.parametrize("field, value", [("use_omega", "False"), ("labels", 2.5), ("labels", True), ("width", "x"),
+                                          ("amp", "no"), ("labels", None), ("k", 2.0), ("cg_iters", "20")])
+def test_wrong_types_are_rejected(field, value):
+    with pytest.raises(ValueError, match=f"config field {field} must be"):
+        make_config("smoke", **{field: value})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("labels", 0), ("epochs_stage1", 0), ("epochs_stage2", 0), ("epochs_stage2", -3), ("batch_size", 0),
+    ("labeled_batch_size", 0), ("labeled_batch_size", 64), ("k", 0), ("k", -1), ("cg_iters", 0),
+    ("unlabeled_size", 0), ("test_size", -5), ("split", -1), ("seed", -1), ("eval_every", -1),
+    ("width", 0.0), ("width", -0.5), ("width", math.inf), ("gamma", 0.0), ("gamma", math.nan),
+    ("alpha", 1.0), ("alpha", -0.1), ("alpha", math.nan), ("lr", -0.1), ("lr", math.inf), ("momentum", 1.0),
+    ("weight_decay", -1e-4), ("ema_decay", 1.5), ("consistency", -1.0), ("consistency_rampup", math.nan),
+    ("logit_distance_cost", -0.01), ("lr_rampdown_epochs", 0.0), ("hist_epochs", (0, 2)), ("hist_epochs", (-1,)),
+    ("arch", "vgg"), ("knn", "fast"), ("compile", "fast"), ("device", "tpu0"),
+])
+def test_degenerate_settings_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"config field {field} must be"):
+        make_config("smoke", **{field: value})  # smoke: epochs_stage2 = 2, batch_size 64
+
+
+def test_stage2_settings_are_checked_for_a_stage1_method_too():
+    # a supervised run is the stage 1 of the stage-2 runs: their settings are refused before it trains
+    with pytest.raises(ValueError, match="cg_iters"):
+        make_config("smoke", method="supervised", cg_iters=0)
+
+
+def test_a_value_set_is_the_value_used():
+    cfg = make_config("smoke", lr=0.0, weight_decay=0.0, momentum=0.0, consistency=0.0, eval_every=0)
+    assert (cfg.lr, cfg.weight_decay, cfg.momentum, cfg.consistency, cfg.eval_every) == (0.0, 0.0, 0.0, 0.0, 0)
+    assert run_id(cfg) != run_id(make_config("smoke"))
+    assert make_config("paper", dataset="cifar100").lr == 0.2
+    assert make_config("paper", lr=None).lr == 0.05  # None: the paper's value
+
+
+def test_numpy_values_and_ints_in_float_fields_give_the_same_run_id():
+    cfg = make_config("smoke", labels=np.int64(50), lr=1, hist_epochs=[0, np.int64(1)], amp=None)
+    assert (cfg.labels, cfg.lr, cfg.hist_epochs) == (50, 1, (0, 1)) and (type(cfg.labels), type(cfg.lr)) == (int, float)
+    assert type(cfg.hist_epochs[1]) is int
+    assert run_id(cfg) == run_id(make_config("smoke", labels=50, lr=1.0, hist_epochs=(0, 1)))
+
+
+# a valid second value for every field (smoke preset, CIFAR-10)
+OTHER = dict(dataset="cifar100", labels=1000, split=1, method="lp", preset="cpu", use_omega=False, use_zeta=False,
+             unlabeled_size=300, test_size=100, arch="resnet18", width=0.25, epochs_stage1=3, epochs_stage2=3,
+             lr=0.1, lr_rampdown_epochs=5.0, batch_size=50, labeled_batch_size=10, momentum=0.5, nesterov=False,
+             weight_decay=1e-4, seed=3, k=20, gamma=2.0, alpha=0.9, cg_iters=5, knn="approx", ema_decay=0.9,
+             consistency=10.0, consistency_rampup=1.0, logit_distance_cost=0.1, eval_every=2, hist_epochs=(1,),
+             device="cpu", amp=True, channels_last=True, compile=True)
+
+
+def test_every_field_has_a_second_value_here():
+    assert set(OTHER) == {f.name for f in dataclasses.fields(Config)}
+
+
+@pytest.mark.parametrize("field", sorted(OTHER))
+def test_run_id_changes_with_every_field_a_method_uses(field):
+    for method in ("supervised", "lp", "mt+lp"):
+        base = dict(method=method) if field != "method" else dict(method="network")
+        if field == "arch":
+            base["width"] = 1.0  # ResNet-18 has no width multiplier
+        a = make_config("smoke", **base)
+        b = make_config("cpu", **base) if field == "preset" else make_config("smoke", **{**base, field: OTHER[field]})
+        used = not (field in RUNTIME_FIELDS or (method == "supervised" and field in STAGE2_FIELDS)
+                    or (not method.startswith("mt") and field in MT_FIELDS))
+        assert (run_id(a) != run_id(b)) == used, (method, field)
