@@ -1,4 +1,5 @@
-"""Command line: `lpnb run ...` trains one experiment; `lpnb reproduce` re-executes every notebook.
+"""Command line: `lpnb run ...` trains one experiment; `lpnb reproduce` re-executes every notebook;
+`lpnb status` prints the README's status table from the records.
 
 Every field of `lpnb.config.Config` is a flag (`--epochs-stage2 30`, `--use-omega false`);
 values are read as JSON where they parse (numbers, true/false, null, lists; Python's True/False/None
@@ -11,11 +12,13 @@ import os
 import sys
 import time
 
+from lpnb import data as lpdata
 from lpnb.config import Config, make_config
-from lpnb.experiment import REPO, run
-from lpnb.tables import COMMITTED_PRESET, output_dir
+from lpnb.experiment import REPO, TimeLimitReached, run
+from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
+TIME_LIMIT_EXIT = 3  # `lpnb run --time-limit`: stopped at an epoch boundary, checkpoint written; run it again
 
 
 def _value(text):
@@ -33,7 +36,12 @@ def _run(args):
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if f.name != "preset" and getattr(args, f.name) is not None}
     cfg = make_config(args.preset, **overrides)
-    record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force)
+    try:
+        record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,
+                     time_limit=args.time_limit)
+    except TimeLimitReached as stop:
+        print(stop, flush=True)
+        sys.exit(TIME_LIMIT_EXIT)
     top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""
     print(f"{record['run_id']}: test error {record['test_error']:.2f}%{top5} ({record['n_labeled']} labeled, "
           f"{record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']})")
@@ -91,6 +99,16 @@ def _reproduce(args):
     print(f"  {len(runs)} new run records under results/runs/")
 
 
+def _status(args):
+    if args.readme:
+        readme = REPO / "README.md"
+        text = readme_with_status(readme.read_text())
+        lpdata.atomic_write(readme, lambda f: f.write(text.encode()))
+        print(f"updated the status table of {readme}")
+    else:
+        print(status_table(), end="")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +119,9 @@ def main(argv=None):
     p.add_argument("--results-dir", default=None,
                    help="default: the repository's results/ ($LPNB_RESULTS_DIR; smoke: ~/.cache/lpnb/smoke/results)")
     p.add_argument("--force", action="store_true", help="recompute even if a record or checkpoint exists")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help=f"stop at the last epoch boundary that fits in MINUTES, checkpoint written, with exit status "
+                        f"{TIME_LIMIT_EXIT}; the same command continues the run")
     for f in dataclasses.fields(Config):
         if f.name != "preset":
             p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=None,
@@ -115,6 +136,9 @@ def main(argv=None):
     r.add_argument("--only", nargs="*", help="notebook names containing any of these (e.g. table2 figure4)")
     r.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
     r.set_defaults(func=_reproduce)
+    s = sub.add_parser("status", help="the status table of the README (our numbers beside the paper's), from results/")
+    s.add_argument("--readme", action="store_true", help="write it into README.md instead of printing it")
+    s.set_defaults(func=_status)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -33,6 +33,18 @@ from lpnb.models import build_model
 from lpnb.train import Trainer, confident_mistakes, omega_histogram
 
 REPO = Path(__file__).resolve().parent.parent
+clock = time.monotonic  # the clock of time limits (a test may replace it)
+
+
+class TimeLimitReached(Exception):
+    """A run stopped at an epoch boundary because the next epoch would not end within its time limit.
+    Its checkpoint is written: the same call (the same command) continues it."""
+
+    def __init__(self, run_id, stage, epoch, epochs, trained=True):
+        done = (f"after {epoch} of {epochs} epochs of stage {stage}, its checkpoint written" if trained else
+                f"before epoch {epoch} of {epochs} of stage {stage}: the time was up before it could start")
+        super().__init__(f"{run_id}: stopped at the time limit {done}; run the same command again to continue")
+        self.run_id, self.stage, self.epoch, self.epochs = run_id, stage, epoch, epochs
 
 
 def default_results_dir(preset=None):
@@ -172,7 +184,7 @@ def _progress_enabled(progress):
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
+def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, time_limit=None):
     """Train one configuration (Algorithm 1) and return its record.
 
     Parameters
@@ -187,6 +199,11 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
         Progress bars; default on in a terminal or notebook.
     force : bool
         Retrain even if a record or checkpoint exists (replacing them).
+    time_limit : float, optional
+        Minutes this call may take (a runtime setting, not part of the run): it stops at the last
+        epoch boundary that fits, judged by the longest epoch so far in this call, with the
+        checkpoint written, and raises `TimeLimitReached`; the same call again continues the run
+        and ends with the record an uninterrupted run writes.
 
     Returns
     -------
@@ -210,6 +227,10 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
     (20, 100, 20, True)
     """
     cfg = resolve(cfg)
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or not time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of minutes, got {time_limit!r}")
+    deadline = None if time_limit is None else clock() + 60 * time_limit
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfg.preset)
     run_dir = results_dir / "runs" / run_id(cfg)
     try:
@@ -222,7 +243,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
         return record
 
     ckpt = run_dir / "checkpoint.pt"
-    base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists() and not force)
+    base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists() and not force, deadline=deadline)
     device = _device(cfg)
     trainer = build_trainer(cfg, run_data, device)
     state = {"run_id": run_id(cfg), "data_fingerprint": run_data.fingerprint, "stage": 1 if base is None else 2,
@@ -235,13 +256,13 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False):
         base_ckpt = results_dir / "runs" / base["run_id"] / "checkpoint.pt"
         trainer.load_state_dict(load_checkpoint(base_ckpt, base["run_id"], run_data.fingerprint)["trainer"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_stage(trainer, state, run_data, device, ckpt, progress)
+    train_stage(trainer, state, run_data, device, ckpt, progress, deadline)
     record = make_record(cfg, trainer, state, run_data, base, device)
     write_json(run_dir / "record.json", record)
     return read_record(run_dir / "record.json")  # exactly what a later call will load
 
 
-def _stage1(cfg, results_dir, data_root, progress, resuming):
+def _stage1(cfg, results_dir, data_root, progress, resuming, deadline=None):
     """The record of the stage-1 run that a stage-2 method continues (None for a stage-1 method).
     Stage 2 starts from that run's checkpoint: a stage-1 record without one (committed records carry
     none) is retrained, unless this run resumes from its own checkpoint and needs only the record."""
@@ -250,16 +271,20 @@ def _stage1(cfg, results_dir, data_root, progress, resuming):
         return None
     base_dir = results_dir / "runs" / run_id(base_cfg)
     retrain = not resuming and (base_dir / "record.json").exists() and not (base_dir / "checkpoint.pt").exists()
-    return run(base_cfg, data_root=data_root, results_dir=results_dir, progress=progress, force=retrain)
+    time_limit = None if deadline is None else max((deadline - clock()) / 60, 1e-9)
+    return run(base_cfg, data_root=data_root, results_dir=results_dir, progress=progress, force=retrain,
+               time_limit=time_limit)
 
 
-def train_stage(trainer, state, run_data, device, ckpt, progress=None):
+def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=None):
     """Train the epochs of `state["stage"]` left in `state`, checkpointing after each (Algorithm 1).
 
     Stage 2 refreshes the pseudo-labels before every epoch (lines 6-15) and keeps per-epoch
     pseudo-label accuracy, CG iterations, the omega histograms (Figure 5) and the last epoch's
     confident mistakes (Figure 7). A loss that is not finite stops the run with an error before
-    its epoch is saved: the checkpoint keeps the last finite epoch and no record is written.
+    its epoch is saved: the checkpoint keeps the last finite epoch and no record is written. With a
+    `deadline` (a `clock()` time), an epoch that would not end before it, judged by the longest
+    epoch so far, is not started: `TimeLimitReached` is raised instead.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -278,7 +303,12 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None):
     epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
     bar = tqdm(range(state["epoch"], epochs), desc=f"{state['run_id']} stage {stage}", disable=not show,
                mininterval=10, initial=state["epoch"], total=epochs, file=sys.stderr)
+    longest = 0.0  # seconds of the longest epoch of this call, refresh and evaluation included
     for epoch in bar:
+        if deadline is not None and clock() + longest > deadline:
+            bar.close()
+            raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=longest > 0)
+        started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
             pl, probs, t_desc, t_pl = trainer.refresh_pseudo_labels()
@@ -310,6 +340,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None):
         state["epoch"] = epoch + 1
         state["trainer"] = trainer.state_dict()
         save_checkpoint(ckpt, state)
+        longest = max(longest, clock() - started)
 
 
 def _relative(path, *roots):
@@ -363,6 +394,7 @@ def make_record(cfg, trainer, state, run_data, base, device):
         "split_file": run_data.split_name,
         "timings": {**({"stage1": base["timings"]} if base else {}), **state["timings"]},
         "base_run": base["run_id"] if base else None,
+        "base_run_finished": base["finished"] if base else None,  # which training of the stage-1 run it continued
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_environment(device),
     }

@@ -257,3 +257,211 @@ def write_table(df, path):
         df = both.iloc[list(latest.values())]
     lpdata.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
     return path
+
+
+# --- what we see: the findings of a notebook, computed from its records --------------------------------
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _name(record):
+    return row_name(record["method"], record["config"]["use_omega"], record["config"]["use_zeta"])
+
+
+def per_split(records):
+    """Test error (%) of every run: a row per (dataset, labels, method), a column per split."""
+    if not records:
+        return pd.DataFrame()
+    df = pd.DataFrame([{"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "method": _name(r),
+                        "split": r["split"], "error": r["test_error"]} for r in records])
+    table = df.pivot_table(index=["dataset", "labels", "method"], columns="split", values="error", sort=False)
+    return table.round(2).rename(columns=lambda s: f"split {s}")
+
+
+def _row(row):
+    """A table row as {"method": ..., "use_omega": ..., "use_zeta": ...}: a method name means both weights."""
+    return {"use_omega": True, "use_zeta": True, **({"method": row} if isinstance(row, str) else row)}
+
+
+def compare(records, row, baseline):
+    """`row` minus `baseline` (test error, points) on every (dataset, labels, split) both ran, and a sentence
+    that says what the differences show (negative: `row` has the lower error). A row is a method name (both
+    weights) or a dict such as {"method": "lp", "use_omega": False}."""
+    def errors(row):
+        row = _row(row)
+        return {(r["dataset"], r["labels"], r["split"]): r["test_error"] for r in records
+                if (r["method"], r["config"]["use_omega"], r["config"]["use_zeta"])
+                == (row["method"], row["use_omega"], row["use_zeta"])}
+    ours, theirs = errors(row), errors(baseline)
+    name, other = row_name(**_row(row)), row_name(**_row(baseline))
+    cells = sorted(set(ours) & set(theirs))
+    if not cells:
+        return pd.DataFrame(), f"{name} and {other} share no recorded split yet."
+    diff = pd.DataFrame([{"dataset": DATASET_NAMES[d], "labels": n, "split": s,
+                          "difference": ours[d, n, s] - theirs[d, n, s]} for d, n, s in cells])
+    better = int((diff.difference < 0).sum())
+    d = diff.difference
+    text = (f"{name} has a lower error than {other} on {better} of {len(diff)} splits (mean difference "
+            f"{d.mean():+.2f} points, from {d.min():+.2f} to {d.max():+.2f}).")
+    table = diff.pivot_table(index=["dataset", "labels"], columns="split", values="difference", sort=False)
+    return table.round(2).rename(columns=lambda s: f"split {s}"), text
+
+
+def pseudo_label_progress(records, method="lp"):
+    """The accuracy (%) of the pseudo-labels on the unlabeled images at the first and the last stage-2 epoch of
+    every run of `method` (from its history): its own pseudo-labels and the network's predictions."""
+    rows = []
+    for r in records:
+        hist = [h for h in r["history"] if h["stage"] == 2]
+        if r["method"] == method and r["config"]["use_omega"] and r["config"]["use_zeta"] and hist:
+            first, last = hist[0], hist[-1]
+            rows.append({"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "split": r["split"],
+                         "ours, first epoch": first["pseudo_label_acc"], "ours, last epoch": last["pseudo_label_acc"],
+                         "network, first epoch": first["network_acc"], "network, last epoch": last["network_acc"]})
+    return pd.DataFrame(rows).set_index(["dataset", "labels", "split"]).round(1) if rows else pd.DataFrame()
+
+
+def pseudo_label_accuracy(record):
+    """Accuracy (%) of the pseudo-labels on the unlabeled images at every stage-2 epoch of a run: from
+    diffusion (eq. 7, or the run's own pseudo-labeller) and from the network's predictions (eq. 1), the
+    same descriptor pass; and a sentence that says how they compare (Figure 4)."""
+    hist = [h for h in record["history"] if h["stage"] == 2]
+    table = pd.DataFrame({"epoch": [h["epoch"] for h in hist], "diffusion (7)": [h["pseudo_label_acc"] for h in hist],
+                          "network (1)": [h["network_acc"] for h in hist]}).set_index("epoch").round(1)
+    ahead = int((table["diffusion (7)"] > table["network (1)"]).sum())
+    text = (f"Diffusion pseudo-labels are more accurate than the network's at {ahead} of {len(table)} stage-2 "
+            f"epochs: {table.iloc[0, 0]:.1f}% against {table.iloc[0, 1]:.1f}% at the first, "
+            f"{table.iloc[-1, 0]:.1f}% against {table.iloc[-1, 1]:.1f}% at the last.")
+    return table, text
+
+
+def certainty_split(record, threshold=0.5):
+    """For every recorded omega histogram (Figure 5): the share of correct pseudo-labels among the unlabeled
+    images with omega >= threshold and among those below, and a sentence."""
+    rows = []
+    for h in record["omega_histograms"]:
+        high = [e >= threshold for e in h["edges"][:-1]]
+        correct_hi = sum(c for c, hi in zip(h["correct"], high) if hi)
+        wrong_hi = sum(c for c, hi in zip(h["incorrect"], high) if hi)
+        correct_lo, wrong_lo = sum(h["correct"]) - correct_hi, sum(h["incorrect"]) - wrong_hi
+        rows.append({"epoch": h["epoch"], f"images with ω ≥ {threshold}": correct_hi + wrong_hi,
+                     f"correct among ω ≥ {threshold} (%)": 100 * correct_hi / max(correct_hi + wrong_hi, 1),
+                     f"correct among ω < {threshold} (%)": 100 * correct_lo / max(correct_lo + wrong_lo, 1)})
+    table = pd.DataFrame(rows).set_index("epoch").round(1)
+    text = " ".join(f"At epoch {epoch}, {row.iloc[1]:.1f}% of the {int(row.iloc[0])} pseudo-labels with ω ≥ "
+                    f"{threshold} are correct, against {row.iloc[2]:.1f}% of the others."
+                    for epoch, row in table.iterrows())
+    return table, text
+
+
+def confusions(record, classes=CIFAR10_CLASSES):
+    """The confident mistakes of a run (Figure 7) counted by (pseudo-label, true class), most frequent first,
+    and a sentence."""
+    pairs = pd.DataFrame([{"taken for": classes[m["pseudo_label"]], "true class": classes[m["label"]]}
+                          for m in record["confident_mistakes"]])
+    if pairs.empty:
+        return pairs, "The run's last epoch has no wrong pseudo-label."
+    table = pairs.value_counts().rename("images").reset_index()
+    top = table.iloc[0]
+    text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images} are {top['true class']} images "
+            f"taken for {top['taken for']}, the most frequent confusion.")
+    return table, text
+
+
+def run_times(records):
+    """Minutes per run, median over the runs of each (preset, dataset, labels, method): stage 1 and stage 2
+    (training, test evaluations, descriptor passes, k-NN + diffusion), and the hardware (the first run's)."""
+    def minutes(t):
+        return sum(v for v in t.values() if isinstance(v, (int, float))) / 60
+    rows = []
+    for r in records:  # a stage-2 record nests its stage-1 run's timings
+        stage1 = r["timings"]["stage1"] if r["base_run"] else r["timings"]
+        rows.append({"preset": r["preset"], "dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"],
+                     "method": _name(r), "stage 1 (min)": minutes(stage1),
+                     "stage 2 (min)": minutes(r["timings"]) if r["base_run"] else 0.0, "device": r["device"]})
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    return (df.groupby(["preset", "dataset", "labels", "method"], sort=False)
+              .agg(**{"runs": ("device", "size"), "stage 1 (min)": ("stage 1 (min)", "median"),
+                      "stage 2 (min)": ("stage 2 (min)", "median"), "device": ("device", "first")}).round(1))
+
+
+# --- the README's status table --------------------------------------------------------------------------
+HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the README shows
+    ("Table 1", "01_table1", "cifar10", 500, "lp"),
+    ("Table 2", "02_table2", "cifar10", 4000, "supervised"),
+    ("Table 2", "02_table2", "cifar10", 4000, "lp"),
+    ("Table 2", "02_table2", "cifar10", 500, "mt+lp"),
+    ("Table 3", "03_table3", "cifar100", 10000, "supervised"),
+    ("Table 3", "03_table3", "cifar100", 4000, "lp"),
+]
+
+
+def _mean_std(records):
+    errors = pd.Series([r["test_error"] for r in records])
+    return f"{errors.mean():.2f}" + (f" ± {errors.std(ddof=0):.2f}" if len(errors) > 1 else "") + f" ({len(errors)})"
+
+
+def status_table(results_dir=None):
+    """The README's status table, computed from the records (`lpnb status` prints it): one row per table
+    cell of HEADLINES and per figure, test error % as mean ± std (splits run) under the paper's full
+    protocol and under the cpu preset, beside the paper's mean ± std."""
+    lines = ["| paper | notebook | cell or finding | ours, `paper` preset | ours, `cpu` preset | paper |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for item, notebook, dataset, labels, method in HEADLINES:
+        paper = pd.read_csv(REPO / "results" / "paper" / f"table{item[-1]}.csv")
+        both_weights = paper.get("use_omega", True) & paper.get("use_zeta", True)
+        paper = paper[(paper.method == method) & (paper.dataset == dataset) & (paper.labels == labels)
+                      & (paper.metric == "top1") & both_weights].iloc[0]
+        ours = [_mean_std(found) if (found := recorded([{"method": method}], labels, dataset=dataset, preset=preset,
+                                                        results_dir=results_dir)[0]) else "not run"
+                for preset in ("paper", "cpu")]
+        lines.append(f"| {item} | `{notebook}` | {METHOD_NAMES[method]}, {DATASET_NAMES[dataset]}, {labels} labels | "
+                     f"{ours[0]} | {ours[1]} | {paper.error:.2f} ± {paper['std']:.2f} |")
+    runs = [recorded([{"method": "lp"}], 500, 1, preset=preset, results_dir=results_dir)[0]
+            for preset in ("paper", "cpu")]
+    for item, notebook, finding, paper in (
+            ("Figure 4", "06_figure4", _figure4, "diffusion ahead at every epoch"),
+            ("Figure 5", "07_figure5", _figure5, "correct pseudo-labels at high ω, more so later"),
+            ("Figure 7", "09_figure7", _figure7, "mostly trucks taken for automobiles, birds for frogs")):
+        ours = [finding(found[0]) if found else "not run" for found in runs]
+        lines.append(f"| {item} | `{notebook}` | CIFAR-10, 500 labels, split 0 | {ours[0]} | {ours[1]} | {paper} |")
+    lines.append("| Figure 6 | `08_figure6` | the runs of Table 2, error against labels | as Table 2 | as Table 2 | "
+                 "Table 2's numbers |")
+    lines.append("| Figures 1, 3 | `04_figure1`, `05_figure3` | toy data of our own (3 spiral arms) | | regenerated | "
+                 "no number to compare |")
+    return "\n".join(lines) + "\n"
+
+
+README_MARKERS = ("<!-- status table: written by `lpnb status --readme` from results/; do not edit -->\n",
+                  "<!-- end of status table -->\n")
+
+
+def readme_with_status(readme_text, results_dir=None):
+    """`readme_text` with the block between README_MARKERS replaced by `status_table()`."""
+    start, end = README_MARKERS
+    if start not in readme_text or end not in readme_text:
+        raise ValueError(f"the README has no status block: put the lines {start.strip()!r} and {end.strip()!r} "
+                         "where the table goes")
+    head, rest = readme_text.split(start, 1)
+    return head + start + status_table(results_dir) + end + rest.split(end, 1)[1]
+
+
+def _figure4(record):
+    table = pseudo_label_accuracy(record)[0]
+    ahead = int((table["diffusion (7)"] > table["network (1)"]).sum())
+    return (f"diffusion ahead at {ahead} of {len(table)} epochs; last epoch {table.iloc[-1, 0]:.1f}% "
+            f"against {table.iloc[-1, 1]:.1f}%")
+
+
+def _figure5(record):
+    epoch, row = list(certainty_split(record)[0].iterrows())[-1]
+    return f"epoch {epoch}: {row.iloc[1]:.1f}% correct at ω ≥ 0.5, {row.iloc[2]:.1f}% below"
+
+
+def _figure7(record):
+    table = confusions(record)[0]
+    if table.empty:
+        return "no wrong pseudo-label"
+    top = table.iloc[0]
+    return f"{top.images} of {table.images.sum()}: {top['true class']} taken for {top['taken for']}"

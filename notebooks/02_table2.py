@@ -19,6 +19,9 @@
 # out.ipynb -p labels 1000` runs the 1000-label column only. Writes the cells it ran into
 # `results/table2.csv` (the file's other cells are kept); the rows the paper copies from
 # prior work are in `results/paper/table2.csv`.
+#
+# The committed outputs are those of the `cpu` preset, computed from its run records under
+# `results/runs/`; the first line printed below names the runs, preset, splits, hardware and data.
 
 # %% tags=["parameters"]
 labels = [500, 1000, 2000, 4000]
@@ -62,3 +65,28 @@ paper_records, not_run = recorded(rows, settings.labels, dataset="cifar10", pres
                                   results_dir=settings.results_dir)
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
 side_by_side(summarize(paper_records, REPO / "results/paper/table2.csv"))
+
+# %% [markdown]
+# ## What we see
+#
+# Computed from the records of the first table: the error of every split, the differences
+# that the paper's claims are about (negative: the first method has the lower error), the
+# accuracy of our pseudo-labels and the network's at the first and last stage-2 epoch, and
+# the run times.
+
+# %%
+from lpnb.tables import compare, per_split, pseudo_label_progress, run_times
+
+for row, baseline in (("lp", "network"), ("lp", "supervised"), ("mt", "supervised"), ("mt+lp", "mt"),
+                      ("mt+lp", "lp")):
+    print(compare(records, row, baseline)[1])
+per_split(records)
+
+# %%
+compare(records, "lp", "network")[0]
+
+# %%
+pseudo_label_progress(records)
+
+# %%
+run_times(records + paper_records)

@@ -18,6 +18,9 @@
 # must be supplied by the user (class folders + Ravi & Larochelle csv files under
 # `<data_root>/miniimagenet/`); where it is missing its columns are skipped and say so.
 # Writes `results/table3.csv`.
+#
+# The committed outputs are those of the `cpu` preset, computed from its run records under
+# `results/runs/`; the first line printed below names the runs, preset, splits, hardware and data.
 
 # %% tags=["parameters"]
 datasets = ["cifar100", "miniimagenet"]
@@ -67,3 +70,24 @@ for dataset in settings.datasets:
     paper_records, not_run = paper_records + found, not_run + missing
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
 side_by_side(summarize(paper_records, REPO / "results/paper/table3.csv"))
+
+# %% [markdown]
+# ## What we see
+#
+# Computed from the records of the first table: the error of every split, the differences
+# that the paper's claims are about (negative: the first method has the lower error), the
+# accuracy of our pseudo-labels and the network's at the first and last stage-2 epoch, and
+# the run times.
+
+# %%
+from lpnb.tables import compare, per_split, pseudo_label_progress, run_times
+
+for row, baseline in (("lp", "supervised"), ("mt", "supervised"), ("mt+lp", "mt")):
+    print(compare(records, row, baseline)[1])
+per_split(records)
+
+# %%
+pseudo_label_progress(records)
+
+# %%
+run_times(records + paper_records)

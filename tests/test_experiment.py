@@ -235,3 +235,69 @@ def test_smoke_runs_default_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))
     assert experiment.default_results_dir("smoke") == tmp_path / "smoke" / "results"
     assert experiment.default_results_dir("cpu") == experiment.REPO / "results"
+
+
+@pytest.fixture()
+def minute_epochs(monkeypatch):
+    """A clock that every epoch advances by exactly one minute."""
+    now = [0.0]
+    monkeypatch.setattr(experiment, "clock", lambda: now[0])
+    train_epoch = experiment.Trainer.train_epoch
+
+    def one_minute(self, *args, **kwargs):
+        now[0] += 60
+        return train_epoch(self, *args, **kwargs)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", one_minute)
+
+
+def same_run(a, b):
+    assert [(h["stage"], h["epoch"]) for h in a["history"]] == [(h["stage"], h["epoch"]) for h in b["history"]]
+    np.testing.assert_allclose([h["loss"] for h in a["history"]], [h["loss"] for h in b["history"]], rtol=1e-5)
+    assert a["test_error"] == pytest.approx(b["test_error"]) and a["run_id"] == b["run_id"]
+
+
+@pytest.mark.parametrize("limit, stage, epoch", [(4.5, 2, 2), (1.5, 1, 1)])
+def test_a_time_limit_stops_at_an_epoch_boundary_and_the_same_call_continues(env, tmp_path, minute_epochs,
+                                                                             limit, stage, epoch):
+    root, results = env
+    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=4)
+    reference = run(cfg, data_root=root, results_dir=tmp_path / "reference", progress=False)
+    # stage 1 takes 2 minutes, then stage-2 epochs of a minute each: the first that would end past the limit waits
+    with pytest.raises(experiment.TimeLimitReached, match=f"after {epoch} of .* epochs of stage {stage}") as stop:
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=limit)
+    assert (stop.value.stage, stop.value.epoch) == (stage, epoch)
+    stopped = run_id(cfg) if stage == 2 else run_id(smoke("supervised", epochs_stage1=2))
+    assert experiment.load_checkpoint(results / "runs" / stopped / "checkpoint.pt", stopped)["epoch"] == epoch
+    assert not (results / "runs" / run_id(cfg) / "record.json").exists()
+    same_run(run(cfg, data_root=root, results_dir=results, progress=False, time_limit=10), reference)
+
+
+def test_cli_time_limit_exits_with_its_own_status_and_says_how_to_continue(env, minute_epochs, capsys):
+    from lpnb.cli import TIME_LIMIT_EXIT, main
+
+    root, results = env
+    args = ["run", "--preset", "smoke", "--method", "supervised", "--labels", "50", "--unlabeled-size", "200",
+            "--test-size", "100", "--device", "cpu", "--epochs-stage1", "3", "--data-root", str(root),
+            "--results-dir", str(results)]
+    for done in (1, 2):  # one-minute epochs: the second of each call would end past 1.5 minutes
+        with pytest.raises(SystemExit) as stop:
+            main(args + ["--time-limit", "1.5"])
+        assert stop.value.code == TIME_LIMIT_EXIT == 3
+        out = capsys.readouterr().out
+        assert f"stopped at the time limit after {done} of 3 epochs of stage 1, its checkpoint written" in out
+        assert "run the same command again to continue" in out
+    main(args + ["--time-limit", "1.5"])
+    assert "test error" in capsys.readouterr().out
+
+
+def test_a_time_limit_spent_before_the_first_epoch_says_so(env, minute_epochs, monkeypatch):
+    root, results = env
+    build_trainer = experiment.build_trainer
+
+    def slow_build(*args):  # setting up takes a minute of the half minute allowed
+        later = experiment.clock() + 60
+        monkeypatch.setattr(experiment, "clock", lambda: later)
+        return build_trainer(*args)
+    monkeypatch.setattr(experiment, "build_trainer", slow_build)
+    with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 2 of stage 1: the time was up"):
+        run(smoke("supervised"), data_root=root, results_dir=results, progress=False, time_limit=0.5)

@@ -6,7 +6,7 @@ from lpnb.models import build_model, num_parameters
 
 def test_cnn13_matches_the_paper_network():
     model = build_model("cnn13", 10)
-    assert 3.0e6 < num_parameters(model) < 3.2e6  # "about 3.1M parameters" (DESIGN.md)
+    assert 3.0e6 < num_parameters(model) < 3.2e6  # "about 3.1M parameters" (docs/method.md)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 9 and all(hasattr(m, "parametrizations") for m in convs)  # 9 conv + ... all weight-normalised
     assert [c.kernel_size[0] for c in convs] == [3] * 7 + [1, 1] and convs[6].padding == (0, 0)

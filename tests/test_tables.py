@@ -118,3 +118,63 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
     rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in pd.read_csv(path).itertuples()]
     assert rows == [(500, "supervised", "cpu", 51.0, 2), (500, "lp", "cpu", 33.5, 1),
                     (1000, "supervised", "cpu", 41.0, 2), (1000, "lp", "cpu", 41.0, 2), (500, "lp", "paper", 30.0, 1)]
+
+
+def full_record(method, split, error, labels=500, base=None, history=(), **extra):
+    return {**record(labels, method, error), "split": split, "base_run": base, "history": list(history),
+            "timings": {"train": 60.0, "eval": 30.0, **({"stage1": {"train": 120.0, "eval": 60.0}} if base else {})},
+            **extra}
+
+
+def test_compare_gives_the_differences_split_by_split_and_says_what_they_show():
+    records = [full_record("lp", s, e) for s, e in ((0, 30.0), (1, 32.0), (2, 35.0))]
+    records += [full_record("network", s, e) for s, e in ((0, 31.0), (1, 31.5))]  # split 2 not run
+    table, text = tables.compare(records, "lp", "network")
+    assert table.loc[("CIFAR-10", 500)].tolist() == [-1.0, 0.5]
+    assert text == ("Ours: diffusion (7) + weights has a lower error than Network prediction (1) + weights on 1 of 2 "
+                    "splits (mean difference -0.25 points, from -1.00 to +0.50).")
+    ablated = [{**r, "config": {"use_omega": False, "use_zeta": True}} for r in records if r["method"] == "lp"]
+    no_omega = tables.compare(records + ablated, "lp", {"method": "lp", "use_omega": False})[0]
+    assert no_omega.values.tolist() == [[0, 0, 0]]
+    assert "share no recorded split" in tables.compare(records, "lp", "gtg")[1]
+
+
+def test_per_split_and_run_times():
+    records = [full_record("lp", s, 30.0 + s, base="b") for s in (0, 1)] + [full_record("supervised", 0, 40.0)]
+    assert tables.per_split(records).loc[("CIFAR-10", 500, "Ours: diffusion (7) + weights")].tolist() == [30.0, 31.0]
+    times = tables.run_times(records)
+    lp = times.loc[("cpu", "CIFAR-10", 500, "Ours: diffusion (7) + weights")]
+    assert (lp["runs"], lp["stage 1 (min)"], lp["stage 2 (min)"]) == (2, 3.0, 1.5)  # stage 1 nested in a stage-2 record
+    supervised = times.loc[("cpu", "CIFAR-10", 500, "Fully supervised")]
+    assert (supervised["stage 1 (min)"], supervised["stage 2 (min)"]) == (1.5, 0.0)
+
+
+def test_the_figure_findings_are_computed_from_the_record():
+    history = [{"stage": 1, "epoch": 0}] + [{"stage": 2, "epoch": e, "pseudo_label_acc": d, "network_acc": n}
+                                           for e, d, n in ((0, 40.0, 35.0), (1, 44.0, 45.0), (2, 50.0, 48.0))]
+    histogram = {"epoch": 1, "edges": [0.0, 0.25, 0.5, 0.75, 1.0], "correct": [10, 20, 30, 40],
+                 "incorrect": [40, 30, 20, 10]}
+    mistakes = [{"pseudo_label": 1, "label": 9}] * 3 + [{"pseudo_label": 6, "label": 2}]
+    rec = full_record("lp", 0, 30.0, base="b", history=history, omega_histograms=[histogram],
+                      confident_mistakes=mistakes)
+    table, text = tables.pseudo_label_accuracy(rec)
+    assert table.index.tolist() == [0, 1, 2] and table["network (1)"].tolist() == [35.0, 45.0, 48.0]
+    assert text.startswith("Diffusion pseudo-labels are more accurate than the network's at 2 of 3 stage-2 epochs")
+    table, text = tables.certainty_split(rec)
+    assert table.loc[1].tolist() == [100, 70.0, 30.0]  # omega >= 0.5: 70 of 100 correct; below: 30 of 100
+    counts, text = tables.confusions(rec)
+    assert counts.iloc[0].tolist() == ["automobile", "truck", 3] and "3 are truck images taken for automobile" in text
+    progress = tables.pseudo_label_progress([rec])
+    assert progress.iloc[0].tolist() == [40.0, 50.0, 35.0, 48.0]
+
+
+def test_the_readme_status_table_is_the_one_the_records_give():
+    readme = (REPO / "README.md").read_text()
+    assert tables.readme_with_status(readme) == readme, "the README's status table is stale: lpnb status --readme"
+
+
+def test_the_status_table_reads_the_results_it_is_given(tmp_path):
+    table = tables.status_table(tmp_path)
+    assert table.count("not run") == 2 * len(tables.HEADLINES) + 6 and "32.40 ± 1.80" in table  # the paper's Table 1
+    with pytest.raises(ValueError, match="no status block"):
+        tables.readme_with_status("# a README without the markers\n")

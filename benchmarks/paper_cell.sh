@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One cell of the paper's tables at the full protocol (`paper` preset) on a lent GPU machine, within one device job.
+#
+#   benchmarks/paper_cell.sh DATASET LABELS METHOD SPLIT [MINUTES]      e.g.  cifar10 4000 lp 0
+#
+# Runs `lpnb run --preset paper ... --time-limit MINUTES` (default 8.5, inside a 10-minute job) with the machine's own
+# torch, on the data carried in carry/: DATASET.tar.gz and labels/DATASET/ (the paper's split files). Prepare them
+# here once (carry/ is git-ignored):
+#   mkdir -p carry/labels && cp ../shared/data/cifar10.tar.gz carry/ && cp -r ../shared/data/labels/cifar10 carry/labels/
+# A run stopped at its time limit keeps its checkpoint on the machine, which stays warm 30 s after a job: the same
+# command sent again at once continues it. Every record written or rewritten here, and the log, are copied to $OUT
+# (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here. Exit status: lpnb's (0: the
+# cell is recorded, 3: stopped at the time limit, run it again). PRESET and RESULTS_DIR (default paper, results)
+# let the script be tried on a CPU: PRESET=smoke RESULTS_DIR=/tmp/r benchmarks/paper_cell.sh cifar10 4000 lp 0
+set -uo pipefail
+if [ $# -lt 4 ]; then sed -n 2,16p "$0"; exit 2; fi
+dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
+preset=${PRESET:-paper} results=${RESULTS_DIR:-results} out=${OUT:-build/paper_cell}
+mkdir -p "$out"
+[ -f "carry/$dataset.tar.gz" ] || { echo "carry/$dataset.tar.gz is missing: see the top of $0"; exit 2; }
+export PYTHONUNBUFFERED=1 LPNB_CACHE_DIR=${LPNB_CACHE_DIR:-/tmp/lpnb-cache}
+marker=$(mktemp)
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' | tee -a "$out/log.txt"
+python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
+    --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt"
+status=${PIPESTATUS[0]}
+find "$results/runs" -name record.json -newer "$marker" | while read -r record; do
+    cp "$record" "$out/$(basename "$(dirname "$record")").json"
+done
+echo "exit status $status" | tee -a "$out/log.txt"
+exit "$status"
