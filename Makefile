@@ -1,5 +1,6 @@
 # make reproduce   set up .venv if missing, then regenerate every table and figure (papermill)
 # make test        set up .venv if missing, then run the tests, the notebooks (smoke) and the committed notebooks
+# make test-slurm  install Debian's SLURM if missing, then sweep through a one-node SLURM cluster (as root)
 # make lab         set up .venv with JupyterLab, then open the notebooks in it
 # PRESET=auto|cpu|paper|smoke chooses the scale of `make reproduce` (auto: paper on CUDA, else cpu).
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PRESET ?= auto
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup reproduce test lab benchmark
+.PHONY: setup reproduce test test-slurm lab benchmark
 
 setup: $(VENV)/.ready
 
@@ -29,6 +30,11 @@ test: setup
 	SMOKE_TEST=1 LPNB_SMOKE_DIR=$$(mktemp -d) $(BIN)/python -m pytest -q --nbval-lax notebooks
 	$(BIN)/python -m pytest -q --nbval notebooks
 	$(BIN)/ruff check .
+
+# the `lpnb sweep --executor slurm` test against a real one-node SLURM cluster on this machine (root; Debian)
+test-slurm: setup
+	command -v slurmctld >/dev/null || apt-get install -y -q slurmctld slurmd slurm-client munge
+	$(BIN)/python -m pytest -q -m slurm tests
 
 lab: setup
 	$(BIN)/pip install -q -e '.[notebooks]'

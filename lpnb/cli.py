@@ -1,5 +1,5 @@
-"""Command line: `lpnb run ...` trains one experiment; `lpnb reproduce` re-executes every notebook;
-`lpnb status` prints the README's status table from the records.
+"""Command line: `lpnb run ...` trains one experiment; `lpnb sweep ...` the cells of a table not recorded yet, on
+local workers or SLURM; `lpnb reproduce` re-executes every notebook; `lpnb status` prints the README's status table.
 
 Every field of `lpnb.config.Config` is a flag (`--epochs-stage2 30`, `--use-omega false`);
 values are read as JSON where they parse (numbers, true/false, null, lists; Python's True/False/None
@@ -18,6 +18,7 @@ from lpnb.experiment import REPO, TimeLimitReached, run
 from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
+SELECTED = ("preset", "dataset", "labels", "split", "method", "use_omega", "use_zeta")  # a sweep's cells set these
 TIME_LIMIT_EXIT = 3  # `lpnb run --time-limit`: stopped at an epoch boundary, checkpoint written; run it again
 
 
@@ -32,13 +33,24 @@ def _value(text):
         return text
 
 
+def _overrides(args, skip=("preset",)):
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+            if f.name not in skip and getattr(args, f.name) is not None}
+
+
+def _config_flags(parser, skip=("preset",)):
+    """Every field of Config as a flag (`--epochs-stage2 30`), read by `_value`."""
+    for f in dataclasses.fields(Config):
+        if f.name not in skip:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=None,
+                                help=f"default: {f.default!r} (or the preset's)")
+
+
 def _run(args):
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if f.name != "preset" and getattr(args, f.name) is not None}
-    cfg = make_config(args.preset, **overrides)
+    cfg = make_config(args.preset, **_overrides(args))
     try:
         record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,
-                     time_limit=args.time_limit)
+                     time_limit=args.time_limit, require_checkpoint=args.require_checkpoint)
     except TimeLimitReached as stop:
         print(stop, flush=True)
         sys.exit(TIME_LIMIT_EXIT)
@@ -99,6 +111,27 @@ def _reproduce(args):
     print(f"  {len(runs)} new run records under results/runs/")
 
 
+def _list(text, kind=str):
+    """A comma-separated flag value (`--labels 500,1000`) as a list."""
+    return [kind(v) for v in text.split(",") if v]
+
+
+def _sweep(args):
+    from lpnb.sweep import report, sweep, table_cells
+
+    splits = None if args.splits is None else _list(args.splits, int) if "," in args.splits else int(args.splits)
+    cells = table_cells(args.table, labels=args.labels and _list(args.labels, int), methods=args.methods and
+                        _list(args.methods), splits=splits, datasets=args.datasets and _list(args.datasets),
+                        preset=args.preset, **_overrides(args, SELECTED))
+    jobs = sweep(cells, results_dir=args.results_dir, data_root=args.data_root, workers=args.workers,
+                 per_gpu=args.per_gpu, executor=args.executor,
+                 **({} if args.executor == "local" else dict(partition=args.partition, timeout_min=args.timeout_min,
+                                                             gpus_per_job=args.gpus_per_job,
+                                                             cpus_per_job=args.cpus_per_job)))
+    if not report(jobs):
+        sys.exit(1)
+
+
 def _status(args):
     if args.readme:
         readme = REPO / "README.md"
@@ -122,11 +155,29 @@ def main(argv=None):
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help=f"stop at the last epoch boundary that fits in MINUTES, checkpoint written, with exit status "
                         f"{TIME_LIMIT_EXIT}; the same command continues the run")
-    for f in dataclasses.fields(Config):
-        if f.name != "preset":
-            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=None,
-                           help=f"default: {f.default!r} (or the preset's)")
+    p.add_argument("--require-checkpoint", action="store_true",
+                   help="retrain a finished run that has no checkpoint (stage 2 starts from one)")
+    _config_flags(p)
     p.set_defaults(func=_run)
+    w = sub.add_parser("sweep", help="run the cells of a table not recorded yet, on local workers or SLURM")
+    w.add_argument("--table", type=int, required=True, choices=(1, 2, 3))
+    w.add_argument("--labels", help="label counts, e.g. 500,1000 (default: the table's)")
+    w.add_argument("--methods", help="e.g. supervised,lp (default: the table's)")
+    w.add_argument("--datasets", help="e.g. cifar100 (default: the table's)")
+    w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4); default: the preset's count")
+    w.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
+    w.add_argument("--data-root", default=None)
+    w.add_argument("--results-dir", default=None)
+    w.add_argument("--workers", type=int, default=None,
+                   help="runs at a time on this machine (default: one per visible GPU, 1 on a CPU)")
+    w.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU (default 1)")
+    w.add_argument("--executor", choices=("local", "slurm"), default="local")
+    w.add_argument("--partition", default=None, help="slurm: the partition (default: the cluster's)")
+    w.add_argument("--timeout-min", type=int, default=60, help="slurm: minutes per job before it is requeued")
+    w.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per job (0 for CPU jobs)")
+    w.add_argument("--cpus-per-job", type=int, default=4, help="slurm: CPUs per job")
+    _config_flags(w, SELECTED)
+    w.set_defaults(func=_sweep)
     r = sub.add_parser("reproduce", help="execute every notebook in notebooks/ with papermill")
     r.add_argument("--preset", default="auto",
                    help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "

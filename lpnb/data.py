@@ -121,6 +121,12 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
                            f"the next load decodes {path} again.") from e
 
 
+def find_dataset(name: str, root=None):
+    """(kind, path) of the first source of dataset `name` that `load_dataset` would read under root
+    (default: default_data_root()), or None when there is none."""
+    return _find_source(name, Path(root) if root is not None else default_data_root())
+
+
 def _find_source(name, root):
     """(kind, path) of the first source of `name` under root, or None."""
     if name in CIFAR_STATS:

@@ -11,6 +11,7 @@ Stage 1 is shared: the stage-2 methods (`network`, `lp`, `gtg`) start from the f
 fully supervised baseline and Mean Teacher are exactly the stage 1 of the methods built on
 them, and Table 1's six rows train stage 1 once.
 """
+import contextlib
 import functools
 import hashlib
 import json
@@ -26,6 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, resolve, run_id
@@ -145,10 +151,11 @@ def load_run_data(cfg, data_root=None, results_dir=None):
     return RunData(data, split_name, train_index, labeled, test_index, fingerprint)
 
 
-def _reusable_record(path, run_data):
-    """The finished record at `path` if it was made from `run_data`'s data (None: no data here to check
-    against), None if there is none; a record of other data raises."""
-    if not path.exists():
+def _reusable_record(run_dir, run_data, require_checkpoint=False):
+    """The finished record in `run_dir` if it was made from `run_data`'s data (and has its checkpoint, if
+    required), else None; a record of other data raises."""
+    path = run_dir / "record.json"
+    if not path.exists() or (require_checkpoint and not (run_dir / "checkpoint.pt").exists()):
         return None
     record = read_record(path)
     if run_data is not None and record.get("data_fingerprint") != run_data.fingerprint:
@@ -184,7 +191,8 @@ def _progress_enabled(progress):
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, time_limit=None):
+def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, time_limit=None,
+        require_checkpoint=False):
     """Train one configuration (Algorithm 1) and return its record.
 
     Parameters
@@ -204,6 +212,9 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         epoch boundary that fits, judged by the longest epoch so far in this call, with the
         checkpoint written, and raises `TimeLimitReached`; the same call again continues the run
         and ends with the record an uninterrupted run writes.
+    require_checkpoint : bool
+        Retrain a finished run that has no checkpoint (a stage-2 run starts from its stage-1 run's
+        checkpoint; committed records carry none).
 
     Returns
     -------
@@ -213,7 +224,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         of every epoch, omega histograms, the most confident mistakes, sizes, timings, the data's
         source and fingerprint, and the software and hardware that ran it. A finished run is read,
         not retrained; a record of other data raises. A stage-2 method first runs (or reuses) the
-        stage-1 run it continues (`base_run`).
+        stage-1 run it continues (`base_run`). One process at a time trains a run (a lock in its
+        folder): another that asks for it meanwhile waits, then reads its record.
 
     Examples
     --------
@@ -239,9 +251,31 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         if data_root is None and not force and (run_dir / "record.json").exists():
             return read_record(run_dir / "record.json")  # no data here to check it against: as recorded
         raise
-    if not force and (record := _reusable_record(run_dir / "record.json", run_data)):
+    if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
         return record
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(run_dir / ".lock", run_id(cfg)):
+        if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
+            return record  # trained by another process while this one waited
+        return _train(cfg, run_data, results_dir, data_root, progress, force, deadline)
 
+
+@contextlib.contextmanager
+def _locked(path, rid):
+    """Hold an exclusive lock on `path` (flock) while a run trains, waiting for another process's."""
+    with open(path, "a") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"{rid}: another process is training this run; waiting for it", file=sys.stderr, flush=True)
+                fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _train(cfg, run_data, results_dir, data_root, progress, force, deadline):
+    """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record."""
+    run_dir = results_dir / "runs" / run_id(cfg)
     ckpt = run_dir / "checkpoint.pt"
     base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists() and not force, deadline=deadline)
     device = _device(cfg)
@@ -252,10 +286,11 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     if ckpt.exists() and not force:
         state = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint)
         trainer.load_state_dict(state["trainer"])
+        print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epochs of stage {state['stage']}",
+              file=sys.stderr, flush=True)
     elif base is not None:  # stage 2 starts from stage 1's weights and optimiser state; the lr schedule restarts
         base_ckpt = results_dir / "runs" / base["run_id"] / "checkpoint.pt"
         trainer.load_state_dict(load_checkpoint(base_ckpt, base["run_id"], run_data.fingerprint)["trainer"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     train_stage(trainer, state, run_data, device, ckpt, progress, deadline)
     record = make_record(cfg, trainer, state, run_data, base, device)
     write_json(run_dir / "record.json", record)
@@ -269,11 +304,9 @@ def _stage1(cfg, results_dir, data_root, progress, resuming, deadline=None):
     base_cfg = base_config(cfg)
     if base_cfg is None:
         return None
-    base_dir = results_dir / "runs" / run_id(base_cfg)
-    retrain = not resuming and (base_dir / "record.json").exists() and not (base_dir / "checkpoint.pt").exists()
     time_limit = None if deadline is None else max((deadline - clock()) / 60, 1e-9)
-    return run(base_cfg, data_root=data_root, results_dir=results_dir, progress=progress, force=retrain,
-               time_limit=time_limit)
+    return run(base_cfg, data_root=data_root, results_dir=results_dir, progress=progress, time_limit=time_limit,
+               require_checkpoint=not resuming)
 
 
 def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=None):

@@ -27,6 +27,16 @@ COMMITTED_PRESET = "cpu"  # the preset of the committed results/table*.csv and f
 DEFAULT_SPLITS = {"paper": {"cifar10": 10, "cifar100": 3, "miniimagenet": 3},
                   "cpu": {"cifar10": 3, "cifar100": 3, "miniimagenet": 3}, "smoke": {}}
 TABLE_CELL = ["dataset", "labels", "method", "use_omega", "use_zeta", "metric", "preset"]  # one row of a table CSV
+TABLES = {  # the cells of the paper's tables: datasets, label counts and rows (Config overrides)
+    1: {"datasets": ["cifar10"], "labels": [500],
+        "rows": [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False, use_zeta=True),
+                 dict(method="lp", use_omega=True, use_zeta=False), dict(method="lp", use_omega=True, use_zeta=True),
+                 dict(method="gtg"), dict(method="network")]},
+    2: {"datasets": ["cifar10"], "labels": [500, 1000, 2000, 4000],
+        "rows": [dict(method=m) for m in ("supervised", "network", "lp", "mt", "mt+lp")]},
+    3: {"datasets": ["cifar100", "miniimagenet"], "labels": [4000, 10000],
+        "rows": [dict(method=m) for m in ("supervised", "lp", "mt", "mt+lp")]},
+}
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "miniimagenet": "Mini-ImageNet",
                  "fashion-mnist": "Fashion-MNIST"}
 METHOD_NAMES = {"supervised": "Fully supervised", "network": "Network prediction (1) + weights",
@@ -50,6 +60,7 @@ class NotebookSettings:
     methods: list
     datasets: list
     train: bool
+    workers: int = 1    # runs trained at a time (lpnb.sweep), each in its own process
 
 
 def output_dir(preset):
@@ -73,7 +84,7 @@ def _positive_int(v):
 
 
 def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_root=None, splits=None,
-                      labels=(4000,), methods=("lp",), datasets=(), train=True):
+                      labels=(4000,), methods=("lp",), datasets=(), train=True, workers=1):
     """Check a notebook's parameters and decide where its outputs go.
 
     preset: None is COMMITTED_PRESET (the committed tables and figures); "auto" is paper on CUDA,
@@ -81,8 +92,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     (`output_dir(preset)`/results and /figures), unless
     results_dir or figures_dir say where. splits: a positive count, or None for the preset's count
     per dataset (10 for CIFAR-10 under paper, 3 otherwise; 3 under cpu, the splits recorded; 1 under
-    smoke). labels, methods, datasets (those the notebook reads): one value or a list; a bad value
-    raises ValueError naming it.
+    smoke). labels, methods, datasets (those the notebook reads): one value or a list; workers: runs
+    trained at a time (`lpnb.sweep`); a bad value raises ValueError naming it.
 
     SMOKE_TEST=1 (the CI convention) forces the smoke preset and train=True, reads small generated
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
@@ -99,6 +110,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                          f"got {splits!r}")
     if not isinstance(train, bool):
         raise ValueError(f"notebook parameter train must be True or False, got {train!r}")
+    if not _positive_int(workers):
+        raise ValueError(f"notebook parameter workers must be a positive integer, got {workers!r}")
     if os.environ.get("SMOKE_TEST"):
         smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
         data_root = smoke_dir / "data"
@@ -109,7 +122,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                 os.replace(staging / name, data_root / name)
                 staging.rmdir()
         return NotebookSettings("smoke", smoke_dir / "results", smoke_dir / "results", smoke_dir / "figures", data_root,
-                                splits, labels, methods, datasets, True)
+                                splits, labels, methods, datasets, True, workers)
     preset = COMMITTED_PRESET if preset is None else preset
     if preset == "auto":
         preset = "paper" if torch.cuda.is_available() else "cpu"
@@ -121,7 +134,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     figures_dir = Path(figures_dir) if figures_dir is not None else REPO / "figures" if committed else apart / "figures"
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(preset)
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
-                            train)
+                            train, workers)
 
 
 def provenance(records):
@@ -191,11 +204,22 @@ def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", re
 
 
 def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
-             progress=None, train=True, **overrides):
+             progress=None, train=True, workers=1, **overrides):
     """Run every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for every
     label count and split 0..splits-1; returns the records. `labels` may be an int or a list.
-    train=False only loads the runs already recorded and lists the missing ones. A dataset that is
-    not on disk is reported once and skipped, so the rest of a table still builds."""
+    train=False only loads the runs already recorded and lists the missing ones. workers > 1 trains
+    the missing runs that many at a time (`lpnb.sweep`, one process each, spread over the GPUs). A
+    dataset that is not on disk is reported once and skipped, so the rest of a table still builds."""
+    if train and workers > 1:
+        from lpnb.sweep import report, sweep
+
+        if lpdata.find_dataset(dataset, data_root) is None:
+            print(f"skipped {dataset}: its data is not under the data root (lpnb.data.load_dataset('{dataset}') "
+                  "says where to put it)")
+            return []
+        report(sweep(list(_cells(rows, labels, splits, dataset, preset, overrides)), results_dir=results_dir,
+                     data_root=data_root, workers=workers))
+        train = False
     if not train:
         records, missing = recorded(rows, labels, splits, dataset=dataset, preset=preset, results_dir=results_dir,
                                     **overrides)

@@ -30,18 +30,20 @@ data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 train = True         # False: only show the runs already recorded (and list the missing ones)
+workers = 1          # runs trained at a time, each in its own process (spread over the GPUs): lpnb sweep
 
 # %%
 from lpnb.experiment import REPO
 from lpnb.tables import notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, data_root=data_root, splits=splits,
-                             labels=labels, train=train)
+                             labels=labels, train=train, workers=workers)
 rows = [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False, use_zeta=True),
         dict(method="lp", use_omega=True, use_zeta=False), dict(method="lp", use_omega=True, use_zeta=True),
         dict(method="gtg"), dict(method="network")]
 records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
-                   data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train)
+                   data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train,
+                   workers=settings.workers)
 table = summarize(records, REPO / "results/paper/table1.csv")
 write_table(table, settings.tables_dir / "table1.csv")
 print(provenance(records))

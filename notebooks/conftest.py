@@ -13,9 +13,8 @@ SHOWS_IMAGES = {"09_figure7.ipynb": "cifar10"}
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("SMOKE_TEST"):
         return
-    root = data.default_data_root()
     for item in items:
         dataset = SHOWS_IMAGES.get(item.path.name)
-        if dataset and data._find_source(dataset, root) is None:
+        if dataset and data.find_dataset(dataset) is None:
             item.add_marker(pytest.mark.skip(reason=f"{item.path.name} shows {dataset} images; no {dataset} data "
-                                                    f"under {root} (see lpnb.data.load_dataset)"))
+                                                    f"under {data.default_data_root()} (see lpnb.data.load_dataset)"))

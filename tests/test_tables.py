@@ -24,7 +24,7 @@ def test_one_value_means_a_one_element_list():
 @pytest.mark.parametrize("name, value", [("labels", "abc"), ("labels", -1), ("labels", 0), ("labels", True),
                                          ("labels", []), ("methods", "fixmatch"), ("methods", []),
                                          ("datasets", "svhn"), ("splits", -1), ("splits", 0), ("splits", "3"),
-                                         ("train", "yes"), ("preset", "huge")])
+                                         ("train", "yes"), ("preset", "huge"), ("workers", 0), ("workers", "4")])
 def test_bad_notebook_parameters_are_refused_naming_them(name, value):
     with pytest.raises(ValueError, match=f"notebook parameter {name} must be"):
         notebook_settings(**{name: value})

@@ -1,0 +1,258 @@
+"""Many runs at once: the cells of a table not recorded yet, on local workers or on a SLURM cluster.
+
+    lpnb sweep --table 2 --labels 500,1000 --methods supervised,lp --splits 3 --workers 4
+    lpnb sweep --table 2 --preset paper --executor slurm --partition gpu --timeout-min 60
+
+The unit of parallelism is the run (the protocol's batch of 100 images is too small to split
+over GPUs): every run is one process on one GPU. The stage-1 runs go first, and a stage-2 run
+starts once the stage-1 run it continues is recorded with its checkpoint. `lpnb.experiment.run`
+locks a run's folder while it trains, so two sweeps, or a sweep and a notebook, on the same
+results never train one run twice at the same time, and records are written atomically.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lpnb.config import base_config, make_config, run_id
+from lpnb.experiment import default_results_dir
+from lpnb.tables import DEFAULT_SPLITS, TABLES
+
+STATES = ("done", "running", "waiting", "failed")
+
+
+@dataclass
+class Job:
+    """One run to do: `cfg`, the run id it waits for (`after`, its stage-1 run) and its state."""
+    cfg: object
+    after: str | None = None
+    require_checkpoint: bool = False  # a stage-1 run that a stage-2 run will start from
+    state: str = "waiting"
+    error: str = ""
+    process: object = field(default=None, repr=False)  # local: the `lpnb run` process; slurm: the submitit job
+    slot: str | None = None  # local: the GPU it runs on
+    log_path: Path | None = None
+    started: float | None = None  # time.time() when it started and ended (local)
+    ended: float | None = None
+
+    @property
+    def run_id(self):
+        return run_id(self.cfg)
+
+
+def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None, preset="paper", **overrides):
+    """The Configs of a table's cells, selected as its notebook selects them: `labels`, `methods` and
+    `datasets` narrow the table's own (None: all of them); `splits` is a count (splits 0..n-1) or a list
+    of split numbers (None: the preset's count for each dataset, as in the notebooks)."""
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
+    spec = TABLES[table]
+    known = {row["method"] for row in spec["rows"]}
+    if methods is not None and (unknown := set(methods) - known):
+        raise ValueError(f"table {table} has no method(s) {sorted(unknown)}; its methods are {sorted(known)}")
+    rows = [row for row in spec["rows"] if methods is None or row["method"] in methods]
+    cells = []
+    for dataset in datasets or spec["datasets"]:
+        numbers = splits if isinstance(splits, (list, tuple)) else range(
+            splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1))
+        cells += [make_config(preset, **{**overrides, **row, "dataset": dataset, "labels": n, "split": split})
+                  for n in labels or spec["labels"] for row in rows for split in numbers]
+    return cells
+
+
+def plan(cells, results_dir):
+    """The jobs for the cells not recorded yet: each stage-1 run they need first (missing, or finished
+    without the checkpoint that a stage-2 run starts from), then the stage-2 runs, each after its own."""
+    runs = Path(results_dir) / "runs"
+    jobs = {}
+    for cfg in cells:
+        rid = run_id(cfg)
+        if (runs / rid / "record.json").exists():
+            continue
+        after, base = None, base_config(cfg)
+        if base is not None:
+            base_dir = runs / run_id(base)
+            started = (runs / rid / "checkpoint.pt").exists()  # then stage 1's record is enough
+            if not (base_dir / "record.json").exists() or (not started and not (base_dir / "checkpoint.pt").exists()):
+                after = run_id(base)
+                job = jobs.setdefault(after, Job(base))
+                job.require_checkpoint = job.require_checkpoint or not started
+        if rid in jobs:
+            jobs[rid].cfg = cfg
+        else:
+            jobs[rid] = Job(cfg, after)
+    return sorted(jobs.values(), key=lambda j: base_config(j.cfg) is not None)  # stage-1 runs first
+
+
+def command(job, results_dir, data_root=None, time_limit=None):
+    """The `lpnb run` command line of a job: every field of its config as a JSON flag."""
+    cmd = [sys.executable, "-m", "lpnb.cli", "run", "--results-dir", str(results_dir)]
+    for name, value in asdict(job.cfg).items():
+        cmd += ["--preset", value] if name == "preset" else [f"--{name.replace('_', '-')}", json.dumps(value)]
+    cmd += ["--data-root", str(data_root)] if data_root is not None else []
+    cmd += ["--require-checkpoint"] if job.require_checkpoint else []
+    cmd += ["--time-limit", str(time_limit)] if time_limit is not None else []
+    return cmd
+
+
+def summary(jobs):
+    counts = {state: sum(j.state == state for j in jobs) for state in STATES}
+    return ", ".join(f"{counts[s]} {s}" for s in STATES)
+
+
+def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, poll=1.0, log=print):
+    """Run the jobs as `lpnb run` processes, `workers` at a time. With CUDA each worker slot is pinned to one
+    visible GPU (CUDA_VISIBLE_DEVICES), `per_gpu` slots per GPU; workers defaults to the number of slots
+    (1 on a CPU). A job's output goes to runs/<run-id>/sweep.log. Returns the jobs, their state set."""
+    import torch
+
+    gpus = list(range(torch.cuda.device_count()))
+    slots = [str(g) for g in gpus for _ in range(per_gpu)] or [None]
+    workers = workers or len(slots)
+    slots = (slots * workers)[:workers]
+    free, by_id = list(slots), {j.run_id: j for j in jobs}
+    where = "GPUs " + ", ".join(sorted(set(slots))) if gpus else "the CPU"
+    log(f"sweep: {len(jobs)} runs to do, {workers} at a time on {where}")
+    shown = None
+    while any(j.state in ("waiting", "running") for j in jobs):
+        for job in jobs:
+            if job.state == "running" and job.process.poll() is not None:
+                job.state, job.ended = ("done" if job.process.returncode == 0 else "failed"), time.time()
+                job.error = "" if job.state == "done" else _tail(job.log_path)
+                free.append(job.slot)
+        for job in jobs:
+            before = by_id.get(job.after)
+            if job.state == "waiting" and before is not None and before.state == "failed":
+                job.state, job.error = "failed", f"its stage-1 run {job.after} failed"
+            if job.state == "waiting" and free and (before is None or before.state == "done"):
+                job.slot = free.pop(0)
+                job.log_path = Path(results_dir) / "runs" / job.run_id / "sweep.log"
+                job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot is not None else {}))
+                with open(job.log_path, "ab") as out:
+                    job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
+                                                   stderr=subprocess.STDOUT, env=env)
+                job.state, job.started = "running", time.time()
+        if (now := summary(jobs)) != shown:
+            log(f"sweep: {now}")
+            shown = now
+        if any(j.state in ("waiting", "running") for j in jobs):
+            time.sleep(poll)
+    return jobs
+
+
+def _tail(path, lines=15):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def report(jobs, log=print):
+    """Print what failed and why; True if everything is done."""
+    failed = [j for j in jobs if j.state != "done"]
+    for job in failed:
+        log(f"FAILED {job.run_id}:\n{job.error}\n")
+    return not failed
+
+
+def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, executor="local", log=print,
+          **slurm):
+    """Run every cell of `cells` (Configs) not recorded yet under `results_dir`, stage 1 first, on local workers
+    or on SLURM (`executor="slurm"`, with `slurm` options for `run_slurm`). Returns the jobs, each with its
+    final state ("done" or "failed")."""
+    if results_dir is None:
+        results_dir = default_results_dir(cells[0].preset if cells else None)
+    results_dir = Path(results_dir)
+    jobs = plan(cells, results_dir)
+    if not jobs:
+        log("sweep: every cell is recorded already")
+        return jobs
+    if executor == "local":
+        return run_local(jobs, results_dir, data_root=data_root, workers=workers, per_gpu=per_gpu, log=log)
+    if executor == "slurm":
+        return run_slurm(jobs, results_dir, data_root=data_root, log=log, **slurm)
+    raise ValueError(f"executor must be 'local' or 'slurm', got {executor!r}")
+
+
+# --- SLURM, through submitit -------------------------------------------------------------------------------
+class SlurmRun:
+    """What a SLURM job runs: one `lpnb.experiment.run`, stopped by its time limit at an epoch boundary
+    a few minutes before SLURM's. It then signals itself as SLURM does before a time limit (SIGUSR2), and
+    submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
+    the run's checkpoint."""
+
+    def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
+        from lpnb.experiment import TimeLimitReached, run
+
+        cfg = make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
+        try:
+            return run(cfg, results_dir=results_dir, data_root=data_root, require_checkpoint=require_checkpoint,
+                       time_limit=time_limit, progress=False)["run_id"]
+        except TimeLimitReached as stop:
+            print(stop, flush=True)
+            os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler checkpoints, requeues and exits
+            time.sleep(600)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)  # the same run, which resumes
+
+
+def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
+              cpus_per_job=4, folder=None, max_requeues=20, poll=10.0, log=print):
+    """Submit the jobs to SLURM with submitit: the stage-1 runs as one job array, the stage-2 runs as a
+    second that starts after the first has ended (`afterany`: a stage-2 run trains a missing stage-1 run
+    itself). Each job has `timeout_min` minutes, `gpus_per_job` GPUs and `cpus_per_job` CPUs, and is
+    requeued up to `max_requeues` times at its time limit; logs go to `folder` (default
+    <results_dir>/slurm). Waits for every job, showing progress; returns the jobs with their states."""
+    import submitit
+
+    folder = Path(folder) if folder is not None else Path(results_dir) / "slurm"
+    executor = submitit.AutoExecutor(folder=folder / "%j", slurm_max_num_timeout=max_requeues)
+    executor.update_parameters(timeout_min=timeout_min, cpus_per_task=cpus_per_job, tasks_per_node=1, nodes=1,
+                               name="lpnb")
+    if gpus_per_job:
+        executor.update_parameters(gpus_per_node=gpus_per_job)
+    if partition:
+        executor.update_parameters(slurm_partition=partition)
+    time_limit = max(timeout_min - 3, 1)  # minutes: stop at an epoch boundary before SLURM's signal
+    previous = None
+    for waits in (False, True):  # the runs that wait for nothing, then those that wait for a stage-1 run
+        group = [j for j in jobs if (j.after is not None) == waits]
+        if not group:
+            continue
+        after = {"dependency": f"afterany:{previous}"} if previous else {}
+        executor.update_parameters(slurm_additional_parameters=after)
+        with executor.batch():
+            for job in group:
+                job.process = executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
+                                              None if data_root is None else str(data_root), job.require_checkpoint,
+                                              time_limit)
+        previous = group[0].process.job_id.split("_")[0]
+        log(f"sweep: submitted {len(group)} runs as SLURM job array {previous}"
+            + (" (to start after the first)" if waits else ""))
+    shown = None
+    while any(j.state in ("waiting", "running") for j in jobs):
+        for job in jobs:
+            if job.state in ("waiting", "running"):
+                state = job.process.state
+                if job.process.done():
+                    try:
+                        job.process.result()
+                        job.state = "done"
+                    except Exception as e:  # submitit raises the job's own error, with its traceback
+                        job.state, job.error = "failed", f"{type(e).__name__}: {e}"[-3000:]
+                elif state == "RUNNING":
+                    job.state = "running"
+        if (now := summary(jobs)) != shown:
+            log(f"sweep: {now}")
+            shown = now
+        if any(j.state in ("waiting", "running") for j in jobs):
+            time.sleep(poll)
+    return jobs

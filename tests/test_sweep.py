@@ -1,0 +1,124 @@
+"""Sweeps (lpnb.sweep): which runs a table still needs, in which order, on local workers; and runs locked
+against being trained twice at once."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import smoke
+
+from lpnb import experiment
+from lpnb.cli import main
+from lpnb.config import make_config, run_id
+from lpnb.data import write_standin
+from lpnb.sweep import command, plan, report, sweep, table_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def touch(results, cfg, *files):
+    folder = results / "runs" / run_id(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        (folder / name).write_text("{}")
+
+
+def test_table_cells_select_like_the_notebooks():
+    assert len(table_cells(2)) == 5 * 4 * 10  # methods x label counts x the paper's 10 splits
+    cells = table_cells(2, labels=[1000], methods=["lp", "mt"], splits=[0, 4], preset="cpu")
+    assert [(c.labels, c.method, c.split, c.preset) for c in cells] == [
+        (1000, "lp", 0, "cpu"), (1000, "lp", 4, "cpu"), (1000, "mt", 0, "cpu"), (1000, "mt", 4, "cpu")]
+    assert {c.dataset for c in table_cells(3, splits=1)} == {"cifar100", "miniimagenet"}
+    table1 = table_cells(1, splits=1, preset="smoke", unlabeled_size=300)
+    assert len(table1) == 6 and {c.unlabeled_size for c in table1} == {300}
+    with pytest.raises(ValueError, match="table 1 has no method"):
+        table_cells(1, methods=["mt"])
+    with pytest.raises(ValueError, match="table must be one of"):
+        table_cells(4)
+
+
+def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
+    lp, network, gtg = (smoke(m) for m in ("lp", "network", "gtg"))
+    mt_lp = smoke("mt+lp")
+    touch(tmp_path, gtg, "record.json")  # recorded: nothing to do
+    touch(tmp_path, smoke("supervised"), "record.json")  # a committed stage-1 record: no checkpoint
+    touch(tmp_path, network, "checkpoint.pt")  # a stage-2 run under way needs only stage 1's record
+    jobs = plan([lp, network, gtg, mt_lp], tmp_path)
+    ids = [j.run_id for j in jobs]
+    assert run_id(gtg) not in ids
+    assert ids[:2] == [run_id(smoke("supervised")), run_id(smoke("mt"))]  # stage-1 runs first
+    by_id = {j.run_id: j for j in jobs}
+    assert by_id[run_id(smoke("supervised"))].require_checkpoint  # lp starts from its checkpoint
+    assert by_id[run_id(lp)].after == run_id(smoke("supervised")) and by_id[run_id(network)].after is None
+    assert by_id[run_id(mt_lp)].after == run_id(smoke("mt"))
+    touch(tmp_path, smoke("supervised"), "checkpoint.pt")
+    assert {j.run_id for j in plan([lp], tmp_path)} == {run_id(lp)}
+
+
+def test_a_jobs_command_line_gives_its_run_id(tmp_path, monkeypatch):
+    cfg = make_config("smoke", method="mt+lp", labels=50, hist_epochs=(0,), compile=None, lr=0.0)
+    [job] = [j for j in plan([cfg], tmp_path) if j.run_id == run_id(cfg)]
+    seen = {}
+
+    class Called(Exception):
+        pass
+
+    def fake_run(cfg, **kwargs):
+        seen.update(cfg=cfg, **kwargs)
+        raise Called
+    monkeypatch.setattr("lpnb.cli.run", fake_run)
+    with pytest.raises(Called):
+        main(command(job, tmp_path)[3:])  # python -m lpnb.cli | run ...
+    assert run_id(seen["cfg"]) == run_id(cfg) and seen["results_dir"] == str(tmp_path)
+    assert seen["require_checkpoint"] is False and seen["cfg"].lr == 0.0
+
+
+@pytest.mark.slow
+def test_a_smoke_sweep_with_two_workers_records_every_cell_stage_1_first(tmp_path):
+    root = write_standin(tmp_path / "data", train_per_class=80, test_per_class=10)
+    cells = table_cells(1, splits=1, preset="smoke", device="cpu", test_size=100)
+    lines = []
+    jobs = sweep(cells, results_dir=tmp_path / "results", data_root=root, workers=2, log=lines.append)
+    assert report(jobs) and len(jobs) == 7 and all(j.state == "done" for j in jobs)
+    base = next(j for j in jobs if j.after is None)
+    assert all(j.started >= base.ended for j in jobs if j.after)  # stage 2 after its stage 1
+    assert max(sum(j.started <= t < j.ended for j in jobs) for t in (j.started for j in jobs)) == 2  # 2 at a time
+    assert lines[0] == "sweep: 7 runs to do, 2 at a time on the CPU" and lines[-1].startswith("sweep: 7 done")
+    for cfg in cells:
+        record = json.loads((tmp_path / "results" / "runs" / run_id(cfg) / "record.json").read_text())
+        assert record["base_run"] == base.run_id and record["base_run_finished"]
+    assert sweep(cells, results_dir=tmp_path / "results", data_root=root, log=lines.append) == []
+    assert lines[-1] == "sweep: every cell is recorded already"
+
+
+@pytest.mark.slow
+def test_a_failed_run_fails_the_runs_after_it_and_the_command(tmp_path, capsys):
+    args = ["sweep", "--table", "2", "--labels", "50", "--methods", "supervised,lp", "--splits", "1", "--preset",
+            "smoke", "--data-root", str(tmp_path / "nothing"), "--results-dir", str(tmp_path / "results")]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 1
+    out = capsys.readouterr().out
+    assert "sweep: 0 done, 0 running, 0 waiting, 2 failed" in out
+    assert "no cifar10 data found" in out and "its stage-1 run cifar10-50-supervised-split0-smoke" in out
+
+
+@pytest.mark.slow
+def test_a_run_is_never_trained_twice_at_once(env, monkeypatch, capsys):
+    """A second process (here: this one) asking for a run that another is training waits for it and reads its
+    record instead of training it again."""
+    root, results = env
+    cfg = smoke("supervised", epochs_stage1=40)
+    other = subprocess.Popen(command(plan([cfg], results)[0], results, root), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ckpt = results / "runs" / run_id(cfg) / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and other.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert other.poll() is None, other.stderr.read().decode()[-2000:]
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", lambda *a, **k: pytest.fail("trained a second time"))
+    record = experiment.run(cfg, data_root=root, results_dir=results, progress=False)
+    assert "another process is training this run; waiting for it" in capsys.readouterr().err
+    assert other.wait() == 0 and record["history"][-1]["epoch"] == 39
