@@ -13,8 +13,10 @@ is refused with a ValueError that names it, and a NaN or inf that appears in a c
 is never passed on as a score: it raises.
 """
 import math
+import os
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,7 +33,11 @@ from lpnb.graph import (
     _rescale,
     affinity_graph,
     default_sigma,
+    faiss,
+    graph_from_neighbours,
+    locality_order,
     normalize,
+    spmm,
 )
 from lpnb.graph import knn as knn_search
 
@@ -48,6 +54,8 @@ class PseudoLabels:
     scores (n, c) float32: the scores clipped at 0, rows L1-normalised (all-zero rows stay 0).
     n_iter, residual: CG iterations and final relative residual (propagate); replicator
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
+    timings: seconds of each phase (propagate: "knn", "graph", "cg", "weights").
+    class_blocks: the blocks of classes the solve was split into to fit in memory (propagate).
     """
     pseudo_labels: np.ndarray
     weights: np.ndarray
@@ -55,6 +63,8 @@ class PseudoLabels:
     scores: np.ndarray
     n_iter: int = 0
     residual: float = 0.0
+    timings: dict = field(default_factory=dict)
+    class_blocks: int = 1
 
 
 def _divide(a, b):
@@ -94,36 +104,53 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
     return labels.astype(np.int64), idx, c
 
 
-def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0):
+def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False, rows=1 << 16):
     """Scores (n, c) -> PseudoLabels: clip at 0, L1-normalise rows, argmax (eq. 7), omega from
-    the entropy (eq. 11) over its maximum, labeled rows forced, zeta from the class counts."""
+    the entropy (eq. 11) over its maximum, labeled rows forced, zeta from the class counts.
+    A block of rows at a time; inplace=True normalises a float32 `scores` in place and returns
+    it as the scores (no (n, c) copy: propagate's own Z)."""
     n, c = scores.shape
-    Z = scores.float()
-    if not torch.isfinite(Z).all():
-        raise ValueError("scores contain NaN or inf: they cannot give pseudo-labels; check what produced them")
-    Z = Z.clamp_min(0)
-    mass = Z.sum(1, keepdim=True)
-    P = _divide(Z, mass)
-    omega = 1 - torch.special.entr(P).sum(1) / math.log(c) if c > 1 else torch.ones(n, device=P.device)
-    omega = torch.where(mass[:, 0] > 0, omega.clamp_min(0), torch.zeros_like(omega))
+    Z = scores if inplace and scores.dtype == torch.float32 else scores.to(torch.float32, copy=True)
+    omega = torch.zeros(n, device=Z.device)
+    pseudo = torch.zeros(n, dtype=torch.int64, device=Z.device)
+    for i in range(0, n, rows):
+        z = Z[i:i + rows]
+        if not torch.isfinite(z).all():
+            raise ValueError("scores contain NaN or inf: they cannot give pseudo-labels; check what produced them")
+        z.clamp_(min=0)
+        mass = z.sum(1, keepdim=True)
+        z.div_(torch.where(mass > 0, mass, torch.ones_like(mass)))  # an all-zero row stays zero
+        certainty = 1 - torch.special.entr(z).sum(1) / math.log(c) if c > 1 else torch.ones(len(z), device=z.device)
+        omega[i:i + rows] = torch.where(mass[:, 0] > 0, certainty.clamp_min(0), torch.zeros_like(certainty))
+        pseudo[i:i + rows] = z.argmax(1)
     if omega.max() > 0:
         omega = omega / omega.max()
-    pseudo = P.argmax(1).cpu().numpy()
-    omega = omega.cpu().numpy()
+    pseudo, omega = pseudo.cpu().numpy(), omega.cpu().numpy()
     pseudo[idx], omega[idx] = labels[idx], 1.0
     counts = np.bincount(pseudo, minlength=c)
     zeta = np.where(counts > 0, (n / c) / np.maximum(counts, 1), 0.0)
     return PseudoLabels(pseudo.astype(np.int64), omega.astype(np.float32), zeta.astype(np.float32),
-                        P.cpu().numpy().astype(np.float32), int(n_iter), float(residual))
+                        Z.cpu().numpy(), int(n_iter), float(residual))
 
 
-def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6):
+def _column_dots(A, B, rows=1 << 16):
+    """(A * B).sum(0) for two (n, c) tensors, a block of rows at a time (no (n, c) temporary)."""
+    return sum((A[i:i + rows] * B[i:i + rows]).sum(0) for i in range(0, len(A), rows))
+
+
+def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_b=False):
     """Solve A X = B for a symmetric positive-definite A given by `matvec` (eq. 10).
 
     All c columns of B (n, c) at once: one matvec per iteration, per-column step sizes,
-    x0 = 0. Stops when every column's relative residual ||b - A x|| / ||b|| is at most tol,
-    or after max_iter (a positive integer) iterations; tol is a finite number >= 0.
-    Returns (X, iterations, final relative residual, max over columns).
+    x0 = 0. A column stops once its relative residual ||b - A x|| / ||b|| is at most tol, so
+    its solution does not depend on the other columns (solving the classes in blocks gives
+    the same result); the iteration stops when every column has, or after max_iter (a
+    positive integer) iterations; tol is a finite number >= 0. Returns (X, iterations, final
+    relative residual, max over columns).
+
+    Memory: X, the residual, the search direction and matvec's output, four (n, c) tensors.
+    `out` (n, c), possibly a view of a larger tensor, receives X; overwrite_b=True lets the
+    residual take B's memory (B is then destroyed).
 
     Raises ValueError if B holds NaN or inf, and FloatingPointError if the residual becomes
     NaN or inf (matvec returned non-finite values, or A is not positive definite): the
@@ -133,34 +160,34 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6):
     tol = _check_param("tol", tol, "nonnegative")
     if not torch.isfinite(B).all():
         raise ValueError("B (the right-hand side) contains NaN or inf")
-    X = torch.zeros_like(B)
-    R = B.clone()
-    P = R.clone()
-    rs = (R * R).sum(0)
-    b_norm = B.norm(dim=0)
+    X = out.zero_() if out is not None else torch.zeros_like(B)
+    b_norm = torch.linalg.vector_norm(B, dim=0)
     b_norm = torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm))  # b = 0: x = 0 solves it
-    residual = (rs.sqrt() / b_norm).max().item()
+    R = B if overwrite_b else B.clone()
+    P = R.clone()
+    rs = _column_dots(R, R)
+    active = rs.sqrt() / b_norm > tol
     n_iter = 0
-    while n_iter < max_iter and residual > tol:
+    while n_iter < max_iter and active.any():
         AP = matvec(P)
-        pAp = (P * AP).sum(0)
-        step = _divide(rs, pAp)
-        X += step * P
-        R -= step * AP
-        rs_new = (R * R).sum(0)
-        P = R + _divide(rs_new, rs) * P
-        rs = rs_new
-        residual = (rs.sqrt() / b_norm).max().item()
+        step = torch.where(active, _divide(rs, _column_dots(P, AP)), torch.zeros_like(rs))
+        X.addcmul_(P, step)
+        R.addcmul_(AP, step, value=-1)
+        del AP
+        rs_new = _column_dots(R, R)
         n_iter += 1
-        if not math.isfinite(residual):
+        if not torch.isfinite(rs_new).all():
             raise FloatingPointError(
-                f"conjugate gradient: the residual became {residual} at iteration {n_iter}: matvec returned NaN "
+                f"conjugate gradient: the residual became NaN or inf at iteration {n_iter}: matvec returned NaN "
                 "or inf, or the matrix is not positive definite; check the features and the graph")
-    return X, n_iter, residual
+        P.mul_(torch.where(active, _divide(rs_new, rs), torch.zeros_like(rs))).add_(R)
+        rs = rs_new  # unchanged where the column had stopped
+        active = rs.sqrt() / b_norm > tol
+    return X, n_iter, (rs.sqrt() / b_norm).max().item()
 
 
 def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alpha=0.99,
-              max_iter=20, knn="exact", graph="dot", sigma=None, device=None):
+              max_iter=20, knn="exact", graph="dot", sigma=None, device=None, max_memory=None):
     """Label propagation by diffusion (sections 3-4), as the official code runs it.
 
     Builds the k-NN graph W of eq. (9), solves (I - alpha Wn) Z = Y (eq. 10) with
@@ -189,7 +216,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     max_iter : int, default=20
         Conjugate-gradient iterations at most (tolerance 1e-6); a positive integer.
     knn : {"exact", "approx"}, default="exact"
-        Exact k-NN search, or an approximate faiss IVF index (see `lpnb.graph.knn`).
+        Exact k-NN search, or an approximate faiss IVF index for large n (see `lpnb.graph.knn`;
+        its settings grow with n: sqrt(n) lists, a few probed).
     graph : {"dot", "gaussian"}, default="dot"
         "dot": the paper's graph (eq. 9). "gaussian": Euclidean k-NN with weights
         exp(-d^2 / sigma^2), for points that are not descriptors (2-D toy data).
@@ -199,20 +227,39 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     device : str or torch.device, optional
         Where to run (default: the device of `features`; CPU for numpy input). The graph and
         the solve are in float32.
+    max_memory : float, optional
+        Bytes the graph and the solve may take (beyond the features); default: the memory
+        available on the device when the call starts (`available_memory`). The graph takes at
+        most 24 n k bytes, the scores 4 n c, and the conjugate gradient 12 n per class solved at
+        once: when all c classes do not fit, they are solved in blocks of classes (the same
+        result), and when one does not, a MemoryError says so before any work is done.
 
     Returns
     -------
     PseudoLabels
         pseudo_labels (eq. 7), weights omega (eq. 11), class weights zeta, the scores Z
-        (clipped at 0, rows L1-normalised), CG iterations and final relative residual.
+        (clipped at 0, rows L1-normalised), CG iterations and final relative residual, the
+        seconds of each phase ("order", "knn", "graph", "cg", "weights") and the number of
+        class blocks.
+
+    Notes
+    -----
+    Large n. With graph="dot" on a CPU, from REORDER_MIN (100,000) points on and with faiss,
+    the points are first sorted by k-means cluster (`lpnb.graph.locality_order`), so that the
+    k-NN search and the products with Wn in the conjugate gradient reuse the caches; the
+    results are put back in the order of `features`. knn="approx" uses sqrt(n) IVF lists and
+    probes 3, so a point's search scans about 3 sqrt(n) others. Measured on a 2-core CPU at
+    n = 1,000,000, d = 128, k = 50, c = 100: under two minutes and 4 GB (benchmarks/README.md).
 
     Raises
     ------
     ValueError
         For a setting out of its range (k, max_iter, n_classes not positive integers; gamma,
-        sigma not finite and positive; alpha not in [0, 1)) or invalid features or labels.
+        sigma, max_memory not finite and positive; alpha not in [0, 1)) or invalid features or labels.
     FloatingPointError
         If the conjugate gradient meets NaN or inf.
+    MemoryError
+        If the scores and one class's solve do not fit in `max_memory`.
 
     Examples
     --------
@@ -243,13 +290,125 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     x = x.to(device) if device is not None else x
     n = len(x)
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
-    Wn = normalize(affinity_graph(x, k, kind=graph, gamma=gamma, sigma=sigma, approx=knn == "approx"))
-    y = torch.from_numpy(labels[idx]).to(x.device)
-    counts = torch.bincount(y, minlength=c).float()
-    Y = torch.zeros(n, c, device=x.device)
-    Y[torch.from_numpy(idx).to(x.device), y] = 1 / counts[y]
-    Z, n_iter, residual = conjugate_gradient(lambda V: V - alpha * (Wn @ V), Y, max_iter=max_iter)
-    return _pseudo_labels(Z, labels, idx, n_iter, residual)
+    k = _check_param("k", k, "count")
+    max_memory = _check_param("max_memory", max_memory, "positive", optional=True)
+    budget = max_memory if max_memory is not None else available_memory(x.device)
+    gamma = _check_param("gamma", gamma, "positive")
+    sigma = _check_param("sigma", sigma, "positive", optional=True)
+    reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
+    graph_bytes = 24 * n * min(k, n - 1)  # W = A + A^T: at most 2 n k values and indices
+    _check_memory(n, c, budget - graph_bytes)  # before any work
+    t = time.perf_counter()
+    x, frame = _rescale(x, graph)
+    if reorder:  # near points next to each other: the k-NN search and the products with W reuse the caches
+        order, cluster = locality_order(x)
+        x = x[order]
+    timings = {"order": time.perf_counter() - t}
+    t = time.perf_counter()
+    S, I = knn_search(x, k, approx=knn == "approx", metric="dot" if graph == "dot" else "l2")
+    del x
+    if n < 2**31:  # half the memory of the graph's assembly
+        I = I.to(torch.int32)
+    timings["knn"] = time.perf_counter() - t
+    if reorder:
+        t = time.perf_counter()
+        S, I, order = _follow_neighbours(S, I, order, cluster)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(n)
+        labels, idx = labels[order.numpy()], np.sort(inverse[torch.from_numpy(idx)].numpy())
+        timings["order"] += time.perf_counter() - t
+    t = time.perf_counter()
+    # sigma in the units of the rescaled points
+    scaled_sigma = None if sigma is None or frame is None else sigma / frame[0] / frame[2]
+    Wn = normalize(graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma))
+    del S, I
+    timings["graph"] = time.perf_counter() - t
+    t = time.perf_counter()
+    budget = max_memory - graph_bytes if max_memory is not None else available_memory(Wn.device)
+    block = _check_memory(n, c, budget)
+
+    def matvec(V):  # (I - alpha Wn) V
+        return spmm(Wn, V).mul_(-alpha).add_(V)
+
+    device = Wn.device
+    y = torch.from_numpy(labels[idx]).to(device)
+    weight = 1 / torch.bincount(y, minlength=c).float()  # Y_ij = 1 / |L_j| for labeled i of class j
+    Z = torch.empty(n, c, device=device)
+    n_iter, residual = 0, 0.0
+    for first in range(0, c, block):  # the classes in blocks when the whole solve would not fit
+        last = min(first + block, c)
+        Y = torch.zeros(n, last - first, device=device)
+        mine = (y >= first) & (y < last)
+        Y[torch.from_numpy(idx).to(device)[mine], y[mine] - first] = weight[y[mine]]
+        _, it, res = conjugate_gradient(matvec, Y, max_iter=max_iter, out=Z[:, first:last], overwrite_b=True)
+        n_iter, residual = max(n_iter, it), max(residual, res)
+        del Y
+    timings["cg"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = _pseudo_labels(Z, labels, idx, n_iter, residual, inplace=True)
+    del Z
+    if reorder:  # back to the order of the features
+        inverse = inverse.numpy()
+        result.pseudo_labels, result.weights = result.pseudo_labels[inverse], result.weights[inverse]
+        step = max(16, (1 << 27) // n)  # the scores in place, a block of columns at a time (no second (n, c))
+        for j in range(0, c, step):
+            result.scores[:, j:j + step] = result.scores[inverse, j:j + step]
+    timings["weights"] = time.perf_counter() - t
+    result.timings, result.class_blocks = timings, -(-c // block)
+    return result
+
+
+REORDER_MIN = 100_000  # points from which propagate reorders them by k-means cluster (graph="dot", CPU)
+
+
+def _follow_neighbours(S, I, order, cluster, rounds=2):
+    """Refine a k-means order with the k-NN graph: `rounds` times, each point takes the cluster most of its
+    neighbours are in and the points are sorted again (a noisy k-means assignment otherwise scatters
+    neighbours far apart). S, I (n, k) are the k-NN of the points in `order`, cluster their clusters;
+    returns S, I and `order` for the new order."""
+    n = len(order)
+    for _ in range(rounds):
+        cluster = torch.mode(cluster[I], dim=1).values
+        again = torch.from_numpy(np.argsort(cluster.numpy(), kind="stable"))
+        inverse = torch.empty_like(again)
+        inverse[again] = torch.arange(n)
+        S, I, cluster, order = S[again], inverse.to(I.dtype)[I[again]], cluster[again], order[again]
+    return S, I, order
+
+
+def available_memory(device=None):
+    """Bytes that can be allocated now on `device`: free GPU memory, or on a CPU the smaller of the
+    system's available memory (/proc/meminfo) and what a container's memory limit (cgroup) leaves."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    found = []
+    try:
+        meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+        found.append(int(meminfo["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit != "max":
+            found.append(int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
+    except (OSError, ValueError):
+        pass
+    return min(found)
+
+
+def _check_memory(n, c, budget):
+    """Classes per block of the solve within `budget` bytes: the scores (n, c) float32 are kept whole, and
+    the conjugate gradient of a block takes three (n, block) float32 tensors more. A MemoryError that says
+    what is needed when even one class does not fit."""
+    scores, per_class = 4 * n * c, 3 * 4 * n
+    usable = 0.9 * budget  # headroom for the small temporaries
+    if usable < scores + per_class:
+        raise MemoryError(
+            f"propagate needs about {(scores + per_class) / 0.9e9:.1f} GB for the scores of {n} points x {c} classes "
+            f"and a block of the solve, beyond the graph, but {budget / 1e9:.1f} GB are available: free memory, "
+            "pass max_memory (bytes) if more may be used, or propagate fewer points or classes at a time")
+    return int(min(c, (usable - scores) // per_class))
 
 
 def network_pseudo_labels(probs, labels, labeled):

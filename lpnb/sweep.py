@@ -204,6 +204,12 @@ class SlurmRun:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)  # the same run, which resumes
 
 
+def _slurm_queue():
+    """{job id: state} of the jobs in the SLURM queue (array tasks one by one)."""
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True).stdout
+    return dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+
+
 def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
               cpus_per_job=4, folder=None, max_requeues=20, poll=10.0, log=print):
     """Submit the jobs to SLURM with submitit: the stage-1 runs as one job array, the stage-2 runs as a
@@ -237,19 +243,27 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
         previous = group[0].process.job_id.split("_")[0]
         log(f"sweep: submitted {len(group)} runs as SLURM job array {previous}"
             + (" (to start after the first)" if waits else ""))
-    shown = None
+    shown, gone = None, set()
     while any(j.state in ("waiting", "running") for j in jobs):
+        queue = _slurm_queue()
         for job in jobs:
-            if job.state in ("waiting", "running"):
-                state = job.process.state
-                if job.process.done():
-                    try:
-                        job.process.result()
-                        job.state = "done"
-                    except Exception as e:  # submitit raises the job's own error, with its traceback
-                        job.state, job.error = "failed", f"{type(e).__name__}: {e}"[-3000:]
-                elif state == "RUNNING":
-                    job.state = "running"
+            if job.state not in ("waiting", "running"):
+                continue
+            if job.process.done():
+                try:
+                    job.process.result()
+                    job.state = "done"
+                except Exception as e:  # submitit raises the job's own error, with its traceback
+                    job.state, job.error = "failed", f"{type(e).__name__}: {e}"[-3000:]
+                continue
+            state = job.process.state
+            if state == "UNKNOWN":  # a cluster without accounting (no sacct): ask the queue
+                state = queue.get(job.process.job_id, "GONE")
+            if state == "GONE" and job.process.job_id in gone:  # out of the queue twice, and no result
+                job.state, job.error = "failed", f"the job left the SLURM queue without a result: see {folder}"
+            gone = gone - {job.process.job_id} | ({job.process.job_id} if state == "GONE" else set())
+            if state == "RUNNING":
+                job.state = "running"
         if (now := summary(jobs)) != shown:
             log(f"sweep: {now}")
             shown = now

@@ -376,7 +376,7 @@ def test_cg_raises_when_matvec_returns_nan(bad_call):
         calls.append(1)
         return A @ V * (np.nan if len(calls) > bad_call else 1.0)
 
-    with pytest.raises(FloatingPointError, match="residual became nan"):
+    with pytest.raises(FloatingPointError, match="residual became NaN or inf"):
         conjugate_gradient(matvec, torch.ones(20, 2, dtype=torch.float64), max_iter=10)
 
 
@@ -561,3 +561,58 @@ def test_numpy_scalars_are_accepted():
     np.testing.assert_array_equal(res.scores, ref.scores)
     _, n_iter, _ = conjugate_gradient(lambda V: 2 * V, torch.ones(3, 1), max_iter=np.int64(5), tol=np.float32(0))
     assert n_iter == 1
+
+
+def test_classes_solved_in_blocks_give_the_one_block_result():
+    """When the scores and the whole solve do not fit in max_memory, the classes are solved in blocks: same result."""
+    x, y = blobs(n=600, c=7, seed=11, spread=0.9)
+    labeled = np.arange(600) < 70
+    whole = propagate(x, y, labeled, k=10)
+    graph_bytes = 24 * 600 * 10
+    blocks = propagate(x, y, labeled, k=10, max_memory=graph_bytes + (4 * 600 * 7 + 3 * 4 * 600 * 2 + 1000) / 0.9)
+    assert whole.class_blocks == 1 and blocks.class_blocks == 4  # 2 classes at a time: 2 + 2 + 2 + 1
+    np.testing.assert_array_equal(blocks.pseudo_labels, whole.pseudo_labels)
+    np.testing.assert_allclose(blocks.scores, whole.scores, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(blocks.weights, whole.weights, atol=1e-5)  # float32 sums of other widths
+    assert blocks.n_iter == whole.n_iter and blocks.residual == pytest.approx(whole.residual, rel=1e-3)
+    assert set(whole.timings) == {"order", "knn", "graph", "cg", "weights"}
+    assert all(t >= 0 for t in whole.timings.values())
+
+
+def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
+    x, y = blobs(n=200, c=3)
+    monkeypatch.setattr("lpnb.diffusion.affinity_graph", lambda *a, **k: pytest.fail("built the graph"))
+    with pytest.raises(MemoryError, match="propagate needs about .* GB for the scores of 200 points x 3 classes"):
+        propagate(x, y, np.arange(200) < 30, k=10, max_memory=24 * 200 * 10 + 1000)
+    with pytest.raises(ValueError, match="max_memory must be"):
+        propagate(x, y, np.arange(200) < 30, max_memory=-1)
+
+
+def test_available_memory_is_a_positive_number_of_bytes():
+    from lpnb.diffusion import available_memory
+
+    free = available_memory()
+    assert isinstance(free, int) and 0 < free < 1 << 50
+
+
+@pytest.mark.skipif(__import__("lpnb.graph").graph.faiss is None, reason="the reordering uses faiss's k-means")
+def test_reordering_the_points_for_locality_changes_nothing_but_the_speed(monkeypatch):
+    """From REORDER_MIN points propagate works on the points sorted by k-means cluster, then puts everything back."""
+    import lpnb.diffusion
+
+    x, y = blobs(n=3000, c=20, d=16, seed=12, spread=0.8)
+    labeled = np.arange(3000) < 200
+    plain = propagate(x, y, labeled, k=10)
+    monkeypatch.setattr(lpnb.diffusion, "REORDER_MIN", 1000)
+    orders = []
+    def spy(points):
+        orders.append(lpnb.graph.locality_order(points))
+        return orders[-1]
+    monkeypatch.setattr(lpnb.diffusion, "locality_order", spy)
+    reordered = propagate(x, y, labeled, k=10)
+    assert len(orders) == 1 and (orders[0][0] != torch.arange(3000)).float().mean() > 0.9  # really shuffled
+    np.testing.assert_array_equal(reordered.pseudo_labels, plain.pseudo_labels)
+    np.testing.assert_allclose(reordered.scores, plain.scores, atol=1e-6)
+    np.testing.assert_allclose(reordered.weights, plain.weights, atol=1e-5)
+    np.testing.assert_array_equal(reordered.class_weights, plain.class_weights)
+    assert (reordered.pseudo_labels[labeled] == y[labeled]).all()

@@ -241,7 +241,7 @@ def test_fit_and_predict_do_not_depend_on_scale(graph, scale, dtype):
     X, y_train, Q = scale_data()
     ref = LabelPropagation(k=10, graph=graph).fit(X, y_train)
     model = LabelPropagation(k=10, graph=graph).fit((X * scale).astype(dtype), y_train)
-    atol = 1e-5 if graph == "dot" else 5e-4  # Gaussian: float32 rounding of X alone moves them 2e-4
+    atol = 1e-5 if graph == "dot" else 1e-3  # Gaussian: float32 rounding of X alone moves them up to 6e-4
     np.testing.assert_array_equal(model.transduction_, ref.transduction_)
     np.testing.assert_allclose(model.label_distributions_, ref.label_distributions_, atol=atol)
     np.testing.assert_allclose(model.certainty_, ref.certainty_, atol=atol)

@@ -301,3 +301,16 @@ def test_normalize_refuses_what_is_not_an_affinity_matrix():
         V.values()[0] = bad
         with pytest.raises(ValueError, match="finite, non-negative"):
             graph.normalize(V)
+
+
+@needs_faiss
+def test_locality_order_puts_each_cluster_together():
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(4, 16))
+    truth = rng.integers(0, 4, 4000)
+    x = torch.from_numpy((centers[truth] + 0.05 * rng.normal(size=(4000, 16))).astype(np.float32))
+    order, cluster = graph.locality_order(x)
+    assert sorted(order.tolist()) == list(range(4000))  # a permutation
+    assert (cluster.diff() >= 0).all()  # the clusters of the points in that order, sorted
+    runs = (np.diff(truth[order.numpy()]) != 0).sum()
+    assert runs <= len(np.unique(cluster)) + 3  # each true blob is a few contiguous runs, not scattered

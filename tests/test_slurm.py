@@ -57,6 +57,7 @@ def test_a_smoke_sweep_through_slurm_records_every_cell_and_resumes_a_stopped_jo
     lp = results / "runs" / run_id(cells[2]) / "checkpoint.pt"
     deadline = time.time() + 300
     while time.time() < deadline and not (lp.exists() and load_checkpoint(lp, run_id(cells[2]))["epoch"] >= 3):
+        assert thread.is_alive(), f"the sweep ended before the stage-2 runs got going: {lines}"
         time.sleep(0.5)
     running = [job for job, state in squeue() if state == "RUNNING"]
     assert running, f"no job running: {lines}"

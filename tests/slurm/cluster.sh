@@ -8,6 +8,10 @@ dir=${LPNB_SLURM_DIR:-/tmp/lpnb-slurm}
 export SLURM_CONF=$dir/slurm.conf
 case ${1:-} in
 start)
+    if pgrep -x 'slurmctld|slurmd' >/dev/null; then  # a second cluster on the same ports would take the first's jobs
+        echo "SLURM daemons already run on this machine (pids $(pgrep -d ' ' -x 'slurmctld|slurmd')): stop them first" >&2
+        exit 1
+    fi
     mkdir -p "$dir"/state "$dir"/spool "$dir"/log /run/munge
     [ -f /etc/munge/munge.key ] || mungekey --create --keyfile=/etc/munge/munge.key
     chown munge: /etc/munge/munge.key /run/munge 2>/dev/null || true
@@ -49,8 +53,14 @@ CONF
     exit 1
     ;;
 stop)
+    # cancel every job and let each end and report to slurmctld before the daemons go: a job step left
+    # behind would keep slurmd alive, and its job id would collide with the next cluster's
     scancel --user "$(id -un)" 2>/dev/null || true
-    for pid in "$dir"/slurmd.pid "$dir"/slurmctld.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
+    for _ in $(seq 90); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 1; done
+    pids=$(cat "$dir"/slurmd.pid "$dir"/slurmctld.pid 2>/dev/null || true)
+    [ -n "$pids" ] && kill $pids 2>/dev/null || true
+    for _ in $(seq 60); do pgrep -x 'slurmctld|slurmd' >/dev/null || break; sleep 1; done
+    pkill -KILL -x 'slurmctld|slurmd|slurmstepd' 2>/dev/null || true
     ;;
 *)
     sed -n 2,5p "$0"

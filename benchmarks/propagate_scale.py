@@ -1,0 +1,120 @@
+"""`lpnb.propagate` at large n: seconds per phase, peak memory and accuracy on synthetic descriptors.
+
+The data: n unit vectors in d = 128 dimensions with a seeded class structure, each of `--classes`
+classes a mixture of 4 Gaussian clusters around random directions, and a fifth of the points lying
+in a cluster of another class, so that the classes overlap and accuracy on the unlabeled points
+(which the truth makes known) is informative: well below 100%. 10 labeled points per class.
+`propagate(..., knn="approx")`, k = 50, alpha = 0.99, 20 CG iterations. Each measurement runs in a
+fresh process, so that its peak resident memory (which includes the data, 4 n d bytes) is its own.
+
+    python benchmarks/propagate_scale.py --n 1000000 --classes 100
+    python benchmarks/propagate_scale.py --n 100000            # also exact search, and approx's agreement
+    python benchmarks/propagate_scale.py --n 200000            # also scikit-learn's LabelSpreading
+
+The last line reads `n=... classes=... seconds=... peak_rss_gb=... accuracy=...` (approx).
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def make_data(n, classes, d=128, clusters=4, noise=1.5, stray=0.2, seed=0):
+    """Unit descriptors (n, d) float32 and their classes, made a block of rows at a time (no (n, d) temporary).
+    A point lies in one of its class's clusters, but a `stray` fraction of them in a cluster of any class: the
+    classes overlap, and no method can pseudo-label those right but by chance."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes * clusters, d)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    labels = rng.integers(0, classes, n)
+    x = np.empty((n, d), np.float32)
+    for i in range(0, n, 1 << 16):
+        rows = slice(i, min(i + (1 << 16), n))
+        m = rows.stop - rows.start
+        home = np.where(rng.random(m) < stray, rng.integers(0, classes, m), labels[rows])
+        which = home * clusters + rng.integers(0, clusters, m)
+        block = centers[which] + noise / np.sqrt(d) * rng.standard_normal((m, d), dtype=np.float32)
+        x[rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    labeled = np.zeros(n, bool)
+    for j in range(classes):
+        labeled[np.flatnonzero(labels == j)[:10]] = True
+    return x, labels, labeled
+
+
+def measure(method, n, classes, max_memory=None):
+    """One measurement, in this process: prints a JSON line."""
+    import torch  # noqa: F401  (torch first: scikit-learn's OpenMP beside torch's doubles its time otherwise)
+
+    x, y, labeled = make_data(n, classes)
+    out = {"method": method}
+    t = time.perf_counter()
+    if method == "labelspreading":
+        from sklearn.semi_supervised import LabelSpreading
+
+        model = LabelSpreading(kernel="knn", n_neighbors=50, alpha=0.99, max_iter=20, tol=1e-6)
+        try:
+            model.fit(x, np.where(labeled, y, -1))
+            pseudo = model.transduction_
+        except MemoryError as e:
+            out["failed"] = f"MemoryError: {e}"
+            pseudo = None
+    else:
+        from lpnb import propagate
+
+        res = propagate(x, y, labeled, knn=method, k=50, alpha=0.99, max_iter=20, max_memory=max_memory)
+        pseudo = res.pseudo_labels
+        out.update(phases=res.timings, class_blocks=res.class_blocks)
+        np.save(f"/tmp/propagate_scale_{method}_{n}.npy", pseudo)
+    out["seconds"] = time.perf_counter() - t
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
+    if pseudo is not None:
+        out["accuracy"] = float((pseudo[~labeled] == y[~labeled]).mean())
+    print(json.dumps(out))
+
+
+def run(method, n, classes, max_memory=None):
+    """`measure` in a fresh process (its own peak memory); its JSON, or what went wrong."""
+    cmd = [sys.executable, __file__, "--measure", method, "--n", str(n), "--classes", str(classes)]
+    cmd += ["--max-memory", str(max_memory / 1e9)] if max_memory else []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"method": method, "failed": f"exit status {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+    return json.loads(lines[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--classes", type=int, default=100)
+    p.add_argument("--max-memory", type=float, default=None,
+                   help="GB that propagate's graph and solve may take (its max_memory); default: the available memory")
+    p.add_argument("--measure", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    max_memory = args.max_memory and args.max_memory * 1e9
+    if args.measure:
+        return measure(args.measure, args.n, args.classes, max_memory)
+    methods = ["approx"] + (["exact"] if args.n == 100_000 else []) + (["labelspreading"] if args.n == 200_000 else [])
+    results = {m: run(m, args.n, args.classes, max_memory) for m in methods}
+    for m, r in results.items():
+        if "failed" in r:
+            print(f"{m:15s} failed: {r['failed']}")
+            continue
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in r.get("phases", {}).items())
+        print(f"{m:15s} {r['seconds']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB  accuracy {r['accuracy']:.4f}"
+              + (f"  ({phases}; {r['class_blocks']} class block(s))" if phases else ""))
+    if "exact" in results and "failed" not in results["exact"]:
+        agree = np.mean(np.load(f"/tmp/propagate_scale_approx_{args.n}.npy") ==
+                        np.load(f"/tmp/propagate_scale_exact_{args.n}.npy"))
+        print(f"approx and exact give the same pseudo-label to {agree:.2%} of the points")
+    r = results["approx"]
+    print(f"n={args.n} classes={args.classes} seconds={r.get('seconds', float('nan')):.1f} "
+          f"peak_rss_gb={r.get('peak_rss_gb', float('nan')):.2f} accuracy={r.get('accuracy', float('nan')):.4f}")
+
+
+if __name__ == "__main__":
+    main()
