@@ -221,7 +221,9 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     dict
         The record, also written as results_dir/runs/<run-id>/record.json: the final test error
         (`test_error`, %; Mean Teacher's teacher for the MT methods), the stage-1 error, the history
-        of every epoch, omega histograms, the most confident mistakes, sizes, timings, the data's
+        of every epoch (with its seconds), omega histograms, the most confident mistakes, sizes, the
+        seconds of each part (`timings`: set-up, training steps, evaluation, descriptor passes,
+        pseudo-labelling and its phases; a stage-2 record nests its stage-1 run's), the data's
         source and fingerprint, and the software and hardware that ran it. A finished run is read,
         not retrained; a record of other data raises. A stage-2 method first runs (or reuses) the
         stage-1 run it continues (`base_run`). One process at a time trains a run (a lock in its
@@ -245,6 +247,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     deadline = None if time_limit is None else clock() + 60 * time_limit
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfg.preset)
     run_dir = results_dir / "runs" / run_id(cfg)
+    started = time.perf_counter()
     try:
         run_data = load_run_data(cfg, data_root, results_dir)
     except FileNotFoundError:
@@ -257,7 +260,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     with _locked(run_dir / ".lock", run_id(cfg)):
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited
-        return _train(cfg, run_data, results_dir, data_root, progress, force, deadline)
+        return _train(cfg, run_data, results_dir, data_root, progress, force, deadline,
+                      loading=time.perf_counter() - started)
 
 
 @contextlib.contextmanager
@@ -273,11 +277,13 @@ def _locked(path, rid):
         yield
 
 
-def _train(cfg, run_data, results_dir, data_root, progress, force, deadline):
-    """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record."""
+def _train(cfg, run_data, results_dir, data_root, progress, force, deadline, loading=0.0):
+    """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record.
+    `loading`: seconds this call took to load the data, counted with the trainer's set-up as "setup"."""
     run_dir = results_dir / "runs" / run_id(cfg)
     ckpt = run_dir / "checkpoint.pt"
     base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists() and not force, deadline=deadline)
+    started = time.perf_counter()
     device = _device(cfg)
     trainer = build_trainer(cfg, run_data, device)
     state = {"run_id": run_id(cfg), "data_fingerprint": run_data.fingerprint, "stage": 1 if base is None else 2,
@@ -291,6 +297,7 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, deadline):
     elif base is not None:  # stage 2 starts from stage 1's weights and optimiser state; the lr schedule restarts
         base_ckpt = results_dir / "runs" / base["run_id"] / "checkpoint.pt"
         trainer.load_state_dict(load_checkpoint(base_ckpt, base["run_id"], run_data.fingerprint)["trainer"])
+    state["timings"]["setup"] = state["timings"].get("setup", 0.0) + loading + time.perf_counter() - started
     train_stage(trainer, state, run_data, device, ckpt, progress, deadline)
     record = make_record(cfg, trainer, state, run_data, base, device)
     write_json(run_dir / "record.json", record)
@@ -341,12 +348,15 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=
         if deadline is not None and clock() + longest > deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=longest > 0)
-        started = clock()
+        started, t_epoch = clock(), time.perf_counter()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
             pl, probs, t_desc, t_pl = trainer.refresh_pseudo_labels()
             state["timings"]["descriptors"] += t_desc
             state["timings"]["pseudo_labels"] += t_pl
+            phases = state["timings"].setdefault("pseudo_label_phases", {})  # propagate's: k-NN, graph, CG, ...
+            for phase, seconds in pl.timings.items():
+                phases[phase] = phases.get(phase, 0.0) + seconds
             entry.update(pseudo_label_acc=float((pl.pseudo_labels[unl] == labels[unl]).mean() * 100),
                          network_acc=float((probs.argmax(1).cpu().numpy()[unl] == labels[unl]).mean() * 100),
                          cg_iters=pl.n_iter, cg_residual=pl.residual)
@@ -369,6 +379,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=
             evaluate(entry)
             state["timings"]["eval"] += time.perf_counter() - t1
             bar.set_postfix(test_error=f"{entry['test_error']:.2f}")
+        entry["seconds"] = time.perf_counter() - t_epoch  # refresh, training and evaluation
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         state["trainer"] = trainer.state_dict()

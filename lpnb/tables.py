@@ -421,6 +421,41 @@ HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the 
 ]
 
 
+def time_split(record, wall_seconds=None):
+    """Where a run's time went, from its record: seconds and share of each part (stage 1, then stage 2:
+    set-up (data loading, the network), training steps, descriptor passes, k-NN search and graph, conjugate
+    gradient and weights, other pseudo-labelling, test evaluation). The first epoch of a call includes
+    compilation and warm-up: the row "of which slow epochs" gives how much the epochs slower than 1.5x their
+    stage's median took beyond that median (a part of the rows above, not added to the total). With
+    `wall_seconds` (the processes' wall-clock), the rest of it is "start-up and other" (imports, the
+    interpreter, writing checkpoints)."""
+    def parts(t, stage):
+        phases = t.get("pseudo_label_phases", {})
+        knn = sum(phases.get(p, 0.0) for p in ("order", "knn", "graph"))
+        cg = sum(phases.get(p, 0.0) for p in ("cg", "weights"))
+        return [(f"stage {stage}: set-up", t.get("setup", 0.0)), (f"stage {stage}: training steps", t["train"]),
+                (f"stage {stage}: descriptor passes", t.get("descriptors", 0.0)),
+                (f"stage {stage}: k-NN search and graph", knn), (f"stage {stage}: conjugate gradient and weights", cg),
+                (f"stage {stage}: other pseudo-labelling", t.get("pseudo_labels", 0.0) - knn - cg),
+                (f"stage {stage}: test evaluation", t["eval"])]
+    t = record["timings"]
+    rows = parts(t["stage1"], 1) + parts(t, 2) if record["base_run"] else parts(t, 1)
+    rows = [(part, seconds) for part, seconds in rows if seconds > 0]
+    total = sum(seconds for _, seconds in rows)
+    if wall_seconds is not None:
+        rows.append(("start-up and other", wall_seconds - total))
+        total = wall_seconds
+    slow = 0.0
+    for stage in (1, 2):
+        seconds = pd.Series([h["seconds"] for h in record["history"] if h["stage"] == stage and "seconds" in h])
+        slow += (seconds[seconds > 1.5 * seconds.median()] - seconds.median()).sum() if len(seconds) else 0.0
+    df = pd.DataFrame(rows + [("total", total)], columns=["part", "seconds"])
+    df["share %"] = 100 * df.seconds / total
+    if slow > 0:
+        df.loc[len(df)] = ["of which slow epochs (compilation, warm-up)", slow, 100 * slow / total]
+    return df.round(1)
+
+
 def _mean_std(records):
     errors = pd.Series([r["test_error"] for r in records])
     return f"{errors.mean():.2f}" + (f" ± {errors.std(ddof=0):.2f}" if len(errors) > 1 else "") + f" ({len(errors)})"

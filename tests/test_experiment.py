@@ -28,6 +28,7 @@ def test_every_method_runs_end_to_end(env, method):
     saved = json.loads((results / "runs" / rec["run_id"] / "record.json").read_text())
     assert saved["test_error"] == rec["test_error"] and saved["config"]["method"] == method
     stages = [h["stage"] for h in rec["history"]]
+    assert rec["timings"]["setup"] > 0 and all(h["seconds"] > 0 for h in rec["history"])
     if method in ("supervised", "mt"):
         assert stages == [1, 1] and rec["base_run"] is None and "stage1" not in rec["timings"]
     else:  # stage 2 continues the shared stage-1 run
@@ -36,6 +37,11 @@ def test_every_method_runs_end_to_end(env, method):
         assert base["method"] == ("mt" if method == "mt+lp" else "supervised")
         assert rec["history"][:2] == base["history"] and rec["stage1_test_error"] == base["test_error"]
         assert rec["timings"]["stage1"] == base["timings"] and rec["timings"]["train"] > 0
+        phases = rec["timings"].get("pseudo_label_phases", {})
+        if method in ("lp", "mt+lp"):  # propagate's phases, within the pseudo-labelling time
+            assert {"knn", "graph", "cg"} <= set(phases) and 0 < sum(phases.values()) <= rec["timings"]["pseudo_labels"]
+        else:
+            assert phases == {}
         assert all(0 <= h["pseudo_label_acc"] <= 100 and 0 <= h["network_acc"] <= 100 for h in rec["history"][2:])
         assert [h["epoch"] for h in rec["omega_histograms"]] == [0, 1]
         hist = rec["omega_histograms"][0]

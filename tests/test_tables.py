@@ -149,6 +149,28 @@ def test_per_split_and_run_times():
     assert (supervised["stage 1 (min)"], supervised["stage 2 (min)"]) == (1.5, 0.0)
 
 
+def test_time_split_adds_up_the_parts_of_both_stages_and_the_slow_first_epochs():
+    stage1 = {"setup": 10.0, "train": 100.0, "eval": 20.0}
+    stage2 = {"setup": 5.0, "train": 200.0, "eval": 20.0, "descriptors": 30.0, "pseudo_labels": 45.0,
+              "pseudo_label_phases": {"order": 1.0, "knn": 9.0, "graph": 5.0, "cg": 20.0, "weights": 5.0}}
+    history = ([{"stage": 1, "seconds": s} for s in (50.0, 10.0, 10.0, 10.0)]  # the first epoch compiles: 40 s more
+               + [{"stage": 2, "seconds": s} for s in (20.0, 20.0, 29.0)])  # 29 s: under 1.5x the median
+    rec = full_record("lp", 0, 30.0, base="b", history=history)
+    rec["timings"] = {"stage1": stage1, **stage2}
+    split = tables.time_split(rec, wall_seconds=500.0).set_index("part")
+    assert split.loc["stage 1: training steps", "seconds"] == 100.0
+    assert split.loc["stage 2: k-NN search and graph", "seconds"] == 15.0
+    assert split.loc["stage 2: conjugate gradient and weights", "seconds"] == 25.0
+    assert split.loc["stage 2: other pseudo-labelling", "seconds"] == 5.0
+    assert split.loc["start-up and other", "seconds"] == 500.0 - 130.0 - 5.0 - 200.0 - 20.0 - 30.0 - 45.0
+    assert split.loc["total", "seconds"] == 500.0 and split.loc["total", "share %"] == 100.0
+    assert split.loc["of which slow epochs (compilation, warm-up)", "seconds"] == 40.0
+    supervised = tables.time_split({**rec, "base_run": None, "timings": stage1}).set_index("part")
+    assert list(supervised.index) == ["stage 1: set-up", "stage 1: training steps", "stage 1: test evaluation",
+                                      "total", "of which slow epochs (compilation, warm-up)"]
+    assert supervised.loc["total", "seconds"] == 130.0 and supervised.loc["total", "share %"] == 100.0
+
+
 def test_the_figure_findings_are_computed_from_the_record():
     history = [{"stage": 1, "epoch": 0}] + [{"stage": 2, "epoch": e, "pseudo_label_acc": d, "network_acc": n}
                                            for e, d, n in ((0, 40.0, 35.0), (1, 44.0, 45.0), (2, 50.0, 48.0))]
