@@ -10,6 +10,8 @@ fresh process, so that its peak resident memory (which includes the data, 4 n d 
     python benchmarks/propagate_scale.py --n 1000000 --classes 100
     python benchmarks/propagate_scale.py --n 100000            # also exact search, and approx's agreement
     python benchmarks/propagate_scale.py --n 200000            # also scikit-learn's LabelSpreading
+    python benchmarks/propagate_scale.py --n 1000000 --classes 1000 --device cuda   # on a GPU (without a faiss
+                                                               # GPU build the search is exact); GPU peak memory too
 
 The last line reads `n=... classes=... seconds=... peak_rss_gb=... accuracy=...` (approx).
 """
@@ -45,16 +47,17 @@ def make_data(n, classes, d=128, clusters=4, noise=1.5, stray=0.2, seed=0):
     return x, labels, labeled
 
 
-def measure(method, n, classes, max_memory=None):
+def measure(method, n, classes, max_memory=None, device="cpu"):
     """One measurement, in this process: prints a JSON line."""
-    import torch  # noqa: F401  (torch first: scikit-learn's OpenMP beside torch's doubles its time otherwise)
+    import torch  # (torch first: scikit-learn's OpenMP beside torch's doubles its time otherwise)
+    from sklearn.semi_supervised import LabelSpreading
+
+    from lpnb import propagate
 
     x, y, labeled = make_data(n, classes)
     out = {"method": method}
     t = time.perf_counter()
     if method == "labelspreading":
-        from sklearn.semi_supervised import LabelSpreading
-
         model = LabelSpreading(kernel="knn", n_neighbors=50, alpha=0.99, max_iter=20, tol=1e-6)
         try:
             model.fit(x, np.where(labeled, y, -1))
@@ -63,10 +66,15 @@ def measure(method, n, classes, max_memory=None):
             out["failed"] = f"MemoryError: {e}"
             pseudo = None
     else:
-        from lpnb import propagate
-
+        if device != "cpu":  # the data on the device first, and a warm-up, so that only propagate is timed
+            x = torch.from_numpy(x).to(device)
+            propagate(x[:1000], y[:1000], labeled[:1000], n_classes=classes, k=10, max_iter=2)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
         res = propagate(x, y, labeled, knn=method, k=50, alpha=0.99, max_iter=20, max_memory=max_memory)
         pseudo = res.pseudo_labels
+        if device != "cpu":
+            out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
         out.update(phases=res.timings, class_blocks=res.class_blocks)
         np.save(f"/tmp/propagate_scale_{method}_{n}.npy", pseudo)
     out["seconds"] = time.perf_counter() - t
@@ -76,9 +84,9 @@ def measure(method, n, classes, max_memory=None):
     print(json.dumps(out))
 
 
-def run(method, n, classes, max_memory=None):
+def run(method, n, classes, max_memory=None, device="cpu"):
     """`measure` in a fresh process (its own peak memory); its JSON, or what went wrong."""
-    cmd = [sys.executable, __file__, "--measure", method, "--n", str(n), "--classes", str(classes)]
+    cmd = [sys.executable, __file__, "--measure", method, "--n", str(n), "--classes", str(classes), "--device", device]
     cmd += ["--max-memory", str(max_memory / 1e9)] if max_memory else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -93,19 +101,21 @@ def main():
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--max-memory", type=float, default=None,
                    help="GB that propagate's graph and solve may take (its max_memory); default: the available memory")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where propagate runs")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
     max_memory = args.max_memory and args.max_memory * 1e9
     if args.measure:
-        return measure(args.measure, args.n, args.classes, max_memory)
+        return measure(args.measure, args.n, args.classes, max_memory, args.device)
     methods = ["approx"] + (["exact"] if args.n == 100_000 else []) + (["labelspreading"] if args.n == 200_000 else [])
-    results = {m: run(m, args.n, args.classes, max_memory) for m in methods}
+    results = {m: run(m, args.n, args.classes, max_memory, args.device) for m in methods}
     for m, r in results.items():
         if "failed" in r:
             print(f"{m:15s} failed: {r['failed']}")
             continue
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in r.get("phases", {}).items())
-        print(f"{m:15s} {r['seconds']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB  accuracy {r['accuracy']:.4f}"
+        gpu = f" (GPU {r['peak_gpu_gb']:.2f} GB)" if "peak_gpu_gb" in r else ""
+        print(f"{m:15s} {r['seconds']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB{gpu}  accuracy {r['accuracy']:.4f}"
               + (f"  ({phases}; {r['class_blocks']} class block(s))" if phases else ""))
     if "exact" in results and "failed" not in results["exact"]:
         agree = np.mean(np.load(f"/tmp/propagate_scale_approx_{args.n}.npy") ==

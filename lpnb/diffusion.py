@@ -307,7 +307,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     t = time.perf_counter()
     S, I = knn_search(x, k, approx=knn == "approx", metric="dot" if graph == "dot" else "l2")
     del x
-    if n < 2**31:  # half the memory of the graph's assembly
+    if not I.is_cuda and n < 2**31:  # half the memory of the reordering and the graph's assembly in scipy
         I = I.to(torch.int32)
     timings["knn"] = time.perf_counter() - t
     if reorder:

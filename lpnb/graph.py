@@ -193,7 +193,7 @@ def _faiss_search(x, q, k, metric, approx):
 
 
 def _torch_search(x, q, k, metric, chunk_size):
-    rows = chunk_size or max(1, 2**26 // len(x))  # 64M similarities (256 MB) per chunk
+    rows = chunk_size or max(1, (2**28 if x.is_cuda else 2**26) // len(x))  # 256M (GPU) or 64M similarities a chunk
     sq = (x * x).sum(1)
     D, I = [], []
     for s in range(0, len(q), rows):
@@ -218,7 +218,7 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     backend: "faiss", "torch" or "auto" (faiss if importable and usable on the tensor's
       device, i.e. CPU tensors, or CUDA tensors with a faiss GPU build; else torch).
       torch: exact, chunked matmul + top-k, `chunk_size` rows at a time (default: rows
-      for 64M similarities, 256 MB).
+      for 64M similarities, 256 MB; on a GPU 256M, 1 GB).
     approx: an IVF-Flat faiss index instead of an exhaustive search (see _ivf_params). It
       needs faiss: without it a warning is issued and the exact torch search is used.
 

@@ -579,9 +579,20 @@ def test_classes_solved_in_blocks_give_the_one_block_result():
     assert all(t >= 0 for t in whole.timings.values())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_propagate_on_a_gpu_gives_the_cpu_result():
+    x, y = blobs(n=600, c=7, seed=11, spread=0.9)
+    labeled = np.arange(600) < 70
+    cpu = propagate(x, y, labeled, k=10)
+    gpu = propagate(torch.from_numpy(x).cuda(), y, labeled, k=10)
+    np.testing.assert_array_equal(gpu.pseudo_labels, cpu.pseudo_labels)
+    np.testing.assert_allclose(gpu.scores, cpu.scores, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gpu.weights, cpu.weights, atol=1e-4)
+
+
 def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     x, y = blobs(n=200, c=3)
-    monkeypatch.setattr("lpnb.diffusion.affinity_graph", lambda *a, **k: pytest.fail("built the graph"))
+    monkeypatch.setattr("lpnb.diffusion.knn_search", lambda *a, **k: pytest.fail("searched the neighbours"))
     with pytest.raises(MemoryError, match="propagate needs about .* GB for the scores of 200 points x 3 classes"):
         propagate(x, y, np.arange(200) < 30, k=10, max_memory=24 * 200 * 10 + 1000)
     with pytest.raises(ValueError, match="max_memory must be"):
