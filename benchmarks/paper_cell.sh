@@ -22,7 +22,8 @@ mkdir -p "$out"
 [ -f "carry/$dataset.tar.gz" ] || { echo "carry/$dataset.tar.gz is missing: see the top of $0"; exit 2; }
 export PYTHONUNBUFFERED=1 LPNB_CACHE_DIR=${LPNB_CACHE_DIR:-/tmp/lpnb-cache}
 marker=$(mktemp) printed=$(mktemp)
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' | tee -a "$out/log.txt"
+python3 -c 'import torch, sklearn, lpnb; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
+    "scikit-learn", sklearn.__version__)' 2>&1 | tee -a "$out/log.txt"
 start=$(date +%s.%N)
 python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
     --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt" "$printed"

@@ -579,6 +579,7 @@ def test_classes_solved_in_blocks_give_the_one_block_result():
     assert all(t >= 0 for t in whole.timings.values())
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_propagate_on_a_gpu_gives_the_cpu_result():
     x, y = blobs(n=600, c=7, seed=11, spread=0.9)
