@@ -155,6 +155,14 @@ METHOD_STYLE = {"supervised": ("Fully supervised", "#7f7f7f"), "network": ("Netw
 SHORT_NAMES = {"automobile": "auto", "airplane": "plane"}  # as Figure 7 of the paper writes them
 
 
+def _caption(fig, record):
+    """Under the figure, the run it is drawn from: its preset, split, id and data (Figures 4, 5, 7)."""
+    parts = [f"{record['preset']} preset" if "preset" in record else None,
+             f"split {record['split']}" if "split" in record else None, f"run {record['run_id']}", record.get("data")]
+    fig.tight_layout(rect=(0, 0.18 / fig.get_figheight(), 1, 1))  # 0.18 inch for the line
+    fig.text(0.01, 0.005, ", ".join(p for p in parts if p), fontsize=5.5, color="#555555", ha="left", va="bottom")
+
+
 def _stage2(record):
     return [h for h in record["history"] if h["stage"] == 2]
 
@@ -172,7 +180,7 @@ def plot_figure4(record):
            title=f"{record['dataset'].upper()}, {record['labels']} labels")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
+    _caption(fig, record)
     plt.close(fig)
     return fig
 
@@ -191,7 +199,7 @@ def plot_figure5(record):
         ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']}", xlim=(0, 1))
     axes[0, 0].set_ylabel("number of unlabeled images")
     axes[0, 0].legend()
-    fig.tight_layout()
+    _caption(fig, record)
     plt.close(fig)
     return fig
 
@@ -252,7 +260,7 @@ def plot_figure7(record, data, n_images=12):
         return fig
     cols = min(6, len(mistakes))
     rows = -(-len(mistakes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.2), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes):
@@ -260,6 +268,6 @@ def plot_figure7(record, data, n_images=12):
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
         ax.set_title(f"{name}({m['omega']:.2f})", fontsize=8, y=-0.25)
-    fig.tight_layout()
+    _caption(fig, record)
     plt.close(fig)
     return fig

@@ -237,6 +237,20 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     return records
 
 
+def figure_run(settings, labels=500, split=0, device="auto"):
+    """The record of the LP run on CIFAR-10 that Figures 4, 5 and 7 are drawn from. At the committed preset
+    (a notebook's preset=None) it is the paper-scale run once that is recorded, as the paper draws these
+    figures from its full protocol, else the committed preset's run; at another preset, that preset's run.
+    A missing run of the preset is trained (a paper-scale one only at preset "paper": it takes a GPU)."""
+    if settings.preset == COMMITTED_PRESET:
+        paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
+                            settings.results_dir)
+        if paper is not None:
+            return paper
+    return run(make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device),
+               data_root=settings.data_root, results_dir=settings.results_dir)
+
+
 def summarize(records, paper_csv=None):
     """One row per (dataset, labels, method, weights, metric): our mean +/- std over splits, the number
     of splits, and the paper's number for the same cell when `paper_csv` is given."""

@@ -36,6 +36,10 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     fig = plot_figure7(record, data)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names
+    assert [t.get_text() for t in fig.texts] == ["run r"]
+    full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz"}
+    assert [t.get_text() for t in plot_figure7(full, data).texts] == [
+        "paper preset, split 2, run r, cifar10 from cifar10.tar.gz"]  # the run the figure is drawn from
     empty = plot_figure7({**record, "confident_mistakes": []}, data)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
     with pytest.raises(ValueError, match="has no stage 2"):

@@ -200,3 +200,18 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
     assert table.count("not run") == 2 * len(tables.HEADLINES) + 6 and "32.40 ± 1.80" in table  # the paper's Table 1
     with pytest.raises(ValueError, match="no status block"):
         tables.readme_with_status("# a README without the markers\n")
+
+
+def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path):
+    trained = []
+    monkeypatch.setattr(tables, "run", lambda cfg, **kw: trained.append(cfg) or {"preset": cfg.preset})
+    committed = notebook_settings(None, results_dir=tmp_path)
+    assert tables.figure_run(committed) == {"preset": COMMITTED_PRESET}  # no paper-scale run yet
+    assert (trained[-1].preset, trained[-1].labels, trained[-1].split, trained[-1].method) == ("cpu", 500, 0, "lp")
+    paper = tables.make_config("paper", dataset="cifar10", labels=500, split=0, method="lp")
+    tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(paper) / "record.json",
+                               lambda f: f.write(b'{"preset": "paper"}'))
+    assert tables.figure_run(committed) == {"preset": "paper"} and len(trained) == 1  # read, not trained
+    assert tables.figure_run(committed, split=1) == {"preset": COMMITTED_PRESET}  # split 1 has no paper-scale run
+    other = notebook_settings("smoke", results_dir=tmp_path)
+    assert tables.figure_run(other) == {"preset": "smoke"}  # another preset: its own run
