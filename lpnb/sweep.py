@@ -137,12 +137,18 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
                     job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
                                                    stderr=subprocess.STDOUT, env=env)
                 job.state, job.started = "running", time.time()
-        if (now := summary(jobs)) != shown:
-            log(f"sweep: {now}")
-            shown = now
-        if any(j.state in ("waiting", "running") for j in jobs):
-            time.sleep(poll)
+        shown = _show_progress(jobs, shown, poll, log)
     return jobs
+
+
+def _show_progress(jobs, shown, poll, log):
+    """Log the runs done, running, waiting and failed when that changed since `shown`; wait `poll` seconds while
+    runs remain. Returns what is shown now."""
+    if (now := summary(jobs)) != shown:
+        log(f"sweep: {now}")
+    if any(j.state in ("waiting", "running") for j in jobs):
+        time.sleep(poll)
+    return now
 
 
 def _tail(path, lines=15):
@@ -264,9 +270,5 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
             gone = gone - {job.process.job_id} | ({job.process.job_id} if state == "GONE" else set())
             if state == "RUNNING":
                 job.state = "running"
-        if (now := summary(jobs)) != shown:
-            log(f"sweep: {now}")
-            shown = now
-        if any(j.state in ("waiting", "running") for j in jobs):
-            time.sleep(poll)
+        shown = _show_progress(jobs, shown, poll, log)
     return jobs

@@ -203,6 +203,11 @@ def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", re
     return records, missing
 
 
+def _skipped(dataset):
+    print(f"skipped {dataset}: its data is not under the data root (lpnb.data.load_dataset('{dataset}') "
+          "says where to put it)")
+
+
 def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
              progress=None, train=True, workers=1, **overrides):
     """Run every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for every
@@ -214,8 +219,7 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
         from lpnb.sweep import report, sweep
 
         if lpdata.find_dataset(dataset, data_root) is None:
-            print(f"skipped {dataset}: its data is not under the data root (lpnb.data.load_dataset('{dataset}') "
-                  "says where to put it)")
+            _skipped(dataset)
             return []
         report(sweep(list(_cells(rows, labels, splits, dataset, preset, overrides)), results_dir=results_dir,
                      data_root=data_root, workers=workers))
@@ -231,8 +235,7 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
         try:
             records.append(run(cfg, data_root=data_root, results_dir=results_dir, progress=progress))
         except FileNotFoundError:
-            print(f"skipped {dataset}: its data is not under the data root (lpnb.data.load_dataset('{dataset}') "
-                  "says where to put it)")
+            _skipped(dataset)
             break
     return records
 
@@ -424,17 +427,6 @@ def run_times(records):
                       "stage 2 (min)": ("stage 2 (min)", "median"), "device": ("device", "first")}).round(1))
 
 
-# --- the README's status table --------------------------------------------------------------------------
-HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the README shows
-    ("Table 1", "01_table1", "cifar10", 500, "lp"),
-    ("Table 2", "02_table2", "cifar10", 4000, "supervised"),
-    ("Table 2", "02_table2", "cifar10", 4000, "lp"),
-    ("Table 2", "02_table2", "cifar10", 500, "mt+lp"),
-    ("Table 3", "03_table3", "cifar100", 10000, "supervised"),
-    ("Table 3", "03_table3", "cifar100", 4000, "lp"),
-]
-
-
 def time_split(record, wall_seconds=None):
     """Where a run's time went, from its record: seconds and share of each part (stage 1, then stage 2:
     set-up (data loading, the network), training steps, descriptor passes, k-NN search and graph, conjugate
@@ -468,6 +460,17 @@ def time_split(record, wall_seconds=None):
     if slow > 0:
         df.loc[len(df)] = ["of which slow epochs (compilation, warm-up)", slow, 100 * slow / total]
     return df.round(1)
+
+
+# --- the README's status table --------------------------------------------------------------------------
+HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the README shows
+    ("Table 1", "01_table1", "cifar10", 500, "lp"),
+    ("Table 2", "02_table2", "cifar10", 4000, "supervised"),
+    ("Table 2", "02_table2", "cifar10", 4000, "lp"),
+    ("Table 2", "02_table2", "cifar10", 500, "mt+lp"),
+    ("Table 3", "03_table3", "cifar100", 10000, "supervised"),
+    ("Table 3", "03_table3", "cifar100", 4000, "lp"),
+]
 
 
 def _mean_std(records):
