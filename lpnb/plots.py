@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from lpnb.data import atomic_write
+from lpnb.tables import DATASET_NAMES
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
                 "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -177,7 +178,7 @@ def plot_figure4(record):
     ax.plot(epochs, [h["pseudo_label_acc"] for h in hist], color="#1f77b4", label="Diffusion (7)")
     ax.plot(epochs, [h["network_acc"] for h in hist], color="#ff7f0e", label="Network (1)")
     ax.set(xlabel="epoch", ylabel="pseudo-label accuracy (%)",
-           title=f"{record['dataset'].upper()}, {record['labels']} labels")
+           title=f"{DATASET_NAMES.get(record['dataset'], record['dataset'])}, {record['labels']} labels")
     ax.grid(alpha=0.3)
     ax.legend()
     _caption(fig, record)

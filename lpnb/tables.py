@@ -19,7 +19,7 @@ import torch
 
 from lpnb import data as lpdata
 from lpnb.config import DATASET_DEFAULTS, METHODS, PRESETS, make_config, run_id
-from lpnb.experiment import REPO, default_results_dir, load_record, run
+from lpnb.experiment import REPO, default_results_dir, load_record, read_record, run
 
 COMMITTED_PRESET = "cpu"  # the preset of the committed results/table*.csv and figures/
 # paper: the paper's split counts; cpu: the three splits recorded under results/runs/, so that
@@ -37,6 +37,7 @@ TABLES = {  # the cells of the paper's tables: datasets, label counts and rows (
     3: {"datasets": ["cifar100", "miniimagenet"], "labels": [4000, 10000],
         "rows": [dict(method=m) for m in ("supervised", "lp", "mt", "mt+lp")]},
 }
+TABLES_DATASETS = list(dict.fromkeys(d for t in TABLES.values() for d in t["datasets"]))
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "miniimagenet": "Mini-ImageNet",
                  "fashion-mnist": "Fashion-MNIST"}
 METHOD_NAMES = {"supervised": "Fully supervised", "network": "Network prediction (1) + weights",
@@ -61,17 +62,20 @@ class NotebookSettings:
     datasets: list
     train: bool
     workers: int = 1    # runs trained at a time (lpnb.sweep), each in its own process
+    preset_defaulted: bool = False  # the notebook left preset at None: the committed tables and figures
 
 
 def output_dir(preset):
     """Where a notebook at a preset other than COMMITTED_PRESET writes its tables, figures and executed copy:
     build/<preset>/ (git-ignored), or for the smoke preset a cache folder outside the repository."""
-    return default_results_dir("smoke").parent if preset == "smoke" else REPO / "build" / preset
+    return lpdata.default_cache_dir() / "smoke" if preset == "smoke" else REPO / "build" / preset
 
 
 def _as_list(value, name, check, what, required=True):
-    """A notebook parameter as a list (`-p labels 1000` and `-p methods lp` mean one-element lists); every
-    element must pass `check`."""
+    """A notebook parameter as a list (`-p labels 1000` and `-p methods lp` mean one-element lists,
+    `-p methods supervised,lp` two); every element must pass `check`."""
+    if isinstance(value, str) and ("," in value or " " in value):
+        value = value.replace(",", " ").split()
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     bad = [v for v in values if not check(v)]
     if (required and not values) or bad:
@@ -89,11 +93,13 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
 
     preset: None is COMMITTED_PRESET (the committed tables and figures); "auto" is paper on CUDA,
     else cpu. Tables and figures go to results/ and figures/ at COMMITTED_PRESET and apart otherwise
-    (`output_dir(preset)`/results and /figures), unless
-    results_dir or figures_dir say where. splits: a positive count, or None for the preset's count
-    per dataset (10 for CIFAR-10 under paper, 3 otherwise; 3 under cpu, the splits recorded; 1 under
-    smoke). labels, methods, datasets (those the notebook reads): one value or a list; workers: runs
-    trained at a time (`lpnb.sweep`); a bad value raises ValueError naming it.
+    (`output_dir(preset)`/results and /figures). A results folder of the user's (results_dir, else
+    $LPNB_RESULTS_DIR) holds the records and the tables, and its figures/ the figures, unless figures_dir
+    says where: a notebook given one never writes into the repository. splits: a positive count, or
+    None for the preset's count per dataset (10 for CIFAR-10 under paper, 3 otherwise; 3 under cpu, the
+    splits recorded; 1 under smoke). labels, methods, datasets (those the notebook reads): one value, a
+    list or a comma-separated string; workers: runs trained at a time (`lpnb.sweep`); a bad value raises
+    ValueError naming it.
 
     SMOKE_TEST=1 (the CI convention) forces the smoke preset and train=True, reads small generated
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
@@ -101,6 +107,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     """
     if isinstance(labels, str):  # `-p labels "500,1000"`
         labels = [int(v) if v.isdigit() else v for v in labels.replace(",", " ").split()]
+    results_dir = results_dir if results_dir is not None else os.environ.get("LPNB_RESULTS_DIR") or None
     labels = _as_list(labels, "labels", _positive_int, "a positive integer")
     methods = _as_list(methods, "methods", lambda m: m in METHODS, f"one of {list(METHODS)}")
     datasets = _as_list(datasets, "datasets", lambda d: d in DATASET_DEFAULTS, f"one of {sorted(DATASET_DEFAULTS)}",
@@ -123,18 +130,21 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                 staging.rmdir()
         return NotebookSettings("smoke", smoke_dir / "results", smoke_dir / "results", smoke_dir / "figures", data_root,
                                 splits, labels, methods, datasets, True, workers)
+    preset_defaulted = preset is None
     preset = COMMITTED_PRESET if preset is None else preset
     if preset == "auto":
         preset = "paper" if torch.cuda.is_available() else "cpu"
     if preset not in PRESETS:
         raise ValueError(f"notebook parameter preset must be None, 'auto' or one of {sorted(PRESETS)}, got {preset!r}")
-    apart = output_dir(preset)
-    committed = preset == COMMITTED_PRESET
-    tables_dir = Path(results_dir) if results_dir is not None else REPO / "results" if committed else apart / "results"
-    figures_dir = Path(figures_dir) if figures_dir is not None else REPO / "figures" if committed else apart / "figures"
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(preset)
+    if results_dir is not None:
+        results_dir = tables_dir = Path(results_dir)
+        figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
+    else:
+        outputs = REPO if preset == COMMITTED_PRESET else output_dir(preset)
+        results_dir, tables_dir = default_results_dir(preset), outputs / "results"
+        figures_dir = Path(figures_dir) if figures_dir is not None else outputs / "figures"
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
-                            train, workers)
+                            train, workers, preset_defaulted)
 
 
 def provenance(records):
@@ -145,8 +155,8 @@ def provenance(records):
     devices = sorted({r["device"] for r in records})
     data = sorted({r["data"] for r in records})
     splits = sorted({r["split"] for r in records})
-    text = (f"{len(records)} runs, preset {', '.join(presets)}, splits {splits}, on {'; '.join(devices)}; "
-            f"data: {'; '.join(data)}.")
+    text = (f"{len(records)} run{'s' if len(records) > 1 else ''}, preset {', '.join(presets)}, splits {splits}, "
+            f"on {'; '.join(devices)}; data: {'; '.join(data)}.")
     if any(d.endswith((".tar.gz", "cifar10", "cifar100")) for d in data):
         text += (" CIFAR from class-folder images: the project's copies are JPEG (quality 95), not the original "
                  "PNG pixels.")
@@ -156,11 +166,16 @@ def provenance(records):
     return text
 
 
+WEIGHTED = {"lp": "Diffusion (7)", "network": "Network prediction (1)", "gtg": "GTG",  # pseudo-labels weighted by
+            "mt+lp": "Mean Teacher + diffusion (7)"}                                # omega and zeta (eq. 12)
+
+
 def row_name(method, use_omega=True, use_zeta=True):
-    """The paper's name of a table row ("Fully supervised", "Mean Teacher + ours", Table 1's weight variants)."""
-    if method == "lp" and not (use_omega and use_zeta):
+    """The paper's name of a table row ("Fully supervised", "Mean Teacher + ours", Table 1's weight variants:
+    a pseudo-labelling method with a weight switched off is named by the weights it keeps)."""
+    if method in WEIGHTED and not (use_omega and use_zeta):
         weights = " + ".join(w for w, on in (("ω", use_omega), ("ζ", use_zeta)) if on)
-        return "Diffusion (7) + " + weights if weights else "Diffusion (7), no weights"
+        return f"{WEIGHTED[method]} + {weights}" if weights else f"{WEIGHTED[method]}, no weights"
     return METHOD_NAMES[method]
 
 
@@ -241,11 +256,11 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
 
 
 def figure_run(settings, labels=500, split=0, device="auto"):
-    """The record of the LP run on CIFAR-10 that Figures 4, 5 and 7 are drawn from. At the committed preset
-    (a notebook's preset=None) it is the paper-scale run once that is recorded, as the paper draws these
-    figures from its full protocol, else the committed preset's run; at another preset, that preset's run.
-    A missing run of the preset is trained (a paper-scale one only at preset "paper": it takes a GPU)."""
-    if settings.preset == COMMITTED_PRESET:
+    """The record of the LP run on CIFAR-10 that Figures 4, 5 and 7 are drawn from. For the committed figures
+    (a notebook's preset left at None) it is the paper-scale run once that is recorded, as the paper draws
+    these figures from its full protocol, else the committed preset's run; at a preset given, that preset's
+    run. A missing run of the preset is trained (a paper-scale one only at preset "paper": it takes a GPU)."""
+    if settings.preset_defaulted:
         paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
                             settings.results_dir)
         if paper is not None:
@@ -506,7 +521,21 @@ def status_table(results_dir=None):
                  "Table 2's numbers |")
     lines.append("| Figures 1, 3 | `04_figure1`, `05_figure3` | toy data of our own (3 spiral arms) | | regenerated | "
                  "no number to compare |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + _not_run_yet(results_dir) + "\n"
+
+
+def _not_run_yet(results_dir=None):
+    """A sentence naming the methods with no run at the paper preset and the datasets with no run at all."""
+    runs = [read_record(p) for p in sorted((Path(results_dir or default_results_dir()) / "runs").glob("*/record.json"))]
+    at_paper = {r["method"] for r in runs if r["preset"] == "paper"}
+    methods = [METHOD_NAMES[m] for m in METHODS if m not in at_paper]
+    datasets = [DATASET_NAMES[d] for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
+    text = (f"Not yet run at the `paper` preset: {', '.join(methods)}." if methods else
+            "Every method has a run at the `paper` preset.")
+    if datasets:
+        text += (f" No run yet on {', '.join(datasets)} (its data is not available here; the loader is tested on "
+                 "generated stand-ins).")
+    return text
 
 
 README_MARKERS = ("<!-- status table: written by `lpnb status --readme` from results/; do not edit -->\n",

@@ -52,7 +52,7 @@ fig
 # %% [markdown]
 # ## What we see
 #
-# The recorded confident mistakes of the run (the 40 wrong pseudo-labels with the highest
+# The recorded confident mistakes of the run (the wrong pseudo-labels with the highest
 # $\omega$ at its last epoch), counted by true class and pseudo-label.
 
 # %%

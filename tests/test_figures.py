@@ -1,31 +1,76 @@
-"""Figure 6 (lpnb.plots) drawn from the run records committed in results/runs."""
+"""Figures 4-7 (lpnb.plots): what each draws, from run records (Figure 6 from those in results/runs)."""
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgb
 
+from lpnb.config import make_config
 from lpnb.experiment import REPO
-from lpnb.plots import plot_figure6, plot_figure7
+from lpnb.plots import plot_figure4, plot_figure5, plot_figure6, plot_figure7
 from lpnb.tables import recorded, summarize
 
 
 def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
     rows, labels = [{"method": "supervised"}, {"method": "lp"}], [500, 1000, 2000, 4000]
-    cpu, _ = recorded(rows, labels, 1, preset="cpu")
+    cpu, _ = recorded(rows, labels, preset="cpu")
     full, _ = recorded(rows, labels, preset="paper")
     assert cpu and full, "results/runs should hold cpu- and paper-preset runs of Table 2"
-    full_table = summarize(full)
-    fig = plot_figure6(summarize(cpu), pd.read_csv(REPO / "results/paper/table2.csv"), full_table)
-    series = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}
-    supervised = full_table[full_table.method == "supervised"].sort_values("labels")
-    line = series["Fully supervised, full protocol"]
+    table, full_table, paper = summarize(cpu), summarize(full), pd.read_csv(REPO / "results/paper/table2.csv")
+    assert (table.splits > 1).all()  # spreads to draw
+    fig = plot_figure6(table, paper, full_table)
+    ax = fig.axes[0]
+    series = {c.get_label(): c for c in ax.containers}
+    for name, summary in (("Fully supervised", table), ("Fully supervised, full protocol", full_table),
+                          ("Ours (diffusion + weights)", table)):
+        method = "lp" if name.startswith("Ours") else "supervised"
+        cells = summary[summary.method == method].sort_values("labels")
+        line, _, (bars,) = series[name].lines
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), float), cells.labels)
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float), cells.ours_mean)
+        half = [abs(seg[1, 1] - seg[0, 1]) / 2 for seg in bars.get_segments()]  # each error bar spans mean +- std
+        np.testing.assert_allclose(half, cells.ours_std, atol=1e-9)
+    line = series["Fully supervised, full protocol"].lines[0]
     assert line.get_marker() == "s" and line.get_linestyle() == ":"
-    np.testing.assert_allclose(np.asarray(line.get_xdata(), float), supervised.labels)
-    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), supervised.ours_mean)
-    assert "Fully supervised" in series and "full protocol dotted" in fig.axes[0].get_title()
-    without = plot_figure6(summarize(cpu))
+    dashed = {(tuple(ln.get_xdata()), tuple(ln.get_ydata())) for ln in ax.lines if ln.get_linestyle() == "--"}
+    for method in ("supervised", "lp", "mt", "mt+lp", "network"):  # the paper's numbers, as Table 2 gives them
+        theirs = paper[(paper.method == method) & (paper.metric == "top1")].sort_values("labels")
+        assert (tuple(theirs.labels), tuple(theirs.error)) in dashed
+    assert "full protocol dotted" in ax.get_title()
+    without = plot_figure6(table)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
+
+
+def _lp_record(hist_epochs=(0, 90)):
+    history = [{"stage": 1, "epoch": 0}] + [{"stage": 2, "epoch": e, "pseudo_label_acc": 60 + e / 10,
+                                             "network_acc": 55 + e / 20} for e in range(180)]
+    edges = np.linspace(0, 1, 5).tolist()
+    hists = [{"epoch": e, "edges": edges, "correct": [1 + e, 2, 3, 4], "incorrect": [5, 6, 7 + e, 8]}
+             for e in hist_epochs]
+    return {"run_id": "r", "dataset": "cifar10", "labels": 500, "history": history, "omega_histograms": hists}
+
+
+def test_figure4_draws_both_pseudo_label_accuracies_of_every_stage2_epoch():
+    record = _lp_record()
+    ax = plot_figure4(record).axes[0]
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    stage2 = record["history"][1:]
+    for label, key in (("Diffusion (7)", "pseudo_label_acc"), ("Network (1)", "network_acc")):
+        np.testing.assert_allclose(lines[label].get_ydata(), [h[key] for h in stage2])
+        np.testing.assert_allclose(lines[label].get_xdata(), range(180))
+    assert ax.get_title() == "CIFAR-10, 500 labels"
+
+
+def test_figure5_shows_the_recorded_epochs_correct_in_blue_and_incorrect_in_red():
+    record = _lp_record()
+    fig = plot_figure5(record)
+    assert [ax.get_title() for ax in fig.axes] == ["epoch 0", "epoch 90"]
+    for ax, h in zip(fig.axes, record["omega_histograms"]):
+        blue = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#1f77b4")]
+        red = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#d62728")]
+        assert (blue, red) == (h["correct"], h["incorrect"])
+    assert make_config("paper", method="lp").hist_epochs == (0, 90)  # as the paper's Figure 5
 
 
 def test_figure7_shows_the_mistakes_or_says_there_are_none():

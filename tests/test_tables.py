@@ -1,4 +1,6 @@
 """What the notebooks call (lpnb.tables): checked parameters, where outputs go, tables from records."""
+import json
+
 import pandas as pd
 import pytest
 from conftest import smoke
@@ -19,6 +21,8 @@ def test_one_value_means_a_one_element_list():
     assert (s.labels, s.methods, s.datasets) == ([1000], ["lp"], ["cifar100"])
     assert notebook_settings(labels="500,1000").labels == [500, 1000]  # `-p labels 500,1000`
     assert notebook_settings(labels=[500, 4000], methods=["supervised", "mt+lp"]).methods == ["supervised", "mt+lp"]
+    s = notebook_settings(methods="supervised,mt+lp", datasets="cifar10 cifar100")  # `-p methods supervised,mt+lp`
+    assert (s.methods, s.datasets) == (["supervised", "mt+lp"], ["cifar10", "cifar100"])
 
 
 @pytest.mark.parametrize("name, value", [("labels", "abc"), ("labels", -1), ("labels", 0), ("labels", True),
@@ -44,6 +48,16 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
                                                             tmp_path / "smoke/figures")
     s = notebook_settings("paper", results_dir=tmp_path / "r", figures_dir=tmp_path / "f")  # given: used as given
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "r", tmp_path / "r", tmp_path / "f")
+    for preset in (None, "paper", "smoke"):  # a results folder given: the tables in it, the figures in its figures/
+        s = notebook_settings(preset, results_dir=tmp_path / "r")
+        assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "r", tmp_path / "r", tmp_path / "r/figures")
+        monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path / "env"))  # the same for $LPNB_RESULTS_DIR
+        s = notebook_settings(preset)
+        assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "env", tmp_path / "env",
+                                                                tmp_path / "env/figures")
+        monkeypatch.delenv("LPNB_RESULTS_DIR")
+    monkeypatch.setenv("LPNB_RESULTS_DIR", str(REPO / "results"))
+    assert output_dir("smoke") == tmp_path / "smoke"  # the smoke folder does not follow the records' folder
 
 
 def test_smoke_test_forces_smoke_training_and_stand_in_data(monkeypatch, tmp_path):
@@ -105,6 +119,10 @@ def test_table1_rows_are_named_by_their_weights():
     names = list(tables.side_by_side(tables.summarize(records + [record(500, "gtg", 51.0)])).index)
     assert names == ["Diffusion (7), no weights", "Diffusion (7) + ζ", "Diffusion (7) + ω",
                      "Ours: diffusion (7) + weights", "GTG + weights"]
+    network = [record(500, "network", 40.0), record(500, "network", 35.0, use_omega=False, use_zeta=False)]
+    assert list(tables.side_by_side(tables.summarize(network)).index) == [  # two rows, not one averaged
+        "Network prediction (1) + weights", "Network prediction (1), no weights"]
+    assert tables.row_name("supervised", False, False) == "Fully supervised"  # no pseudo-labels to weight
 
 
 def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
@@ -202,6 +220,21 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
         tables.readme_with_status("# a README without the markers\n")
 
 
+def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
+    def write(run_id, **fields):
+        tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
+                                   lambda f: f.write(json.dumps(fields).encode()))
+    write("a", preset="paper", method="supervised", dataset="cifar10")
+    write("b", preset="cpu", method="lp", dataset="cifar100")
+    assert tables.status_table(tmp_path).endswith(
+        "\nNot yet run at the `paper` preset: Network prediction (1) + weights, Ours: diffusion (7) + weights, "
+        "GTG + weights, Mean Teacher, Mean Teacher + ours. No run yet on Mini-ImageNet (its data is not available "
+        "here; the loader is tested on generated stand-ins).\n")
+    for method in ("network", "lp", "gtg", "mt", "mt+lp"):
+        write(method, preset="paper", method=method, dataset="miniimagenet")
+    assert tables.status_table(tmp_path).endswith("\nEvery method has a run at the `paper` preset.\n")
+
+
 def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path):
     trained = []
     monkeypatch.setattr(tables, "run", lambda cfg, **kw: trained.append(cfg) or {"preset": cfg.preset})
@@ -215,3 +248,5 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert tables.figure_run(committed, split=1) == {"preset": COMMITTED_PRESET}  # split 1 has no paper-scale run
     other = notebook_settings("smoke", results_dir=tmp_path)
     assert tables.figure_run(other) == {"preset": "smoke"}  # another preset: its own run
+    given = notebook_settings(COMMITTED_PRESET, results_dir=tmp_path)
+    assert tables.figure_run(given) == {"preset": COMMITTED_PRESET}  # the preset given, not the paper's run
