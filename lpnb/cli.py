@@ -13,7 +13,7 @@ import sys
 import time
 
 from lpnb import data as lpdata
-from lpnb.config import Config, make_config
+from lpnb.config import PRESETS, Config, make_config
 from lpnb.experiment import REPO, TimeLimitReached, run
 from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
@@ -34,15 +34,16 @@ def _value(text):
 
 
 def _overrides(args, skip=("preset",)):
+    """The Config fields given as flags (`--unlabeled-size null` too: None is a value of its own)."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-            if f.name not in skip and getattr(args, f.name) is not None}
+            if f.name not in skip and hasattr(args, f.name)}
 
 
 def _config_flags(parser, skip=("preset",)):
-    """Every field of Config as a flag (`--epochs-stage2 30`), read by `_value`."""
+    """Every field of Config as a flag (`--epochs-stage2 30`), read by `_value`; a flag not given sets nothing."""
     for f in dataclasses.fields(Config):
         if f.name not in skip:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=None,
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=argparse.SUPPRESS,
                                 help=f"default: {f.default!r} (or the preset's)")
 
 
@@ -84,9 +85,13 @@ def _reproduce(args):
     preset = args.preset
     if preset == "auto":
         preset = "paper" if torch.cuda.is_available() else "cpu"
+    if preset not in PRESETS:
+        raise ValueError(f"--preset must be auto or one of {sorted(PRESETS)}, got {preset!r}")
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         notebooks = [nb for nb in notebooks if any(key in nb.stem for key in args.only)]
+        if not notebooks:
+            raise ValueError(f"--only {' '.join(args.only)} matches no notebook in {NOTEBOOKS}")
     # at the committed preset the notebooks run in place with their own parameters (no injected cell, so
     # each stays in sync with its .py); at another preset their executed copies go apart, beside its tables
     parameters = {k: v for k, v in {"data_root": args.data_root}.items() if v is not None}
@@ -111,16 +116,20 @@ def _reproduce(args):
     print(f"  {len(runs)} new run records under results/runs/")
 
 
-def _list(text, kind=str):
+def _list(text, kind=str, flag=None):
     """A comma-separated flag value (`--labels 500,1000`) as a list."""
-    return [kind(v) for v in text.split(",") if v]
+    try:
+        return [kind(v) for v in text.split(",") if v]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, e.g. 500,1000; got {text!r}") from None
 
 
 def _sweep(args):
     from lpnb.sweep import report, sweep, table_cells
 
-    splits = None if args.splits is None else _list(args.splits, int) if "," in args.splits else int(args.splits)
-    cells = table_cells(args.table, labels=args.labels and _list(args.labels, int), methods=args.methods and
+    splits = args.splits and _list(args.splits, int, "--splits")
+    splits = splits[0] if splits and "," not in args.splits else splits  # "3": a count; "0,4" or "4,": numbers
+    cells = table_cells(args.table, labels=args.labels and _list(args.labels, int, "--labels"), methods=args.methods and
                         _list(args.methods), splits=splits, datasets=args.datasets and _list(args.datasets),
                         preset=args.preset, **_overrides(args, SELECTED))
     jobs = sweep(cells, results_dir=args.results_dir, data_root=args.data_root, workers=args.workers,
@@ -164,7 +173,8 @@ def main(argv=None):
     w.add_argument("--labels", help="label counts, e.g. 500,1000 (default: the table's)")
     w.add_argument("--methods", help="e.g. supervised,lp (default: the table's)")
     w.add_argument("--datasets", help="e.g. cifar100 (default: the table's)")
-    w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4); default: the preset's count")
+    w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4; 4, for split 4 alone); "
+                                    "default: the preset's count")
     w.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
     w.add_argument("--data-root", default=None)
     w.add_argument("--results-dir", default=None)

@@ -181,6 +181,8 @@ def _check_values(cfg):
         value = getattr(cfg, name)
         _check(math.isfinite(value) and 0 <= value < 1, name, "finite and in [0, 1)", value)
     _check(math.isfinite(cfg.ema_decay) and 0 <= cfg.ema_decay <= 1, "ema_decay", "in [0, 1]", cfg.ema_decay)
+    _check(cfg.momentum > 0 or not cfg.nesterov, "momentum", "> 0 with nesterov (or set nesterov false)",
+           cfg.momentum)
     _check(cfg.labeled_batch_size < cfg.batch_size, "labeled_batch_size",
            f"smaller than batch_size ({cfg.batch_size}): a batch also holds unlabeled images", cfg.labeled_batch_size)
     _check(cfg.arch in ("cnn13", "resnet18"), "arch", "'cnn13' or 'resnet18'", cfg.arch)

@@ -44,13 +44,22 @@ clock = time.monotonic  # the clock of time limits (a test may replace it)
 
 class TimeLimitReached(Exception):
     """A run stopped at an epoch boundary because the next epoch would not end within its time limit.
-    Its checkpoint is written: the same call (the same command) continues it."""
+    Its checkpoint is written: the same call (the same command; without force, which starts over)
+    continues it."""
 
-    def __init__(self, run_id, stage, epoch, epochs, trained=True):
+    def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False):
         done = (f"after {epoch} of {epochs} epochs of stage {stage}, its checkpoint written" if trained else
-                f"before epoch {epoch} of {epochs} of stage {stage}: the time was up before it could start")
-        super().__init__(f"{run_id}: stopped at the time limit {done}; run the same command again to continue")
-        self.run_id, self.stage, self.epoch, self.epochs = run_id, stage, epoch, epochs
+                f"before epoch {epoch} of {epochs} of stage {stage}: too little time was left to train it")
+        again = "the same command without --force (force=False)" if forced else "the same command"
+        super().__init__(f"{run_id}: stopped at the time limit {done}; run {again} again to continue")
+        self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
+
+
+@dataclass
+class TimeBudget:
+    """The time limit of one call of `run`, shared by the stage-1 run it trains first."""
+    deadline: float       # a `clock()` time
+    longest: float = 0.0  # seconds of the longest epoch trained so far in this call
 
 
 def default_results_dir(preset=None):
@@ -153,9 +162,10 @@ def load_run_data(cfg, data_root=None, results_dir=None):
 
 def _reusable_record(run_dir, run_data, require_checkpoint=False):
     """The finished record in `run_dir` if it was made from `run_data`'s data (and has its checkpoint, if
-    required), else None; a record of other data raises."""
+    required), else None; a record of other data raises. A record and a checkpoint side by side are of the
+    same training: a run that retrains removes its record first (`_train`)."""
     path = run_dir / "record.json"
-    if not path.exists() or (require_checkpoint and not (run_dir / "checkpoint.pt").exists()):
+    if not path.exists():
         return None
     record = read_record(path)
     if run_data is not None and record.get("data_fingerprint") != run_data.fingerprint:
@@ -163,8 +173,9 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
             f"{path} was made from other data ({record.get('data_source')}, fingerprint "
             f"{record.get('data_fingerprint')}) than this run reads ({Path(run_data.data.source).name}, split file "
             f"{run_data.split_name}, fingerprint {run_data.fingerprint}): it is not this data's result. Use "
-            "another results_dir (--results-dir) for this data, or force=True (--force) to retrain and replace it.")
-    return record
+            f"another results_dir (--results-dir) for this data, or retrain run {run_dir.name} with force=True "
+            "(`lpnb run` with its settings and --force) to replace it.")
+    return None if require_checkpoint and not (run_dir / "checkpoint.pt").exists() else record
 
 
 # --- the runner -------------------------------------------------------------------------------
@@ -244,7 +255,12 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
                                    or not time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of minutes, got {time_limit!r}")
-    deadline = None if time_limit is None else clock() + 60 * time_limit
+    budget = None if time_limit is None else TimeBudget(clock() + 60 * time_limit)
+    return _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint)
+
+
+def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint):
+    """`run` after its arguments are checked; `budget` is the call's `TimeBudget` (None: no time limit)."""
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfg.preset)
     run_dir = results_dir / "runs" / run_id(cfg)
     started = time.perf_counter()
@@ -260,8 +276,14 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     with _locked(run_dir / ".lock", run_id(cfg)):
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited
-        return _train(cfg, run_data, results_dir, data_root, progress, force, deadline,
-                      loading=time.perf_counter() - started)
+        try:
+            return _train(cfg, run_data, results_dir, data_root, progress, force, budget,
+                          loading=time.perf_counter() - started)
+        except TimeLimitReached as stop:
+            if not force:
+                raise
+            raise TimeLimitReached(stop.run_id, stop.stage, stop.epoch, stop.epochs, stop.trained,
+                                   forced=True) from None
 
 
 @contextlib.contextmanager
@@ -277,54 +299,62 @@ def _locked(path, rid):
         yield
 
 
-def _train(cfg, run_data, results_dir, data_root, progress, force, deadline, loading=0.0):
+def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading=0.0):
     """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record.
+    Called with the run's lock held. A finished record it retrains is removed first, so that it is never
+    read beside the checkpoint of an unfinished training; force also removes the checkpoint (start over).
     `loading`: seconds this call took to load the data, counted with the trainer's set-up as "setup"."""
     run_dir = results_dir / "runs" / run_id(cfg)
     ckpt = run_dir / "checkpoint.pt"
-    base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists() and not force, deadline=deadline)
+    for stale in [run_dir / "record.json", *([ckpt] if force else []), *run_dir.glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)  # .*.tmp: the temporary file of a write that was killed (atomic_write)
+    base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists(), budget=budget)
     started = time.perf_counter()
     device = _device(cfg)
     trainer = build_trainer(cfg, run_data, device)
     state = {"run_id": run_id(cfg), "data_fingerprint": run_data.fingerprint, "stage": 1 if base is None else 2,
              "epoch": 0, "history": [], "extras": {"omega_histograms": []},
              "timings": {"train": 0.0, "eval": 0.0, "descriptors": 0.0, "pseudo_labels": 0.0}}
-    if ckpt.exists() and not force:
+    if ckpt.exists():
         state = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint)
         trainer.load_state_dict(state["trainer"])
         print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epochs of stage {state['stage']}",
               file=sys.stderr, flush=True)
     elif base is not None:  # stage 2 starts from stage 1's weights and optimiser state; the lr schedule restarts
         base_ckpt = results_dir / "runs" / base["run_id"] / "checkpoint.pt"
-        trainer.load_state_dict(load_checkpoint(base_ckpt, base["run_id"], run_data.fingerprint)["trainer"])
+        base_state = load_checkpoint(base_ckpt, base["run_id"], run_data.fingerprint)
+        if base_state["epoch"] != base_config(cfg).epochs_stage1:
+            raise RuntimeError(f"checkpoint {base_ckpt} holds {base_state['epoch']} of the "
+                               f"{base_config(cfg).epochs_stage1} epochs of run {base['run_id']}, not its finished "
+                               "training: delete its record.json and run again to finish it")
+        trainer.load_state_dict(base_state["trainer"])
     state["timings"]["setup"] = state["timings"].get("setup", 0.0) + loading + time.perf_counter() - started
-    train_stage(trainer, state, run_data, device, ckpt, progress, deadline)
+    train_stage(trainer, state, run_data, device, ckpt, progress, budget)
     record = make_record(cfg, trainer, state, run_data, base, device)
     write_json(run_dir / "record.json", record)
     return read_record(run_dir / "record.json")  # exactly what a later call will load
 
 
-def _stage1(cfg, results_dir, data_root, progress, resuming, deadline=None):
+def _stage1(cfg, results_dir, data_root, progress, resuming, budget=None):
     """The record of the stage-1 run that a stage-2 method continues (None for a stage-1 method).
     Stage 2 starts from that run's checkpoint: a stage-1 record without one (committed records carry
-    none) is retrained, unless this run resumes from its own checkpoint and needs only the record."""
+    none) is retrained, unless this run resumes from its own checkpoint and needs only the record.
+    It shares this call's time budget."""
     base_cfg = base_config(cfg)
     if base_cfg is None:
         return None
-    time_limit = None if deadline is None else max((deadline - clock()) / 60, 1e-9)
-    return run(base_cfg, data_root=data_root, results_dir=results_dir, progress=progress, time_limit=time_limit,
-               require_checkpoint=not resuming)
+    return _run(resolve(base_cfg), data_root, results_dir, progress, False, budget, require_checkpoint=not resuming)
 
 
-def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=None):
+def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=None):
     """Train the epochs of `state["stage"]` left in `state`, checkpointing after each (Algorithm 1).
 
     Stage 2 refreshes the pseudo-labels before every epoch (lines 6-15) and keeps per-epoch
     pseudo-label accuracy, CG iterations, the omega histograms (Figure 5) and the last epoch's
     confident mistakes (Figure 7). A loss that is not finite stops the run with an error before
     its epoch is saved: the checkpoint keeps the last finite epoch and no record is written. With a
-    `deadline` (a `clock()` time), an epoch that would not end before it, judged by the longest
-    epoch so far, is not started: `TimeLimitReached` is raised instead.
+    `TimeBudget`, an epoch that would not end before its deadline, judged by the longest epoch so far
+    in this call (stage 1's included), is not started: `TimeLimitReached` is raised instead.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -343,11 +373,11 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=
     epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
     bar = tqdm(range(state["epoch"], epochs), desc=f"{state['run_id']} stage {stage}", disable=not show,
                mininterval=10, initial=state["epoch"], total=epochs, file=sys.stderr)
-    longest = 0.0  # seconds of the longest epoch of this call, refresh and evaluation included
+    first = state["epoch"]
     for epoch in bar:
-        if deadline is not None and clock() + longest > deadline:
+        if budget is not None and clock() + budget.longest > budget.deadline:
             bar.close()
-            raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=longest > 0)
+            raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first)
         started, t_epoch = clock(), time.perf_counter()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
@@ -384,7 +414,8 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, deadline=
         state["epoch"] = epoch + 1
         state["trainer"] = trainer.state_dict()
         save_checkpoint(ckpt, state)
-        longest = max(longest, clock() - started)
+        if budget is not None:  # refresh, training, evaluation and checkpoint
+            budget.longest = max(budget.longest, clock() - started)
 
 
 def _relative(path, *roots):

@@ -11,6 +11,7 @@ results never train one run twice at the same time, and records are written atom
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,12 @@ def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None,
     known = {row["method"] for row in spec["rows"]}
     if methods is not None and (unknown := set(methods) - known):
         raise ValueError(f"table {table} has no method(s) {sorted(unknown)}; its methods are {sorted(known)}")
+    if datasets is not None and (unknown := set(datasets) - set(spec["datasets"])):
+        raise ValueError(f"table {table} has no dataset(s) {sorted(unknown)}; its datasets are {spec['datasets']}")
+    if isinstance(splits, (list, tuple)) and not (splits and all(isinstance(n, int) and n >= 0 for n in splits)):
+        raise ValueError(f"splits must be split numbers >= 0, got {splits!r}")
+    if not isinstance(splits, (list, tuple, type(None))) and not (isinstance(splits, int) and splits >= 1):
+        raise ValueError(f"splits must be a count >= 1 (splits 0..n-1) or a list of split numbers, got {splits!r}")
     rows = [row for row in spec["rows"] if methods is None or row["method"] in methods]
     cells = []
     for dataset in datasets or spec["datasets"]:
@@ -171,6 +178,12 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     """Run every cell of `cells` (Configs) not recorded yet under `results_dir`, stage 1 first, on local workers
     or on SLURM (`executor="slurm"`, with `slurm` options for `run_slurm`). Returns the jobs, each with its
     final state ("done" or "failed")."""
+    for name, value in (("workers", workers), ("per_gpu", per_gpu)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        raise RuntimeError("executor 'slurm': SLURM's sbatch is not on this machine's PATH; run the sweep from a "
+                           "SLURM login node, or use executor 'local'")
     if results_dir is None:
         results_dir = default_results_dir(cells[0].preset if cells else None)
     results_dir = Path(results_dir)
@@ -226,7 +239,7 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
     import submitit
 
     folder = Path(folder) if folder is not None else Path(results_dir) / "slurm"
-    executor = submitit.AutoExecutor(folder=folder / "%j", slurm_max_num_timeout=max_requeues)
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=max_requeues)
     executor.update_parameters(timeout_min=timeout_min, cpus_per_task=cpus_per_job, tasks_per_node=1, nodes=1,
                                name="lpnb")
     if gpus_per_job:

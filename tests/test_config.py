@@ -35,7 +35,7 @@ def test_wrong_types_are_rejected(field, value):
     ("alpha", 1.0), ("alpha", -0.1), ("alpha", math.nan), ("lr", -0.1), ("lr", math.inf), ("momentum", 1.0),
     ("weight_decay", -1e-4), ("ema_decay", 1.5), ("consistency", -1.0), ("consistency_rampup", math.nan),
     ("logit_distance_cost", -0.01), ("lr_rampdown_epochs", 0.0), ("hist_epochs", (0, 2)), ("hist_epochs", (-1,)),
-    ("arch", "vgg"), ("knn", "fast"), ("compile", "fast"), ("device", "tpu0"),
+    ("arch", "vgg"), ("knn", "fast"), ("compile", "fast"), ("device", "tpu0"), ("momentum", 0.0),
 ])
 def test_degenerate_settings_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"config field {field} must be"):
@@ -49,7 +49,7 @@ def test_stage2_settings_are_checked_for_a_stage1_method_too():
 
 
 def test_a_value_set_is_the_value_used():
-    cfg = make_config("smoke", lr=0.0, weight_decay=0.0, momentum=0.0, consistency=0.0, eval_every=0)
+    cfg = make_config("smoke", lr=0.0, weight_decay=0.0, momentum=0.0, nesterov=False, consistency=0.0, eval_every=0)
     assert (cfg.lr, cfg.weight_decay, cfg.momentum, cfg.consistency, cfg.eval_every) == (0.0, 0.0, 0.0, 0.0, 0)
     assert run_id(cfg) != run_id(make_config("smoke"))
     assert make_config("paper", dataset="cifar100").lr == 0.2

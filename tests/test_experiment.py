@@ -13,7 +13,7 @@ from conftest import smoke
 from PIL import Image
 
 from lpnb import experiment
-from lpnb.config import make_config, run_id
+from lpnb.config import base_config, make_config, run_id
 from lpnb.experiment import run
 
 pytestmark = pytest.mark.slow
@@ -177,6 +177,9 @@ def test_record_names_its_data_and_other_data_is_refused(env, tmp_path):
     assert run(smoke("supervised"), data_root=other, results_dir=results, progress=False) == again
     with pytest.raises(RuntimeError, match="made from other data"):  # the stage-1 record it would continue
         run(smoke("lp"), data_root=root, results_dir=results, progress=False)
+    (results / "runs" / again["run_id"] / "checkpoint.pt").unlink()  # as committed: not retrained in silence
+    with pytest.raises(RuntimeError, match=f"made from other data.*retrain run {again['run_id']} with force"):
+        run(smoke("lp"), data_root=root, results_dir=results, progress=False)
 
 
 def test_same_pixels_elsewhere_have_the_same_fingerprint(env, tmp_path):
@@ -258,21 +261,28 @@ def minute_epochs(monkeypatch):
 
 def same_run(a, b):
     assert [(h["stage"], h["epoch"]) for h in a["history"]] == [(h["stage"], h["epoch"]) for h in b["history"]]
-    np.testing.assert_allclose([h["loss"] for h in a["history"]], [h["loss"] for h in b["history"]], rtol=1e-5)
+    for key in ("loss", "test_error", "teacher_test_error", "pseudo_label_acc"):  # the teacher's too (Mean Teacher)
+        values = [[h.get(key, np.nan) for h in run["history"]] for run in (a, b)]
+        np.testing.assert_allclose(*values, rtol=1e-5, err_msg=key)
     assert a["test_error"] == pytest.approx(b["test_error"]) and a["run_id"] == b["run_id"]
 
 
-@pytest.mark.parametrize("limit, stage, epoch", [(4.5, 2, 2), (1.5, 1, 1)])
+@pytest.mark.parametrize("method, limit, stage, epoch", [("lp", 4.5, 2, 2), ("lp", 1.5, 1, 1), ("mt+lp", 4.5, 2, 2),
+                                                         ("lp", 2.5, 2, 0)])  # 2.5: no room for stage 2's first
 def test_a_time_limit_stops_at_an_epoch_boundary_and_the_same_call_continues(env, tmp_path, minute_epochs,
-                                                                             limit, stage, epoch):
+                                                                             method, limit, stage, epoch):
     root, results = env
-    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=4)
+    cfg = smoke(method, epochs_stage1=2, epochs_stage2=4)
     reference = run(cfg, data_root=root, results_dir=tmp_path / "reference", progress=False)
     # stage 1 takes 2 minutes, then stage-2 epochs of a minute each: the first that would end past the limit waits
-    with pytest.raises(experiment.TimeLimitReached, match=f"after {epoch} of .* epochs of stage {stage}") as stop:
+    start = experiment.clock()
+    with pytest.raises(experiment.TimeLimitReached, match=f" {epoch} of .* stage {stage}") as stop:
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=limit)
-    assert (stop.value.stage, stop.value.epoch) == (stage, epoch)
-    stopped = run_id(cfg) if stage == 2 else run_id(smoke("supervised", epochs_stage1=2))
+    assert (stop.value.stage, stop.value.epoch) == (stage, epoch) and experiment.clock() - start <= 60 * limit
+    if epoch == 0:  # stage 1 is done and recorded, stage 2 not begun
+        assert not (results / "runs" / run_id(cfg) / "checkpoint.pt").exists()
+        return same_run(run(cfg, data_root=root, results_dir=results, progress=False), reference)
+    stopped = run_id(cfg) if stage == 2 else run_id(base_config(cfg))
     assert experiment.load_checkpoint(results / "runs" / stopped / "checkpoint.pt", stopped)["epoch"] == epoch
     assert not (results / "runs" / run_id(cfg) / "record.json").exists()
     same_run(run(cfg, data_root=root, results_dir=results, progress=False, time_limit=10), reference)
@@ -296,6 +306,32 @@ def test_cli_time_limit_exits_with_its_own_status_and_says_how_to_continue(env, 
     assert "test error" in capsys.readouterr().out
 
 
+def test_a_stage1_record_retrained_and_stopped_is_finished_before_stage2_starts(env, tmp_path, minute_epochs):
+    """A stage-1 record without a checkpoint (as committed) is retrained for stage 2: stopped midway, its
+    record is gone and the next call finishes it, instead of stage 2 starting from half a stage 1."""
+    root, results = env
+    cfg = smoke("lp", epochs_stage1=3, epochs_stage2=2)
+    reference = run(cfg, data_root=root, results_dir=tmp_path / "reference", progress=False)
+    base = run(base_config(cfg), data_root=root, results_dir=results, progress=False)
+    (results / "runs" / base["run_id"] / "checkpoint.pt").unlink()
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 1"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+    assert not (results / "runs" / base["run_id"] / "record.json").exists()
+    same_run(run(cfg, data_root=root, results_dir=results, progress=False), reference)
+
+
+def test_force_with_a_time_limit_starts_over_once_and_says_to_continue_without_it(env, minute_epochs):
+    root, results = env
+    cfg = smoke("supervised", epochs_stage1=3)
+    first = run(cfg, data_root=root, results_dir=results, progress=False)
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs.*without --force"):
+        run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=1.5)
+    assert not (results / "runs" / first["run_id"] / "record.json").exists()  # the old record is not served
+    with pytest.raises(experiment.TimeLimitReached, match="after 2 of 3 epochs"):  # continued, not restarted
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+    same_run(run(cfg, data_root=root, results_dir=results, progress=False), first)
+
+
 def test_a_time_limit_spent_before_the_first_epoch_says_so(env, minute_epochs, monkeypatch):
     root, results = env
     build_trainer = experiment.build_trainer
@@ -305,5 +341,5 @@ def test_a_time_limit_spent_before_the_first_epoch_says_so(env, minute_epochs, m
         monkeypatch.setattr(experiment, "clock", lambda: later)
         return build_trainer(*args)
     monkeypatch.setattr(experiment, "build_trainer", slow_build)
-    with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 2 of stage 1: the time was up"):
+    with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 2 of stage 1: too little time"):
         run(smoke("supervised"), data_root=root, results_dir=results, progress=False, time_limit=0.5)

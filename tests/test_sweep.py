@@ -37,6 +37,31 @@ def test_table_cells_select_like_the_notebooks():
         table_cells(1, methods=["mt"])
     with pytest.raises(ValueError, match="table must be one of"):
         table_cells(4)
+    with pytest.raises(ValueError, match="table 3 has no dataset"):
+        table_cells(3, datasets=["cifar10"])
+    for splits in (0, -1, [], [-1]):
+        with pytest.raises(ValueError, match="splits must be"):
+            table_cells(2, splits=splits)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "-1"], "workers must be a positive integer"), (["--per-gpu", "0"], "per_gpu must be"),
+    (["--splits", "0"], "splits must be a count >= 1"), (["--labels", "abc"], "--labels must be comma-separated"),
+    (["--executor", "slurm"], "sbatch is not on this machine's PATH")])
+def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lpnb.sweep.shutil.which", lambda name: None)  # no SLURM here
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--table", "2", "--preset", "smoke", "--results-dir", str(tmp_path), *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, message", [(["--preset", "huge"], "--preset must be auto or one of"),
+                                            (["--only", "table9"], "--only table9 matches no notebook")])
+def test_reproduce_refuses_a_bad_preset_or_an_empty_selection(flags, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
@@ -58,7 +83,8 @@ def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
 
 
 def test_a_jobs_command_line_gives_its_run_id(tmp_path, monkeypatch):
-    cfg = make_config("smoke", method="mt+lp", labels=50, hist_epochs=(0,), compile=None, lr=0.0)
+    cfg = make_config("smoke", method="mt+lp", labels=50, hist_epochs=(0,), compile=None, lr=0.0, unlabeled_size=None)
+    assert cfg.unlabeled_size != make_config("smoke").unlabeled_size  # None (all) is not the preset's value
     [job] = [j for j in plan([cfg], tmp_path) if j.run_id == run_id(cfg)]
     seen = {}
 
@@ -72,7 +98,7 @@ def test_a_jobs_command_line_gives_its_run_id(tmp_path, monkeypatch):
     with pytest.raises(Called):
         main(command(job, tmp_path)[3:])  # python -m lpnb.cli | run ...
     assert run_id(seen["cfg"]) == run_id(cfg) and seen["results_dir"] == str(tmp_path)
-    assert seen["require_checkpoint"] is False and seen["cfg"].lr == 0.0
+    assert seen["require_checkpoint"] is False and (seen["cfg"].lr, seen["cfg"].unlabeled_size) == (0.0, None)
 
 
 @pytest.mark.slow
