@@ -15,7 +15,6 @@ is never passed on as a score: it raises.
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +29,9 @@ from lpnb.graph import (
     _as_tensor,
     _check_param,
     _gaussian,
+    _index_dtype,
     _rescale,
+    _warn,
     affinity_graph,
     default_sigma,
     faiss,
@@ -49,8 +50,9 @@ class PseudoLabels:
     pseudo_labels (n,) int64: argmax of the scores (eq. 7); labeled points keep their label.
     weights (n,) float32: omega_i = 1 - H(z_i) / log c (eq. 11), divided by its maximum over
         all n points; labeled points get 1, points with an all-zero score row get 0.
-    class_weights (c,) float32: zeta_j = (n / c) / n_j, n_j the number of points (labeled or
-        pseudo-labeled) of class j; 0 for a class no point carries (it weighs no loss term).
+    class_weights (c,) float32: zeta_j = (n / c) / n_j, n_j the number of points labeled j or
+        pseudo-labeled j from a non-zero score row (a point with an all-zero row, pseudo-label 0
+        and weight 0, is not counted); 0 for a class no point carries (it weighs no loss term).
     scores (n, c) float32: the scores clipped at 0, rows L1-normalised (all-zero rows stay 0).
     n_iter, residual: CG iterations and final relative residual (propagate); replicator
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
@@ -73,22 +75,41 @@ def _divide(a, b):
     return torch.where(positive, a / torch.where(positive, b, torch.ones_like(b)), torch.zeros_like(a))
 
 
+def _as_numpy(a):
+    """a as a numpy array, as np.asarray reads it (lists, pandas); a tensor detached, on the CPU."""
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
 def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
-    """Validated (labels as int64 numpy, sorted labeled indices, number of classes c)."""
-    labels = torch.as_tensor(labels).cpu().numpy()
+    """Validated (labels as int64 numpy, sorted int64 labeled indices, number of classes c).
+
+    labeled: a boolean mask (n,) (a torch uint8 tensor (n,) of 0s and 1s too, torch's old mask
+    type) or an index array of any integer type; an integer array (n,) of 0s and 1s is refused
+    as ambiguous (n > 2)."""
+    labels = _as_numpy(labels)
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), one per point, got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    labeled = torch.as_tensor(labeled).cpu().numpy()
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype} (unlabeled points may carry any "
+                         "integer, e.g. -1, not None or NaN)")
+    torch_mask = isinstance(labeled, torch.Tensor) and labeled.dtype == torch.uint8
+    labeled = _as_numpy(labeled)
+    if labeled.size == 0:
+        raise ValueError("no labeled example: propagation needs at least one labeled point, labeled is empty")
+    if torch_mask and labeled.shape == (n,) and labeled.max() <= 1:
+        labeled = labeled.astype(bool)
     if labeled.dtype == bool:
         if labeled.shape != (n,):
             raise ValueError(f"labeled mask must have shape ({n},), got {labeled.shape}")
         idx = np.flatnonzero(labeled)
     elif np.issubdtype(labeled.dtype, np.integer) and labeled.ndim == 1:
-        if len(labeled) and (labeled.min() < 0 or labeled.max() >= n):
+        if n > 2 and len(labeled) == n and labeled.min() >= 0 and labeled.max() <= 1:
+            raise ValueError(f"labeled is an integer array of {n} zeros and ones: it looks like a 0/1 mask, but an "
+                             "integer array is read as indices; pass a boolean mask (labeled.astype(bool)) or the "
+                             "indices of the labeled points")
+        if labeled.min() < 0 or labeled.max() >= n:
             raise ValueError(f"labeled indices must lie in [0, {n}), got [{labeled.min()}, {labeled.max()}]")
-        idx = np.unique(labeled)
+        idx = np.unique(labeled).astype(np.int64)
     else:
         raise ValueError(f"labeled must be a boolean mask or a 1-D integer index array, got "
                          f"dtype {labeled.dtype} and shape {labeled.shape}")
@@ -100,19 +121,24 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
         raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
     missing = np.setdiff1d(np.arange(c), y)
     if len(missing) and warn_missing:
-        warnings.warn(f"classes {missing.tolist()} have no labeled example: they get no score", stacklevel=2)
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        hint = ("; if the class ids are not 0..c-1, renumber them (np.unique(labels, return_inverse=True)) or use "
+                "LabelPropagation, which does" if n_classes is None else "")
+        _warn(f"classes {missing[:10].tolist()}{more} have no labeled example: they get no score{hint}")
     return labels.astype(np.int64), idx, c
 
 
 def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False, rows=1 << 16):
     """Scores (n, c) -> PseudoLabels: clip at 0, L1-normalise rows, argmax (eq. 7), omega from
-    the entropy (eq. 11) over its maximum, labeled rows forced, zeta from the class counts.
+    the entropy (eq. 11) over its maximum, labeled rows forced, zeta from the class counts (of
+    the labeled rows and the rows with non-zero scores).
     A block of rows at a time; inplace=True normalises a float32 `scores` in place and returns
     it as the scores (no (n, c) copy: propagate's own Z)."""
     n, c = scores.shape
     Z = scores if inplace and scores.dtype == torch.float32 else scores.to(torch.float32, copy=True)
     omega = torch.zeros(n, device=Z.device)
     pseudo = torch.zeros(n, dtype=torch.int64, device=Z.device)
+    scored = torch.zeros(n, dtype=torch.bool, device=Z.device)  # rows with some mass: they carry a pseudo-label
     for i in range(0, n, rows):
         z = Z[i:i + rows]
         if not torch.isfinite(z).all():
@@ -123,11 +149,12 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False
         certainty = 1 - torch.special.entr(z).sum(1) / math.log(c) if c > 1 else torch.ones(len(z), device=z.device)
         omega[i:i + rows] = torch.where(mass[:, 0] > 0, certainty.clamp_min(0), torch.zeros_like(certainty))
         pseudo[i:i + rows] = z.argmax(1)
+        scored[i:i + rows] = mass[:, 0] > 0
     if omega.max() > 0:
         omega = omega / omega.max()
-    pseudo, omega = pseudo.cpu().numpy(), omega.cpu().numpy()
-    pseudo[idx], omega[idx] = labels[idx], 1.0
-    counts = np.bincount(pseudo, minlength=c)
+    pseudo, omega, scored = pseudo.cpu().numpy(), omega.cpu().numpy(), scored.cpu().numpy()
+    pseudo[idx], omega[idx], scored[idx] = labels[idx], 1.0, True
+    counts = np.bincount(pseudo[scored], minlength=c)  # an all-zero row's argmax, 0, is no class: not counted
     zeta = np.where(counts > 0, (n / c) / np.maximum(counts, 1), 0.0)
     return PseudoLabels(pseudo.astype(np.int64), omega.astype(np.float32), zeta.astype(np.float32),
                         Z.cpu().numpy(), int(n_iter), float(residual))
@@ -201,10 +228,14 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         depend on their overall scale: "dot" l2-normalises every row itself (cosine
         similarity; an all-zero row is an isolated point: all-zero scores, weight 0),
         "gaussian" centres and rescales the points by one global factor (sigma likewise).
+        Anything np.asarray reads (a pandas DataFrame, a view); integers and bools are
+        converted to floats, a tensor that requires grad is detached.
     labels : array-like of shape (n,)
         Integer classes in [0, n_classes), read only where `labeled` says.
     labeled : array-like
-        A boolean mask (n,) or an index array of the labeled points (at least one).
+        A boolean mask (n,) or an index array of any integer type of the labeled points (at
+        least one). An integer array (n,) of 0s and 1s is refused as ambiguous (pass it as
+        bool); a torch uint8 tensor (n,) of 0s and 1s is read as a mask, as torch does.
     n_classes : int, optional
         c, a positive integer; default labels[labeled].max() + 1.
     k : int, default=50
@@ -297,7 +328,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     sigma = _check_param("sigma", sigma, "positive", optional=True)
     reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
     graph_bytes = 24 * n * min(k, n - 1)  # W = A + A^T: at most 2 n k values and indices
-    _check_memory(n, c, budget - graph_bytes)  # before any work
+    _check_memory(n, c, budget, graph_bytes, given=max_memory is not None)  # before any work
     t = time.perf_counter()
     x, frame = _rescale(x, graph)
     if reorder:  # near points next to each other: the k-NN search and the products with W reuse the caches
@@ -307,8 +338,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     t = time.perf_counter()
     S, I = knn_search(x, k, approx=knn == "approx", metric="dot" if graph == "dot" else "l2")
     del x
-    if not I.is_cuda and n < 2**31:  # half the memory of the reordering and the graph's assembly in scipy
-        I = I.to(torch.int32)
+    if not I.is_cuda:  # int32 where it fits: half the memory of the reordering and the graph's assembly in scipy
+        I = I.to(_index_dtype(I.numel()))
     timings["knn"] = time.perf_counter() - t
     if reorder:
         t = time.perf_counter()
@@ -324,8 +355,10 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     del S, I
     timings["graph"] = time.perf_counter() - t
     t = time.perf_counter()
-    budget = max_memory - graph_bytes if max_memory is not None else available_memory(Wn.device)
-    block = _check_memory(n, c, budget)
+    if max_memory is not None:  # the graph counts against it
+        block = _check_memory(n, c, max_memory, graph_bytes, given=True)
+    else:  # the graph already holds its share of the memory
+        block = _check_memory(n, c, available_memory(Wn.device))
 
     def matvec(V):  # (I - alpha Wn) V
         return spmm(Wn, V).mul_(-alpha).add_(V)
@@ -377,37 +410,55 @@ def _follow_neighbours(S, I, order, cluster, rounds=2):
 
 
 def available_memory(device=None):
-    """Bytes that can be allocated now on `device`: free GPU memory, or on a CPU the smaller of the
-    system's available memory (/proc/meminfo) and what a container's memory limit (cgroup) leaves."""
+    """Bytes that can be allocated now on `device`: on a GPU the free memory plus what PyTorch has cached
+    but not allocated, on a CPU the smaller of the system's available memory (/proc/meminfo) and what a
+    container's memory limit (cgroup) leaves."""
     device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cuda":  # free, plus what PyTorch's caching allocator holds but does not use
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     found = []
     try:
-        meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+        with open("/proc/meminfo") as f:
+            meminfo = dict(line.split(":", 1) for line in f)
         found.append(int(meminfo["MemAvailable"].split()[0]) * 1024)
     except (OSError, KeyError, ValueError):
         found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
         if limit != "max":
-            found.append(int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
+            with open("/sys/fs/cgroup/memory.current") as f:
+                found.append(int(limit) - int(f.read()))
     except (OSError, ValueError):
         pass
     return min(found)
 
 
-def _check_memory(n, c, budget):
-    """Classes per block of the solve within `budget` bytes: the scores (n, c) float32 are kept whole, and
-    the conjugate gradient of a block takes three (n, block) float32 tensors more. A MemoryError that says
-    what is needed when even one class does not fit."""
+def _size(nbytes):
+    """A number of bytes as it reads best: '950 bytes', '48 kB', '12.3 MB', '4.5 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{max(nbytes, 0):.0f} bytes"
+
+
+def _check_memory(n, c, budget, graph_bytes=0, given=False):
+    """Classes per block of the solve within `budget` bytes (max_memory if `given`, else the memory available),
+    of which the graph takes `graph_bytes`: the scores (n, c) float32 are kept whole, and the conjugate gradient
+    of a block takes three (n, block) float32 tensors more. A MemoryError that says what is needed when even one
+    class does not fit."""
     scores, per_class = 4 * n * c, 3 * 4 * n
-    usable = 0.9 * budget  # headroom for the small temporaries
+    usable = 0.9 * (budget - graph_bytes)  # headroom for the small temporaries
     if usable < scores + per_class:
+        need = (scores + per_class) / 0.9
+        graph = f" and {_size(graph_bytes)} for the graph" if graph_bytes else ""
+        have = f"max_memory is {_size(budget)}" if given else f"only {_size(budget)} is available"
+        what = "pass a larger max_memory" if given else "free memory, pass max_memory (bytes) if more may be used"
         raise MemoryError(
-            f"propagate needs about {(scores + per_class) / 0.9e9:.1f} GB for the scores of {n} points x {c} classes "
-            f"and a block of the solve, beyond the graph, but {budget / 1e9:.1f} GB are available: free memory, "
-            "pass max_memory (bytes) if more may be used, or propagate fewer points or classes at a time")
+            f"propagate needs about {_size(need + graph_bytes)}: {_size(need)} for the scores of {n} points x {c} "
+            f"classes and a block of the solve{graph}, but {have}: {what}, or propagate fewer points or classes "
+            "at a time")
     return int(min(c, (usable - scores) // per_class))
 
 
@@ -424,7 +475,7 @@ def network_pseudo_labels(probs, labels, labeled):
     labels : array-like of shape (n,)
         Integer classes in [0, c), read only where `labeled` says.
     labeled : array-like
-        A boolean mask (n,) or an index array of the labeled points.
+        A boolean mask (n,) or an index array of the labeled points, as for `propagate`.
 
     Returns
     -------

@@ -14,6 +14,8 @@ overall magnitude of the features.
 import functools
 import math
 import numbers
+import os
+import sys
 import time
 import warnings
 
@@ -48,19 +50,40 @@ def _check_param(name, value, rule, *, optional=False):
     return int(value) if rule == "count" else float(value)
 
 
+_INTERNAL = tuple(os.path.join(os.path.dirname(__file__), f) for f in ("graph.py", "diffusion.py"))
+
+
+def _warn(message):
+    """warnings.warn(message) attributed to the line that called into this module or lpnb.diffusion (the
+    caller of a public function), not to a line inside them, however deep the call."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename in _INTERNAL:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
 def _as_array(x, name="features"):
-    """x as a 2-D floating torch tensor in its own precision (integers as float64), with at
-    least one column and finite values; else a ValueError."""
-    if isinstance(x, np.ndarray) and not x.flags.writeable:
-        x = x.copy()  # torch warns on read-only arrays (memory maps)
-    x = torch.as_tensor(x)
+    """x as a 2-D floating torch tensor in its own precision, with at least one column and
+    finite values; else a ValueError. Anything np.asarray reads (lists, pandas DataFrames,
+    views with negative strides, read-only arrays) is accepted, a tensor that requires grad
+    is detached; integers and bools become float32 (up to 16 bits) or float64, exactly."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":  # object (mixed or missing values), complex, strings
+            raise ValueError(f"{name} must be real numbers (floats, integers or bools), got dtype {x.dtype}")
+        if not x.flags.writeable or any(s < 0 for s in x.strides):
+            x = x.copy()  # torch refuses negative strides and warns on read-only arrays (memory maps)
+        x = torch.from_numpy(x)
+    if x.is_complex():
+        raise ValueError(f"{name} must be real numbers (floats, integers or bools), got dtype {x.dtype}")
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n, d), got shape {tuple(x.shape)}")
-    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.uint8)):
-        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
-    x = x if x.is_floating_point() else x.double()
+    if not x.is_floating_point():
+        x = x.float() if x.element_size() <= 2 else x.double()
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # fast check first
         raise ValueError(f"{name} contain NaN or inf: clean or impute them before building the graph")
     return x
@@ -82,8 +105,9 @@ def _rescale(x, kind, frame=None):
     Parameters
     ----------
     x : torch.Tensor (n, d)
-        Validated points (`_as_array`) in their own precision: the scaling is done there, so
-        that features around 1e30 (or float64 1e200) neither overflow nor underflow float32.
+        Validated points (`_as_array`) in their own precision, float16 and bfloat16 in float32:
+        the scaling is done there, so that features around 1e30 (or float64 1e200) neither
+        overflow nor underflow float32.
     kind : {"dot", "gaussian"}
         "dot": each row divided by its largest |value|, then l2-normalised, so that inner
         products are cosine similarities (eq. 9); an all-zero row stays zero.
@@ -97,6 +121,8 @@ def _rescale(x, kind, frame=None):
     -------
     (float32 tensor (n, d), frame): frame is (s0, c, s1) for "gaussian", None for "dot".
     """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()  # exact; normalised in half precision, unit rows would be off by up to 1e-3
     if kind == "dot":  # a block of rows at a time: no (n, d) temporaries beside the result
         out, rows = torch.empty(x.shape, dtype=torch.float32, device=x.device), 1 << 16
         for i in range(0, len(x), rows):
@@ -251,14 +277,14 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
                          "products and distances: multiply them by a constant first (the neighbours do not "
                          "change; affinity_graph, propagate and LabelPropagation rescale by themselves)")
     if k > available:
-        warnings.warn(f"k={k} but only {available} other points: using k={available}", stacklevel=2)
+        _warn(f"k={k} but only {available} other points: using k={available}")
         k = available
     if backend == "faiss" and faiss is None:
         raise ValueError("backend='faiss' but faiss is not installed: pip install faiss-cpu")
     if backend == "auto":
         backend = "faiss" if faiss is not None and (not x.is_cuda or _faiss_gpu()) else "torch"
     if approx and backend == "torch":
-        warnings.warn("approx=True needs faiss (pip install faiss-cpu): using an exact torch search", stacklevel=2)
+        _warn("approx=True needs faiss (pip install faiss-cpu): using an exact torch search")
         approx = False
     kq = k + (queries is None)
     if backend == "faiss":
@@ -320,7 +346,7 @@ def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=
 def graph_from_neighbours(S, I, *, kind="dot", gamma=3.0, sigma=None):
     """W = A + A^T (eq. 9) from the k-NN of every point (`knn`'s output (n, k): inner products or squared
     distances S, indices I), which it overwrites. For CPU tensors, a block of rows at a time and in scipy
-    (int32 indices below 2^31 points); for CUDA tensors, in torch on the GPU."""
+    (int32 indices while n k < 2^31); for CUDA tensors, in torch on the GPU."""
     if kind == "dot":
         A = S.clamp_(min=0).pow_(gamma)
     else:
@@ -328,8 +354,7 @@ def graph_from_neighbours(S, I, *, kind="dot", gamma=3.0, sigma=None):
     n, k = I.shape
     if I.is_cuda:
         return _symmetrize(I, A)
-    if I.dtype == torch.int64 and n < 2**31:  # half the memory
-        I = I.to(torch.int32)
+    I = I.to(_index_dtype(n * k))  # int32 when the row pointer fits: half the memory
     for i in range(0, n, 1 << 16):  # sorted rows: scipy's A + A^T then comes out sorted, faster
         rows, order = I[i:i + (1 << 16)].sort(1)
         I[i:i + len(rows)] = rows
@@ -338,6 +363,12 @@ def graph_from_neighbours(S, I, *, kind="dot", gamma=3.0, sigma=None):
                                  np.arange(0, n * k + 1, k, dtype=I.numpy().dtype)), shape=(n, n))
     del I
     return _to_torch((A + A.T).tocsr(), "cpu")
+
+
+def _index_dtype(nnz):
+    """torch.int32 for the column indices and row pointer of a CSR matrix with nnz >= n entries (the row
+    pointer ends at nnz) when nnz < 2^31, else torch.int64."""
+    return torch.int32 if nnz < 2**31 else torch.int64
 
 
 def _symmetrize(I, A):

@@ -1,6 +1,8 @@
 """Diffusion, pseudo-label weights, GTG and network pseudo-labels (lpnb.diffusion) against
 dense solves and hand-made cases."""
+import gc
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +11,15 @@ import scipy.sparse.linalg
 import scipy.stats
 import torch
 
-from lpnb.diffusion import _pseudo_labels, conjugate_gradient, gtg_pseudo_labels, network_pseudo_labels, propagate
+from lpnb.diffusion import (
+    _pseudo_labels,
+    _size,
+    available_memory,
+    conjugate_gradient,
+    gtg_pseudo_labels,
+    network_pseudo_labels,
+    propagate,
+)
 from lpnb.graph import affinity_graph, normalize, to_scipy
 
 
@@ -127,6 +137,15 @@ def test_isolated_point_gets_zero_weight_not_nan():
     res = propagate(x, y, np.array([1, 2, 3, 4]), k=5)
     assert np.isfinite(res.scores).all() and np.isfinite(res.weights).all()
     assert (res.scores[0] == 0).all() and res.weights[0] == 0 and res.pseudo_labels[0] == 0
+    # zeta: the isolated point carries no class, so it is not counted in class 0
+    np.testing.assert_allclose(res.class_weights, (60 / 2) / np.bincount(res.pseudo_labels[1:], minlength=2))
+
+
+def test_all_zero_probability_row_is_not_counted_in_zeta():
+    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0, 0], [0, 0], [0, 0]])
+    res = network_pseudo_labels(probs, np.array([0, 1, 0, 0, 0]), np.array([0, 1]))
+    np.testing.assert_array_equal(res.weights, [1, 1, 0, 0, 0])
+    np.testing.assert_allclose(res.class_weights, [5 / 2, 5 / 2])  # one point per class, not 4 and 1
 
 
 def test_duplicate_heavy_set():
@@ -232,8 +251,9 @@ def test_no_labeled_example():
     x, y = blobs()
     with pytest.raises(ValueError, match="no labeled example"):
         propagate(x, y, np.zeros(240, bool))
-    with pytest.raises(ValueError, match="no labeled example"):
-        propagate(x, y, np.array([], dtype=int))
+    for empty in [np.array([], dtype=int), [], np.array([]), torch.tensor([])]:
+        with pytest.raises(ValueError, match="no labeled example"):
+            propagate(x, y, empty)
 
 
 def test_bad_alpha_and_knn():
@@ -416,7 +436,8 @@ def test_scores_clipped_at_zero_then_l1_normalised():
     # raw omegas (1, ..., 0, ..., 0): the maximum is 1, no rescaling; the labeled row gets 1
     np.testing.assert_allclose(res.weights, [1, 1 - math.log(2) / math.log(3), 0, 1 - h / math.log(3), 1], atol=1e-6)
     np.testing.assert_array_equal(res.pseudo_labels, [0, 1, 0, 0, 2])  # ties: the first class
-    np.testing.assert_allclose(res.class_weights, [(5 / 3) / 3, 5 / 3, 5 / 3], rtol=1e-6)
+    # class 0: rows 0 and 3; the all-zero row 2 carries no class and is not counted
+    np.testing.assert_allclose(res.class_weights, [(5 / 3) / 2, 5 / 3, 5 / 3], rtol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -594,15 +615,20 @@ def test_propagate_on_a_gpu_gives_the_cpu_result():
 def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     x, y = blobs(n=200, c=3)
     monkeypatch.setattr("lpnb.diffusion.knn_search", lambda *a, **k: pytest.fail("searched the neighbours"))
-    with pytest.raises(MemoryError, match="propagate needs about .* GB for the scores of 200 points x 3 classes"):
+    with pytest.raises(MemoryError, match=r"^propagate needs about 53.3 kB: 5.33 kB for the scores of 200 points x 3 "
+                       r"classes and a block of the solve and 48 kB for the graph, but max_memory is 49 kB: pass a "
+                       r"larger max_memory"):
         propagate(x, y, np.arange(200) < 30, k=10, max_memory=24 * 200 * 10 + 1000)
+    with pytest.raises(MemoryError, match="and 48 kB for the graph, but max_memory is 1 kB:"):
+        propagate(x, y, np.arange(200) < 30, k=10, max_memory=1000)  # less than the graph alone: no negative size
+    monkeypatch.setattr("lpnb.diffusion.available_memory", lambda device=None: 30_000)
+    with pytest.raises(MemoryError, match="for the graph, but only 30 kB is available: free memory, pass max_memory"):
+        propagate(x, y, np.arange(200) < 30, k=10)
     with pytest.raises(ValueError, match="max_memory must be"):
         propagate(x, y, np.arange(200) < 30, max_memory=-1)
 
 
 def test_available_memory_is_a_positive_number_of_bytes():
-    from lpnb.diffusion import available_memory
-
     free = available_memory()
     assert isinstance(free, int) and 0 < free < 1 << 50
 
@@ -628,3 +654,143 @@ def test_reordering_the_points_for_locality_changes_nothing_but_the_speed(monkey
     np.testing.assert_allclose(reordered.weights, plain.weights, atol=1e-5)
     np.testing.assert_array_equal(reordered.class_weights, plain.class_weights)
     assert (reordered.pseudo_labels[labeled] == y[labeled]).all()
+
+
+def test_sizes_in_messages_are_readable():
+    assert [_size(b) for b in (-5, 950, 48_000, 12_345_678, 4.5e9)] == ["0 bytes", "950 bytes", "48 kB", "12.3 MB",
+                                                                        "4.5 GB"]
+
+
+def test_available_memory_closes_its_files():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        available_memory()
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_available_memory_on_cuda_counts_what_pytorch_has_cached(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 8000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 500)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 200)
+    assert available_memory("cuda") == 1000 + 500 - 200
+
+
+# --- labeled index arrays and masks of every kind ---
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32,
+                                   torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_index_arrays_of_any_integer_type(dtype):
+    x, y = blobs()
+    idx = np.arange(0, 120, 10)  # below 128: fits every type
+    small = torch.from_numpy(idx).to(dtype) if isinstance(dtype, torch.dtype) else idx.astype(dtype)
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), 240)
+    for f in [lambda m: propagate(x, y, m, k=10), lambda m: gtg_pseudo_labels(x, y, m, k=10),
+              lambda m: network_pseudo_labels(probs, y, m)]:
+        res, ref = f(small), f(idx)
+        np.testing.assert_array_equal(res.scores, ref.scores)
+        np.testing.assert_array_equal(res.weights, ref.weights)
+        np.testing.assert_array_equal(res.pseudo_labels, ref.pseudo_labels)
+
+
+def test_torch_uint8_and_bool_masks_are_masks():
+    x, y = blobs()
+    mask = np.arange(240) % 10 == 0
+    ref = propagate(x, y, mask, k=10)
+    for m in [torch.from_numpy(mask), torch.from_numpy(mask).to(torch.uint8)]:
+        res = propagate(x, y, m, k=10)
+        np.testing.assert_array_equal(res.scores, ref.scores)
+        assert (res.weights == 1).sum() == mask.sum()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8])
+def test_integer_zero_one_array_is_refused_as_ambiguous(dtype):
+    x, y = blobs()
+    mask = (np.arange(240) % 10 == 0).astype(dtype)
+    with pytest.raises(ValueError, match="looks like a 0/1 mask.*pass a boolean mask"):
+        propagate(x, y, mask, k=10)
+    with pytest.raises(ValueError, match="looks like a 0/1 mask"):
+        network_pseudo_labels(np.full((240, 3), 1 / 3), y, mask)
+
+
+# --- features, labels and labeled in the containers they come in ---
+
+def negative_strides(a):
+    """The same values as a, in a view with negative strides."""
+    return a[::-1].copy()[::-1]
+
+
+def read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def pandas(a):
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame(a) if a.ndim == 2 else pd.Series(a)
+
+
+def tensor(a):
+    """A torch tensor; floats require grad, as descriptors straight out of a network do."""
+    t = torch.from_numpy(a.copy())
+    return t.requires_grad_() if t.is_floating_point() else t
+
+
+@pytest.mark.parametrize("wrap", [negative_strides, read_only, pandas, tensor])
+def test_inputs_in_common_containers(wrap):
+    x, y = blobs()
+    idx = np.arange(0, 240, 10)
+    mask = np.arange(240) % 10 == 0
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), 240)
+    for f in [lambda x, y, m: propagate(x, y, m, k=10), lambda x, y, m: gtg_pseudo_labels(x, y, m, k=10)]:
+        ref = f(x, y, idx)
+        for labeled in [idx, mask]:
+            np.testing.assert_array_equal(f(wrap(x), wrap(y), wrap(labeled)).scores, ref.scores)
+    ref = network_pseudo_labels(probs, y, idx)
+    np.testing.assert_array_equal(network_pseudo_labels(wrap(probs), wrap(y), wrap(idx)).scores, ref.scores)
+
+
+def test_object_and_complex_inputs_are_refused_clearly():
+    x, y = blobs(n=30)
+    with pytest.raises(ValueError, match="features must be real numbers .* got dtype object"):
+        propagate(x.astype(object), y, [0, 1, 2])
+    with pytest.raises(ValueError, match="features must be real numbers .* got dtype complex"):
+        propagate(x.astype(complex), y, [0, 1, 2])
+    with pytest.raises(ValueError, match="labels must be integers, got dtype object"):
+        propagate(x, [0, None] * 15, [0, 1, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64, bool])
+def test_integer_and_bool_features_are_converted(dtype):
+    x, y = blobs()
+    xi = np.round(np.abs(x) * 100) if dtype is not bool else x > 0
+    res = propagate(xi.astype(dtype), y, np.arange(0, 240, 10), k=10)
+    ref = propagate(xi.astype(np.float32), y, np.arange(0, 240, 10), k=10)
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-6)
+    np.testing.assert_array_equal(res.pseudo_labels, ref.pseudo_labels)
+
+
+def test_float16_features_give_the_float32_result_of_the_same_values():
+    x, y = blobs()
+    h = x.astype(np.float16)
+    res = propagate(h, y, np.arange(0, 240, 10), k=10)
+    np.testing.assert_array_equal(res.scores, propagate(h.astype(np.float32), y, np.arange(0, 240, 10), k=10).scores)
+
+
+def test_class_ids_not_0_to_c_minus_1_give_a_short_warning_with_the_fix():
+    x, y = blobs(n=60)
+    with pytest.warns(UserWarning) as caught:
+        propagate(x, np.array([3, 7, 50])[y], np.arange(0, 60, 5), k=5)
+    message = str(caught[0].message)  # the first 10 of the 48 empty classes, then a count
+    assert message.startswith("classes [0, 1, 2, 4, 5, 6, 8, 9, 10, 11] and 38 more have no labeled example")
+    assert len(message) < 300 and "np.unique(labels, return_inverse=True)" in message and "LabelPropagation" in message
+
+
+def test_warnings_point_at_the_callers_line():
+    x, y = blobs(n=12, c=2)
+    for call in [lambda: propagate(x, y, [0, 2], n_classes=3, k=3), lambda: propagate(x, y, [0, 1]),
+                 lambda: gtg_pseudo_labels(x, y, [0, 1])]:
+        with pytest.warns(UserWarning) as caught:
+            call()
+        assert [w.filename for w in caught] == [__file__]

@@ -250,3 +250,23 @@ def test_fit_and_predict_do_not_depend_on_scale(graph, scale, dtype):
     assert len(np.unique(ref.predict(Q))) == 3
     if graph == "gaussian":
         assert model.sigma_ == pytest.approx(ref.sigma_ * scale, rel=1e-5) and ref.sigma_ > 0
+
+
+def test_fit_and_predict_take_views_with_negative_strides_and_frames(digits):
+    X, y = digits
+    X, y = X[:300], hide_labels(y[:300], 0.3, 0)[0]
+    ref = LabelPropagation(k=10).fit(X, y)
+    flipped = X[::-1].copy()[::-1]  # the same values, negative strides
+    model = LabelPropagation(k=10).fit(flipped, y[::-1].copy()[::-1])
+    np.testing.assert_array_equal(model.transduction_, ref.transduction_)
+    np.testing.assert_array_equal(model.predict(flipped[:20]), ref.predict(X[:20]))
+    pd = pytest.importorskip("pandas")
+    model = LabelPropagation(k=10).fit(pd.DataFrame(X), pd.Series(y))
+    np.testing.assert_array_equal(model.label_distributions_, ref.label_distributions_)
+
+
+def test_fit_warning_points_at_the_callers_line(digits):
+    X, y = digits
+    with pytest.warns(UserWarning, match="k=50") as caught:
+        LabelPropagation().fit(X[:10], y[:10])
+    assert [w.filename for w in caught] == [__file__]

@@ -314,3 +314,51 @@ def test_locality_order_puts_each_cluster_together():
     assert (cluster.diff() >= 0).all()  # the clusters of the points in that order, sorted
     runs = (np.diff(truth[order.numpy()]) != 0).sum()
     assert runs <= len(np.unique(cluster)) + 3  # each true blob is a few contiguous runs, not scattered
+
+
+def test_csr_index_dtype_holds_the_row_pointer():
+    # the row pointer ends at nnz = n k: int32 only while that fits, however small n is
+    assert graph._index_dtype(2**31 - 1) == torch.int32
+    assert graph._index_dtype(2**31) == torch.int64
+    assert graph._index_dtype(43_000_000 * 50) == torch.int64  # n < 2^31 but n k is not
+
+
+def test_graph_assembly_asks_for_the_index_dtype_of_n_k_entries(monkeypatch):
+    x = unit_points(200, 8, seed=6)
+    W32 = graph.to_scipy(graph.affinity_graph(x, 15)).toarray()
+    asked = []
+    monkeypatch.setattr(graph, "_index_dtype", lambda nnz: asked.append(nnz) or torch.int64)
+    W = graph.affinity_graph(x, 15)
+    assert asked == [200 * 15]  # the int64 path: the same graph (scipy may then store it in int32)
+    np.testing.assert_array_equal(graph.to_scipy(W).toarray(), W32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_features_are_normalised_in_float32(dtype):
+    x = torch.from_numpy(unit_points(100, 8, seed=2) * 3).to(dtype)
+    for kind in ["dot", "gaussian"]:
+        W = graph.affinity_graph(x, 10, kind=kind)
+        W32 = graph.affinity_graph(x.float(), 10, kind=kind)
+        np.testing.assert_array_equal(graph.to_scipy(W).toarray(), graph.to_scipy(W32).toarray())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_takes_what_np_asarray_takes(backend):
+    x = unit_points(60, 4, seed=3)
+    ref = graph.knn(x, 5, backend=backend)[1].numpy()
+    ro = x.copy()
+    ro.flags.writeable = False
+    flipped = x[::-1].copy()[::-1]  # the same values, negative strides
+    grad = torch.from_numpy(x).requires_grad_()
+    for features in [ro, flipped, x.tolist(), grad]:
+        np.testing.assert_array_equal(graph.knn(features, 5, backend=backend)[1].numpy(), ref)
+    pd = pytest.importorskip("pandas")
+    np.testing.assert_array_equal(graph.knn(pd.DataFrame(x), 5, backend=backend)[1].numpy(), ref)
+
+
+def test_k_too_large_warning_points_at_the_callers_line():
+    x = unit_points(6, 3)
+    for call in [lambda: graph.knn(x, 10), lambda: graph.affinity_graph(x, 10)]:
+        with pytest.warns(UserWarning, match="k=10") as caught:
+            call()
+        assert [w.filename for w in caught] == [__file__]
