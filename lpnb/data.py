@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import pickle
 import tarfile
 import tempfile
 import zlib
@@ -61,14 +62,19 @@ class ImageData:
     fingerprint: str = ""  # sha1 of the decoded pixels and labels: the same data gives the same value anywhere
 
 
-def default_data_root() -> Path:
-    """$LPNB_DATA_ROOT, else the first of <repo>/data and <repo>/../shared/data that exists, else <repo>/data."""
+def data_roots() -> list[Path]:
+    """The folders searched, in order, for each dataset and its split files when no root is given:
+    [$LPNB_DATA_ROOT] if it is set (that folder only), else [<repo>/data, <repo>/../shared/data]."""
     if os.environ.get("LPNB_DATA_ROOT"):
-        return Path(os.environ["LPNB_DATA_ROOT"])
-    for path in (REPO / "data", REPO.parent / "shared" / "data"):
-        if path.is_dir():
-            return path
-    return REPO / "data"
+        return [Path(os.environ["LPNB_DATA_ROOT"])]
+    return [REPO / "data", REPO.parent / "shared" / "data"]
+
+
+def default_data_root() -> Path:
+    """Where download=True puts a dataset when no root is given: the first of data_roots() that exists, else
+    the first of them."""
+    roots = data_roots()
+    return next((path for path in roots if path.is_dir()), roots[0])
 
 
 def default_cache_dir() -> Path:
@@ -79,7 +85,8 @@ def default_cache_dir() -> Path:
 
 
 def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None) -> ImageData:
-    """Load dataset `name` from the first source found under `root` (default_data_root()).
+    """Load dataset `name` from the first source found under `root`, or without root under the first of
+    data_roots() that holds one.
 
     Sources, in order: CIFAR-10/100 in torchvision's format (root/cifar-10-batches-py,
     root/cifar-100-python); CIFAR class folders (root/<name>.tar.gz or root/<name>/ with
@@ -87,18 +94,21 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     Larochelle's csv files in root/miniimagenet/; Fashion-MNIST idx files in
     root/fashion-mnist/, root/FashionMNIST/raw/ or /usr/share/datasets/fashion-mnist/.
     With download=True and no local copy, torchvision downloads CIFAR or Fashion-MNIST
-    into root. The decoded arrays are cached in cache_dir (default_cache_dir()), keyed by
-    the source files' paths, sizes and mtimes, and memory-mapped from there.
+    into root (default_data_root()), and downloads again a torchvision CIFAR copy that
+    fails its md5 check. The decoded arrays are cached in cache_dir (default_cache_dir()),
+    keyed by the source files' paths, sizes and mtimes, and memory-mapped from there.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    root = Path(root) if root is not None else default_data_root()
-    source = _find_source(name, root)
-    if source is None and download and name in TORCHVISION:
-        TORCHVISION[name](root, download=True)  # fetches and unpacks train and test
-        source = _find_source(name, root)
+    roots = [Path(root)] if root is not None else data_roots()
+    home = Path(root) if root is not None else default_data_root()  # where a download goes
+    source = _find_source(name, roots)
+    if download and name in TORCHVISION and (source is None or source[0] == "torchvision"):
+        # fetches and unpacks train and test; a copy found is md5-checked and fetched again if a file is corrupt
+        TORCHVISION[name](source[1].parent if source else home, download=True)
+        source = _find_source(name, roots)
     if source is None:
-        raise FileNotFoundError(_missing_message(name, root))
+        raise FileNotFoundError(_missing_message(name, home, roots))
     kind, path = source
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
     if not (cache / "meta.json").is_file():
@@ -123,28 +133,35 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
 
 def find_dataset(name: str, root=None):
     """(kind, path) of the first source of dataset `name` that `load_dataset` would read under root
-    (default: default_data_root()), or None when there is none."""
-    return _find_source(name, Path(root) if root is not None else default_data_root())
+    (default: the first of data_roots() that holds one), or None when there is none."""
+    return _find_source(name, [Path(root)] if root is not None else data_roots())
 
 
-def _find_source(name, root):
-    """(kind, path) of the first source of `name` under root, or None."""
-    if name in CIFAR_STATS:
-        candidates = [("torchvision", root / TORCHVISION[name].base_folder, ""),
-                      ("folders", root / f"{name}.tar.gz", ""), ("folders", root / name, "train")]
-    elif name == "miniimagenet":
-        candidates = [("miniimagenet", root / "miniimagenet", "train.csv")]
-    else:
-        folders = (root / "fashion-mnist", root / "FashionMNIST" / "raw", FASHION_MNIST_SYSTEM)
-        stems = ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")
-        candidates = [("idx", d, f) for d in folders for f in stems]
-    for kind, path, marker in candidates:
-        if (path / marker).exists():
+def _find_source(name, roots):
+    """(kind, path) of the first source of `name` under the first of roots that has one, or None."""
+    idx_stems = ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")
+    candidates = []  # (kind, path, the files in path that make it a source, all of them)
+    for root in roots:
+        if name in CIFAR_STATS:
+            tv = TORCHVISION[name]  # all its files: an empty or half-unpacked folder is no source
+            files = [f for f, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]
+            candidates += [("torchvision", root / tv.base_folder, files),
+                           ("folders", root / f"{name}.tar.gz", [""]), ("folders", root / name, ["train"])]
+        elif name == "miniimagenet":
+            candidates += [("miniimagenet", root / "miniimagenet", ["train.csv"])]
+        else:
+            candidates += [("idx", folder, [stem]) for folder in (root / "fashion-mnist", root / "FashionMNIST" / "raw")
+                           for stem in idx_stems]
+    if name == "fashion-mnist":  # the Debian package's copy, after every root
+        candidates += [("idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
+    for kind, path, files in candidates:
+        if all((path / f).exists() for f in files):
             return kind, path
     return None
 
 
-def _missing_message(name, root):
+def _missing_message(name, root, searched):
+    """What to provide, and where (root), when no source of `name` is in the folders searched."""
     where = {
         "cifar10": (
             f"  - torchvision's copy in {root}/cifar-10-batches-py: load_dataset('cifar10', root, download=True),\n"
@@ -171,15 +188,20 @@ def _missing_message(name, root):
             "    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from\n"
             f"    https://github.com/zalandoresearch/fashion-mnist in {root}/fashion-mnist/."),
     }[name]
-    return (f"no {name} data found under {root}. Provide it in one of these forms:\n{where}\n"
-            "The data root is root=..., else $LPNB_DATA_ROOT, else <repo>/data, else <repo>/../shared/data.")
+    shell = (f"\nFrom a shell (the command line has no --download): python -c \"import lpnb.data; "
+             f"lpnb.data.load_dataset('{name}', '{root}', download=True)\"") if name in TORCHVISION else ""
+    return (f"no {name} data found under {' or '.join(map(str, searched))}. Provide it in one of these forms:\n"
+            f"{where}\nThe data root is root=... in Python and --data-root on the command line, else $LPNB_DATA_ROOT\n"
+            "(that folder only), else the first of <repo>/data and <repo>/../shared/data that holds the dataset."
+            + shell)
 
 
 def _fingerprint(path: Path) -> str:
-    """Hash of the source files' paths, sizes and mtimes (and CACHE_VERSION)."""
+    """Hash of the source files' paths, sizes and mtimes (and CACHE_VERSION), through symlinked folders as the
+    readers read them."""
     path = path.resolve()
     files = [str(path)] if path.is_file() else sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+        os.path.join(d, f) for d, _, fs in os.walk(path, followlinks=True) for f in fs)
     h = hashlib.sha1(f"v{CACHE_VERSION}\n".encode())
     for f in files:
         st = os.stat(f)
@@ -242,19 +264,25 @@ def _channel_stats(images: np.ndarray):
 
 def _read_torchvision(name, path):
     """CIFAR-10/100 as torchvision stores it (pickled batches, md5-checked by torchvision)."""
-    train = TORCHVISION[name](path.parent, train=True)
-    test = TORCHVISION[name](path.parent, train=False)
+    try:
+        train = TORCHVISION[name](path.parent, train=True)
+        test = TORCHVISION[name](path.parent, train=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:  # RuntimeError: a failed md5 check
+        raise ValueError(f"{path} is not a complete copy of torchvision's {name} ({type(e).__name__}: {e}): delete "
+                         "that folder, or load with download=True to download it again") from e
     arrays = (train.data, np.asarray(train.targets, np.int64), test.data, np.asarray(test.targets, np.int64))
     return arrays, list(train.classes)
 
 
-def _decode_image(data: bytes, where: str) -> np.ndarray:
+def _decode_image(data: bytes, where: str, removable: bool = False) -> np.ndarray:
+    """An RGB image from encoded bytes; `removable`: the file may be removed instead of replaced (a test image).
+    A training image may not: the images' numbers, which split files name, would shift."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for truncated or non-image bytes
-        raise ValueError(f"{where} is not a readable image ({e}): replace that file with a good copy "
-                         "(or remove it), then load again") from e
+        raise ValueError(f"{where} is not a readable image ({e}): replace that file with a good copy"
+                         f"{' (or remove it)' if removable else ''}, then load again") from e
 
 
 def _folder_entries(path: Path):
@@ -286,10 +314,15 @@ def _read_class_folders(name, path):
     items = {"train": [], "test": []}
     for split, cls, fname, data, where in _folder_entries(path):
         if not fname.startswith(".") and not cls.startswith("."):
-            items[split].append((cls, fname, _decode_image(data, where)))
+            items[split].append((cls, fname, _decode_image(data, where, removable=split == "test")))
     if not items["train"] or not items["test"]:
         raise ValueError(f"{path}: expected images in train/<class>/<file> and test/<class>/<file>")
-    classes = sorted({cls for split in items.values() for cls, _, _ in split})
+    train_classes, test_classes = ({cls for cls, _, _ in items[split]} for split in ("train", "test"))
+    if train_classes != test_classes:
+        raise ValueError(f"{path}: train/ and test/ hold different class folders (only in train/: "
+                         f"{sorted(train_classes - test_classes)}, only in test/: "
+                         f"{sorted(test_classes - train_classes)}); rename them so that both hold the same classes")
+    classes = sorted(train_classes)
     shapes = {im.shape for split in items.values() for _, _, im in split}
     if len(shapes) != 1:
         raise ValueError(f"{path}: images differ in size {sorted(shapes)}; resize them to one size first")
@@ -353,14 +386,28 @@ def _read_miniimagenet(name, path):
     return arrays, classes
 
 
+def _idx_remedy(folder: Path) -> str:
+    if folder == FASHION_MNIST_SYSTEM:
+        return "reinstall the Debian package: sudo apt-get install --reinstall dataset-fashion-mnist"
+    return f"copy or download it again into {folder} (https://github.com/zalandoresearch/fashion-mnist)"
+
+
 def _read_idx(path: Path) -> np.ndarray:
     """A uint8 idx file (LeCun's MNIST format), gzipped or not."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}): "
+                         f"{_idx_remedy(path.parent)}") from e
     if len(data) < 4 or data[:3] != b"\0\0\x08":
-        raise ValueError(f"{path} is not a uint8 idx file")
-    shape = np.frombuffer(data, ">i4", data[3], 4)
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(shape)
+        raise ValueError(f"{path} is not a uint8 idx file: {_idx_remedy(path.parent)}")
+    header = 4 + 4 * data[3]
+    shape = np.frombuffer(data[4:header], ">i4") if len(data) >= header else None
+    if shape is None or len(data) != header + int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated or corrupt ({len(data)} bytes, which its header does not "
+                         f"account for): {_idx_remedy(path.parent)}")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
 def _read_fashion_mnist(name, path):
@@ -369,7 +416,9 @@ def _read_fashion_mnist(name, path):
         for f in (path / stem, path / f"{stem}.gz"):
             if f.is_file():
                 return _read_idx(f)
-        raise FileNotFoundError(f"{path / stem}[.gz] is missing")
+        raise FileNotFoundError(f"{path / stem}[.gz] is missing: Fashion-MNIST needs the four idx files "
+                                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+                                f"t10k-labels-idx1-ubyte (each possibly .gz) in one folder; {_idx_remedy(path)}")
     arrays = (read("train-images-idx3-ubyte")[..., None], read("train-labels-idx1-ubyte").astype(np.int64),
               read("t10k-images-idx3-ubyte")[..., None], read("t10k-labels-idx1-ubyte").astype(np.int64))
     return arrays, list(torchvision.datasets.FashionMNIST.classes)
@@ -385,18 +434,24 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     """The file that lists the labeled training images of split `split` (0, 1, ...).
 
     It is the paper's file root/labels/<name>/<n_labels>_balanced_labels/<10+split>.txt
-    (Mean Teacher's format, one '<index>_<class>.png <class>' line per image) when it exists
-    (root defaults to default_data_root()). Otherwise draws n_labels/c images per class
-    with numpy seed `split`, saves them in the same format to
-    <results_dir>/splits/<name>/<n_labels>/<split>.txt (default <repo>/results) and returns
-    that file from then on, so every run can be repeated.
+    (Mean Teacher's format, one '<index>_<class>.png <class>' line per image) when it exists.
+    Without root, it is looked for in the one of data_roots() that `data` was loaded from,
+    then in the others. Otherwise draws n_labels/c images per class with numpy seed `split`,
+    saves them in the same format to <results_dir>/splits/<name>/<n_labels>/<split>.txt
+    (default <repo>/results) and returns that file from then on, so every run can be repeated
+    (delete it to draw again, e.g. for other data).
     """
     if not isinstance(split, (int, np.integer)) or split < 0:
         raise ValueError(f"split must be an integer >= 0, got {split!r}")
-    root = Path(root) if root is not None else default_data_root()
-    paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
-    if paper.is_file():
-        return paper
+    if root is not None:
+        roots = [Path(root)]
+    else:  # data's own root first (a stable sort keeps the others' order)
+        source = Path(os.path.abspath(data.source)) if data.source else None
+        roots = sorted(data_roots(), key=lambda r: not (source and source.is_relative_to(os.path.abspath(r))))
+    for root in roots:
+        paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
+        if paper.is_file():
+            return paper
     ours = Path(results_dir if results_dir is not None else REPO / "results") / "splits" / data.name \
         / str(n_labels) / f"{split}.txt"
     if not ours.is_file():
@@ -425,6 +480,11 @@ def _balanced_split(labels, n_classes, n_labels, seed):
 
 def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
     """Read a '<index>_<class>.png <class>' file, checking every class against data."""
+    if Path(path).parts[-4:-1] == ("splits", data.name, str(n_labels)):  # one split_file drew
+        remedy = (f"lpnb drew this split for other {data.name} data; delete the file and the next run "
+                  "draws one for this data")
+    else:
+        remedy = "the split file does not match this copy of the dataset"
     idx = []
     for k, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -435,11 +495,12 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
             raise ValueError(f"{path}:{k}: expected '<index>_<class>.png <class>', got {line!r}")
         i = int(stem)
         if i >= len(data.train_labels):
-            raise ValueError(f"{path}:{k}: index {i} is outside the {len(data.train_labels)} training images")
+            raise ValueError(f"{path}:{k}: index {i} is outside the {len(data.train_labels)} training images: "
+                             f"{remedy}")
         true = data.classes[data.train_labels[i]]
         if file_cls != true or cls != true:
             raise ValueError(f"{path}:{k}: image {i} is labeled {cls!r} in the file but is {true!r} in "
-                             f"{data.name}: the split file does not match this copy of the dataset")
+                             f"{data.name}: {remedy}")
         idx.append(i)
     idx = np.array(sorted(idx), np.int64)
     if len(idx) != n_labels or len(np.unique(idx)) != len(idx):

@@ -211,7 +211,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     cfg : Config
         From `make_config`; checked again here, every value before anything trains.
     data_root : path, optional
-        Where the dataset is (`lpnb.data.load_dataset`); default $LPNB_DATA_ROOT, ./data or ../shared/data.
+        Where the dataset is (`lpnb.data.load_dataset`); default $LPNB_DATA_ROOT, else <repo>/data or
+        <repo>/../shared/data, whichever holds it.
     results_dir : path, optional
         Where runs/<run-id>/ goes; default the repository's results/ (a cache folder for the smoke preset).
     progress : bool, optional

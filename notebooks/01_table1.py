@@ -26,7 +26,7 @@
 labels = 500
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
-data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
+data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 train = True         # False: only show the runs already recorded (and list the missing ones)

@@ -28,7 +28,7 @@ labels = 500
 split = 0
 figures_dir = None   # None: the repository's figures/
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
-data_root = None     # None: $LPNB_DATA_ROOT, ./data or ../shared/data (CIFAR-10/100 as JPEG q95 class folders)
+data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 

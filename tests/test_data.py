@@ -32,13 +32,14 @@ def png_bytes(image):
 
 # --- CIFAR in torchvision's pickle format ------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_torchvision_cifar_format(tmp_path, monkeypatch, name):
-    # torchvision checks the md5 of the official files; accept any existing file instead
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda f, md5=None: os.path.isfile(f))
-    classes = ["plane", "car", "bird"]
+TV_CLASSES = ["plane", "car", "bird"]
+TV_TRAIN_LABELS, TV_TEST_LABELS = [0, 2, 1, 1, 0, 2, 2, 0, 1, 0], [2, 0, 1, 1]
+
+
+def write_torchvision_cifar(root, name):
+    """Write 10 training and 4 test images as torchvision stores CIFAR-10/100; return (train, test) images."""
+    classes, train_labels, test_labels = TV_CLASSES, TV_TRAIN_LABELS, TV_TEST_LABELS
     train, test = random_images(10, seed=1), random_images(4, seed=2)
-    train_labels, test_labels = [0, 2, 1, 1, 0, 2, 2, 0, 1, 0], [2, 0, 1, 1]
     label_key = "labels" if name == "cifar10" else "fine_labels"
 
     def dump(fname, images, labels):
@@ -47,28 +48,82 @@ def test_torchvision_cifar_format(tmp_path, monkeypatch, name):
             pickle.dump({"data": rows, label_key: labels}, f)
 
     if name == "cifar10":
-        folder = tmp_path / "cifar-10-batches-py"
-        folder.mkdir()
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir(exist_ok=True)
         for b in range(5):
             dump(f"data_batch_{b + 1}", train[2 * b:2 * b + 2], train_labels[2 * b:2 * b + 2])
         dump("test_batch", test, test_labels)
         meta = ("batches.meta", {"label_names": classes})
     else:
-        folder = tmp_path / "cifar-100-python"
-        folder.mkdir()
+        folder = root / "cifar-100-python"
+        folder.mkdir(exist_ok=True)
         dump("train", train, train_labels)
         dump("test", test, test_labels)
         meta = ("meta", {"fine_label_names": classes})
     with open(folder / meta[0], "wb") as f:
         pickle.dump(meta[1], f)
+    return train, test
 
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_torchvision_cifar_format(tmp_path, monkeypatch, name):
+    # torchvision checks the md5 of the official files; accept any existing file instead
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda f, md5=None: os.path.isfile(f))
+    train, test = write_torchvision_cifar(tmp_path, name)
     d = load_dataset(name, tmp_path, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(d.train_images, train)
     np.testing.assert_array_equal(d.test_images, test)
-    np.testing.assert_array_equal(d.train_labels, train_labels)
-    np.testing.assert_array_equal(d.test_labels, test_labels)
-    assert d.train_labels.dtype == np.int64 and d.classes == classes
+    np.testing.assert_array_equal(d.train_labels, TV_TRAIN_LABELS)
+    np.testing.assert_array_equal(d.test_labels, TV_TEST_LABELS)
+    assert d.train_labels.dtype == np.int64 and d.classes == TV_CLASSES
     assert d.mean == data.CIFAR_STATS[name][0] and d.std == data.CIFAR_STATS[name][1]
+
+
+class FakeCIFAR10(torchvision.datasets.CIFAR10):
+    """torchvision's CIFAR10 whose download writes `self.fetch(root)` instead and records the call in `calls`."""
+    calls, fetch = [], None
+
+    def __init__(self, root, train=True, download=False):
+        if download:
+            self.calls.append((root, download))
+            self.fetch(root)
+        else:
+            super().__init__(root, train=train)
+
+
+def fake_cifar10(monkeypatch, fetch):
+    monkeypatch.setattr(FakeCIFAR10, "calls", [])
+    monkeypatch.setattr(FakeCIFAR10, "fetch", staticmethod(fetch))
+    monkeypatch.setitem(data.TORCHVISION, "cifar10", FakeCIFAR10)
+    return FakeCIFAR10.calls
+
+
+def test_an_empty_or_partial_torchvision_folder_is_no_source(tmp_path, monkeypatch):
+    train, *_ = write_class_folders(tmp_path, "cifar10", as_tar=False)
+    (tmp_path / "cifar-10-batches-py").mkdir()  # an interrupted download or unpack
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(b"")
+    d = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(d.train_images, train)  # the good class-folder copy beside it
+    # and download=True still downloads
+    (tmp_path / "other" / "cifar-10-batches-py").mkdir(parents=True)
+    calls = fake_cifar10(monkeypatch, lambda root: write_class_folders(root, "cifar10", as_tar=True))
+    load_dataset("cifar10", tmp_path / "other", download=True, cache_dir=tmp_path / "cache")
+    assert calls == [(tmp_path / "other", True)]
+
+
+def test_a_corrupt_torchvision_copy_is_named_with_the_remedy(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda f, md5=None: os.path.isfile(f))
+    train, _ = write_torchvision_cifar(tmp_path, "cifar10")
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "data_batch_3").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=f"{folder} is not a complete copy .*delete that folder, or load with "
+                                         "download=True"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    # download=True hands the copy to torchvision, which checks it and downloads it again
+    calls = fake_cifar10(monkeypatch, lambda root: write_torchvision_cifar(root, "cifar10"))
+    d = load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
+    assert calls == [(tmp_path, True)]
+    np.testing.assert_array_equal(d.train_images, train)
 
 
 # --- class folders: directory tree and tar.gz ---------------------------------------------------
@@ -154,9 +209,36 @@ def test_the_fingerprint_follows_the_pixels_not_the_container(tmp_path):
 def test_a_corrupt_image_is_named_with_the_remedy(tmp_path):
     write_class_folders(tmp_path, "cifar10", as_tar=False)
     bad = tmp_path / "cifar10" / "train" / "cat" / "00000.png"
-    bad.write_bytes(bad.read_bytes()[:40])  # truncated
-    with pytest.raises(ValueError, match=f"{bad} is not a readable image .*replace that file"):
+    good = bad.read_bytes()
+    bad.write_bytes(good[:40])  # truncated
+    with pytest.raises(ValueError, match=f"{bad} is not a readable image .*replace that file") as err:
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert "remove" not in str(err.value)  # removing a training image would renumber those after it
+    bad.write_bytes(good)
+    bad = tmp_path / "cifar10" / "test" / "cat" / "0000.png"
+    bad.write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(ValueError, match=rf"{bad} is not a readable image .*good copy \(or remove it\)"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_class_folders_named_differently_in_train_and_test_are_an_error(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    (tmp_path / "cifar10" / "test" / "cat").rename(tmp_path / "cifar10" / "test" / "kat")  # a typo
+    with pytest.raises(ValueError, match=r"only in train/: \['cat'\], only in test/: \['kat'\]"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_an_image_changed_behind_a_symlinked_folder_is_decoded_again(tmp_path):
+    write_class_folders(tmp_path / "store", "cifar10", as_tar=False)  # data kept on another disk
+    (tmp_path / "root" / "cifar10").mkdir(parents=True)
+    for split in ("train", "test"):
+        (tmp_path / "root" / "cifar10" / split).symlink_to(tmp_path / "store" / "cifar10" / split)
+    first = load_dataset("cifar10", tmp_path / "root", cache_dir=tmp_path / "cache")
+    assert first.train_images[0].max() > 0
+    image = tmp_path / "store" / "cifar10" / "train" / "cat" / "00000.png"  # training image 0
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    again = load_dataset("cifar10", tmp_path / "root", cache_dir=tmp_path / "cache")
+    assert again.train_images[0].max() == 0
 
 
 def test_a_truncated_tarball_is_named_with_the_remedy(tmp_path):
@@ -250,20 +332,26 @@ def idx_bytes(array):
     return header + array.astype(np.uint8).tobytes()
 
 
-@pytest.mark.parametrize("folder,gz", [("fashion-mnist", False), ("FashionMNIST/raw", True)])
-def test_fashion_mnist_idx_files(tmp_path, monkeypatch, folder, gz):
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "absent")
+def write_fashion_mnist(folder, gz):
+    """The four idx files of a 7 + 3 image Fashion-MNIST in folder; returns their arrays."""
     rng = np.random.default_rng(6)
     arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (7, 28, 28), dtype=np.uint8),
               "train-labels-idx1-ubyte": rng.integers(0, 10, 7, dtype=np.uint8),
               "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
               "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3, dtype=np.uint8)}
-    (tmp_path / folder).mkdir(parents=True)
+    folder.mkdir(parents=True)
     for stem, array in arrays.items():
         if gz:
-            (tmp_path / folder / f"{stem}.gz").write_bytes(gzip.compress(idx_bytes(array)))
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(idx_bytes(array)))
         else:
-            (tmp_path / folder / stem).write_bytes(idx_bytes(array))
+            (folder / stem).write_bytes(idx_bytes(array))
+    return arrays
+
+
+@pytest.mark.parametrize("folder,gz", [("fashion-mnist", False), ("FashionMNIST/raw", True)])
+def test_fashion_mnist_idx_files(tmp_path, monkeypatch, folder, gz):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "absent")
+    arrays = write_fashion_mnist(tmp_path / folder, gz)
     d = load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(d.train_images, arrays["train-images-idx3-ubyte"][..., None])
     np.testing.assert_array_equal(d.test_images, arrays["t10k-images-idx3-ubyte"][..., None])
@@ -273,6 +361,29 @@ def test_fashion_mnist_idx_files(tmp_path, monkeypatch, folder, gz):
     x = arrays["train-images-idx3-ubyte"] / 255
     np.testing.assert_allclose(d.mean, [x.mean()], atol=1e-9)
     np.testing.assert_allclose(d.std, [x.std()], atol=1e-9)
+
+
+@pytest.mark.parametrize("where,damage", [("fashion-mnist", "truncate"), ("fashion-mnist", "truncate_gz"),
+                                          ("fashion-mnist", "not_gzip"), ("system", "truncate_gz")])
+def test_a_damaged_idx_file_is_named_with_the_remedy(tmp_path, monkeypatch, where, damage):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "system")
+    write_fashion_mnist(tmp_path / where, gz=damage != "truncate")
+    bad = tmp_path / where / ("train-images-idx3-ubyte" + ("" if damage == "truncate" else ".gz"))
+    bad.write_bytes(b"not gzip" if damage == "not_gzip" else bad.read_bytes()[:500])
+    remedy = ("apt-get install --reinstall dataset-fashion-mnist" if where == "system"
+              else f"download it again into {tmp_path / where}")
+    with pytest.raises(ValueError, match=f"{bad} is truncated or corrupt .*{remedy}"):
+        load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_a_missing_idx_file_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "absent")
+    write_fashion_mnist(tmp_path / "fashion-mnist", gz=True)
+    (tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    remedy = f"download it again into {tmp_path / 'fashion-mnist'}"
+    with pytest.raises(FileNotFoundError, match=r"t10k-labels-idx1-ubyte\[.gz\] is missing: Fashion-MNIST needs "
+                                                f"the four idx files .*{remedy}"):
+        load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.skipif(not (data.FASHION_MNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
@@ -290,7 +401,7 @@ def test_second_load_comes_from_the_cache(tmp_path, monkeypatch):
     write_class_folders(tmp_path, "cifar10", as_tar=True)
     first = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
-    def fail(*_):
+    def fail(*_, **__):
         raise AssertionError("the source was decoded again")
     monkeypatch.setattr(data, "_decode_image", fail)
     second = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
@@ -332,7 +443,9 @@ def test_missing_data_says_what_to_get_and_where(tmp_path, monkeypatch):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
     message = str(err.value)
     for text in (str(tmp_path), "torchvision.datasets.CIFAR10(", "download=True",
-                 "cifar-10-python.tar.gz", "cifar10.tar.gz", "train/<class>/"):
+                 "cifar-10-python.tar.gz", "cifar10.tar.gz", "train/<class>/",
+                 "--data-root", "$LPNB_DATA_ROOT", f"python -c \"import lpnb.data; lpnb.data.load_dataset('cifar10', "
+                 f"'{tmp_path}', download=True)\""):
         assert text in message
     with pytest.raises(FileNotFoundError, match="(?s)train.csv.*meta-learning-lstm.*miniimagenet/images"):
         load_dataset("miniimagenet", tmp_path)
@@ -344,15 +457,7 @@ def test_missing_data_says_what_to_get_and_where(tmp_path, monkeypatch):
 
 
 def test_download_goes_through_torchvision_when_nothing_is_found(tmp_path, monkeypatch):
-    calls = []
-
-    class FakeCIFAR10:  # stands in for torchvision.datasets.CIFAR10's download
-        base_folder = torchvision.datasets.CIFAR10.base_folder
-
-        def __init__(self, root, download):
-            calls.append((root, download))
-            write_class_folders(root, "cifar10", as_tar=True)
-    monkeypatch.setitem(data.TORCHVISION, "cifar10", FakeCIFAR10)
+    calls = fake_cifar10(monkeypatch, lambda root: write_class_folders(root, "cifar10", as_tar=True))
     d = load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
     assert calls == [(tmp_path, True)] and len(d.train_images) == 9
     load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
@@ -368,6 +473,33 @@ def test_default_paths_follow_the_environment(tmp_path, monkeypatch):
     expected = next((p for p in (REPO / "data", SHARED) if p.is_dir()), REPO / "data")
     assert data.default_data_root() == expected
     assert data.default_cache_dir() == Path.home() / ".cache" / "lpnb"
+
+
+def test_each_dataset_and_its_split_files_are_looked_for_in_every_data_root(tmp_path, monkeypatch):
+    repo, shared = tmp_path / "repo", tmp_path / "shared" / "data"
+    monkeypatch.setattr(data, "REPO", repo)
+    monkeypatch.delenv("LPNB_DATA_ROOT", raising=False)
+    shared.mkdir(parents=True)
+    write_class_folders(shared, "cifar10", as_tar=True)
+    (repo / "data" / "miniimagenet").mkdir(parents=True)  # another dataset put beside the repository
+    write_class_folders(repo / "data", "cifar100", as_tar=True)
+    assert data.find_dataset("cifar10") == ("folders", shared / "cifar10.tar.gz")
+    d10 = load_dataset("cifar10", cache_dir=tmp_path / "cache")
+    d100 = load_dataset("cifar100", cache_dir=tmp_path / "cache")
+    papers = {}
+    for root, name in ((shared, "cifar10"), (repo / "data", "cifar10"), (shared, "cifar100")):
+        papers[root, name] = root / "labels" / name / "3_balanced_labels" / "10.txt"
+        papers[root, name].parent.mkdir(parents=True)
+        papers[root, name].touch()
+    results = tmp_path / "results"
+    assert data.split_file(d10, 3, 0, results_dir=results) == papers[shared, "cifar10"]  # its own root's first
+    assert data.split_file(d100, 3, 0, results_dir=results) == papers[shared, "cifar100"]  # then the others'
+    # a data root given is that folder only
+    assert data.find_dataset("cifar10", repo / "data") is None
+    assert data.split_file(d100, 3, 0, root=repo / "data", results_dir=results).is_relative_to(results)
+    monkeypatch.setenv("LPNB_DATA_ROOT", str(repo / "data"))
+    assert data.find_dataset("cifar10") is None
+    assert data.split_file(d10, 3, 0, results_dir=results) == papers[repo / "data", "cifar10"]
 
 
 # --- labeled splits ---------------------------------------------------------------------------------
@@ -415,6 +547,16 @@ def test_seeded_balanced_split_is_written_and_reloaded(tmp_path):
     np.testing.assert_array_equal(labeled_indices(d, 9, 2, root=tmp_path, results_dir=results), idx)
     other = labeled_indices(d, 9, 3, root=tmp_path, results_dir=results)
     assert not np.array_equal(other, idx)
+
+
+def test_a_split_drawn_for_other_data_says_it_can_be_deleted(tmp_path):
+    results = tmp_path / "results"
+    labeled_indices(toy_data([0, 1, 2] * 4), 3, 0, root=tmp_path, results_dir=results)
+    other = toy_data([2, 1, 0] * 4)  # new data of the same name
+    with pytest.raises(ValueError, match="lpnb drew this split for other toy data; delete the file and the next run"):
+        labeled_indices(other, 3, 0, root=tmp_path, results_dir=results)
+    (results / "splits" / "toy" / "3" / "0.txt").unlink()
+    labeled_indices(other, 3, 0, root=tmp_path, results_dir=results)
 
 
 def test_unbalanced_split_request_is_an_error(tmp_path):
