@@ -324,9 +324,12 @@ def test_force_with_a_time_limit_starts_over_once_and_says_to_continue_without_i
     root, results = env
     cfg = smoke("supervised", epochs_stage1=3)
     first = run(cfg, data_root=root, results_dir=results, progress=False)
+    killed = results / "runs" / first["run_id"] / ".checkpoint.pt.x1y2.tmp"  # what a write killed midway leaves
+    killed.write_bytes(b"partial")
     with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs.*without --force"):
         run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=1.5)
     assert not (results / "runs" / first["run_id"] / "record.json").exists()  # the old record is not served
+    assert not killed.exists()
     with pytest.raises(experiment.TimeLimitReached, match="after 2 of 3 epochs"):  # continued, not restarted
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
     same_run(run(cfg, data_root=root, results_dir=results, progress=False), first)
