@@ -82,6 +82,8 @@ def main():
                         "or default")
     p.add_argument("--refresh-only", action="store_true", help="time the pseudo-label refresh alone, no training")
     args = p.parse_args()
+    if args.images is not None and args.images <= args.labels:
+        p.error(f"--images {args.images} leaves no unlabeled image beside --labels {args.labels}: give more images")
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
     cfg = make_config("paper", labels=args.labels, width=args.width, device=args.device, amp=on_cuda,
