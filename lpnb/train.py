@@ -161,7 +161,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_teacher(self):
-        """EMA of the student's parameters, decay min(1 - 1/(step + 1), 0.97) as in Mean Teacher."""
+        """EMA of the student's parameters, decay min(1 - 1/n, 0.97) at the n-th update (docs/method.md)."""
         self.ema_steps += 1
         decay = min(1.0 - 1.0 / self.ema_steps, self.cfg.ema_decay)
         torch._foreach_lerp_(list(self.teacher.parameters()), list(self.model.parameters()), 1.0 - decay)
