@@ -33,7 +33,7 @@ test: setup
 
 # the `lpnb sweep --executor slurm` test against a real one-node SLURM cluster on this machine (root; Debian)
 test-slurm: setup
-	command -v slurmctld >/dev/null || apt-get install -y -q slurmctld slurmd slurm-client munge
+	command -v slurmctld >/dev/null || (apt-get update -q && apt-get install -y -q slurmctld slurmd slurm-client munge)
 	$(BIN)/python -m pytest -q -m slurm tests
 
 lab: setup

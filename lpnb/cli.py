@@ -64,8 +64,11 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
     """Execute a notebook with papermill (from the repository root, as `lpnb reproduce` does), then drop what
     changes from one execution to the next (papermill's and the kernel's timestamps and durations), so that
     re-executing a notebook on the same records writes the same bytes."""
-    import nbformat
-    import papermill
+    try:
+        import nbformat
+        import papermill
+    except ImportError as e:
+        raise RuntimeError(f"executing notebooks needs papermill ({e}): pip install -e '.[notebooks]'") from e
 
     accepted = papermill.inspect_notebook(str(source))
     papermill.execute_notebook(str(source), str(out), cwd=str(REPO), log_output=log_output,
@@ -152,7 +155,7 @@ def _status(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.split("\n\n")[0].replace("\n", " "))
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train one experiment and write results/runs/<run-id>/record.json")
     p.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")

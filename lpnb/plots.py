@@ -140,7 +140,9 @@ def save_figure(fig, name, figures_dir=None, dpi=200):
     figures_dir = Path(figures_dir) if figures_dir is not None else _repo_figures_dir()
     figures_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt, metadata in (("pdf", {"CreationDate": None}), ("png", {})):
+    # no dates or software versions in the files: the same figure gives the same bytes with any matplotlib
+    pdf, png = {"CreationDate": None, "Creator": None, "Producer": None}, {"Software": None}
+    for fmt, metadata in (("pdf", pdf), ("png", png)):
         path = figures_dir / f"{name}.{fmt}"
         atomic_write(path, functools.partial(fig.savefig, format=fmt, dpi=dpi, metadata=metadata))
         paths.append(path)

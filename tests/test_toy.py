@@ -85,6 +85,8 @@ def test_toy_figures_and_save_figure(tmp_path):
     assert [p.name for p in paths] == ["toy.pdf", "toy.png"]
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["toy.pdf", "toy.png"]
     assert paths[1].read_bytes().startswith(b"\x89PNG")
+    for path in paths:  # no software version or date: the same figure is the same bytes with any matplotlib
+        assert b"Matplotlib" not in path.read_bytes() and b"CreationDate" not in path.read_bytes()
     for bad in ("toy.png", "sub/toy", ""):
         with pytest.raises(ValueError, match="name"):
             save_figure(fig, bad, tmp_path)
