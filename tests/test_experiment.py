@@ -318,6 +318,10 @@ def test_a_stage1_record_retrained_and_stopped_is_finished_before_stage2_starts(
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
     assert not (results / "runs" / base["run_id"] / "record.json").exists()
     same_run(run(cfg, data_root=root, results_dir=results, progress=False), reference)
+    ckpt = results / "runs" / base["run_id"] / "checkpoint.pt"  # a record beside an unfinished checkpoint
+    experiment.save_checkpoint(ckpt, {**experiment.load_checkpoint(ckpt, base["run_id"]), "epoch": 1})
+    with pytest.raises(RuntimeError, match="holds 1 of the 3 epochs .* not its finished training"):
+        run(cfg, data_root=root, results_dir=results, progress=False, force=True)
 
 
 def test_force_with_a_time_limit_starts_over_once_and_says_to_continue_without_it(env, minute_epochs):
