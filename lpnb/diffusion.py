@@ -409,10 +409,13 @@ def _follow_neighbours(S, I, order, cluster, rounds=2):
     return S, I, order
 
 
+CGROUP = "/sys/fs/cgroup"  # a container's memory limit and use (cgroup v2)
+
+
 def available_memory(device=None):
     """Bytes that can be allocated now on `device`: on a GPU the free memory plus what PyTorch has cached
     but not allocated, on a CPU the smaller of the system's available memory (/proc/meminfo) and what a
-    container's memory limit (cgroup) leaves."""
+    container's memory limit (cgroup) leaves, its inactive file cache (reclaimable) counted as free."""
     device = torch.device(device or "cpu")
     if device.type == "cuda":  # free, plus what PyTorch's caching allocator holds but does not use
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
@@ -425,11 +428,14 @@ def available_memory(device=None):
     except (OSError, KeyError, ValueError):
         found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     try:
-        with open("/sys/fs/cgroup/memory.max") as f:
+        with open(f"{CGROUP}/memory.max") as f:
             limit = f.read().strip()
         if limit != "max":
-            with open("/sys/fs/cgroup/memory.current") as f:
-                found.append(int(limit) - int(f.read()))
+            with open(f"{CGROUP}/memory.current") as f:
+                used = int(f.read())
+            with open(f"{CGROUP}/memory.stat") as f:
+                used -= int(dict(line.split() for line in f).get("inactive_file", 0))
+            found.append(int(limit) - used)
     except (OSError, ValueError):
         pass
     return min(found)

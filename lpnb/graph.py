@@ -198,6 +198,7 @@ def _faiss_search(x, q, k, metric, approx):
     xq = xb if q is x else np.ascontiguousarray(q.cpu().numpy())
     new_flat = faiss.IndexFlatIP if metric == "dot" else faiss.IndexFlatL2
     index = new_flat(d)
+    approx = approx and _ivf_params(len(xb))[0] > 1  # one list would scan every point: search exactly
     if approx:
         nlist, nprobe = _ivf_params(len(xb))
         index = faiss.IndexIVFFlat(index, d, nlist, index.metric_type)

@@ -661,6 +661,14 @@ def test_sizes_in_messages_are_readable():
                                                                         "4.5 GB"]
 
 
+def test_available_memory_counts_a_containers_file_cache_as_free(monkeypatch, tmp_path):
+    (tmp_path / "memory.max").write_text(f"{2 << 30}\n")
+    (tmp_path / "memory.current").write_text(f"{3 << 29}\n")  # 1.5 GiB used, of which 1 GiB inactive file cache
+    (tmp_path / "memory.stat").write_text(f"anon {1 << 29}\nfile {1 << 30}\ninactive_file {1 << 30}\n")
+    monkeypatch.setattr("lpnb.diffusion.CGROUP", str(tmp_path))
+    assert available_memory() == (2 << 30) - (1 << 29)  # the limit less what cannot be reclaimed
+
+
 def test_available_memory_closes_its_files():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

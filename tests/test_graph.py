@@ -114,6 +114,14 @@ def test_approx_recall():
     assert not (I.numpy() == np.arange(4000)[:, None]).any()
 
 
+@needs_faiss
+def test_approx_on_too_few_points_for_two_lists_is_exact_and_quiet(capfd):
+    x = unit_points(30, 4)  # fewer than 2 x 39 points: one IVF list, which would scan them all anyway
+    D, I = graph.knn(x, 5, approx=True)
+    np.testing.assert_array_equal(I.numpy(), dense_knn(x, 5, "dot")[1])
+    assert "WARNING" not in "".join(capfd.readouterr())  # faiss's "clustering 30 points to 1 centroids"
+
+
 def test_approx_without_faiss_warns_and_is_exact(monkeypatch):
     monkeypatch.setattr(graph, "faiss", None)
     x = unit_points(60, 4)
