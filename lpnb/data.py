@@ -105,7 +105,11 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     source = _find_source(name, roots)
     if download and name in TORCHVISION and (source is None or source[0] == "torchvision"):
         # fetches and unpacks train and test; a copy found is md5-checked and fetched again if a file is corrupt
-        TORCHVISION[name](source[1].parent if source else home, download=True)
+        try:
+            TORCHVISION[name](source[1].parent if source else home, download=True)
+        except OSError as e:  # no network (URLError), a full disk
+            raise FileNotFoundError(f"downloading {name} failed ({type(e).__name__}: {e}).\n"
+                                    + _missing_message(name, home, roots)) from e
         source = _find_source(name, roots)
     if source is None:
         raise FileNotFoundError(_missing_message(name, home, roots))

@@ -158,10 +158,11 @@ METHOD_STYLE = {"supervised": ("Fully supervised", "#7f7f7f"), "network": ("Netw
 SHORT_NAMES = {"automobile": "auto", "airplane": "plane"}  # as Figure 7 of the paper writes them
 
 
-def _caption(fig, record):
+def _caption(fig, record, *more):
     """Under the figure, the run it is drawn from: its preset, split, id and data (Figures 4, 5, 7)."""
     parts = [f"{record['preset']} preset" if "preset" in record else None,
-             f"split {record['split']}" if "split" in record else None, f"run {record['run_id']}", record.get("data")]
+             f"split {record['split']}" if "split" in record else None, f"run {record['run_id']}", record.get("data"),
+             *more]
     fig.tight_layout(rect=(0, 0.18 / fig.get_figheight(), 1, 1))  # 0.18 inch for the line
     fig.text(0.01, 0.005, ", ".join(p for p in parts if p), fontsize=5.5, color="#555555", ha="left", va="bottom")
 
@@ -250,11 +251,20 @@ def _top1(table, method):
 def plot_figure7(record, data, n_images=12):
     """The wrong pseudo-labels with the highest omega: image, predicted class and omega (Figure 7).
 
-    `data` is the `lpnb.data.ImageData` the run used (for the images and class names).
+    `data` is the `lpnb.data.ImageData` the run used (for the images and class names), or another copy
+    of the same images in the same order (the caption then names the copy shown). Data whose labels
+    disagree with the record's raises ValueError.
     """
     if not _stage2(record):
         raise ValueError(f"run {record['run_id']} has no stage 2: Figure 7 needs a run of method 'lp'")
     mistakes = record["confident_mistakes"][:n_images]
+    other = [m["index"] for m in mistakes
+             if m["index"] >= len(data.train_labels) or data.train_labels[m["index"]] != m["label"]]
+    if other:
+        raise ValueError(f"these are not the images of run {record['run_id']} ({record.get('data', 'its data')}): "
+                         f"training images {other[:5]} have another class here, or none. Pass the dataset the run "
+                         "was made from (lpnb.data.load_dataset with its data root).")
+    source = Path(getattr(data, "source", "") or "").name
     if not mistakes:  # every pseudo-label of the last epoch is right
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
@@ -271,6 +281,6 @@ def plot_figure7(record, data, n_images=12):
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
         ax.set_title(f"{name}({m['omega']:.2f})", fontsize=8, y=-0.25)
-    _caption(fig, record)
+    _caption(fig, record, f"images from {source}" if source and source != record.get("data_source", source) else None)
     plt.close(fig)
     return fig

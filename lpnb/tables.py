@@ -218,55 +218,51 @@ def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", re
     return records, missing
 
 
-def _skipped(dataset):
-    print(f"skipped {dataset}: its data is not under the data root (lpnb.data.load_dataset('{dataset}') "
-          "says where to put it)")
-
-
 def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
              progress=None, train=True, workers=1, **overrides):
-    """Run every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for every
-    label count and split 0..splits-1; returns the records. `labels` may be an int or a list.
-    train=False only loads the runs already recorded and lists the missing ones. workers > 1 trains
-    the missing runs that many at a time (`lpnb.sweep`, one process each, spread over the GPUs). A
-    dataset that is not on disk is reported once and skipped, so the rest of a table still builds."""
-    if train and workers > 1:
+    """The records of every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for
+    every label count and split 0..splits-1; `labels` may be an int or a list.
+
+    A cell already recorded is read as recorded, without its data (the record and `provenance` name the
+    data it was made from). With train=True the other cells are trained, workers > 1 of them at a time
+    (`lpnb.sweep`, one process each, spread over the GPUs); with train=False, or when the dataset is not
+    on disk (reported once), they are listed as not run yet, so the rest of a table still builds.
+    """
+    cells = list(_cells(rows, labels, splits, dataset, preset, overrides))
+    records = [load_record(cfg, results_dir) for cfg in cells]
+    todo = [cfg for cfg, record in zip(cells, records) if record is None]
+    if train and todo and lpdata.find_dataset(dataset, data_root) is None:
+        print(f"not run yet ({len(todo)}), and not trained: no {dataset} data under the data root "
+              f"(lpnb.data.load_dataset('{dataset}') says where to put it)")
+        return [record for record in records if record is not None]
+    if train and todo and workers > 1:
         from lpnb.sweep import report, sweep
 
-        if lpdata.find_dataset(dataset, data_root) is None:
-            _skipped(dataset)
-            return []
-        report(sweep(list(_cells(rows, labels, splits, dataset, preset, overrides)), results_dir=results_dir,
-                     data_root=data_root, workers=workers))
-        train = False
-    if not train:
-        records, missing = recorded(rows, labels, splits, dataset=dataset, preset=preset, results_dir=results_dir,
-                                    **overrides)
-        if missing:
-            print(f"not run yet ({len(missing)}): " + ", ".join(missing))
-        return records
-    records = []
-    for cfg in _cells(rows, labels, splits, dataset, preset, overrides):
-        try:
-            records.append(run(cfg, data_root=data_root, results_dir=results_dir, progress=progress))
-        except FileNotFoundError:
-            _skipped(dataset)
-            break
-    return records
+        report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers))
+        records = [record or load_record(cfg, results_dir) for cfg, record in zip(cells, records)]
+    elif train and todo:
+        records = [record or run(cfg, data_root=data_root, results_dir=results_dir, progress=progress)
+                   for cfg, record in zip(cells, records)]
+    missing = [run_id(cfg) for cfg, record in zip(cells, records) if record is None]
+    if missing:
+        print(f"not run yet ({len(missing)}): " + ", ".join(missing))
+    return [record for record in records if record is not None]
 
 
 def figure_run(settings, labels=500, split=0, device="auto"):
     """The record of the LP run on CIFAR-10 that Figures 4, 5 and 7 are drawn from. For the committed figures
     (a notebook's preset left at None) it is the paper-scale run once that is recorded, as the paper draws
     these figures from its full protocol, else the committed preset's run; at a preset given, that preset's
-    run. A missing run of the preset is trained (a paper-scale one only at preset "paper": it takes a GPU)."""
+    run. A recorded run is read as recorded; a missing one is trained (a paper-scale one only at preset "paper":
+    it takes a GPU)."""
     if settings.preset_defaulted:
         paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
                             settings.results_dir)
         if paper is not None:
             return paper
-    return run(make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device),
-               data_root=settings.data_root, results_dir=settings.results_dir)
+    cfg = make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device)
+    return load_record(cfg, settings.results_dir) or run(cfg, data_root=settings.data_root,
+                                                         results_dir=settings.results_dir)
 
 
 def summarize(records, paper_csv=None):

@@ -20,7 +20,9 @@
 #
 # The committed figure is drawn from the run at the paper's full protocol once it is recorded,
 # as the paper's is, and from the `cpu` preset's run until then: the line printed above the
-# figure names the run, its preset, split, hardware and data.
+# figure names the run, its preset, split, hardware and data. Where no CIFAR-10 copy is found,
+# torchvision's is downloaded (`download`) and the caption names it: the same images in the
+# same order, without our copy's JPEG compression.
 
 # %% tags=["parameters"]
 labels = 500
@@ -29,6 +31,7 @@ figures_dir = None   # None: the repository's figures/
 n_images = 12
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
+download = True      # no CIFAR-10 copy found: fetch torchvision's (170 MB) into the data root
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
 
@@ -41,7 +44,7 @@ settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir
                              data_root=data_root, labels=labels)
 record = figure_run(settings, labels, split, device)
 print(provenance([record]))
-fig = plot_figure7(record, load_dataset("cifar10", settings.data_root), n_images)
+fig = plot_figure7(record, load_dataset("cifar10", settings.data_root, download=download), n_images)
 save_figure(fig, "figure7", settings.figures_dir)
 fig
 

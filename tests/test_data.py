@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import tarfile
+import urllib.error
 import warnings
 from pathlib import Path
 
@@ -462,6 +463,16 @@ def test_download_goes_through_torchvision_when_nothing_is_found(tmp_path, monke
     assert calls == [(tmp_path, True)] and len(d.train_images) == 9
     load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
     assert len(calls) == 1  # a local copy is not fetched again
+
+
+def test_a_failed_download_says_so_and_where_to_put_the_data(tmp_path, monkeypatch):
+    def offline(root):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    fake_cifar10(monkeypatch, offline)
+    with pytest.raises(FileNotFoundError, match=r"(?s)downloading cifar10 failed \(URLError: .*name resolution.*"
+                                                "class folders"):
+        load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
 
 
 def test_default_paths_follow_the_environment(tmp_path, monkeypatch):

@@ -75,7 +75,8 @@ def test_figure5_shows_the_recorded_epochs_correct_in_blue_and_incorrect_in_red(
 
 def test_figure7_shows_the_mistakes_or_says_there_are_none():
     images = np.zeros((5, 32, 32, 3), np.uint8)
-    data = SimpleNamespace(train_images=images, classes=["airplane", "automobile", "bird"])
+    data = SimpleNamespace(train_images=images, train_labels=np.zeros(5, np.int64),
+                           classes=["airplane", "automobile", "bird"], source="/data/cifar10.tar.gz")
     mistakes = [{"index": i, "pseudo_label": 1, "label": 0, "omega": 0.9 - i / 10} for i in range(3)]
     record = {"run_id": "r", "history": [{"stage": 1}, {"stage": 2}], "confident_mistakes": mistakes}
     fig = plot_figure7(record, data)
@@ -89,3 +90,17 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
     with pytest.raises(ValueError, match="has no stage 2"):
         plot_figure7({**record, "history": [{"stage": 1}]}, data)
+
+
+def test_figure7_names_another_copy_of_the_images_and_refuses_other_data():
+    data = SimpleNamespace(train_images=np.zeros((5, 32, 32, 3), np.uint8), train_labels=np.array([0, 0, 2, 0, 0]),
+                           classes=["airplane", "automobile", "bird"], source="/data/cifar-10-batches-py")
+    mistakes = [{"index": i, "pseudo_label": 1, "label": 0, "omega": 0.9} for i in (0, 1)]
+    record = {"run_id": "r", "history": [{"stage": 2}], "confident_mistakes": mistakes, "data_source": "cifar10.tar.gz"}
+    assert [t.get_text() for t in plot_figure7(record, data).texts] == ["run r, images from cifar-10-batches-py"]
+    assert [t.get_text() for t in plot_figure7({**record, "data_source": "cifar-10-batches-py"}, data).texts] == [
+        "run r"]
+    for index in (2, 5):  # another class here; no such image
+        bad = {**record, "confident_mistakes": [*mistakes, {**mistakes[0], "index": index}]}
+        with pytest.raises(ValueError, match=rf"not the images of run r .*training images \[{index}\]"):
+            plot_figure7(bad, data)

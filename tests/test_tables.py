@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from conftest import smoke
 
+from lpnb import data as lpdata
 from lpnb import tables
 from lpnb.experiment import REPO, run
 from lpnb.tables import COMMITTED_PRESET, notebook_settings, output_dir, recorded, run_rows
@@ -80,12 +81,28 @@ def test_run_rows_without_training_lists_what_is_missing(env, capsys):
     assert "not run yet (1): cifar10-50-lp-split0-smoke" in capsys.readouterr().out
 
 
-def test_run_rows_skips_a_dataset_without_data_saying_so_without_paths(env, capsys, tmp_path):
-    _, results = env
-    assert run_rows([{"method": "supervised"}], 400, 1, dataset="cifar100", preset="smoke", data_root=tmp_path,
-                    results_dir=results) == []
-    out = capsys.readouterr().out
-    assert "skipped cifar100: its data is not under the data root" in out and str(tmp_path) not in out
+def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, capsys, tmp_path):
+    root, results = env
+    done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    kw = dict(preset="smoke", data_root=tmp_path, results_dir=results, unlabeled_size=200, test_size=100,
+              device="cpu")  # tmp_path holds no data
+    for workers in (1, 2):  # the sweep path too: recorded cells are shown, not dropped with the dataset
+        records = run_rows([{"method": "supervised"}, {"method": "lp"}], 50, 1, workers=workers, **kw)
+        assert records == [done]
+        out = capsys.readouterr().out
+        assert out == ("not run yet (1), and not trained: no cifar10 data under the data root "
+                       "(lpnb.data.load_dataset('cifar10') says where to put it)\n")  # no path, no id list
+
+
+def test_run_rows_reads_records_of_another_copy_of_the_data_as_recorded(env, tmp_path):
+    root, results = env
+    done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    other = lpdata.write_standin(tmp_path / "other", train_per_class=30, test_per_class=10, seed=1)
+    with pytest.raises(RuntimeError, match="made from other data"):  # training on it would mix the data
+        run(smoke("lp"), data_root=other, results_dir=results, progress=False)
+    records = run_rows([{"method": "supervised"}], 50, 1, preset="smoke", data_root=other, results_dir=results,
+                       unlabeled_size=200, test_size=100, device="cpu")
+    assert records == [done]  # read, not refused and not retrained
 
 
 def test_recorded_returns_finished_runs_and_the_missing_ids(env):
