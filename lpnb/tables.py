@@ -379,19 +379,27 @@ def pseudo_label_accuracy(record):
     hist = [h for h in record["history"] if h["stage"] == 2]
     table = pd.DataFrame({"epoch": [h["epoch"] for h in hist], "diffusion (7)": [h["pseudo_label_acc"] for h in hist],
                           "network (1)": [h["network_acc"] for h in hist]}).set_index("epoch").round(1)
-    ahead = int((table["diffusion (7)"] > table["network (1)"]).sum())
+    ahead = _diffusion_ahead(record)
     text = (f"Diffusion pseudo-labels are more accurate than the network's at {ahead} of {len(table)} stage-2 "
             f"epochs: {table.iloc[0, 0]:.1f}% against {table.iloc[0, 1]:.1f}% at the first, "
             f"{table.iloc[-1, 0]:.1f}% against {table.iloc[-1, 1]:.1f}% at the last.")
     return table, text
 
 
+def _diffusion_ahead(record):
+    """The stage-2 epochs whose pseudo-labels beat the network's predictions, before any rounding."""
+    return sum(h["pseudo_label_acc"] > h["network_acc"] for h in record["history"] if h["stage"] == 2)
+
+
 def certainty_split(record, threshold=0.5):
     """For every recorded omega histogram (Figure 5): the share of correct pseudo-labels among the unlabeled
-    images with omega >= threshold and among those below, and a sentence."""
+    images with omega >= threshold and among those below, and a sentence. `threshold` must be a bin edge."""
     rows = []
     for h in record["omega_histograms"]:
-        high = [e >= threshold for e in h["edges"][:-1]]
+        if not any(abs(e - threshold) < 1e-9 for e in h["edges"]):
+            raise ValueError(f"threshold must be an edge of the recorded ω histogram bins {h['edges']}, "
+                             f"got {threshold}")
+        high = [e >= threshold - 1e-9 for e in h["edges"][:-1]]
         correct_hi = sum(c for c, hi in zip(h["correct"], high) if hi)
         wrong_hi = sum(c for c, hi in zip(h["incorrect"], high) if hi)
         correct_lo, wrong_lo = sum(h["correct"]) - correct_hi, sum(h["incorrect"]) - wrong_hi
@@ -412,10 +420,12 @@ def confusions(record, classes=CIFAR10_CLASSES):
                           for m in record["confident_mistakes"]])
     if pairs.empty:
         return pairs, "The run's last epoch has no wrong pseudo-label."
-    table = pairs.value_counts().rename("images").reset_index()
-    top = table.iloc[0]
-    text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images} are {top['true class']} images "
-            f"taken for {top['taken for']}, the most frequent confusion.")
+    table = (pairs.value_counts().rename("images").reset_index()
+             .sort_values(["images", "true class", "taken for"], ascending=[False, True, True], ignore_index=True))
+    top = table[table.images == table.images[0]]
+    names = " and ".join(f"{t} images taken for {p}" for t, p in zip(top["true class"], top["taken for"]))
+    text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images.iloc[0]} are {names}, the most "
+            f"frequent confusion{' (tied)' if len(top) > 1 else ''}.")
     return table, text
 
 
@@ -425,7 +435,7 @@ def run_times(records):
     def minutes(t):
         return sum(v for v in t.values() if isinstance(v, (int, float))) / 60
     rows = []
-    for r in records:  # a stage-2 record nests its stage-1 run's timings
+    for r in {r["run_id"]: r for r in records}.values():  # each run once; a stage-2 record nests its stage-1's timings
         stage1 = r["timings"]["stage1"] if r["base_run"] else r["timings"]
         rows.append({"preset": r["preset"], "dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"],
                      "method": _name(r), "stage 1 (min)": minutes(stage1),
@@ -549,8 +559,7 @@ def readme_with_status(readme_text, results_dir=None):
 
 
 def _figure4(record):
-    table = pseudo_label_accuracy(record)[0]
-    ahead = int((table["diffusion (7)"] > table["network (1)"]).sum())
+    table, ahead = pseudo_label_accuracy(record)[0], _diffusion_ahead(record)
     return (f"diffusion ahead at {ahead} of {len(table)} epochs; last epoch {table.iloc[-1, 0]:.1f}% "
             f"against {table.iloc[-1, 1]:.1f}%")
 
@@ -564,5 +573,6 @@ def _figure7(record):
     table = confusions(record)[0]
     if table.empty:
         return "no wrong pseudo-label"
-    top = table.iloc[0]
-    return f"{top.images} of {table.images.sum()}: {top['true class']} taken for {top['taken for']}"
+    top = table[table.images == table.images[0]]
+    pairs = " and ".join(f"{t} taken for {p}" for t, p in zip(top["true class"], top["taken for"]))
+    return f"{top.images.iloc[0]} of {table.images.sum()}{' each' if len(top) > 1 else ''}: {pairs}"

@@ -45,8 +45,9 @@ save_figure(fig, "figure5", settings.figures_dir)
 fig
 
 # %% [markdown]
-# Correct pseudo-labels concentrate at high $\omega$ and wrong ones at low $\omega$, more
-# so as training goes on: the weights keep wrong pseudo-labels from dominating the loss.
+# In the paper $\omega$ estimates how certain a pseudo-label is: most pseudo-labels are wrong
+# at the start and more are right as training goes on, and the weights keep the wrong ones
+# from dominating the loss (sec. 5.3).
 
 # %% [markdown]
 # ## What we see

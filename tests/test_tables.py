@@ -156,7 +156,8 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
 
 
 def full_record(method, split, error, labels=500, base=None, history=(), **extra):
-    return {**record(labels, method, error), "split": split, "base_run": base, "history": list(history),
+    return {**record(labels, method, error), "split": split, "run_id": f"{method}-{labels}-split{split}",
+            "base_run": base, "history": list(history),
             "timings": {"train": 60.0, "eval": 30.0, **({"stage1": {"train": 120.0, "eval": 60.0}} if base else {})},
             **extra}
 
@@ -180,6 +181,7 @@ def test_per_split_and_run_times():
     times = tables.run_times(records)
     lp = times.loc[("cpu", "CIFAR-10", 500, "Ours: diffusion (7) + weights")]
     assert (lp["runs"], lp["stage 1 (min)"], lp["stage 2 (min)"]) == (2, 3.0, 1.5)  # stage 1 nested in a stage-2 record
+    assert tables.run_times(records + records).equals(times)  # a record given twice is one run
     supervised = times.loc[("cpu", "CIFAR-10", 500, "Fully supervised")]
     assert (supervised["stage 1 (min)"], supervised["stage 2 (min)"]) == (1.5, 0.0)
 
@@ -223,6 +225,31 @@ def test_the_figure_findings_are_computed_from_the_record():
     assert counts.iloc[0].tolist() == ["automobile", "truck", 3] and "3 are truck images taken for automobile" in text
     progress = tables.pseudo_label_progress([rec])
     assert progress.iloc[0].tolist() == [40.0, 50.0, 35.0, 48.0]
+
+
+def test_the_figure_findings_count_before_rounding_and_name_ties():
+    history = [{"stage": 2, "epoch": e, "pseudo_label_acc": d, "network_acc": n}
+               for e, d, n in ((0, 40.0, 38.0), (1, 48.04, 47.96), (2, 50.0, 49.0))]  # epoch 1: 48.0 and 48.0 shown
+    rec = {"history": history}
+    assert "at 3 of 3 stage-2 epochs" in tables.pseudo_label_accuracy(rec)[1]
+    assert tables._figure4(rec).startswith("diffusion ahead at 3 of 3 epochs")
+    mistakes = [{"pseudo_label": 6, "label": 2}] * 2 + [{"pseudo_label": 1, "label": 9}] * 2 + [
+        {"pseudo_label": 3, "label": 5}]
+    for order in (mistakes, mistakes[::-1]):  # the same words whatever the order of the records
+        counts, text = tables.confusions({"confident_mistakes": order})
+        assert counts["images"].tolist() == [2, 2, 1] and text == (
+            "Of the 5 wrong pseudo-labels with the highest ω, 2 are bird images taken for frog and truck images taken "
+            "for automobile, the most frequent confusion (tied).")
+        assert tables._figure7({"confident_mistakes": order}) == (
+            "2 of 5 each: bird taken for frog and truck taken for automobile")
+
+
+def test_certainty_split_takes_only_a_bin_edge_as_threshold():
+    histogram = {"epoch": 0, "edges": [0.0, 0.25, 0.5, 0.75, 1.0], "correct": [10, 20, 30, 40],
+                 "incorrect": [40, 30, 20, 10]}
+    assert tables.certainty_split({"omega_histograms": [histogram]}, 0.75)[0].loc[0].tolist() == [50, 80.0, 40.0]
+    with pytest.raises(ValueError, match="threshold must be an edge of the recorded ω histogram bins"):
+        tables.certainty_split({"omega_histograms": [histogram]}, 0.6)
 
 
 def test_the_readme_status_table_is_the_one_the_records_give():
