@@ -1,7 +1,7 @@
 """Do the speed-ups change the results? The same short LP runs on one device, fast path vs plain fp32.
 
 fast:  bf16 autocast, channels_last, torch.compile with CUDA graphs (the CUDA defaults of
-       `lpnb.train.Trainer`; --compile-modes adds other compile modes);
+       `lpnb.train.Trainer`; --compile-modes gives the modes to run instead, one fast path each);
 plain: fp32 (PyTorch's defaults otherwise), no channels_last, no compile.
 Each path runs the same configurations with several seeds; the script prints every run's
 test error and time and, per path, the mean and spread over seeds. The fast path keeps the

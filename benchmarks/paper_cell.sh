@@ -12,10 +12,10 @@
 # (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here. Exit status: lpnb's (0: the
 # cell is recorded, 3: stopped at the time limit, run it again). Once the cell is recorded, the log ends with where
 # its time went (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it). PRESET
-# and RESULTS_DIR (default paper, results) let the script be tried on a CPU:
-#   PRESET=smoke RESULTS_DIR=/tmp/r benchmarks/paper_cell.sh cifar10 4000 lp 0
+# and RESULTS_DIR (default paper, results) let the script be tried on a CPU (OUT: where the log goes):
+#   PRESET=smoke RESULTS_DIR=/tmp/r OUT=/tmp/o benchmarks/paper_cell.sh cifar10 4000 lp 0
 set -uo pipefail
-if [ $# -lt 4 ]; then sed -n 2,18p "$0"; exit 2; fi
+if [ $# -lt 4 ]; then sed -n 2,16p "$0"; exit 2; fi
 dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
 preset=${PRESET:-paper} results=${RESULTS_DIR:-results} out=${OUT:-build/paper_cell}
 mkdir -p "$out"
@@ -25,15 +25,17 @@ marker=$(mktemp) printed=$(mktemp)
 python3 -c 'import torch, sklearn, lpnb; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
     "scikit-learn", sklearn.__version__)' 2>&1 | tee -a "$out/log.txt"
 start=$(date +%s.%N)
+wall_file="build/paper_cell_wall/${preset}_${dataset}_${labels}_${method}_${split}"  # "seconds since" of the calls so far
+mkdir -p "$(dirname "$wall_file")"
+read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
     --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt" "$printed"
 status=${PIPESTATUS[0]}
-wall_file="$results/.paper_cell_wall_${preset}_${dataset}_${labels}_${method}_${split}"  # this cell's calls so far
-wall=$(python3 -c "import sys; print(float(sys.argv[1]) + $(date +%s.%N) - $start)" "$(cat "$wall_file" 2>/dev/null || echo 0)")
-if [ "$status" = 3 ]; then echo "$wall" > "$wall_file"; else rm -f "$wall_file"; fi  # kept while it continues
+wall=$(python3 -c "import sys; print(float(sys.argv[1]) + $(date +%s.%N) - $start)" "$wall_before")
+if [ "$status" = 3 ]; then echo "$wall $since" > "$wall_file"; else rm -f "$wall_file"; fi  # kept while it continues
 record="$results/runs/$(tail -1 "$printed" | cut -d: -f1)/record.json"
 if [ "$status" = 0 ] && [ "$record" -nt "$marker" ]; then
-    python3 benchmarks/time_split.py "$record" --wall "$wall" 2>&1 | tee -a "$out/log.txt"
+    python3 benchmarks/time_split.py "$record" --wall "$wall" --since "$since" 2>&1 | tee -a "$out/log.txt"
 fi
 find "$results/runs" -name record.json -newer "$marker" | while read -r record; do
     cp "$record" "$out/$(basename "$(dirname "$record")").json"

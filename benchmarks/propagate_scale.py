@@ -78,7 +78,7 @@ def measure(method, n, classes, max_memory=None, device="cpu"):
         out.update(phases=res.timings, class_blocks=res.class_blocks)
         np.save(f"/tmp/propagate_scale_{method}_{n}.npy", pseudo)
     out["seconds"] = time.perf_counter() - t
-    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
     if pseudo is not None:
         out["accuracy"] = float((pseudo[~labeled] == y[~labeled]).mean())
     print(json.dumps(out))
@@ -87,7 +87,7 @@ def measure(method, n, classes, max_memory=None, device="cpu"):
 def run(method, n, classes, max_memory=None, device="cpu"):
     """`measure` in a fresh process (its own peak memory); its JSON, or what went wrong."""
     cmd = [sys.executable, __file__, "--measure", method, "--n", str(n), "--classes", str(classes), "--device", device]
-    cmd += ["--max-memory", str(max_memory / 1e9)] if max_memory else []
+    cmd += ["--max-memory", str(max_memory / 1e9)] if max_memory is not None else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -104,7 +104,12 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where propagate runs")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
-    max_memory = args.max_memory and args.max_memory * 1e9
+    if args.classes < 2 or args.n < 10 * args.classes + 1:
+        p.error(f"--classes must be at least 2 and --n more than 10 per class (the labeled points), got --n {args.n} "
+                f"--classes {args.classes}")
+    if args.max_memory is not None and not args.max_memory > 0:
+        p.error(f"--max-memory must be a positive number of GB, got {args.max_memory}")
+    max_memory = None if args.max_memory is None else args.max_memory * 1e9
     if args.measure:
         return measure(args.measure, args.n, args.classes, max_memory, args.device)
     methods = ["approx"] + (["exact"] if args.n == 100_000 else []) + (["labelspreading"] if args.n == 200_000 else [])
@@ -124,6 +129,8 @@ def main():
     r = results["approx"]
     print(f"n={args.n} classes={args.classes} seconds={r.get('seconds', float('nan')):.1f} "
           f"peak_rss_gb={r.get('peak_rss_gb', float('nan')):.2f} accuracy={r.get('accuracy', float('nan')):.4f}")
+    if any("failed" in r for r in results.values()):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -64,11 +64,19 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="time each method this many times, keep the fastest")
     parser.add_argument("--root", default=None, help="data root (default: lpnb's; the Debian package is found anyway)")
     args = parser.parse_args()
+    for name in ("n", "labels_per_class", "dim", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
 
     data = load_dataset("fashion-mnist", args.root)  # the Debian package's idx files, decoded once and cached
+    if args.n > len(data.train_labels):
+        parser.error(f"--n {args.n}: Fashion-MNIST has {len(data.train_labels)} training images")
     images, y = data.train_images.reshape(len(data.train_labels), -1).astype(np.float32) / 255, data.train_labels
     images, y = images[:args.n], y[:args.n]
     n, c = len(y), int(y.max()) + 1
+    if np.bincount(y, minlength=c).min() <= args.labels_per_class or args.dim > min(n, images.shape[1]):
+        parser.error(f"--n {n} leaves a class with at most --labels-per-class {args.labels_per_class} images, or "
+                     f"--dim {args.dim} exceeds the points or the {images.shape[1]} pixels: give more points")
     torch.manual_seed(args.seed)
     t = time.perf_counter()
     pixels = torch.from_numpy(images)

@@ -2,8 +2,9 @@
 
 Each cell of the table is one run on one GPU (`lpnb sweep`); a stage-2 run starts when the stage-1
 run it continues has ended. This script schedules the runs greedily (the longest ready run on the
-first free GPU, as `lpnb sweep` would with one worker per GPU) from the minutes one run of each
-method takes, and prints the wall-clock time per GPU count.
+first free GPU; `lpnb sweep` with one worker per GPU starts the ready runs in its plan's order
+instead, which a simulation put 2% later at 8 GPUs) from the minutes one run of each method takes,
+and prints the wall-clock time per GPU count.
 
 The default minutes per run (`--minutes`) are, for the supervised stage 1, the measured wall-clock
 of the paper-preset runs on one H200 (38-100 s, `results/runs/*-paper-*`, taken as 1.2 min); for
@@ -50,13 +51,24 @@ def main():
     p.add_argument("--gpus", default="1,8,64")
     p.add_argument("--minutes", nargs="*", default=[], help="method=minutes per run, overriding the defaults")
     args = p.parse_args()
-    minutes = {**MINUTES, **{k: float(v) for k, v in (m.split("=") for m in args.minutes)}}
+    try:
+        given = {k: float(v) for k, v in (m.split("=") for m in args.minutes)}
+        gpu_counts = [int(g) for g in args.gpus.split(",")]
+    except ValueError:
+        p.error(f"--minutes takes method=minutes pairs and --gpus a comma-separated list of counts, got "
+                f"--minutes {' '.join(args.minutes)} --gpus {args.gpus}")
+    minutes = {**MINUTES, **given}
     methods = args.methods.split(",")
+    if set(methods) - set(MINUTES) or set(given) - set(MINUTES) or not all(v > 0 for v in given.values()):
+        p.error(f"methods are {sorted(MINUTES)}, each with a positive number of minutes; got --methods "
+                f"{args.methods} --minutes {' '.join(args.minutes)}")
+    if args.labels < 1 or args.splits < 1 or not all(g > 0 for g in gpu_counts):
+        p.error("--labels, --splits and every --gpus count must be positive")
     cells = [(m, (n, s)) for m in methods for n in range(args.labels) for s in range(args.splits)]
     cells = sorted(set(cells) | {(BASE[m], key) for m, key in cells if m in BASE})  # and the stage-1 runs they need
     print(f"{len(cells)} runs; minutes per run: " + ", ".join(f"{m} {minutes[m]:.1f}" for m in sorted(minutes)))
     print(f"GPU time in all: {sum(minutes[m] for m, _ in cells) / 60:.1f} h (an estimate)")
-    for gpus in map(int, args.gpus.split(",")):
+    for gpus in gpu_counts:
         print(f"{gpus:3d} GPUs: {wall_clock(cells, minutes, gpus) / 60:5.1f} h wall-clock (an estimate)")
 
 

@@ -10,7 +10,7 @@ Prints images/s of both and their ratio, the time of one stage-2 epoch of the fa
 the time of one full refresh of the pseudo-labels (descriptors + k-NN + CG + weights).
 
     python benchmarks/train_speed.py                      # CIFAR-10 (JPEG q95 copy), all 50k images
-    python benchmarks/train_speed.py --images 4000 --steps 20 --width 0.25   # a CPU-sized check
+    python benchmarks/train_speed.py --images 5000 --steps 20 --width 0.25   # a CPU-sized check
     python benchmarks/train_speed.py --refresh-only       # the pseudo-label refresh alone
 """
 import argparse
@@ -22,7 +22,7 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from lpnb.config import make_config
+from lpnb.config import DATASET_DEFAULTS, make_config
 from lpnb.experiment import build_trainer, load_run_data
 from lpnb.models import build_model
 
@@ -82,8 +82,13 @@ def main():
                         "or default")
     p.add_argument("--refresh-only", action="store_true", help="time the pseudo-label refresh alone, no training")
     args = p.parse_args()
-    if args.images is not None and args.images <= args.labels:
-        p.error(f"--images {args.images} leaves no unlabeled image beside --labels {args.labels}: give more images")
+    for name in ("labels", "steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    _, batch, labeled_batch, _ = DATASET_DEFAULTS["cifar10"]
+    if args.images is not None and args.images - args.labels < batch - labeled_batch:
+        p.error(f"--images {args.images} leaves fewer unlabeled images beside --labels {args.labels} than one batch "
+                f"holds ({batch - labeled_batch}): give more images")
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
     cfg = make_config("paper", labels=args.labels, width=args.width, device=args.device, amp=on_cuda,

@@ -448,14 +448,15 @@ def run_times(records):
                       "stage 2 (min)": ("stage 2 (min)", "median"), "device": ("device", "first")}).round(1))
 
 
-def time_split(record, wall_seconds=None):
+def time_split(record, wall_seconds=None, with_stage1=True):
     """Where a run's time went, from its record: seconds and share of each part (stage 1, then stage 2:
     set-up (data loading, the network), training steps, descriptor passes, k-NN search and graph, conjugate
     gradient and weights, other pseudo-labelling, test evaluation). The first epoch of a call includes
     compilation and warm-up: the row "of which slow epochs" gives how much the epochs slower than 1.5x their
     stage's median took beyond that median (a part of the rows above, not added to the total). With
     `wall_seconds` (the processes' wall-clock), the rest of it is "start-up and other" (imports, the
-    interpreter, writing checkpoints)."""
+    interpreter, writing checkpoints). with_stage1=False leaves out the stage-1 run a stage-2 record nests
+    (trained before the processes timed); a wall-clock shorter than the parts raises ValueError."""
     def parts(t, stage):
         phases = t.get("pseudo_label_phases", {})
         knn = sum(phases.get(p, 0.0) for p in ("order", "knn", "graph"))
@@ -466,14 +467,19 @@ def time_split(record, wall_seconds=None):
                 (f"stage {stage}: other pseudo-labelling", t.get("pseudo_labels", 0.0) - knn - cg),
                 (f"stage {stage}: test evaluation", t["eval"])]
     t = record["timings"]
-    rows = parts(t["stage1"], 1) + parts(t, 2) if record["base_run"] else parts(t, 1)
+    stages = (1, 2) if with_stage1 or not record["base_run"] else (2,)
+    rows = (parts(t["stage1"], 1) if 1 in stages else []) + parts(t, 2) if record["base_run"] else parts(t, 1)
     rows = [(part, seconds) for part, seconds in rows if seconds > 0]
     total = sum(seconds for _, seconds in rows)
     if wall_seconds is not None:
+        if wall_seconds < total:
+            raise ValueError(f"the wall-clock given ({wall_seconds:.1f} s) is shorter than the parts of run "
+                             f"{record['run_id']} ({total:.1f} s): it did not time all of them"
+                             + (" (was its stage 1 trained before?)" if 1 in stages and record["base_run"] else ""))
         rows.append(("start-up and other", wall_seconds - total))
         total = wall_seconds
     slow = 0.0
-    for stage in (1, 2):
+    for stage in stages:
         seconds = pd.Series([h["seconds"] for h in record["history"] if h["stage"] == stage and "seconds" in h])
         slow += (seconds[seconds > 1.5 * seconds.median()] - seconds.median()).sum() if len(seconds) else 0.0
     df = pd.DataFrame(rows + [("total", total)], columns=["part", "seconds"])

@@ -206,6 +206,12 @@ def test_time_split_adds_up_the_parts_of_both_stages_and_the_slow_first_epochs()
     assert list(supervised.index) == ["stage 1: set-up", "stage 1: training steps", "stage 1: test evaluation",
                                       "total", "of which slow epochs (compilation, warm-up)"]
     assert supervised.loc["total", "seconds"] == 130.0 and supervised.loc["total", "share %"] == 100.0
+    stage2_only = tables.time_split(rec, wall_seconds=400.0, with_stage1=False).set_index("part")  # stage 1 before
+    assert not any(part.startswith("stage 1") for part in stage2_only.index)
+    assert stage2_only.loc["start-up and other", "seconds"] == 400.0 - 5.0 - 200.0 - 20.0 - 30.0 - 45.0
+    assert "of which slow epochs (compilation, warm-up)" not in stage2_only.index  # stage 1's slow epoch left out
+    with pytest.raises(ValueError, match=r"wall-clock given \(300.0 s\) is shorter than the parts .*stage 1 trained"):
+        tables.time_split(rec, wall_seconds=300.0)
 
 
 def test_the_figure_findings_are_computed_from_the_record():
