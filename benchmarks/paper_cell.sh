@@ -28,6 +28,7 @@ start=$(date +%s.%N)
 wall_file="build/paper_cell_wall/${preset}_${dataset}_${labels}_${method}_${split}"  # "seconds since" of the calls so far
 mkdir -p "$(dirname "$wall_file")"
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
+wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
 python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
     --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt" "$printed"
 status=${PIPESTATUS[0]}

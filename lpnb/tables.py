@@ -224,9 +224,11 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     every label count and split 0..splits-1; `labels` may be an int or a list.
 
     A cell already recorded is read as recorded, without its data (the record and `provenance` name the
-    data it was made from). With train=True the other cells are trained, workers > 1 of them at a time
-    (`lpnb.sweep`, one process each, spread over the GPUs); with train=False, or when the dataset is not
-    on disk (reported once), they are listed as not run yet, so the rest of a table still builds.
+    data it was made from), unless others are to be trained: then every record must be of the data they
+    train on (a record of other data raises, as in `run`). With train=True the missing cells are trained,
+    workers > 1 of them at a time (`lpnb.sweep`, one process each, spread over the GPUs); with
+    train=False they are listed as not run yet, and when the dataset is not on disk they are counted
+    (once), so the rest of a table still builds.
     """
     cells = list(_cells(rows, labels, splits, dataset, preset, overrides))
     records = [load_record(cfg, results_dir) for cfg in cells]
@@ -235,6 +237,9 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
         print(f"not run yet ({len(todo)}), and not trained: no {dataset} data under the data root "
               f"(lpnb.data.load_dataset('{dataset}') says where to put it)")
         return [record for record in records if record is not None]
+    if train and todo:  # first the records checked against the data the missing cells will train on
+        records = [record and run(cfg, data_root=data_root, results_dir=results_dir) for cfg, record in
+                   zip(cells, records)]
     if train and todo and workers > 1:
         from lpnb.sweep import report, sweep
 
@@ -424,8 +429,9 @@ def confusions(record, classes=CIFAR10_CLASSES):
              .sort_values(["images", "true class", "taken for"], ascending=[False, True, True], ignore_index=True))
     top = table[table.images == table.images[0]]
     names = " and ".join(f"{t} images taken for {p}" for t, p in zip(top["true class"], top["taken for"]))
-    text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images.iloc[0]} are {names}, the most "
-            f"frequent confusion{' (tied)' if len(top) > 1 else ''}.")
+    each = " each" if len(top) > 1 else ""
+    text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images.iloc[0]}{each} are {names}, "
+            f"the most frequent confusion{' (tied)' if each else ''}.")
     return table, text
 
 

@@ -94,15 +94,18 @@ def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, ca
                        "(lpnb.data.load_dataset('cifar10') says where to put it)\n")  # no path, no id list
 
 
-def test_run_rows_reads_records_of_another_copy_of_the_data_as_recorded(env, tmp_path):
+def test_run_rows_shows_records_of_another_copy_of_the_data_but_trains_none_beside_them(env, tmp_path):
     root, results = env
     done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
     other = lpdata.write_standin(tmp_path / "other", train_per_class=30, test_per_class=10, seed=1)
     with pytest.raises(RuntimeError, match="made from other data"):  # training on it would mix the data
         run(smoke("lp"), data_root=other, results_dir=results, progress=False)
-    records = run_rows([{"method": "supervised"}], 50, 1, preset="smoke", data_root=other, results_dir=results,
-                       unlabeled_size=200, test_size=100, device="cpu")
-    assert records == [done]  # read, not refused and not retrained
+    kw = dict(preset="smoke", data_root=other, results_dir=results, unlabeled_size=200, test_size=100, device="cpu")
+    assert run_rows([{"method": "supervised"}], 50, 1, **kw) == [done]  # read, not refused and not retrained
+    for workers in (1, 2):  # a missing cell would be trained on the other copy beside it: refused, nothing trained
+        with pytest.raises(RuntimeError, match="made from other data"):
+            run_rows([{"method": "supervised"}], 50, 2, workers=workers, **kw)
+    assert not list((results / "runs").glob("*split1*"))
 
 
 def test_recorded_returns_finished_runs_and_the_missing_ids(env):
@@ -244,8 +247,8 @@ def test_the_figure_findings_count_before_rounding_and_name_ties():
     for order in (mistakes, mistakes[::-1]):  # the same words whatever the order of the records
         counts, text = tables.confusions({"confident_mistakes": order})
         assert counts["images"].tolist() == [2, 2, 1] and text == (
-            "Of the 5 wrong pseudo-labels with the highest ω, 2 are bird images taken for frog and truck images taken "
-            "for automobile, the most frequent confusion (tied).")
+            "Of the 5 wrong pseudo-labels with the highest ω, 2 each are bird images taken for frog and truck images "
+            "taken for automobile, the most frequent confusion (tied).")
         assert tables._figure7({"confident_mistakes": order}) == (
             "2 of 5 each: bird taken for frog and truck taken for automobile")
 
