@@ -264,7 +264,7 @@ def plot_figure7(record, data, n_images=12):
         raise ValueError(f"these are not the images of run {record['run_id']} ({record.get('data', 'its data')}): "
                          f"training images {other[:5]} have another class here, or none. Pass the dataset the run "
                          "was made from (lpnb.data.load_dataset with its data root).")
-    source = Path(getattr(data, "source", "") or "").name
+    source = Path(data.source).name
     if not mistakes:  # every pseudo-label of the last epoch is right
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")

@@ -183,7 +183,9 @@ def _consistency_after_teacher_change(root, results, device, compile):
     inputs = (trainer.images[idx], aug, trainer.targets[idx], trainer.weights[idx], teacher_aug)
     if trainer.cuda_graphs:
         torch.compiler.cudagraph_mark_step_begin()
-    step = trainer.losses(*inputs)[1].item()
+    loss, consistency = trainer.losses(*inputs)
+    step = consistency.item()
+    (loss + consistency).backward()  # as a training step does: the recorded graphs expect their backward
     return step, trainer._losses(*inputs)[1].item()
 
 
