@@ -88,7 +88,7 @@ def _positive_int(v):
 
 
 def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_root=None, splits=None,
-                      labels=(4000,), methods=("lp",), datasets=(), train=True, workers=1):
+                      labels=(4000,), methods=("lp",), datasets=(), train=None, workers=1):
     """Check a notebook's parameters and decide where its outputs go.
 
     preset: None is COMMITTED_PRESET (the committed tables and figures); "auto" is paper on CUDA,
@@ -98,8 +98,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     says where: a notebook given one never writes into the repository. splits: a positive count, or
     None for the preset's count per dataset (10 for CIFAR-10 under paper, 3 otherwise; 3 under cpu, the
     splits recorded; 1 under smoke). labels, methods, datasets (those the notebook reads): one value, a
-    list or a comma-separated string; workers: runs trained at a time (`lpnb.sweep`); a bad value raises
-    ValueError naming it.
+    list or a comma-separated string; train: train the missing runs (None: yes, unless that means the
+    paper preset without CUDA, hours per run on a GPU and days on a CPU; False: show what is recorded);
+    workers: runs trained at a time (`lpnb.sweep`); a bad value raises ValueError naming it.
 
     SMOKE_TEST=1 (the CI convention) forces the smoke preset and train=True, reads small generated
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
@@ -115,8 +116,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     if splits is not None and not _positive_int(splits):
         raise ValueError(f"notebook parameter splits must be a positive integer (splits 0..splits-1) or None, "
                          f"got {splits!r}")
-    if not isinstance(train, bool):
-        raise ValueError(f"notebook parameter train must be True or False, got {train!r}")
+    if train is not None and not isinstance(train, bool):
+        raise ValueError(f"notebook parameter train must be None, True or False, got {train!r}")
     if not _positive_int(workers):
         raise ValueError(f"notebook parameter workers must be a positive integer, got {workers!r}")
     if os.environ.get("SMOKE_TEST"):
@@ -136,6 +137,11 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         preset = "paper" if torch.cuda.is_available() else "cpu"
     if preset not in PRESETS:
         raise ValueError(f"notebook parameter preset must be None, 'auto' or one of {sorted(PRESETS)}, got {preset!r}")
+    if train is None:
+        train = preset != "paper" or torch.cuda.is_available()
+        if not train:
+            print("The paper preset without CUDA: showing the recorded runs only (a paper-scale run takes hours on "
+                  "a GPU, days on a CPU); train=True trains the missing ones here anyway.")
     if results_dir is not None:
         results_dir = tables_dir = Path(results_dir)
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
@@ -259,15 +265,19 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     (a notebook's preset left at None) it is the paper-scale run once that is recorded, as the paper draws
     these figures from its full protocol, else the committed preset's run; at a preset given, that preset's
     run. A recorded run is read as recorded; a missing one is trained (a paper-scale one only at preset "paper":
-    it takes a GPU)."""
+    it takes a GPU), unless settings.train is False: then a RuntimeError says how to train it."""
     if settings.preset_defaulted:
         paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
                             settings.results_dir)
         if paper is not None:
             return paper
     cfg = make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device)
-    return load_record(cfg, settings.results_dir) or run(cfg, data_root=settings.data_root,
-                                                         results_dir=settings.results_dir)
+    record = load_record(cfg, settings.results_dir)
+    if record is None and not settings.train:
+        raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
+                           f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
+                           f"--method lp --split {split}` (on a GPU), or pass train=True to the notebook")
+    return record or run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)
 
 
 def summarize(records, paper_csv=None):

@@ -29,7 +29,8 @@ preset = None        # None: the preset of the committed results (cpu); paper | 
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
-train = True         # False: only show the runs already recorded (and list the missing ones)
+train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
+                     # the runs already recorded (and list the missing ones)
 workers = 1          # runs trained at a time, each in its own process (spread over the GPUs): lpnb sweep
 
 # %%

@@ -31,13 +31,14 @@ preset = None        # None: the preset of the committed results (cpu); paper | 
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
+train = None         # None: train the run if missing, unless at the paper preset without CUDA; False: never
 
 # %%
 from lpnb.plots import plot_figure5, save_figure
 from lpnb.tables import figure_run, notebook_settings, provenance
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
-                             data_root=data_root, labels=labels)
+                             data_root=data_root, labels=labels, train=train)
 record = figure_run(settings, labels, split, device)
 print(provenance([record]))
 fig = plot_figure5(record)

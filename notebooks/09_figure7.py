@@ -34,6 +34,7 @@ data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shar
 download = True      # no CIFAR-10 copy found: fetch torchvision's (170 MB) into the data root
 results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
 device = "auto"      # auto | cpu | cuda
+train = None         # None: train the run if missing, unless at the paper preset without CUDA; False: never
 
 # %%
 from lpnb.data import load_dataset
@@ -41,7 +42,7 @@ from lpnb.plots import plot_figure7, save_figure
 from lpnb.tables import figure_run, notebook_settings, provenance
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
-                             data_root=data_root, labels=labels)
+                             data_root=data_root, labels=labels, train=train)
 record = figure_run(settings, labels, split, device)
 print(provenance([record]))
 fig = plot_figure7(record, load_dataset("cifar10", settings.data_root, download=download), n_images)

@@ -303,3 +303,16 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert tables.figure_run(other) == {"preset": "smoke"}  # another preset: its own run
     given = notebook_settings(COMMITTED_PRESET, results_dir=tmp_path)
     assert tables.figure_run(given) == {"preset": COMMITTED_PRESET}  # the preset given, not the paper's run
+    shown = notebook_settings("paper", results_dir=tmp_path, train=False)
+    with pytest.raises(RuntimeError, match=r"no run cifar10-500-lp-split1-paper-\w+ recorded .*`lpnb run --preset "
+                                           "paper --dataset cifar10 --labels 500 --method lp --split 1`"):
+        tables.figure_run(shown, split=1)
+    assert tables.figure_run(shown) == {"preset": "paper"} and len(trained) == 4  # recorded: read, nothing trained
+
+
+def test_the_paper_preset_trains_by_default_only_with_cuda(monkeypatch, capsys):
+    monkeypatch.setattr(tables.torch.cuda, "is_available", lambda: False)
+    assert not notebook_settings("paper").train and "showing the recorded runs only" in capsys.readouterr().out
+    assert notebook_settings("paper", train=True).train and notebook_settings("cpu").train  # asked for; affordable
+    monkeypatch.setattr(tables.torch.cuda, "is_available", lambda: True)
+    assert notebook_settings("paper").train and notebook_settings("auto").preset == "paper"
