@@ -198,9 +198,9 @@ def _faiss_search(x, q, k, metric, approx):
     xq = xb if q is x else np.ascontiguousarray(q.cpu().numpy())
     new_flat = faiss.IndexFlatIP if metric == "dot" else faiss.IndexFlatL2
     index = new_flat(d)
-    approx = approx and _ivf_params(len(xb))[0] > 1  # one list would scan every point: search exactly
+    nlist, nprobe = _ivf_params(len(xb))
+    approx = approx and nlist > 1  # one list would scan every point: search exactly
     if approx:
-        nlist, nprobe = _ivf_params(len(xb))
         index = faiss.IndexIVFFlat(index, d, nlist, index.metric_type)
         index.cp.niter, index.cp.max_points_per_centroid = 10, 64  # a coarse quantizer: cheap k-means
     if gpu:

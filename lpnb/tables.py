@@ -483,9 +483,11 @@ def time_split(record, wall_seconds=None, with_stage1=True):
                 (f"stage {stage}: other pseudo-labelling", t.get("pseudo_labels", 0.0) - knn - cg),
                 (f"stage {stage}: test evaluation", t["eval"])]
     t = record["timings"]
-    stages = (1, 2) if with_stage1 or not record["base_run"] else (2,)
-    rows = (parts(t["stage1"], 1) if 1 in stages else []) + parts(t, 2) if record["base_run"] else parts(t, 1)
-    rows = [(part, seconds) for part, seconds in rows if seconds > 0]
+    stages = {1: t["stage1"], 2: t} if record["base_run"] else {1: t}  # a stage-2 record nests its stage 1's
+    if not with_stage1 and record["base_run"]:
+        del stages[1]
+    rows = [(part, seconds) for stage, timings in stages.items() for part, seconds in parts(timings, stage)
+            if seconds > 0]
     total = sum(seconds for _, seconds in rows)
     if wall_seconds is not None:
         if wall_seconds < total:
