@@ -59,7 +59,7 @@ class TimeLimitReached(Exception):
 class TimeBudget:
     """The time limit of one call of `run`, shared by the stage-1 run it trains first."""
     deadline: float       # a `clock()` time
-    longest: float = 0.0  # seconds of the longest epoch trained so far in this call
+    longest: float = 0.0  # seconds of the longest epoch trained so far in this call (first epochs compile)
 
 
 def default_results_dir(preset=None):
@@ -221,8 +221,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         Retrain even if a record or checkpoint exists (replacing them).
     time_limit : float, optional
         Minutes this call may take (a runtime setting, not part of the run): it stops at the last
-        epoch boundary that fits, judged by the longest epoch so far in this call, with the
-        checkpoint written, and raises `TimeLimitReached`; the same call again continues the run
+        epoch boundary that fits, judged by the epochs this call has trained (`train_stage`), with
+        the checkpoint written, and raises `TimeLimitReached`; the same call again continues the run
         and ends with the record an uninterrupted run writes.
     require_checkpoint : bool
         Retrain a finished run that has no checkpoint (a stage-2 run starts from its stage-1 run's
@@ -238,8 +238,10 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         pseudo-labelling and its phases; a stage-2 record nests its stage-1 run's), the data's
         source and fingerprint, and the software and hardware that ran it. A finished run is read,
         not retrained; a record of other data raises. A stage-2 method first runs (or reuses) the
-        stage-1 run it continues (`base_run`). One process at a time trains a run (a lock in its
-        folder): another that asks for it meanwhile waits, then reads its record.
+        stage-1 run it continues (`base_run`); its checkpoint keeps that run's record, so a stopped
+        run names the training it began from even if the stage-1 run is retrained meanwhile. One
+        process at a time trains a run (a lock in its folder): another that asks for it meanwhile
+        waits, then reads its record.
 
     Examples
     --------
@@ -309,15 +311,19 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
     ckpt = run_dir / "checkpoint.pt"
     for stale in [run_dir / "record.json", *([ckpt] if force else []), *run_dir.glob(".*.tmp")]:
         stale.unlink(missing_ok=True)  # .*.tmp: the temporary file of a write that was killed (atomic_write)
-    base = _stage1(cfg, results_dir, data_root, progress, resuming=ckpt.exists(), budget=budget)
+    resumed = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint) if ckpt.exists() else None
+    if resumed is not None and "base" in resumed:  # the stage-1 record it began from, whatever record.json says now
+        base = resumed["base"]
+    else:
+        base = _stage1(cfg, results_dir, data_root, progress, resuming=resumed is not None, budget=budget)
     started = time.perf_counter()
     device = _device(cfg)
     trainer = build_trainer(cfg, run_data, device)
     state = {"run_id": run_id(cfg), "data_fingerprint": run_data.fingerprint, "stage": 1 if base is None else 2,
-             "epoch": 0, "history": [], "extras": {"omega_histograms": []},
+             "epoch": 0, "history": [], "extras": {"omega_histograms": []}, "base": base,
              "timings": {"train": 0.0, "eval": 0.0, "descriptors": 0.0, "pseudo_labels": 0.0}}
-    if ckpt.exists():
-        state = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint)
+    if resumed is not None:
+        state = {"base": base, **resumed}
         trainer.load_state_dict(state["trainer"])
         print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epochs of stage {state['stage']}",
               file=sys.stderr, flush=True)
@@ -339,7 +345,8 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
 def _stage1(cfg, results_dir, data_root, progress, resuming, budget=None):
     """The record of the stage-1 run that a stage-2 method continues (None for a stage-1 method).
     Stage 2 starts from that run's checkpoint: a stage-1 record without one (committed records carry
-    none) is retrained, unless this run resumes from its own checkpoint and needs only the record.
+    none) is retrained, unless this run resumes from its own checkpoint and needs only the record
+    (an older checkpoint: a checkpoint now keeps the stage-1 record it began from, and `_train` uses that).
     It shares this call's time budget."""
     base_cfg = base_config(cfg)
     if base_cfg is None:
@@ -354,8 +361,10 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     pseudo-label accuracy, CG iterations, the omega histograms (Figure 5) and the last epoch's
     confident mistakes (Figure 7). A loss that is not finite stops the run with an error before
     its epoch is saved: the checkpoint keeps the last finite epoch and no record is written. With a
-    `TimeBudget`, an epoch that would not end before its deadline, judged by the longest epoch so far
-    in this call (stage 1's included), is not started: `TimeLimitReached` is raised instead.
+    `TimeBudget`, an epoch that would not end before its deadline is not started: `TimeLimitReached`
+    is raised instead. An epoch is expected to take as long as the longest of this stage's epochs in
+    this call after its first, which compiles the step (the first two: the longest epoch so far in
+    this call, stage 1's included), so a compilation does not stop later epochs a minute early.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -374,9 +383,9 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
     bar = tqdm(range(state["epoch"], epochs), desc=f"{state['run_id']} stage {stage}", disable=not show,
                mininterval=10, initial=state["epoch"], total=epochs, file=sys.stderr)
-    first = state["epoch"]
+    first, steady = state["epoch"], 0.0  # steady: the longest epoch of this stage in this call after its first
     for epoch in bar:
-        if budget is not None and clock() + budget.longest > budget.deadline:
+        if budget is not None and clock() + (budget.longest if epoch <= first + 1 else steady) > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first)
         started, t_epoch = clock(), time.perf_counter()
@@ -416,7 +425,9 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
         state["trainer"] = trainer.state_dict()
         save_checkpoint(ckpt, state)
         if budget is not None:  # refresh, training, evaluation and checkpoint
-            budget.longest = max(budget.longest, clock() - started)
+            took = clock() - started
+            budget.longest = max(budget.longest, took)
+            steady = max(steady, took) if epoch > first else steady
 
 
 def _relative(path, *roots):

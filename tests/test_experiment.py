@@ -385,3 +385,54 @@ def test_a_time_limit_spent_before_the_first_epoch_says_so(env, minute_epochs, m
     monkeypatch.setattr(experiment, "build_trainer", slow_build)
     with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 2 of stage 1: too little time"):
         run(smoke("supervised"), data_root=root, results_dir=results, progress=False, time_limit=0.5)
+
+
+def test_a_stopped_stage2_run_names_the_stage1_training_it_began_from(env, minute_epochs):
+    """The GPU machine's case: stage 1 is retrained (its committed record has no checkpoint), stage 2 stops at
+    the time limit, and the next call's fresh copy of the repository puts the committed stage-1 record back.
+    The finished record names, and nests, the stage-1 training its weights came from; with the stage-1 run's
+    record and checkpoint gone, stage 1 is not retrained."""
+    root, results = env
+    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=3)
+    base_dir = results / "runs" / run_id(base_config(cfg))
+    committed = {**run(base_config(cfg), data_root=root, results_dir=results, progress=False),
+                 "finished": "2026-01-01T00:00:00+0000"}
+    (base_dir / "checkpoint.pt").unlink()
+    experiment.write_json(base_dir / "record.json", committed)
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=3.5)
+    retrained = experiment.read_record(base_dir / "record.json")
+    assert retrained["finished"] != committed["finished"]
+
+    experiment.write_json(base_dir / "record.json", committed)  # the committed record put back
+    with pytest.raises(experiment.TimeLimitReached, match="after 2 of 3 epochs of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+    for stale in ("record.json", "checkpoint.pt"):
+        (base_dir / stale).unlink()
+    final = run(cfg, data_root=root, results_dir=results, progress=False)
+    assert not (base_dir / "record.json").exists(), "stage 1 was retrained for a stage-2 run that had begun"
+    assert final["base_run_finished"] == retrained["finished"]
+    assert final["stage1_test_error"] == retrained["test_error"]
+    assert final["history"][:2] == retrained["history"] and final["timings"]["stage1"] == retrained["timings"]
+
+
+def test_a_slow_first_epoch_that_compiles_does_not_stop_the_later_ones_early(env, monkeypatch):
+    """Each call's first epoch takes 3 minutes (compilation), the others one: with 6.5 minutes a call trains
+    epochs ending at 3, 4, 5 and 6 minutes, not only two of them (judged by the compiling epoch alone)."""
+    root, results = env
+    now, calls = [0.0], []
+    monkeypatch.setattr(experiment, "clock", lambda: now[0])
+    train_epoch = experiment.Trainer.train_epoch
+
+    def timed(self, *args, **kwargs):
+        calls.append(None)
+        now[0] += 180 if len(calls) == 1 else 60
+        return train_epoch(self, *args, **kwargs)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", timed)
+    cfg = smoke("supervised", epochs_stage1=6)
+    with pytest.raises(experiment.TimeLimitReached, match="after 4 of 6 epochs of stage 1"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=6.5)
+    assert now[0] <= 6.5 * 60
+    calls.clear()  # a new process: its first epoch compiles again; the last two fit in 4 of 6.5 minutes
+    record = run(cfg, data_root=root, results_dir=results, progress=False, time_limit=6.5)
+    assert len(calls) == 2 and len(record["history"]) == 6
