@@ -1,6 +1,7 @@
 """Tests of lpnb.data on small data written here in each real format, plus the real CIFAR-10 copy (slow)."""
 import gzip
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -709,3 +710,25 @@ def test_real_cifar10_tar_and_paper_split(session_cache):
     idx = labeled_indices(d, 4000, 0, root=SHARED)  # the paper's file: classes checked against the images' labels
     assert len(idx) == 4000
     np.testing.assert_array_equal(np.bincount(d.train_labels[idx]), [400] * 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_the_committed_records_name_the_pixels_decoded_here(name, session_cache, tmp_path, monkeypatch):
+    """Each committed record holds the fingerprint of the pixels, labels and labeled split it was trained on
+    (GPU machines' records included): decoding our copy here gives the same, so a decoder that moves one
+    pixel fails."""
+    from lpnb.config import make_config
+    from lpnb.experiment import load_run_data
+
+    if not (SHARED / f"{name}.tar.gz").is_file():
+        pytest.skip(f"../shared/data/{name}.tar.gz not present")
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(session_cache))
+    records = [json.loads(p.read_text()) for p in sorted((REPO / "results" / "runs").glob(f"{name}-*/record.json"))]
+    assert records, f"no committed {name} record"
+    fingerprints = {}
+    for r in records:  # one fingerprint per labeled split
+        if (r["labels"], r["split"]) not in fingerprints:
+            cfg = make_config("cpu", dataset=name, labels=r["labels"], split=r["split"], method="supervised")
+            fingerprints[r["labels"], r["split"]] = load_run_data(cfg, SHARED, tmp_path).fingerprint
+        assert r["data_fingerprint"] == fingerprints[r["labels"], r["split"]], r["run_id"]
