@@ -7,10 +7,12 @@ too), else as strings; a value of the wrong type or range for its field is an er
 """
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import PRESETS, Config, make_config
@@ -60,10 +62,15 @@ def _run(args):
           f"{record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']})")
 
 
+class NotebookFailed(RuntimeError):
+    """A cell of a notebook raised (`execute_notebook`)."""
+
+
 def execute_notebook(source, out, parameters=None, *, log_output=False):
     """Execute a notebook with papermill (from the repository root, as `lpnb reproduce` does), then drop what
     changes from one execution to the next (papermill's and the kernel's timestamps and durations), so that
-    re-executing a notebook on the same records writes the same bytes."""
+    re-executing a notebook on the same records writes the same bytes. A cell that raises raises
+    `NotebookFailed`, naming it and the error."""
     try:
         import nbformat
         import papermill
@@ -71,9 +78,13 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
         raise RuntimeError(f"executing notebooks needs papermill ({e}): pip install -e '.[notebooks]'") from e
 
     accepted = papermill.inspect_notebook(str(source))
-    papermill.execute_notebook(str(source), str(out), cwd=str(REPO), log_output=log_output,
-                               parameters={k: v for k, v in (parameters or {}).items() if k in accepted},
-                               progress_bar=sys.stderr.isatty())
+    try:
+        papermill.execute_notebook(str(source), str(out), cwd=str(REPO), log_output=log_output,
+                                   parameters={k: v for k, v in (parameters or {}).items() if k in accepted},
+                                   progress_bar=sys.stderr.isatty())
+    except papermill.PapermillExecutionError as e:
+        raise NotebookFailed(f"{Path(source).name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
+                             f"(the traceback is in {out})") from None
     nb = nbformat.read(out, as_version=4)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
@@ -96,27 +107,37 @@ def _reproduce(args):
         if not notebooks:
             raise ValueError(f"--only {' '.join(args.only)} matches no notebook in {NOTEBOOKS}")
     # at the committed preset the notebooks run in place with their own parameters (no injected cell, so
-    # each stays in sync with its .py); at another preset their executed copies go apart, beside its tables
-    parameters = {k: v for k, v in {"data_root": args.data_root}.items() if v is not None}
+    # each stays in sync with its .py; the data root reaches them as $LPNB_DATA_ROOT); at another preset
+    # their executed copies go apart, beside its tables
+    if args.data_root is not None:
+        os.environ["LPNB_DATA_ROOT"] = os.path.abspath(args.data_root)  # the kernels inherit it
+    parameters = {}
     out_dir = NOTEBOOKS
     if preset != COMMITTED_PRESET:
         parameters["preset"] = preset
         out_dir = output_dir(preset) / "notebooks"
         out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    written = []
+    written, failed = [], []
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.name} (preset {preset})", flush=True)
         out = out_dir / nb.name
-        execute_notebook(nb, out, parameters, log_output=args.verbose)
-        written.append(out)
+        try:
+            execute_notebook(nb, out, parameters, log_output=args.verbose)
+            written.append(out)
+        except NotebookFailed as e:  # the others still run
+            print(f"  {e}", flush=True)
+            failed.append(nb.name)
     written += [p for d in (REPO / "figures", REPO / "results", output_dir(preset)) for p in sorted(d.rglob("*"))
                 if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts and p not in written]
     runs = {p.parent.name for p in (REPO / "results" / "runs").glob("*/record.json") if p.stat().st_mtime >= started}
-    print(f"\nExecuted {len(notebooks)} notebooks in {(time.time() - started) / 60:.1f} min. Wrote:")
+    minutes = (time.time() - started) / 60
+    print(f"\nExecuted {len(notebooks) - len(failed)} of {len(notebooks)} notebooks in {minutes:.1f} min. Wrote:")
     for p in written:
         print(f"  {os.path.relpath(p)}")
     print(f"  {len(runs)} new run records under results/runs/")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(notebooks)} notebooks failed: {', '.join(failed)}")
 
 
 def _list(text, kind=str, flag=None):
@@ -135,11 +156,15 @@ def _sweep(args):
     cells = table_cells(args.table, labels=args.labels and _list(args.labels, int, "--labels"), methods=args.methods and
                         _list(args.methods), splits=splits, datasets=args.datasets and _list(args.datasets),
                         preset=args.preset, **_overrides(args, SELECTED))
-    jobs = sweep(cells, results_dir=args.results_dir, data_root=args.data_root, workers=args.workers,
-                 per_gpu=args.per_gpu, executor=args.executor,
-                 **({} if args.executor == "local" else dict(partition=args.partition, timeout_min=args.timeout_min,
-                                                             gpus_per_job=args.gpus_per_job,
-                                                             cpus_per_job=args.cpus_per_job)))
+    options = {"local": ("workers", "per_gpu"), "slurm": ("partition", "timeout_min", "gpus_per_job", "cpus_per_job")}
+    given = {executor: {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+             for executor, names in options.items()}
+    for executor, values in given.items():
+        if values and executor != args.executor:
+            flags = " ".join("--" + k.replace("_", "-") for k in values)
+            raise ValueError(f"{flags}: for --executor {executor}, not {args.executor}")
+    jobs = sweep(cells, results_dir=args.results_dir, data_root=args.data_root, executor=args.executor,
+                 **given[args.executor])
     if not report(jobs):
         sys.exit(1)
 
@@ -155,9 +180,12 @@ def _status(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    # no abbreviated flags: `sweep --split 4` must not be read as `--splits 4` (four splits)
+    parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="train one experiment and write results/runs/<run-id>/record.json")
+    command = functools.partial(sub.add_parser, allow_abbrev=False)
+    p = command("run", help="train one experiment and write results/runs/<run-id>/record.json")
     p.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset (torchvision files, <name>.tar.gz or <name>/)")
@@ -171,7 +199,7 @@ def main(argv=None):
                    help="retrain a finished run that has no checkpoint (stage 2 starts from one)")
     _config_flags(p)
     p.set_defaults(func=_run)
-    w = sub.add_parser("sweep", help="run the cells of a table not recorded yet, on local workers or SLURM")
+    w = command("sweep", help="run the cells of a table not recorded yet, on local workers or SLURM")
     w.add_argument("--table", type=int, required=True, choices=(1, 2, 3))
     w.add_argument("--labels", help="label counts, e.g. 500,1000 (default: the table's)")
     w.add_argument("--methods", help="e.g. supervised,lp (default: the table's)")
@@ -181,17 +209,16 @@ def main(argv=None):
     w.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
     w.add_argument("--data-root", default=None)
     w.add_argument("--results-dir", default=None)
-    w.add_argument("--workers", type=int, default=None,
-                   help="runs at a time on this machine (default: one per visible GPU, 1 on a CPU)")
-    w.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU (default 1)")
     w.add_argument("--executor", choices=("local", "slurm"), default="local")
-    w.add_argument("--partition", default=None, help="slurm: the partition (default: the cluster's)")
-    w.add_argument("--timeout-min", type=int, default=60, help="slurm: minutes per job before it is requeued")
-    w.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per job (0 for CPU jobs)")
-    w.add_argument("--cpus-per-job", type=int, default=4, help="slurm: CPUs per job")
+    w.add_argument("--workers", type=int, help="local: runs at a time (default: one per visible GPU, 1 on a CPU)")
+    w.add_argument("--per-gpu", type=int, help="local: runs sharing one GPU (default 1)")
+    w.add_argument("--partition", help="slurm: the partition (default: the cluster's)")
+    w.add_argument("--timeout-min", type=int, help="slurm: minutes per job before it is requeued (default 60)")
+    w.add_argument("--gpus-per-job", type=int, help="slurm: GPUs per job (default 1; 0 for CPU jobs)")
+    w.add_argument("--cpus-per-job", type=int, help="slurm: CPUs per job (default 4)")
     _config_flags(w, SELECTED)
     w.set_defaults(func=_sweep)
-    r = sub.add_parser("reproduce", help="execute every notebook in notebooks/ with papermill")
+    r = command("reproduce", help="execute every notebook in notebooks/ with papermill")
     r.add_argument("--preset", default="auto",
                    help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "
                         "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
@@ -200,7 +227,7 @@ def main(argv=None):
     r.add_argument("--only", nargs="*", help="notebook names containing any of these (e.g. table2 figure4)")
     r.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
     r.set_defaults(func=_reproduce)
-    s = sub.add_parser("status", help="the status table of the README (our numbers beside the paper's), from results/")
+    s = command("status", help="the status table of the README (our numbers beside the paper's), from results/")
     s.add_argument("--readme", action="store_true", help="write it into README.md instead of printing it")
     s.set_defaults(func=_status)
     args = parser.parse_args(argv)

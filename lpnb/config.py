@@ -167,8 +167,10 @@ def _check_values(cfg):
     for name in ("unlabeled_size", "test_size"):
         value = getattr(cfg, name)
         _check(value is None or value > 0, name, "a positive integer or None (all)", value)
-    for name in ("split", "seed", "eval_every"):
+    for name in ("split", "eval_every"):
         _check(getattr(cfg, name) >= 0, name, "an integer >= 0", getattr(cfg, name))
+    _check(0 <= cfg.seed < 2**63, "seed", "an integer in [0, 2**63) (torch's generators take it and seed + 1)",
+           cfg.seed)
     for name in ("width", "gamma"):
         value = getattr(cfg, name)
         _check(math.isfinite(value) and value > 0, name, "finite and positive", value)

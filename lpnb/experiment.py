@@ -269,6 +269,7 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
     started = time.perf_counter()
     try:
         run_data = load_run_data(cfg, data_root, results_dir)
+        loading = time.perf_counter() - started  # not the wait for another process's lock below
     except FileNotFoundError:
         if data_root is None and not force and (run_dir / "record.json").exists():
             return read_record(run_dir / "record.json")  # no data here to check it against: as recorded
@@ -280,8 +281,7 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited
         try:
-            return _train(cfg, run_data, results_dir, data_root, progress, force, budget,
-                          loading=time.perf_counter() - started)
+            return _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading)
         except TimeLimitReached as stop:
             if not force:
                 raise
@@ -363,8 +363,9 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     its epoch is saved: the checkpoint keeps the last finite epoch and no record is written. With a
     `TimeBudget`, an epoch that would not end before its deadline is not started: `TimeLimitReached`
     is raised instead. An epoch is expected to take as long as the longest of this stage's epochs in
-    this call after its first, which compiles the step (the first two: the longest epoch so far in
-    this call, stage 1's included), so a compilation does not stop later epochs a minute early.
+    this call after its first, which compiles the step, so a compilation does not stop later epochs a
+    minute early; the first two, as long as the longest epoch yet of this call or of the run's history
+    (its earlier calls and the stage-1 training it continues), so a resumed call judges its first too.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -383,12 +384,15 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     epochs = cfg.epochs_stage1 if stage == 1 else cfg.epochs_stage2
     bar = tqdm(range(state["epoch"], epochs), desc=f"{state['run_id']} stage {stage}", disable=not show,
                mininterval=10, initial=state["epoch"], total=epochs, file=sys.stderr)
+    budget = budget or TimeBudget(math.inf)
     first, steady = state["epoch"], 0.0  # steady: the longest epoch of this stage in this call after its first
+    before = max((e.get("seconds", 0.0) for e in [*(state["base"] or {}).get("history", []), *state["history"]]),
+                 default=0.0)  # the longest epoch of earlier calls, stage 1's included
     for epoch in bar:
-        if budget is not None and clock() + (budget.longest if epoch <= first + 1 else steady) > budget.deadline:
+        if clock() + (max(budget.longest, before) if epoch <= first + 1 else steady) > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first)
-        started, t_epoch = clock(), time.perf_counter()
+        started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
             pl, probs, t_desc, t_pl = trainer.refresh_pseudo_labels()
@@ -419,15 +423,14 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
             evaluate(entry)
             state["timings"]["eval"] += time.perf_counter() - t1
             bar.set_postfix(test_error=f"{entry['test_error']:.2f}")
-        entry["seconds"] = time.perf_counter() - t_epoch  # refresh, training and evaluation
+        entry["seconds"] = clock() - started  # refresh, training and evaluation
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         state["trainer"] = trainer.state_dict()
         save_checkpoint(ckpt, state)
-        if budget is not None:  # refresh, training, evaluation and checkpoint
-            took = clock() - started
-            budget.longest = max(budget.longest, took)
-            steady = max(steady, took) if epoch > first else steady
+        took = clock() - started  # refresh, training, evaluation and checkpoint
+        budget.longest = max(budget.longest, took)
+        steady = max(steady, took) if epoch > first else steady
 
 
 def _relative(path, *roots):

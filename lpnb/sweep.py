@@ -73,7 +73,8 @@ def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None,
 
 def plan(cells, results_dir):
     """The jobs for the cells not recorded yet: each stage-1 run they need first (missing, or finished
-    without the checkpoint that a stage-2 run starts from), then the stage-2 runs, each after its own."""
+    without the checkpoint that a stage-2 run starts from; none for a stage-2 run under way), then the
+    stage-2 runs, each after its own."""
     runs = Path(results_dir) / "runs"
     jobs = {}
     for cfg in cells:
@@ -81,9 +82,9 @@ def plan(cells, results_dir):
         if (runs / rid / "record.json").exists():
             continue
         after, base = None, base_config(cfg)
-        if base is not None:
+        if base is not None and not _keeps_its_base(runs / rid / "checkpoint.pt"):
             base_dir = runs / run_id(base)
-            started = (runs / rid / "checkpoint.pt").exists()  # then stage 1's record is enough
+            started = (runs / rid / "checkpoint.pt").exists()  # an older checkpoint: stage 1's record is enough
             if not (base_dir / "record.json").exists() or (not started and not (base_dir / "checkpoint.pt").exists()):
                 after = run_id(base)
                 job = jobs.setdefault(after, Job(base))
@@ -93,6 +94,15 @@ def plan(cells, results_dir):
         else:
             jobs[rid] = Job(cfg, after)
     return sorted(jobs.values(), key=lambda j: base_config(j.cfg) is not None)  # stage-1 runs first
+
+
+def _keeps_its_base(checkpoint):
+    """Whether a stage-2 run's checkpoint keeps the stage-1 record it began from: it resumes without stage 1."""
+    import torch
+    try:
+        return "base" in torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, or unreadable (`lpnb run` says so)
+        return False
 
 
 def command(job, results_dir, data_root=None, time_limit=None):

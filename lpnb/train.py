@@ -227,13 +227,15 @@ class Trainer:
             pl = propagate(descriptors, labels, labeled, n_classes=self.num_classes, k=cfg.k, gamma=cfg.gamma,
                            alpha=cfg.alpha, max_iter=cfg.cg_iters, knn=cfg.knn)
         elif cfg.method == "gtg":
-            pl = gtg_pseudo_labels(descriptors, labels, labeled, n_classes=self.num_classes, k=cfg.k, gamma=cfg.gamma)
+            pl = gtg_pseudo_labels(descriptors, labels, labeled, n_classes=self.num_classes, k=cfg.k, gamma=cfg.gamma,
+                                   knn=cfg.knn)
         elif cfg.method == "network":
             pl = network_pseudo_labels(probs.cpu().numpy(), labels, labeled)
         else:
             raise ValueError(f"method {cfg.method!r} has no stage 2")
         t2 = time.perf_counter()
-        omega = torch.as_tensor(pl.weights if cfg.use_omega else np.ones(len(labels), np.float32), device=self.device)
+        scored = labeled | (pl.scores.sum(1) > 0)  # an all-zero score row has no pseudo-label: weight 0 in any case
+        omega = torch.as_tensor(pl.weights if cfg.use_omega else scored.astype(np.float32), device=self.device)
         zeta = torch.as_tensor(pl.class_weights if cfg.use_zeta else np.ones(self.num_classes, np.float32),
                                device=self.device)
         self.targets = torch.as_tensor(pl.pseudo_labels, device=self.device)

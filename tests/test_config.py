@@ -30,7 +30,7 @@ def test_wrong_types_are_rejected(field, value):
 @pytest.mark.parametrize("field, value", [
     ("labels", 0), ("epochs_stage1", 0), ("epochs_stage2", 0), ("epochs_stage2", -3), ("batch_size", 0),
     ("labeled_batch_size", 0), ("labeled_batch_size", 64), ("k", 0), ("k", -1), ("cg_iters", 0),
-    ("unlabeled_size", 0), ("test_size", -5), ("split", -1), ("seed", -1), ("eval_every", -1),
+    ("unlabeled_size", 0), ("test_size", -5), ("split", -1), ("seed", -1), ("seed", 2**64 - 1), ("eval_every", -1),
     ("width", 0.0), ("width", -0.5), ("width", math.inf), ("gamma", 0.0), ("gamma", math.nan),
     ("alpha", 1.0), ("alpha", -0.1), ("alpha", math.nan), ("lr", -0.1), ("lr", math.inf), ("momentum", 1.0),
     ("weight_decay", -1e-4), ("ema_decay", 1.5), ("consistency", -1.0), ("consistency_rampup", math.nan),

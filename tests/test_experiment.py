@@ -1,4 +1,5 @@
 """End-to-end runs of the training engine on a small CIFAR-like dataset written by the tests."""
+import contextlib
 import json
 import os
 import signal
@@ -436,3 +437,30 @@ def test_a_slow_first_epoch_that_compiles_does_not_stop_the_later_ones_early(env
     calls.clear()  # a new process: its first epoch compiles again; the last two fit in 4 of 6.5 minutes
     record = run(cfg, data_root=root, results_dir=results, progress=False, time_limit=6.5)
     assert len(calls) == 2 and len(record["history"]) == 6
+
+
+def test_a_resumed_call_judges_its_first_epoch_by_the_earlier_calls(env, minute_epochs):
+    """Minute-long epochs in the history: a new call with 50 seconds left does not start one (it would end past
+    its limit), where an estimate from this call alone (nothing yet) would."""
+    root, results = env
+    cfg = smoke("supervised", epochs_stage1=3)
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+    start = experiment.clock()
+    with pytest.raises(experiment.TimeLimitReached, match="before epoch 1 of 3 of stage 1: too little time"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=50 / 60)
+    assert experiment.clock() == start
+
+
+def test_set_up_time_leaves_out_the_wait_for_another_process(env, monkeypatch):
+    root, results = env
+    locked = experiment._locked
+
+    @contextlib.contextmanager
+    def slow_to_get(path, rid):  # another process trains this run for 3 seconds first
+        time.sleep(3)
+        with locked(path, rid):
+            yield
+    monkeypatch.setattr(experiment, "_locked", slow_to_get)
+    record = run(smoke("supervised", epochs_stage1=1), data_root=root, results_dir=results, progress=False)
+    assert 0 < record["timings"]["setup"] < 3

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import smoke
 
 from lpnb import experiment
@@ -64,6 +65,48 @@ def test_reproduce_refuses_a_bad_preset_or_an_empty_selection(flags, message, ca
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--split", "4"], "unrecognized arguments: --split 4"),  # not --splits 4 (four splits)
+    (["--partition", "gpu"], "--partition: for --executor slurm, not local"),
+    (["--executor", "slurm", "--workers", "2"], "--workers: for --executor local, not slurm")])
+def test_a_sweep_flag_is_taken_as_written_and_for_its_executor(flags, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lpnb.sweep.shutil.which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr("lpnb.sweep.plan", lambda *args: pytest.fail("a bad sweep was planned"))
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--table", "2", "--preset", "smoke", "--results-dir", str(tmp_path), *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_reproduce_passes_the_data_root_without_a_parameters_cell_and_reports_a_failing_notebook(
+        tmp_path, monkeypatch, capsys):
+    """At the committed preset the notebooks run as committed (the data root as $LPNB_DATA_ROOT); a notebook that
+    fails is named with its error, the others still run, and the command fails."""
+    import papermill
+
+    from lpnb import cli
+    from lpnb.tables import COMMITTED_PRESET
+
+    monkeypatch.delenv("LPNB_DATA_ROOT", raising=False)
+    seen = []
+
+    def fake_papermill(source, out, parameters, **kwargs):
+        seen.append((Path(source).name, parameters, os.environ.get("LPNB_DATA_ROOT")))
+        if "table2" in source:
+            raise papermill.PapermillExecutionError(3, 3, "", "FileNotFoundError", "no cifar10 here", [])
+        Path(out).write_text(Path(source).read_text())
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill)
+    monkeypatch.setattr(cli, "NOTEBOOKS", tmp_path)
+    for name in ("01_table1", "02_table2", "03_table3"):
+        (tmp_path / f"{name}.ipynb").write_text((cli.REPO / "notebooks" / f"{name}.ipynb").read_text())
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "--preset", COMMITTED_PRESET, "--data-root", "somewhere"])
+    assert stop.value.code == 2
+    assert seen == [(f"{n}.ipynb", {}, os.path.abspath("somewhere")) for n in ("01_table1", "02_table2", "03_table3")]
+    out, err = capsys.readouterr()
+    assert "02_table2.ipynb failed in cell 3: FileNotFoundError: no cifar10 here" in out
+    assert "1 of 3 notebooks failed: 02_table2.ipynb" in err
+
+
 def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
     lp, network, gtg = (smoke(m) for m in ("lp", "network", "gtg"))
     mt_lp = smoke("mt+lp")
@@ -80,6 +123,16 @@ def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
     assert by_id[run_id(mt_lp)].after == run_id(smoke("mt"))
     touch(tmp_path, smoke("supervised"), "checkpoint.pt")
     assert {j.run_id for j in plan([lp], tmp_path)} == {run_id(lp)}
+
+
+def test_a_stage2_run_under_way_needs_no_stage1_run(tmp_path):
+    """Its checkpoint keeps the stage-1 record it began from: neither that run's record nor its checkpoint."""
+    lp = smoke("lp")
+    (tmp_path / "runs" / run_id(lp)).mkdir(parents=True)
+    torch.save({"run_id": run_id(lp), "trainer": {}, "base": {"run_id": run_id(smoke("supervised"))}},
+               tmp_path / "runs" / run_id(lp) / "checkpoint.pt")
+    [job] = plan([lp], tmp_path)
+    assert job.run_id == run_id(lp) and job.after is None
 
 
 def test_a_jobs_command_line_gives_its_run_id(tmp_path, monkeypatch):

@@ -141,6 +141,36 @@ def test_refresh_pseudo_labels_applies_omega_and_zeta_switches():
     np.testing.assert_array_equal(tr.weights.numpy(), np.ones(40))
 
 
+def test_gtg_refresh_searches_the_configured_knn(monkeypatch):
+    import lpnb.train
+
+    seen = []
+    gtg = lpnb.train.gtg_pseudo_labels
+    monkeypatch.setattr(lpnb.train, "gtg_pseudo_labels", lambda *a, **kw: seen.append(kw["knn"]) or gtg(*a, **kw))
+    tr = _trainer("gtg", knn="approx")
+    tr.refresh_pseudo_labels()
+    assert seen == ["approx"]
+
+
+@pytest.mark.parametrize("use_omega", [True, False])
+def test_a_point_without_scores_gets_no_weight_with_or_without_omega(monkeypatch, use_omega):
+    """An isolated point's all-zero score row has no pseudo-label (its argmax, 0, is no class): it must not be
+    trained as class 0 when the omega ablation sets the other weights to 1."""
+    import lpnb.train
+
+    def isolated_first_unlabeled(*args, **kwargs):
+        pl = propagate(*args, **kwargs)
+        pl.scores[8] = 0
+        pl.pseudo_labels[8], pl.weights[8] = 0, 0.0
+        return pl
+    propagate = lpnb.train.propagate
+    monkeypatch.setattr(lpnb.train, "propagate", isolated_first_unlabeled)
+    tr = _trainer("lp", use_omega=use_omega)
+    pl, _, _, _ = tr.refresh_pseudo_labels()
+    omega = pl.weights if use_omega else np.r_[np.ones(8), 0, np.ones(31)]
+    np.testing.assert_allclose(tr.weights.numpy(), omega * pl.class_weights[pl.pseudo_labels], rtol=1e-6)
+
+
 def test_omega_histogram_and_confident_mistakes():
     pl = PseudoLabels(pseudo_labels=np.array([0, 1, 1, 0, 1]),
                       weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95], np.float32),
