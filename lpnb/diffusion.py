@@ -56,7 +56,7 @@ class PseudoLabels:
     scores (n, c) float32: the scores clipped at 0, rows L1-normalised (all-zero rows stay 0).
     n_iter, residual: CG iterations and final relative residual (propagate); replicator
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
-    timings: seconds of each phase (propagate: "knn", "graph", "cg", "weights").
+    timings: seconds of each phase (propagate: "order", "knn", "graph", "cg", "weights").
     class_blocks: the blocks of classes the solve was split into to fit in memory (propagate).
     """
     pseudo_labels: np.ndarray
@@ -119,12 +119,13 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
     c = int(y.max()) + 1 if n_classes is None else _check_param("n_classes", n_classes, "count")
     if y.min() < 0 or y.max() >= c:
         raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
-    missing = np.setdiff1d(np.arange(c), y)
-    if len(missing) and warn_missing:
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    present = np.unique(y)
+    if len(present) < c and warn_missing:  # the first ten missing lie below len(present) + 10: no arange(c)
+        missing = np.setdiff1d(np.arange(min(c, len(present) + 10)), present)[:10]
+        more = f" and {c - len(present) - 10} more" if c - len(present) > 10 else ""
         hint = ("; if the class ids are not 0..c-1, renumber them (np.unique(labels, return_inverse=True)) or use "
                 "LabelPropagation, which does" if n_classes is None else "")
-        _warn(f"classes {missing[:10].tolist()}{more} have no labeled example: they get no score{hint}")
+        _warn(f"classes {missing.tolist()}{more} have no labeled example: they get no score{hint}")
     return labels.astype(np.int64), idx, c
 
 
@@ -678,10 +679,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Propagate the labels of y (-1: unlabeled) to every row of X; returns self."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        check_classification_targets(y)
-        labeled = np.asarray(y != -1)
+        labeled = np.asarray(y != -1)  # elementwise for any labels: strings with -1 (object dtype) too
         if not labeled.any():
             raise ValueError("no labeled example: y is -1 (unlabeled) everywhere")
+        check_classification_targets(y[labeled])
         classes, codes = np.unique(y[labeled], return_inverse=True)
         labels = np.zeros(len(y), dtype=np.int64)
         labels[labeled] = codes
@@ -712,7 +713,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
         w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, self.sigma_ / frame[0] / frame[2])
         w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w)).double()
-        votes = (w[..., None] * torch.from_numpy(self.label_distributions_).to(I.device)[I]).sum(1)
+        m, k = I.shape  # the vote as a sparse (m, n_train) matrix times the distributions: no (m, k, c) array
+        weights = torch.sparse_csr_tensor(torch.arange(0, m * k + 1, k, device=I.device), I.reshape(-1).long(),
+                                          w.reshape(-1), size=(m, len(train)), check_invariants=False)
+        votes = weights @ torch.from_numpy(self.label_distributions_).to(I.device, torch.float64)
         total = votes.sum(1, keepdim=True)
         return torch.where(total > 0, _divide(votes, total), 1.0 / votes.shape[1]).cpu().numpy()
 

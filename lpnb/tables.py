@@ -266,6 +266,8 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     these figures from its full protocol, else the committed preset's run; at a preset given, that preset's
     run. A recorded run is read as recorded; a missing one is trained (a paper-scale one only at preset "paper":
     it takes a GPU), unless settings.train is False: then a RuntimeError says how to train it."""
+    if not _positive_int(labels):
+        raise ValueError(f"notebook parameter labels must be one label count for a figure (e.g. 500), got {labels!r}")
     if settings.preset_defaulted:
         paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
                             settings.results_dir)
@@ -563,8 +565,7 @@ def _not_run_yet(results_dir=None):
     text = (f"Not yet run at the `paper` preset: {', '.join(methods)}." if methods else
             "Every method has a run at the `paper` preset.")
     if datasets:
-        text += (f" No run yet on {', '.join(datasets)} (its data is not available here; the loader is tested on "
-                 "generated stand-ins).")
+        text += f" No run yet on {', '.join(datasets)} (its loader is tested on generated stand-ins)."
     return text
 
 

@@ -27,7 +27,7 @@ labels = 500
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+results_dir = None   # None: the repository's results/ (recorded runs are reused)
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
                      # the runs already recorded (and list the missing ones)

@@ -29,7 +29,7 @@ methods = ["supervised", "network", "lp", "mt", "mt+lp"]
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+results_dir = None   # None: the repository's results/ (recorded runs are reused)
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
                      # the runs already recorded (and list the missing ones)
@@ -64,7 +64,7 @@ side_by_side(table)
 # it repeats the table above.
 
 # %%
-paper_records, not_run = recorded(rows, settings.labels, dataset="cifar10", preset="paper",
+paper_records, not_run = recorded(rows, settings.labels, settings.splits, dataset="cifar10", preset="paper",
                                   results_dir=settings.results_dir)
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
 side_by_side(summarize(paper_records, REPO / "results/paper/table2.csv"))

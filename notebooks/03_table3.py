@@ -29,7 +29,7 @@ methods = ["supervised", "lp", "mt", "mt+lp"]
 splits = None        # labeled splits 0..splits-1; None: 3 (paper preset), 3 (cpu), 1 (smoke)
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+results_dir = None   # None: the repository's results/ (recorded runs are reused)
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
                      # the runs already recorded (and list the missing ones)
@@ -68,7 +68,8 @@ side_by_side(table)
 # %%
 paper_records, not_run = [], []
 for dataset in settings.datasets:
-    found, missing = recorded(rows, settings.labels, dataset=dataset, preset="paper", results_dir=settings.results_dir)
+    found, missing = recorded(rows, settings.labels, settings.splits, dataset=dataset, preset="paper",
+                              results_dir=settings.results_dir)
     paper_records, not_run = paper_records + found, not_run + missing
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
 side_by_side(summarize(paper_records, REPO / "results/paper/table3.csv"))

@@ -13,8 +13,8 @@
 # %% [markdown]
 # # Figure 6: error versus number of labels on CIFAR-10
 #
-# Regenerates Figure 6 of Iscen et al. (CVPR 2019) from the runs of Table 2 (reused, not
-# retrained): the test error of each method against the number of labeled images, with
+# Regenerates Figure 6 of Iscen et al. (CVPR 2019) from the runs of Table 2 (the same
+# records): the test error of each method against the number of labeled images, with
 # the paper's numbers as dashed lines. Writes `figures/figure6.{pdf,png}`.
 
 # %% tags=["parameters"]
@@ -24,7 +24,7 @@ splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (c
 figures_dir = None   # None: the repository's figures/
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (run records are reused, never retrained)
+results_dir = None   # None: the repository's results/ (recorded runs are reused)
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
                      # the runs already recorded (and list the missing ones)
@@ -47,7 +47,7 @@ records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", pr
 print(provenance(records))
 full = None
 if settings.preset != "paper":  # the cells already run at the paper's full protocol, as squares
-    full_records, _ = recorded(rows, settings.labels, dataset="cifar10", preset="paper",
+    full_records, _ = recorded(rows, settings.labels, settings.splits, dataset="cifar10", preset="paper",
                                results_dir=settings.results_dir)
     full = summarize(full_records) if full_records else None
     print("full protocol:", provenance(full_records))

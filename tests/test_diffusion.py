@@ -626,6 +626,10 @@ def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
         propagate(x, y, np.arange(200) < 30, k=10)
     with pytest.raises(ValueError, match="max_memory must be"):
         propagate(x, y, np.arange(200) < 30, max_memory=-1)
+    y[0] = 10**12  # a class id far beyond the others: the scores could not fit, said before any (n, c) array
+    with pytest.raises(MemoryError, match="for the scores of 200 points x 1000000000001 classes"), \
+            pytest.warns(UserWarning, match=r"classes \[3, 4, 5, 6, 7, 8, 9, 10, 11, 12\] and 999999999987 more"):
+        propagate(x, y, np.arange(200) < 30, k=10)
 
 
 def test_available_memory_is_a_positive_number_of_bytes():

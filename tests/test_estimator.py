@@ -270,3 +270,11 @@ def test_fit_warning_points_at_the_callers_line(digits):
     with pytest.warns(UserWarning, match="k=50") as caught:
         LabelPropagation().fit(X[:10], y[:10])
     assert [w.filename for w in caught] == [__file__]
+
+
+def test_string_labels_with_minus_one_for_the_unlabeled():
+    X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
+    y = np.array(["cat", -1, -1, "dog", -1, -1], dtype=object)
+    model = LabelPropagation(k=2).fit(X, y)
+    assert model.classes_.tolist() == ["cat", "dog"]
+    assert model.transduction_.tolist() == ["cat", "cat", "cat", "dog", "dog", "dog"]

@@ -157,3 +157,11 @@ def test_reexecuting_a_committed_notebook_writes_the_same_bytes(name, tmp_path, 
     execute_notebook(committed, out)
     assert out.read_text() == committed.read_text()
     assert table.read_bytes() == before
+
+
+def test_the_paper_protocol_section_counts_the_splits_asked_for(tmp_path, kernel_env):
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(NOTEBOOKS / "02_table2.ipynb", out, cwd=str(ROOT), progress_bar=False,
+                               parameters={"results_dir": str(tmp_path), "labels": 4000, "methods": "lp", "splits": 2,
+                                           "train": False})
+    assert "2 paper-scale runs of this table still to do" in out.read_text()  # lp at 4000 labels, splits 0 and 1

@@ -281,8 +281,8 @@ def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     write("b", preset="cpu", method="lp", dataset="cifar100")
     assert tables.status_table(tmp_path).endswith(
         "\nNot yet run at the `paper` preset: Network prediction (1) + weights, Ours: diffusion (7) + weights, "
-        "GTG + weights, Mean Teacher, Mean Teacher + ours. No run yet on Mini-ImageNet (its data is not available "
-        "here; the loader is tested on generated stand-ins).\n")
+        "GTG + weights, Mean Teacher, Mean Teacher + ours. No run yet on Mini-ImageNet (its loader is tested on "
+        "generated stand-ins).\n")
     for method in ("network", "lp", "gtg", "mt", "mt+lp"):
         write(method, preset="paper", method=method, dataset="miniimagenet")
     assert tables.status_table(tmp_path).endswith("\nEvery method has a run at the `paper` preset.\n")
@@ -308,6 +308,8 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
                                            "paper --dataset cifar10 --labels 500 --method lp --split 1`"):
         tables.figure_run(shown, split=1)
     assert tables.figure_run(shown) == {"preset": "paper"} and len(trained) == 4  # recorded: read, nothing trained
+    with pytest.raises(ValueError, match=r"labels must be one label count for a figure \(e.g. 500\), got '500,1000'"):
+        tables.figure_run(committed, "500,1000")  # what `-p labels 500,1000` gives
 
 
 def test_the_paper_preset_trains_by_default_only_with_cuda(monkeypatch, capsys):
