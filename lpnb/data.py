@@ -9,6 +9,7 @@ training batch there: augment moves pixels (uint8 in, uint8 out), normalize make
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -18,6 +19,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +68,7 @@ def data_roots() -> list[Path]:
     """The folders searched, in order, for each dataset and its split files when no root is given:
     [$LPNB_DATA_ROOT] if it is set (that folder only), else [<repo>/data, <repo>/../shared/data]."""
     if os.environ.get("LPNB_DATA_ROOT"):
-        return [Path(os.environ["LPNB_DATA_ROOT"])]
+        return [Path(os.environ["LPNB_DATA_ROOT"]).expanduser()]
     return [REPO / "data", REPO.parent / "shared" / "data"]
 
 
@@ -100,20 +102,20 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    roots = [Path(root)] if root is not None else data_roots()
-    home = Path(root) if root is not None else default_data_root()  # where a download goes
+    roots = [Path(root).expanduser()] if root is not None else data_roots()
+    home = roots[0] if root is not None else default_data_root()  # where a download goes
     source = _find_source(name, roots)
     if download and name in TORCHVISION and (source is None or source[0] == "torchvision"):
         # fetches and unpacks train and test; a copy found is md5-checked and fetched again if a file is corrupt
         try:
             TORCHVISION[name](source[1].parent if source else home, download=True)
-        except OSError as e:  # no network (URLError), a full disk
+        except (OSError, RuntimeError) as e:  # no network (URLError), a full disk, a download that is no archive
             raise FileNotFoundError(f"downloading {name} failed ({type(e).__name__}: {e}).\n"
                                     + _missing_message(name, home, roots)) from e
         source = _find_source(name, roots)
     if source is None:
         raise FileNotFoundError(_missing_message(name, home, roots))
-    kind, path = source
+    kind, path = source[0], source[1].absolute()
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
     if not (cache / "meta.json").is_file():
         reader = {"torchvision": _read_torchvision, "folders": _read_class_folders,
@@ -128,7 +130,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
             train_labels=np.load(cache / "train_labels.npy"),
             test_images=np.load(cache / "test_images.npy", mmap_mode="r"),
             test_labels=np.load(cache / "test_labels.npy"),
-            classes=meta["classes"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=meta["source"],
+            classes=meta["classes"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=str(path),
             fingerprint=meta["fingerprint"])
     except (OSError, ValueError, KeyError, EOFError) as e:  # truncated or edited cache files
         raise RuntimeError(f"the decoded-data cache {cache} is corrupt ({type(e).__name__}: {e}). Delete that folder; "
@@ -138,7 +140,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
 def find_dataset(name: str, root=None):
     """(kind, path) of the first source of dataset `name` that `load_dataset` would read under root
     (default: the first of data_roots() that holds one), or None when there is none."""
-    return _find_source(name, [Path(root)] if root is not None else data_roots())
+    return _find_source(name, [Path(root).expanduser()] if root is not None else data_roots())
 
 
 def _find_source(name, roots):
@@ -244,6 +246,10 @@ def content_fingerprint(arrays) -> str:
 
 def _write_cache(cache: Path, name, arrays, classes, source):
     """Write the four arrays, then meta.json last: a cache entry is complete iff meta.json exists."""
+    for stale in cache.glob(".*.tmp"):  # left by a write that was killed (an hour: not another process's, under way)
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
     train_images = arrays[0]
     mean, std = CIFAR_STATS[name] if name in CIFAR_STATS else _channel_stats(train_images)
     for key, array in zip(("train_images", "train_labels", "test_images", "test_labels"), arrays):
@@ -334,13 +340,24 @@ def _read_class_folders(name, path):
     arrays = []
     for split in ("train", "test"):
         entries = sorted(items[split], key=lambda e: e[:2])
-        stems = [Path(fname).stem for _, fname, _ in entries]
-        if split == "train" and all(s.isdigit() for s in stems) \
-                and sorted(int(s) for s in stems) == list(range(len(stems))):
+        numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdigit()]
+        if split == "train" and len(numbers) == len(entries) and len(set(numbers)) == len(numbers):
+            _check_indices(path, numbers)  # named by their index, which split files name: no gap may shift them
             entries = sorted(entries, key=lambda e: int(Path(e[1]).stem))
         arrays += [np.stack([im for _, _, im in entries]),
                    np.array([label[cls] for cls, _, _ in entries], np.int64)]
     return arrays, classes
+
+
+def _check_indices(path, numbers):
+    """Training images named by their index (<index>.jpg) must be numbered 0..N-1 exactly."""
+    missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
+    if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ValueError(f"{path}: the training images are named by their index, but {missing[:10]}{more} of "
+                         f"0..{max(numbers)} are missing: every later image would take another's index (split "
+                         "files name images by index). Restore them from a complete copy; if the numbers are not "
+                         "indices, give the files names that are not numbers.")
 
 
 def _read_miniimagenet(name, path):
@@ -356,12 +373,14 @@ def _read_miniimagenet(name, path):
         csv = path / f"{split}.csv"
         if not csv.is_file():
             raise FileNotFoundError(f"{csv} is missing: Mini-ImageNet needs train.csv, val.csv and test.csv")
-        lines = csv.read_text().split()
-        if not lines or lines[0] != "filename,label":
+        lines = csv.read_text().splitlines()
+        if not lines or lines[0].strip() != "filename,label":
             raise ValueError(f"{csv}: expected the header 'filename,label'")
-        for line in lines[1:]:
-            fname, wnid = line.split(",")
-            by_class.setdefault(wnid, []).append(fname)
+        for number, line in enumerate(lines[1:], 2):
+            fields = line.strip().split(",")
+            if len(fields) != 2 or not all(fields):
+                raise ValueError(f"{csv}:{number}: expected 'filename,label', got {line!r}")
+            by_class.setdefault(fields[1], []).append(fields[0])
     classes = sorted(by_class)
     rng = np.random.default_rng(MINIIMAGENET_SEED)
     splits = {"train": [], "test": []}
@@ -423,8 +442,15 @@ def _read_fashion_mnist(name, path):
         raise FileNotFoundError(f"{path / stem}[.gz] is missing: Fashion-MNIST needs the four idx files "
                                 "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
                                 f"t10k-labels-idx1-ubyte (each possibly .gz) in one folder; {_idx_remedy(path)}")
-    arrays = (read("train-images-idx3-ubyte")[..., None], read("train-labels-idx1-ubyte").astype(np.int64),
-              read("t10k-images-idx3-ubyte")[..., None], read("t10k-labels-idx1-ubyte").astype(np.int64))
+    arrays = []
+    for prefix in ("train", "t10k"):
+        images, labels = read(f"{prefix}-images-idx3-ubyte"), read(f"{prefix}-labels-idx1-ubyte")
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1] or (labels > 9).any():
+            raise ValueError(f"{path}: {prefix}-images-idx3-ubyte holds images of shape {images.shape} and "
+                             f"{prefix}-labels-idx1-ubyte labels of shape {labels.shape}, the largest "
+                             f"{labels.max(initial=0)}; Fashion-MNIST has one label in 0..9 per 28x28 image: "
+                             f"{_idx_remedy(path)}")
+        arrays += [images[..., None], labels.astype(np.int64)]
     return arrays, list(torchvision.datasets.FashionMNIST.classes)
 
 
@@ -448,7 +474,7 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     if not isinstance(split, (int, np.integer)) or split < 0:
         raise ValueError(f"split must be an integer >= 0, got {split!r}")
     if root is not None:
-        roots = [Path(root)]
+        roots = [Path(root).expanduser()]
     else:  # data's own root first (a stable sort keeps the others' order)
         source = Path(os.path.abspath(data.source)) if data.source else None
         roots = sorted(data_roots(), key=lambda r: not (source and source.is_relative_to(os.path.abspath(r))))

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import tarfile
+import time
 import urllib.error
 import warnings
 from pathlib import Path
@@ -177,8 +178,17 @@ def test_class_folders_place_train_images_at_their_index(tmp_path, as_tar):
     assert d.mean == data.CIFAR_STATS["cifar10"][0]
 
 
-def test_class_folders_without_a_full_index_are_ordered_by_class_and_name(tmp_path):
+def test_class_folders_numbered_with_a_gap_are_refused(tmp_path):
+    """A missing image would shift the index of every later one, and split files name images by index."""
     stems = ["00000", "00001", "00002", "00003", "00004", "00005", "00006", "00007", "00009"]  # 8 missing
+    write_class_folders(tmp_path, "cifar100", True, stems)
+    with pytest.raises(ValueError, match=r"named by their index, but \[8\] of 0..9 are missing.*complete copy"):
+        load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("stems", [["a", "b", "c", "d", "e", "f", "g", "h", "i"],  # not numbers
+                                   ["0", "0", "0", "1", "1", "1", "2", "2", "2"]])  # numbered within each class
+def test_class_folders_without_an_index_are_ordered_by_class_and_name(tmp_path, stems):
     train, train_cls, stems, _, _ = write_class_folders(tmp_path, "cifar100", True, stems)
     d = load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
     order = sorted(range(len(train)), key=lambda k: (FOLDER_CLASSES[train_cls[k]], stems[k]))
@@ -327,6 +337,15 @@ def test_miniimagenet_missing_image_names_both_places(tmp_path):
         load_dataset("miniimagenet", tmp_path, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("line", ["n0100000001.jpg,n01,", "n0100000001.jpg n01"])
+def test_a_malformed_miniimagenet_csv_line_is_named(tmp_path, line):
+    (tmp_path / "miniimagenet").mkdir()
+    for csv in ("train", "val", "test"):
+        (tmp_path / "miniimagenet" / f"{csv}.csv").write_text(f"filename,label\nn0100000000.jpg,n01\n{line}\n")
+    with pytest.raises(ValueError, match=f"train.csv:3: expected 'filename,label', got '{line}'"):
+        load_dataset("miniimagenet", tmp_path, cache_dir=tmp_path / "cache")
+
+
 # --- Fashion-MNIST idx files ------------------------------------------------------------------------
 
 def idx_bytes(array):
@@ -375,6 +394,17 @@ def test_a_damaged_idx_file_is_named_with_the_remedy(tmp_path, monkeypatch, wher
     remedy = ("apt-get install --reinstall dataset-fashion-mnist" if where == "system"
               else f"download it again into {tmp_path / where}")
     with pytest.raises(ValueError, match=f"{bad} is truncated or corrupt .*{remedy}"):
+        load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("stem, array", [("train-labels-idx1-ubyte", np.zeros(6)),  # 7 images
+                                          ("t10k-labels-idx1-ubyte", np.full(3, 200))])  # no such class
+def test_idx_files_that_disagree_are_refused(tmp_path, monkeypatch, stem, array):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "absent")
+    write_fashion_mnist(tmp_path / "fashion-mnist", gz=False)
+    (tmp_path / "fashion-mnist" / stem).write_bytes(idx_bytes(array))
+    with pytest.raises(ValueError, match=f"labels of shape \\({len(array)},\\), the largest {int(array.max())}; "
+                                         "Fashion-MNIST has one label in 0..9 per 28x28 image"):
         load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
 
 
@@ -474,6 +504,41 @@ def test_a_failed_download_says_so_and_where_to_put_the_data(tmp_path, monkeypat
     with pytest.raises(FileNotFoundError, match=r"(?s)downloading cifar10 failed \(URLError: .*name resolution.*"
                                                 "class folders"):
         load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
+
+
+def test_a_download_that_is_no_archive_says_so_and_where_to_put_the_data(tmp_path, monkeypatch):
+    def portal_page(root):
+        raise RuntimeError("File not found or corrupted.")  # torchvision's words for a failed md5 check
+
+    fake_cifar10(monkeypatch, portal_page)
+    with pytest.raises(FileNotFoundError, match=r"(?s)downloading cifar10 failed \(RuntimeError: File not found .*"
+                                                "class folders"):
+        load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
+
+
+def test_a_root_is_read_from_where_it_is_given(tmp_path, monkeypatch):
+    """~ is the home folder (a download goes there too); a relative root is named absolute in the data."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    write_class_folders(tmp_path / "data", "cifar10", as_tar=True)
+    monkeypatch.chdir(tmp_path)
+    for root in ("~/data", "data"):
+        d = load_dataset("cifar10", root, cache_dir=tmp_path / "cache")
+        assert d.source == str(tmp_path / "data" / "cifar10.tar.gz")
+    monkeypatch.setenv("LPNB_DATA_ROOT", "~/data")
+    assert data.find_dataset("cifar10") == ("folders", tmp_path / "data" / "cifar10.tar.gz")
+
+
+def test_a_killed_cache_writes_leftovers_are_removed_by_the_next_decode(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    entry = tmp_path / "cache" / f"cifar10-{data._fingerprint(tmp_path / 'cifar10.tar.gz')}"
+    entry.mkdir(parents=True)
+    old, recent = entry / ".train_images.npy.x1.tmp", entry / ".train_images.npy.x2.tmp"  # killed; under way
+    for f in (old, recent):
+        f.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200,) * 2)
+    load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert not old.exists() and recent.exists()
 
 
 def test_default_paths_follow_the_environment(tmp_path, monkeypatch):
