@@ -140,22 +140,27 @@ def _reproduce(args):
         raise RuntimeError(f"{len(failed)} of {len(notebooks)} notebooks failed: {', '.join(failed)}")
 
 
-def _list(text, kind=str, flag=None):
-    """A comma-separated flag value (`--labels 500,1000`) as a list."""
+def _list(text, flag, kind=str):
+    """A comma-separated flag value (`--labels 500,1000`) as a list; None when the flag is not given."""
+    if text is None:
+        return None
     try:
-        return [kind(v) for v in text.split(",") if v]
+        values = [kind(v) for v in text.split(",") if v]
     except ValueError:
         raise ValueError(f"{flag} must be comma-separated integers, e.g. 500,1000; got {text!r}") from None
+    if not values:
+        raise ValueError(f"{flag} is empty: give one or more values, or leave the flag out for all of the table's")
+    return values
 
 
 def _sweep(args):
     from lpnb.sweep import report, sweep, table_cells
 
-    splits = args.splits and _list(args.splits, int, "--splits")
+    splits = _list(args.splits, "--splits", int)
     splits = splits[0] if splits and "," not in args.splits else splits  # "3": a count; "0,4" or "4,": numbers
-    cells = table_cells(args.table, labels=args.labels and _list(args.labels, int, "--labels"), methods=args.methods and
-                        _list(args.methods), splits=splits, datasets=args.datasets and _list(args.datasets),
-                        preset=args.preset, **_overrides(args, SELECTED))
+    cells = table_cells(args.table, labels=_list(args.labels, "--labels", int),
+                        methods=_list(args.methods, "--methods"), datasets=_list(args.datasets, "--datasets"),
+                        splits=splits, preset=args.preset, **_overrides(args, SELECTED))
     options = {"local": ("workers", "per_gpu"), "slurm": ("partition", "timeout_min", "gpus_per_job", "cpus_per_job")}
     given = {executor: {k: getattr(args, k) for k in names if getattr(args, k) is not None}
              for executor, names in options.items()}

@@ -47,12 +47,13 @@ class TimeLimitReached(Exception):
     Its checkpoint is written: the same call (the same command; without force, which starts over)
     continues it."""
 
-    def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False):
+    def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False, progressed=None):
         done = (f"after {epoch} of {epochs} epochs of stage {stage}, its checkpoint written" if trained else
                 f"before epoch {epoch} of {epochs} of stage {stage}: too little time was left to train it")
         again = "the same command without --force (force=False)" if forced else "the same command"
         super().__init__(f"{run_id}: stopped at the time limit {done}; run {again} again to continue")
         self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
+        self.progressed = trained if progressed is None else progressed  # this call trained an epoch (of any stage)
 
 
 @dataclass
@@ -271,7 +272,7 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
         run_data = load_run_data(cfg, data_root, results_dir)
         loading = time.perf_counter() - started  # not the wait for another process's lock below
     except FileNotFoundError:
-        if data_root is None and not force and (run_dir / "record.json").exists():
+        if data_root is None and not force and not require_checkpoint and (run_dir / "record.json").exists():
             return read_record(run_dir / "record.json")  # no data here to check it against: as recorded
         raise
     if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
@@ -286,7 +287,7 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
             if not force:
                 raise
             raise TimeLimitReached(stop.run_id, stop.stage, stop.epoch, stop.epochs, stop.trained,
-                                   forced=True) from None
+                                   forced=True, progressed=stop.progressed) from None
 
 
 @contextlib.contextmanager
@@ -391,7 +392,8 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     for epoch in bar:
         if clock() + (max(budget.longest, before) if epoch <= first + 1 else steady) > budget.deadline:
             bar.close()
-            raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first)
+            raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
+                                   progressed=budget.longest > 0)
         started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:

@@ -9,12 +9,14 @@ starts once the stage-1 run it continues is recorded with its checkpoint. `lpnb.
 locks a run's folder while it trains, so two sweeps, or a sweep and a notebook, on the same
 results never train one run twice at the same time, and records are written atomically.
 """
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +53,9 @@ def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None,
     of split numbers (None: the preset's count for each dataset, as in the notebooks)."""
     if table not in TABLES:
         raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
+    for name, value in (("labels", labels), ("methods", methods), ("datasets", datasets)):
+        if value is not None and not value:
+            raise ValueError(f"{name} is empty: give one or more, or None for all of the table's")
     spec = TABLES[table]
     known = {row["method"] for row in spec["rows"]}
     if methods is not None and (unknown := set(methods) - known):
@@ -127,13 +132,44 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
     (1 on a CPU). A job's output goes to runs/<run-id>/sweep.log. Returns the jobs, their state set."""
     import torch
 
-    gpus = list(range(torch.cuda.device_count()))
-    slots = [str(g) for g in gpus for _ in range(per_gpu)] or [None]
+    count = torch.cuda.device_count()  # a worker's GPU is named as this process's CUDA_VISIBLE_DEVICES names it
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",")[:count] if visible else [str(g) for g in range(count)]
+    slots = [g for _ in range(per_gpu) for g in gpus] or [None]  # round-robin: two workers use two GPUs
     workers = workers or len(slots)
     slots = (slots * workers)[:workers]
     free, by_id = list(slots), {j.run_id: j for j in jobs}
     where = "GPUs " + ", ".join(sorted(set(slots))) if gpus else "the CPU"
     log(f"sweep: {len(jobs)} runs to do, {workers} at a time on {where}")
+    with _workers_stopped_on_exit(jobs):
+        _run_local(jobs, results_dir, data_root, free, by_id, poll, log)
+    return jobs
+
+
+@contextlib.contextmanager
+def _workers_stopped_on_exit(jobs):
+    """Stop the `lpnb run` processes still running when the sweep ends early (Ctrl-C, SIGTERM, an error): each
+    keeps its last checkpoint, and a later sweep resumes it."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None  # SIGTERM as Ctrl-C
+    try:
+        yield
+    finally:
+        running = [j for j in jobs if j.state == "running" and j.process.poll() is None]
+        for job in running:
+            job.process.terminate()
+        for job in running:
+            try:
+                job.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+            job.state, job.error = "failed", "stopped with the sweep"
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _run_local(jobs, results_dir, data_root, free, by_id, poll, log):
+    """`run_local`'s loop: each waiting job starts on a free slot once its stage-1 run is done."""
     shown = None
     while any(j.state in ("waiting", "running") for j in jobs):
         for job in jobs:
@@ -155,7 +191,6 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
                                                    stderr=subprocess.STDOUT, env=env)
                 job.state, job.started = "running", time.time()
         shown = _show_progress(jobs, shown, poll, log)
-    return jobs
 
 
 def _show_progress(jobs, shown, poll, log):
@@ -191,6 +226,11 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     for name, value in (("workers", workers), ("per_gpu", per_gpu)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in slurm.items():
+        least = 0 if name == "gpus_per_job" else 1
+        if name in ("timeout_min", "gpus_per_job", "cpus_per_job", "max_requeues") and \
+                (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise RuntimeError("executor 'slurm': SLURM's sbatch is not on this machine's PATH; run the sweep from a "
                            "SLURM login node, or use executor 'local'")
@@ -213,7 +253,8 @@ class SlurmRun:
     """What a SLURM job runs: one `lpnb.experiment.run`, stopped by its time limit at an epoch boundary
     a few minutes before SLURM's. It then signals itself as SLURM does before a time limit (SIGUSR2), and
     submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
-    the run's checkpoint."""
+    the run's checkpoint. A job that stops before training one epoch fails instead: requeued, it would
+    stop again."""
 
     def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         from lpnb.experiment import TimeLimitReached, run
@@ -223,6 +264,9 @@ class SlurmRun:
             return run(cfg, results_dir=results_dir, data_root=data_root, require_checkpoint=require_checkpoint,
                        time_limit=time_limit, progress=False)["run_id"]
         except TimeLimitReached as stop:
+            if not stop.progressed:  # requeued, it would stop again at once, for ever
+                raise RuntimeError(f"{stop}. Not one epoch fits in a job's {time_limit} minutes (an epoch of "
+                                   "this run took longer): give the jobs more time (--timeout-min)") from None
             print(stop, flush=True)
             os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler checkpoints, requeues and exits
             time.sleep(600)
@@ -234,9 +278,12 @@ class SlurmRun:
 
 
 def _slurm_queue():
-    """{job id: state} of the jobs in the SLURM queue (array tasks one by one)."""
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True).stdout
-    return dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+    """{job id: state} of the jobs in the SLURM queue (array tasks one by one); None when squeue fails (a busy
+    or restarting controller): the queue is then unknown, not empty."""
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    return dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)
 
 
 def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
@@ -286,12 +333,12 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
                     job.state, job.error = "failed", f"{type(e).__name__}: {e}"[-3000:]
                 continue
             state = job.process.state
-            if state == "UNKNOWN":  # a cluster without accounting (no sacct): ask the queue
+            if state == "UNKNOWN" and queue is not None:  # a cluster without accounting (no sacct): ask the queue
                 state = queue.get(job.process.job_id, "GONE")
             if state == "GONE" and job.process.job_id in gone:  # out of the queue twice, and no result
                 job.state, job.error = "failed", f"the job left the SLURM queue without a result: see {folder}"
             gone = gone - {job.process.job_id} | ({job.process.job_id} if state == "GONE" else set())
-            if state == "RUNNING":
-                job.state = "running"
+            if state in ("RUNNING", "PENDING", "REQUEUED"):  # a requeued job waits again
+                job.state = "running" if state == "RUNNING" else "waiting"
         shown = _show_progress(jobs, shown, poll, log)
     return jobs

@@ -238,6 +238,9 @@ def test_without_any_data_a_record_is_shown_as_recorded(env, tmp_path, monkeypat
     assert run(smoke("supervised"), results_dir=results, progress=False) == first
     with pytest.raises(FileNotFoundError, match="no cifar10 data found"):  # an explicit data root must hold the data
         run(smoke("supervised"), data_root=tmp_path / "empty", results_dir=results, progress=False)
+    (results / "runs" / first["run_id"] / "checkpoint.pt").unlink()  # as committed: a stage-2 run needs it retrained
+    with pytest.raises(FileNotFoundError, match="no cifar10 data found"):
+        run(smoke("supervised"), results_dir=results, progress=False, require_checkpoint=True)
 
 
 def test_stage2_batches_are_checked_before_stage1_trains(env):

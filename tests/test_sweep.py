@@ -3,7 +3,9 @@ against being trained twice at once."""
 import json
 import os
 import subprocess
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,11 @@ import torch
 from conftest import smoke
 
 from lpnb import experiment
+from lpnb import sweep as sweep_module
 from lpnb.cli import main
 from lpnb.config import make_config, run_id
 from lpnb.data import write_standin
-from lpnb.sweep import command, plan, report, sweep, table_cells
+from lpnb.sweep import Job, SlurmRun, command, plan, report, run_local, sweep, table_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +51,8 @@ def test_table_cells_select_like_the_notebooks():
 @pytest.mark.parametrize("flags, message", [
     (["--workers", "-1"], "workers must be a positive integer"), (["--per-gpu", "0"], "per_gpu must be"),
     (["--splits", "0"], "splits must be a count >= 1"), (["--labels", "abc"], "--labels must be comma-separated"),
+    (["--methods", ","], "--methods is empty"), (["--methods="], "--methods is empty"),
+    (["--labels", ","], "--labels is empty"), (["--timeout-min", "-5", "--executor", "slurm"], "timeout_min must be"),
     (["--executor", "slurm"], "sbatch is not on this machine's PATH")])
 def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("lpnb.sweep.shutil.which", lambda name: None)  # no SLURM here
@@ -152,6 +157,54 @@ def test_a_jobs_command_line_gives_its_run_id(tmp_path, monkeypatch):
         main(command(job, tmp_path)[3:])  # python -m lpnb.cli | run ...
     assert run_id(seen["cfg"]) == run_id(cfg) and seen["results_dir"] == str(tmp_path)
     assert seen["require_checkpoint"] is False and (seen["cfg"].lr, seen["cfg"].unlabeled_size) == (0.0, None)
+
+
+def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setattr(sweep_module, "command", lambda *args: [sys.executable, "-c", ""])
+    seen = []
+    popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, env, **kw: seen.append(env["CUDA_VISIBLE_DEVICES"])
+                        or popen(cmd, env=env, **kw))
+    jobs = [Job(smoke("supervised", split=s)) for s in (0, 1)]
+    lines = []
+    run_local(jobs, tmp_path, workers=2, per_gpu=2, poll=0.01, log=lines.append)
+    assert sorted(seen) == ["2", "3"] and lines[0] == "sweep: 2 runs to do, 2 at a time on GPUs 2, 3"
+
+
+def test_a_stopped_local_sweep_stops_its_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "command", lambda *args: [sys.executable, "-c", "import time; time.sleep(60)"])
+    jobs = [Job(smoke("supervised"))]
+
+    def interrupt(line):  # Ctrl-C (or SIGTERM) once the worker runs
+        if "1 running" in line:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_local(jobs, tmp_path, poll=0.01, log=interrupt)
+    assert jobs[0].process.poll() is not None and jobs[0].state == "failed"
+
+
+def test_a_failing_squeue_is_no_empty_queue(monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 1, "", "timeout"))
+    assert sweep_module._slurm_queue() is None
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 0, "12_0 RUNNING\n", ""))
+    assert sweep_module._slurm_queue() == {"12_0": "RUNNING"}
+
+
+def test_a_slurm_job_where_no_epoch_fits_fails_instead_of_requeueing(tmp_path, monkeypatch):
+    root = write_standin(tmp_path / "data")
+    now = [0.0]
+    monkeypatch.setattr(experiment, "clock", lambda: now[0])
+    train_epoch = experiment.Trainer.train_epoch
+    monkeypatch.setattr(experiment.Trainer, "train_epoch",
+                        lambda self, *a, **kw: now.__setitem__(0, now[0] + 60) or train_epoch(self, *a, **kw))
+    cfg = smoke("supervised", epochs_stage1=3)
+    with pytest.raises(experiment.TimeLimitReached):  # one minute-long epoch in the history
+        experiment.run(cfg, data_root=root, results_dir=tmp_path, progress=False, time_limit=1.5)
+    monkeypatch.setattr(os, "kill", lambda *a: pytest.fail("requeued"))
+    with pytest.raises(RuntimeError, match="Not one epoch fits in a job's 0.5 minutes.*--timeout-min"):
+        SlurmRun()(asdict(cfg), str(tmp_path), str(root), False, 0.5)
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ dir=${LPNB_SLURM_DIR:-/tmp/lpnb-slurm}
 export SLURM_CONF=$dir/slurm.conf
 case ${1:-} in
 start)
-    if pgrep -x 'slurmctld|slurmd' >/dev/null; then  # a second cluster on the same ports would take the first's jobs
-        echo "SLURM daemons already run on this machine (pids $(pgrep -d ' ' -x 'slurmctld|slurmd')): stop them first" >&2
+    if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then  # a second cluster on the same ports would take the first's jobs
+        echo "SLURM daemons already run on this machine (pids $(pgrep -d ' ' -x slurmctld) $(pgrep -d ' ' -x slurmd)): stop them first" >&2
         exit 1
     fi
     mkdir -p "$dir"/state "$dir"/spool "$dir"/log /run/munge
@@ -59,7 +59,7 @@ stop)
     for _ in $(seq 90); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 1; done
     pids=$(cat "$dir"/slurmd.pid "$dir"/slurmctld.pid 2>/dev/null || true)
     [ -n "$pids" ] && kill $pids 2>/dev/null || true
-    for _ in $(seq 60); do pgrep -x 'slurmctld|slurmd' >/dev/null || break; sleep 1; done
+    for _ in $(seq 60); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 1; done
     pkill -KILL -x 'slurmctld|slurmd|slurmstepd' 2>/dev/null || true
     ;;
 *)
