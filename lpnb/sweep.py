@@ -223,14 +223,13 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     """Run every cell of `cells` (Configs) not recorded yet under `results_dir`, stage 1 first, on local workers
     or on SLURM (`executor="slurm"`, with `slurm` options for `run_slurm`). Returns the jobs, each with its
     final state ("done" or "failed")."""
-    for name, value in (("workers", workers), ("per_gpu", per_gpu)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in slurm.items():
+    counts = {"workers": workers, "per_gpu": per_gpu,  # None: not given
+              **{k: slurm.get(k) for k in ("timeout_min", "gpus_per_job", "cpus_per_job", "max_requeues")}}
+    for name, value in counts.items():
         least = 0 if name == "gpus_per_job" else 1
-        if name in ("timeout_min", "gpus_per_job", "cpus_per_job", "max_requeues") and \
-                (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"{name} must be {'an integer >= 0' if least == 0 else 'a positive integer'}, "
+                             f"got {value!r}")
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise RuntimeError("executor 'slurm': SLURM's sbatch is not on this machine's PATH; run the sweep from a "
                            "SLURM login node, or use executor 'local'")
