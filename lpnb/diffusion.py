@@ -28,6 +28,7 @@ from lpnb.graph import (
     _as_array,
     _as_tensor,
     _check_param,
+    _faiss_gpu,
     _gaussian,
     _index_dtype,
     _rescale,
@@ -58,6 +59,8 @@ class PseudoLabels:
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
     timings: seconds of each phase (propagate: "order", "knn", "graph", "cg", "weights").
     class_blocks: the blocks of classes the solve was split into to fit in memory (propagate).
+    sigma: the bandwidth of propagate's Gaussian graph in the units of the features, the one
+        given or the default found (None for graph="dot" and the other pseudo-labelers).
     """
     pseudo_labels: np.ndarray
     weights: np.ndarray
@@ -67,6 +70,7 @@ class PseudoLabels:
     residual: float = 0.0
     timings: dict = field(default_factory=dict)
     class_blocks: int = 1
+    sigma: float | None = None
 
 
 def _divide(a, b):
@@ -96,7 +100,7 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
     labeled = _as_numpy(labeled)
     if labeled.size == 0:
         raise ValueError("no labeled example: propagation needs at least one labeled point, labeled is empty")
-    if torch_mask and labeled.shape == (n,) and labeled.max() <= 1:
+    if torch_mask and labeled.max() <= 1:  # a mask, of the right shape or not (the bool branch says)
         labeled = labeled.astype(bool)
     if labeled.dtype == bool:
         if labeled.shape != (n,):
@@ -180,9 +184,9 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_
     `out` (n, c), possibly a view of a larger tensor, receives X; overwrite_b=True lets the
     residual take B's memory (B is then destroyed).
 
-    Raises ValueError if B holds NaN or inf, and FloatingPointError if the residual becomes
-    NaN or inf (matvec returned non-finite values, or A is not positive definite): the
-    solution is never returned with a NaN hidden in it.
+    Raises ValueError if B holds NaN or inf, and FloatingPointError if a search direction p
+    has p^T A p <= 0 (A is not positive definite) or the residual becomes NaN or inf (matvec
+    returned non-finite values): the solution is never returned with a NaN hidden in it.
     """
     max_iter = _check_param("max_iter", max_iter, "count")
     tol = _check_param("tol", tol, "nonnegative")
@@ -198,7 +202,11 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_
     n_iter = 0
     while n_iter < max_iter and active.any():
         AP = matvec(P)
-        step = torch.where(active, _divide(rs, _column_dots(P, AP)), torch.zeros_like(rs))
+        curvature = _column_dots(P, AP)
+        if (active & (curvature <= 0)).any():  # 0 or below for p != 0: A is not positive definite
+            raise FloatingPointError(
+                f"conjugate gradient: p^T A p <= 0 at iteration {n_iter + 1}: the matrix is not positive definite")
+        step = torch.where(active, _divide(rs, curvature), torch.zeros_like(rs))
         X.addcmul_(P, step)
         R.addcmul_(AP, step, value=-1)
         del AP
@@ -261,10 +269,12 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         the solve are in float32.
     max_memory : float, optional
         Bytes the graph and the solve may take (beyond the features); default: the memory
-        available on the device when the call starts (`available_memory`). The graph takes at
-        most 24 n k bytes, the scores 4 n c, and the conjugate gradient 12 n per class solved at
-        once: when all c classes do not fit, they are solved in blocks of classes (the same
-        result), and when one does not, a MemoryError says so before any work is done.
+        available on the device when the call starts (`available_memory`). Building the graph
+        takes at most about 40 n k + 4 n d bytes on a CPU (180 n k + 4 n d with CUDA tensors),
+        the graph then 24 n k (40 n k), the scores 4 n c, and the conjugate gradient 12 n per class
+        solved at once: when all c classes do not fit, they are solved in blocks of classes (the
+        same result), and when the graph or one class does not, a MemoryError says so before any
+        work is done.
 
     Returns
     -------
@@ -291,7 +301,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     FloatingPointError
         If the conjugate gradient meets NaN or inf.
     MemoryError
-        If the scores and one class's solve do not fit in `max_memory`.
+        If the graph, or the scores and one class's solve, do not fit in `max_memory`.
 
     Examples
     --------
@@ -328,8 +338,9 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     gamma = _check_param("gamma", gamma, "positive")
     sigma = _check_param("sigma", sigma, "positive", optional=True)
     reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
-    graph_bytes = 24 * n * min(k, n - 1)  # W = A + A^T: at most 2 n k values and indices
-    _check_memory(n, c, budget, graph_bytes, given=max_memory is not None)  # before any work
+    torch_search = faiss is None or (x.is_cuda and not _faiss_gpu())  # else faiss
+    build_bytes, graph_bytes = _graph_memory(n, x.shape[1], k, x.is_cuda, torch_search)
+    _check_memory(n, c, budget, graph_bytes, max_memory is not None, build_bytes)  # before any work
     t = time.perf_counter()
     x, frame = _rescale(x, graph)
     if reorder:  # near points next to each other: the k-NN search and the products with W reuse the caches
@@ -350,10 +361,14 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         labels, idx = labels[order.numpy()], np.sort(inverse[torch.from_numpy(idx)].numpy())
         timings["order"] += time.perf_counter() - t
     t = time.perf_counter()
-    # sigma in the units of the rescaled points
-    scaled_sigma = None if sigma is None or frame is None else sigma / frame[0] / frame[2]
-    Wn = normalize(graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma))
-    del S, I
+    scaled_sigma = None  # sigma in the units of the rescaled points (graph="gaussian")
+    if graph == "gaussian":
+        scaled_sigma = default_sigma(S) if sigma is None else sigma / frame[0] / frame[2]
+        sigma = sigma if sigma is not None else scaled_sigma * frame[0] * frame[2]
+    W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
+    del S, I  # before normalize: the k-NN lists and both W's values never coexist
+    Wn = normalize(W)
+    del W
     timings["graph"] = time.perf_counter() - t
     t = time.perf_counter()
     if max_memory is not None:  # the graph counts against it
@@ -388,7 +403,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         for j in range(0, c, step):
             result.scores[:, j:j + step] = result.scores[inverse, j:j + step]
     timings["weights"] = time.perf_counter() - t
-    result.timings, result.class_blocks = timings, -(-c // block)
+    result.timings, result.class_blocks, result.sigma = timings, -(-c // block), sigma if graph == "gaussian" else None
     return result
 
 
@@ -450,22 +465,37 @@ def _size(nbytes):
     return f"{max(nbytes, 0):.0f} bytes"
 
 
-def _check_memory(n, c, budget, graph_bytes=0, given=False):
+def _graph_memory(n, d, k, cuda, torch_search):
+    """Bytes beyond the features that the graph takes in propagate: (peak while it is built, the normalised
+    graph kept during the solve). Measured at n = 100,000-400,000, k = 50, d = 32 (benchmarks/README.md): on a
+    CPU the rescaled copy of the features (4 n d), the k-NN lists and W = A + A^T assembled in scipy peak at
+    38-40 n k, and W keeps at most 2 n k values and indices; with CUDA tensors the assembly in torch (COO,
+    coalesce) peaks at 148 n k with the same code on a CPU, 180 n k allowed for the GPU sort's buffers, and W
+    keeps its int64 COO indices. A torch k-NN search (`torch_search`) adds its block of similarities."""
+    k = min(k, n - 1)
+    chunk = 4 * min(n * n, max(n, (1 << 28) if cuda else (1 << 26))) if torch_search else 0
+    if cuda:
+        return 180 * n * k + 4 * n * d + chunk, 40 * n * k
+    return 40 * n * k + 4 * n * d + chunk, 24 * n * k
+
+
+def _check_memory(n, c, budget, graph_bytes=0, given=False, build_bytes=0):
     """Classes per block of the solve within `budget` bytes (max_memory if `given`, else the memory available),
-    of which the graph takes `graph_bytes`: the scores (n, c) float32 are kept whole, and the conjugate gradient
-    of a block takes three (n, block) float32 tensors more. A MemoryError that says what is needed when even one
-    class does not fit."""
+    of which the graph takes `graph_bytes`, and `build_bytes` while it is built: the scores (n, c) float32 are
+    kept whole, and the conjugate gradient of a block takes three (n, block) float32 tensors more. A
+    MemoryError that says what is needed when the graph or even one class does not fit."""
     scores, per_class = 4 * n * c, 3 * 4 * n
     usable = 0.9 * (budget - graph_bytes)  # headroom for the small temporaries
-    if usable < scores + per_class:
-        need = (scores + per_class) / 0.9
+    if usable < scores + per_class or 0.9 * budget < build_bytes:
+        solve = (scores + per_class) / 0.9
         graph = f" and {_size(graph_bytes)} for the graph" if graph_bytes else ""
+        build = f" ({_size(build_bytes / 0.9)} while the graph is built)" if build_bytes else ""
         have = f"max_memory is {_size(budget)}" if given else f"only {_size(budget)} is available"
         what = "pass a larger max_memory" if given else "free memory, pass max_memory (bytes) if more may be used"
         raise MemoryError(
-            f"propagate needs about {_size(need + graph_bytes)}: {_size(need)} for the scores of {n} points x {c} "
-            f"classes and a block of the solve{graph}, but {have}: {what}, or propagate fewer points or classes "
-            "at a time")
+            f"propagate needs about {_size(max(solve + graph_bytes, build_bytes / 0.9))}: {_size(solve)} for the "
+            f"scores of {n} points x {c} classes and a block of the solve{graph}{build}, but {have}: {what}, or "
+            "propagate fewer points or classes at a time")
     return int(min(c, (usable - scores) // per_class))
 
 
@@ -624,7 +654,8 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (c,)
         The sorted labels of the labeled points (any labels but -1).
     transduction_ : ndarray of shape (n,)
-        A label per training point (its own for the labeled ones), from `classes_`.
+        A label per training point (its own for the labeled ones), from `classes_`; a point
+        the graph does not connect to any label gets ``classes_[0]`` with certainty 0.
     label_distributions_ : ndarray of shape (n, c)
         The scores Z of eq. (10) clipped at 0, rows L1-normalised; all-zero for a point
         the graph does not connect to any label.
@@ -677,25 +708,20 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         self.sigma = sigma
 
     def fit(self, X, y):
-        """Propagate the labels of y (-1: unlabeled) to every row of X; returns self."""
+        """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
         labeled = np.asarray(y != -1)  # elementwise for any labels: strings with -1 (object dtype) too
+        if y.dtype.kind == "U":  # np.array(["cat", -1]) holds the string "-1"
+            labeled &= y != "-1"
         if not labeled.any():
             raise ValueError("no labeled example: y is -1 (unlabeled) everywhere")
         check_classification_targets(y[labeled])
         classes, codes = np.unique(y[labeled], return_inverse=True)
         labels = np.zeros(len(y), dtype=np.int64)
         labels[labeled] = codes
-        sigma = _check_param("sigma", self.sigma, "positive", optional=True)
-        if self.graph != "gaussian":
-            sigma = None
-        elif sigma is None:  # the default bandwidth, found as propagate finds it, in X's units
-            x, (s0, _, s1) = _rescale(_as_array(X, "X"), "gaussian")
-            k = min(_check_param("k", self.k, "count"), len(x) - 1)
-            sigma = default_sigma(knn_search(x, k, metric="l2")[0]) * s0 * s1
         res = propagate(X, labels, labeled, n_classes=len(classes), k=self.k, gamma=self.gamma, alpha=self.alpha,
-                        max_iter=self.max_iter, knn=self.knn, graph=self.graph, sigma=sigma)
-        self.classes_, self.sigma_, self.X_ = classes, sigma, X
+                        max_iter=self.max_iter, knn=self.knn, graph=self.graph, sigma=self.sigma)
+        self.classes_, self.sigma_, self.X_ = classes, res.sigma, X
         self.transduction_ = classes[res.pseudo_labels]
         self.label_distributions_ = res.scores
         self.certainty_ = res.weights

@@ -73,6 +73,10 @@ def _as_array(x, name="features"):
         x = np.asarray(x)
         if x.dtype.kind not in "biuf":  # object (mixed or missing values), complex, strings
             raise ValueError(f"{name} must be real numbers (floats, integers or bools), got dtype {x.dtype}")
+        if x.dtype.kind == "f" and x.dtype.itemsize > 8:
+            x = x.astype(np.float64)  # long double: torch has no such type
+        elif not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))  # big-endian (a file's byte order): torch refuses it
         if not x.flags.writeable or any(s < 0 for s in x.strides):
             x = x.copy()  # torch refuses negative strides and warns on read-only arrays (memory maps)
         x = torch.from_numpy(x)
@@ -271,7 +275,8 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     n = len(x)
     available = n - 1 if queries is None else n
     if available < 1:
-        raise ValueError(f"need at least {n + 1} samples to find a neighbour, got {n} sample{'s' * (n != 1)}")
+        need = "2 samples" if queries is None else "1 sample"
+        raise ValueError(f"need at least {need} to find a neighbour, got {n} sample{'s' * (n != 1)}")
     top = max(_max_abs(x), _max_abs(q))
     if top > 0 and not 1e-15 <= top <= math.sqrt(1e37 / x.shape[1]):
         raise ValueError(f"features up to |value| {top:.3g} {'over' if top > 1 else 'under'}flow float32 inner "
@@ -287,6 +292,8 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     if approx and backend == "torch":
         _warn("approx=True needs faiss (pip install faiss-cpu): using an exact torch search")
         approx = False
+    if len(q) == 0:  # no queries: no neighbours (the torch search has no block to concatenate)
+        return x.new_empty(0, k), torch.empty(0, k, dtype=torch.int64, device=x.device)
     kq = k + (queries is None)
     if backend == "faiss":
         D, I = _faiss_search(x, q, kq, metric, approx)
@@ -384,10 +391,11 @@ def _symmetrize(I, A):
     return _csr(crow, col, W.values(), (n, n))
 
 
-def normalize(W):
+def normalize(W, rows=1 << 15):
     """D^-1/2 W D^-1/2 with D = diag(W 1) (section 3); a zero degree is treated as 1, so an
     isolated point keeps a zero row instead of producing NaN. W must be a square torch sparse
-    CSR tensor with finite, non-negative entries, as `affinity_graph` returns."""
+    CSR tensor with finite, non-negative entries, as `affinity_graph` returns. The result
+    shares W's indices: it takes new memory only for its values."""
     if not (isinstance(W, torch.Tensor) and W.layout == torch.sparse_csr and W.ndim == 2
             and W.shape[0] == W.shape[1]):
         raise ValueError("W must be a square torch sparse CSR tensor (n, n), as affinity_graph returns; got "
@@ -397,8 +405,13 @@ def normalize(W):
     crow, col, val = W.crow_indices(), W.col_indices(), W.values()
     deg = spmm(W, torch.ones(W.shape[0], 1, dtype=val.dtype, device=val.device))[:, 0]
     dinv = torch.where(deg > 0, deg, torch.ones_like(deg)).rsqrt()
-    scaled = dinv.repeat_interleave(crow.diff(), output_size=len(val))  # d_i^-1/2 of every entry's row
-    return _csr(crow, col, scaled.mul_(val).mul_(dinv[col]), W.shape)
+    scaled = torch.empty_like(val)  # a block of rows at a time: no temporary as large as the graph
+    for i in range(0, W.shape[0], rows):
+        j = min(i + rows, W.shape[0])
+        a, b = int(crow[i]), int(crow[j])
+        row_dinv = dinv[i:j].repeat_interleave(crow[i:j + 1].diff(), output_size=b - a)  # d_i^-1/2 of each entry
+        torch.mul(row_dinv, val[a:b], out=scaled[a:b]).mul_(dinv[col[a:b]])
+    return _csr(crow, col, scaled, W.shape)
 
 
 def spmm(W, V, rows=1 << 17):

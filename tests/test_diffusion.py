@@ -1,5 +1,6 @@
 """Diffusion, pseudo-label weights, GTG and network pseudo-labels (lpnb.diffusion) against
 dense solves and hand-made cases."""
+import functools
 import gc
 import math
 import warnings
@@ -214,6 +215,10 @@ def test_mask_wrong_length():
     x, y = blobs()
     with pytest.raises(ValueError, match=r"labeled mask must have shape \(240,\)"):
         propagate(x, y, np.ones(100, bool))
+    mask = torch.zeros(241, dtype=torch.uint8)  # torch's old mask type, one too long: not read as indices 0 and 1
+    mask[10:40] = 1
+    with pytest.raises(ValueError, match=r"labeled mask must have shape \(240,\), got \(241,\)"):
+        propagate(x, y, mask)
 
 
 def test_index_out_of_range():
@@ -416,6 +421,12 @@ def test_gtg_raises_when_a_strategy_becomes_nan(monkeypatch):
         gtg_pseudo_labels(x, y, np.array([0, 1, 2]), k=5)
 
 
+def test_cg_raises_on_a_matrix_that_is_not_positive_definite():
+    for diagonal in ([1.0, -2.0], [1.0, 0.0]):  # indefinite, singular: the search direction has p^T A p <= 0
+        with pytest.raises(FloatingPointError, match="not positive definite"):
+            conjugate_gradient(functools.partial(torch.mul, torch.tensor(diagonal)[:, None]), torch.ones(2, 1))
+
+
 def test_cg_refuses_non_finite_right_hand_side():
     with pytest.raises(ValueError, match="NaN or inf"):
         conjugate_gradient(lambda V: V, torch.tensor([[1.0], [np.inf]]))
@@ -584,12 +595,13 @@ def test_numpy_scalars_are_accepted():
     assert n_iter == 1
 
 
-def test_classes_solved_in_blocks_give_the_one_block_result():
+def test_classes_solved_in_blocks_give_the_one_block_result(monkeypatch):
     """When the scores and the whole solve do not fit in max_memory, the classes are solved in blocks: same result."""
     x, y = blobs(n=600, c=7, seed=11, spread=0.9)
     labeled = np.arange(600) < 70
     whole = propagate(x, y, labeled, k=10)
-    graph_bytes = 24 * 600 * 10
+    graph_bytes = 24 * 600 * 10  # building the graph needs more, but not at this n x c: taken as 0 here
+    monkeypatch.setattr("lpnb.diffusion._graph_memory", lambda *args: (0, graph_bytes))
     blocks = propagate(x, y, labeled, k=10, max_memory=graph_bytes + (4 * 600 * 7 + 3 * 4 * 600 * 2 + 1000) / 0.9)
     assert whole.class_blocks == 1 and blocks.class_blocks == 4  # 2 classes at a time: 2 + 2 + 2 + 1
     np.testing.assert_array_equal(blocks.pseudo_labels, whole.pseudo_labels)
@@ -615,14 +627,25 @@ def test_propagate_on_a_gpu_gives_the_cpu_result():
 def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     x, y = blobs(n=200, c=3)
     monkeypatch.setattr("lpnb.diffusion.knn_search", lambda *a, **k: pytest.fail("searched the neighbours"))
-    with pytest.raises(MemoryError, match=r"^propagate needs about 53.3 kB: 5.33 kB for the scores of 200 points x 3 "
-                       r"classes and a block of the solve and 48 kB for the graph, but max_memory is 49 kB: pass a "
-                       r"larger max_memory"):
-        propagate(x, y, np.arange(200) < 30, k=10, max_memory=24 * 200 * 10 + 1000)
-    with pytest.raises(MemoryError, match="and 48 kB for the graph, but max_memory is 1 kB:"):
+    build = (40 * 200 * 10 + 4 * 200 * 8) / 0.9  # the graph is built (96 kB) before the solve (53.3 kB) is needed
+    monkeypatch.setattr("lpnb.diffusion.faiss", None)  # a torch k-NN search: its block of similarities too
+    with pytest.raises(MemoryError, match=r"^propagate needs about 274 kB: 5.33 kB for the scores of 200 points x 3 "
+                       r"classes and a block of the solve and 48 kB for the graph \(274 kB while the graph is built\)"):
+        propagate(x, y, np.arange(200) < 30, k=10, max_memory=build + 1000)
+    monkeypatch.undo()
+    monkeypatch.setattr("lpnb.diffusion.knn_search", lambda *a, **k: pytest.fail("searched the neighbours"))
+    with pytest.raises(MemoryError, match=r"^propagate needs about 96 kB: 5.33 kB for the scores of 200 points x 3 "
+                       r"classes and a block of the solve and 48 kB for the graph \(96 kB while the graph is built\), "
+                       r"but max_memory is 95.9 kB: pass a larger max_memory"):
+        propagate(x, y, np.arange(200) < 30, k=10, max_memory=build - 100)
+    with pytest.raises(MemoryError, match="and 48 kB for the graph .*, but max_memory is 1 kB:"):
         propagate(x, y, np.arange(200) < 30, k=10, max_memory=1000)  # less than the graph alone: no negative size
+    # the graph is built, but the scores and a block of the solve do not fit beside it
+    with pytest.raises(MemoryError, match=r"^propagate needs about 1.83 MB: 1.78 MB for the scores of 200 points x "
+                       r"2000 classes"), pytest.warns(UserWarning, match="have no labeled example"):
+        propagate(x, np.where(np.arange(200) == 0, 1999, y), np.arange(200) < 30, k=10, max_memory=build + 1000)
     monkeypatch.setattr("lpnb.diffusion.available_memory", lambda device=None: 30_000)
-    with pytest.raises(MemoryError, match="for the graph, but only 30 kB is available: free memory, pass max_memory"):
+    with pytest.raises(MemoryError, match=r"built\), but only 30 kB is available: free memory, pass max_memory"):
         propagate(x, y, np.arange(200) < 30, k=10)
     with pytest.raises(ValueError, match="max_memory must be"):
         propagate(x, y, np.arange(200) < 30, max_memory=-1)
@@ -781,6 +804,15 @@ def test_integer_and_bool_features_are_converted(dtype):
     ref = propagate(xi.astype(np.float32), y, np.arange(0, 240, 10), k=10)
     np.testing.assert_allclose(res.scores, ref.scores, atol=1e-6)
     np.testing.assert_array_equal(res.pseudo_labels, ref.pseudo_labels)
+
+
+def test_big_endian_and_long_double_features_give_the_native_result():
+    x, y = blobs()
+    ref = propagate(x, y, np.arange(0, 240, 10), k=10)
+    for dtype in [">f4", ">f8", np.longdouble]:
+        res = propagate(x.astype(dtype), y, np.arange(0, 240, 10), k=10)
+        np.testing.assert_allclose(res.scores, ref.scores, atol=1e-6)
+        np.testing.assert_array_equal(res.pseudo_labels, ref.pseudo_labels)
 
 
 def test_float16_features_give_the_float32_result_of_the_same_values():

@@ -111,6 +111,20 @@ def test_gaussian_graph_estimator():
     model = LabelPropagation(k=8, graph="gaussian").fit(X, y_train)
     assert (model.transduction_ == y).all() and model.sigma_ > 0
     np.testing.assert_array_equal(model.predict([[0.1, -0.1], [2.9, 3.2]]), [0, 1])
+    # the default sigma is the mean distance to the 8 nearest neighbours, in X's units
+    d = np.sort(np.linalg.norm(X[:, None] - X[None], axis=2), axis=1)[:, 1:9]
+    assert model.sigma_ == pytest.approx(d.mean(), rel=1e-4)
+
+
+def test_gaussian_default_sigma_comes_from_the_graphs_own_search(monkeypatch):
+    """One k-NN search in fit (the approximate one when asked), not another exact one just for sigma."""
+    import lpnb.diffusion
+    searches = []
+    search = lpnb.diffusion.knn_search
+    monkeypatch.setattr(lpnb.diffusion, "knn_search", lambda *a, **kw: searches.append(kw) or search(*a, **kw))
+    X = np.random.default_rng(9).normal(size=(400, 3))
+    LabelPropagation(k=10, graph="gaussian", knn="approx").fit(X, np.where(np.arange(400) < 40, np.arange(400) % 2, -1))
+    assert [kw["approx"] for kw in searches] == [True]
 
 
 def test_drop_in_for_label_spreading(digits):
@@ -274,7 +288,7 @@ def test_fit_warning_points_at_the_callers_line(digits):
 
 def test_string_labels_with_minus_one_for_the_unlabeled():
     X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
-    y = np.array(["cat", -1, -1, "dog", -1, -1], dtype=object)
-    model = LabelPropagation(k=2).fit(X, y)
-    assert model.classes_.tolist() == ["cat", "dog"]
-    assert model.transduction_.tolist() == ["cat", "cat", "cat", "dog", "dog", "dog"]
+    for dtype in (object, None):  # without dtype=object numpy turns -1 into the string "-1"
+        model = LabelPropagation(k=2).fit(X, np.array(["cat", -1, -1, "dog", -1, -1], dtype=dtype))
+        assert model.classes_.tolist() == ["cat", "dog"]
+        assert model.transduction_.tolist() == ["cat", "cat", "cat", "dog", "dog", "dog"]

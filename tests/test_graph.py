@@ -98,6 +98,9 @@ def test_knn_queries():
     np.testing.assert_array_equal(I.numpy(), ref)
     with pytest.raises(ValueError, match="dimensions"):
         graph.knn(x, 3, queries=q[:, :4])
+    for backend in ["torch"] + ["faiss"] * (graph.faiss is not None):  # no queries: no neighbours
+        D, I = graph.knn(x, 3, queries=q[:0], backend=backend)
+        assert D.shape == I.shape == (0, 3) and D.dtype == torch.float32 and I.dtype == torch.int64
 
 
 @needs_faiss
@@ -183,8 +186,12 @@ def test_non_finite_features_rejected(bad):
 def test_bad_shapes_and_arguments():
     with pytest.raises(ValueError, match="2-D"):
         graph.knn(np.ones(10), 3)
-    with pytest.raises(ValueError, match="at least"):
+    with pytest.raises(ValueError, match="need at least 2 samples to find a neighbour, got 1 sample$"):
         graph.knn(np.ones((1, 3)), 1)
+    with pytest.raises(ValueError, match="need at least 2 samples to find a neighbour, got 0 samples$"):
+        graph.knn(np.ones((0, 3)), 1)
+    with pytest.raises(ValueError, match="need at least 1 sample to find a neighbour, got 0 samples$"):
+        graph.knn(np.ones((0, 3)), 1, queries=np.ones((2, 3)))
     with pytest.raises(ValueError, match="k must be"):
         graph.knn(unit_points(10, 3), 0)
     with pytest.raises(ValueError, match="metric"):
@@ -216,6 +223,18 @@ def test_cuda_graph_matches_cpu():
         assert W_gpu.is_cuda
         W_cpu = graph.normalize(graph.affinity_graph(x, 10, backend="torch"))
         np.testing.assert_allclose(graph.to_scipy(W_gpu).toarray(), graph.to_scipy(W_cpu).toarray(), atol=1e-5)
+
+
+def test_normalize_a_block_of_rows_at_a_time_gives_the_whole_result():
+    W = graph.affinity_graph(unit_points(300, 6, seed=3), 7)
+    whole = graph.normalize(W)
+    blocks = graph.normalize(W, rows=16)  # blocks that end inside rows' runs of entries of various lengths
+    np.testing.assert_array_equal(blocks.values().numpy(), whole.values().numpy())
+    # new values only: the indices are W's own, not a copy
+    assert blocks.col_indices().data_ptr() == W.col_indices().data_ptr()
+    Wd = graph.to_scipy(W).toarray()
+    d = 1 / np.sqrt(Wd.sum(1))
+    np.testing.assert_allclose(graph.to_scipy(blocks).toarray(), d[:, None] * Wd * d[None, :], rtol=1e-5)
 
 
 def test_normalize_explicit_zero_row():
