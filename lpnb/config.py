@@ -237,7 +237,8 @@ def run_id(cfg):
 
 
 def base_config(cfg):
-    """The stage-1 run a stage-2 method continues (supervised, or Mean Teacher for mt+lp); None for a stage-1 method."""
+    """The stage-1 run a stage-2 method continues (supervised, or Mean Teacher for mt+lp); None for a stage-1 method.
+    Its pseudo-label weights are the defaults: it has none, and Table 1's variants share one stage 1."""
     if cfg.method in ("supervised", "mt"):
         return None
-    return replace(cfg, method="mt" if cfg.method == "mt+lp" else "supervised")
+    return replace(cfg, method="mt" if cfg.method == "mt+lp" else "supervised", use_omega=True, use_zeta=True)

@@ -36,7 +36,7 @@ except ImportError:  # not POSIX: runs are not locked
 from lpnb import data as lpdata
 from lpnb.config import base_config, resolve, run_id
 from lpnb.models import build_model
-from lpnb.train import Trainer, confident_mistakes, omega_histogram
+from lpnb.train import Trainer, confident_mistakes, correct_pseudo_labels, omega_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 clock = time.monotonic  # the clock of time limits (a test may replace it)
@@ -403,7 +403,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
             phases = state["timings"].setdefault("pseudo_label_phases", {})  # propagate's: k-NN, graph, CG, ...
             for phase, seconds in pl.timings.items():
                 phases[phase] = phases.get(phase, 0.0) + seconds
-            entry.update(pseudo_label_acc=float((pl.pseudo_labels[unl] == labels[unl]).mean() * 100),
+            entry.update(pseudo_label_acc=float(correct_pseudo_labels(pl, labels, unl).mean() * 100),
                          network_acc=float((probs.argmax(1).cpu().numpy()[unl] == labels[unl]).mean() * 100),
                          cg_iters=pl.n_iter, cg_residual=pl.residual)
             if epoch in cfg.hist_epochs:

@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from lpnb.data import atomic_write
-from lpnb.tables import DATASET_NAMES
+from lpnb.tables import DATASET_NAMES, from_class_folders
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
                 "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -160,9 +160,11 @@ SHORT_NAMES = {"automobile": "auto", "airplane": "plane"}  # as Figure 7 of the 
 
 def _caption(fig, record, *more):
     """Under the figure, the run it is drawn from: its preset, split, id and data (Figures 4, 5, 7)."""
+    data = record.get("data")
+    if data and from_class_folders(data):
+        data += " (JPEG q95 class folders)"
     parts = [f"{record['preset']} preset" if "preset" in record else None,
-             f"split {record['split']}" if "split" in record else None, f"run {record['run_id']}", record.get("data"),
-             *more]
+             f"split {record['split']}" if "split" in record else None, f"run {record['run_id']}", data, *more]
     fig.tight_layout(rect=(0, 0.18 / fig.get_figheight(), 1, 1))  # 0.18 inch for the line
     fig.text(0.01, 0.005, ", ".join(p for p in parts if p), fontsize=5.5, color="#555555", ha="left", va="bottom")
 
@@ -190,7 +192,8 @@ def plot_figure4(record):
 
 
 def plot_figure5(record):
-    """Histograms of omega for unlabeled images at the recorded epochs, correct (blue) vs incorrect (red)."""
+    """Histograms of omega for unlabeled images at the recorded epochs: correct pseudo-labels (blue) with the
+    incorrect ones (red) stacked on them, so that a bar's height is every image in its bin."""
     hists = record["omega_histograms"]
     if not hists:
         raise ValueError(f"run {record['run_id']} recorded no omega histograms: Figure 5 needs a run of method 'lp'")
@@ -198,8 +201,8 @@ def plot_figure5(record):
     for ax, h in zip(axes[0], hists):
         edges = np.asarray(h["edges"])
         width = np.diff(edges)
-        ax.bar(edges[:-1], h["correct"], width, align="edge", color="#1f77b4", alpha=0.7, label="correct")
-        ax.bar(edges[:-1], h["incorrect"], width, align="edge", color="#d62728", alpha=0.7, label="incorrect")
+        ax.bar(edges[:-1], h["correct"], width, align="edge", color="#1f77b4", label="correct")
+        ax.bar(edges[:-1], h["incorrect"], width, bottom=h["correct"], align="edge", color="#d62728", label="incorrect")
         ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']}", xlim=(0, 1))
     axes[0, 0].set_ylabel("number of unlabeled images")
     axes[0, 0].legend()

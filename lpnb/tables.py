@@ -80,7 +80,7 @@ def _as_list(value, name, check, what, required=True):
     bad = [v for v in values if not check(v)]
     if (required and not values) or bad:
         raise ValueError(f"notebook parameter {name} must be {what} (or a list of them), got {value!r}")
-    return values
+    return list(dict.fromkeys(values))  # a value given twice is one cell
 
 
 def _positive_int(v):
@@ -153,6 +153,12 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                             train, workers, preset_defaulted)
 
 
+def from_class_folders(data):
+    """Whether a record's "data" (e.g. "cifar10 from cifar10.tar.gz") names CIFAR read from class-folder images,
+    which in the project's copies are JPEG (quality 95), not the original pixels."""
+    return data.startswith("cifar") and data.endswith((".tar.gz", "cifar10", "cifar100"))
+
+
 def provenance(records):
     """A sentence saying what produced these records, and whether it is the paper's protocol."""
     if not records:
@@ -163,7 +169,7 @@ def provenance(records):
     splits = sorted({r["split"] for r in records})
     text = (f"{len(records)} run{'s' if len(records) > 1 else ''}, preset {', '.join(presets)}, splits {splits}, "
             f"on {'; '.join(devices)}; data: {'; '.join(data)}.")
-    if any(d.endswith((".tar.gz", "cifar10", "cifar100")) for d in data):
+    if any(map(from_class_folders, data)):
         text += (" CIFAR from class-folder images: the project's copies are JPEG (quality 95), not the original "
                  "PNG pixels.")
     if presets != ["paper"]:
@@ -183,6 +189,15 @@ def row_name(method, use_omega=True, use_zeta=True):
         weights = " + ".join(w for w, on in (("ω", use_omega), ("ζ", use_zeta)) if on)
         return f"{WEIGHTED[method]} + {weights}" if weights else f"{WEIGHTED[method]}, no weights"
     return METHOD_NAMES[method]
+
+
+def weights_of(record):
+    """(use_omega, use_zeta) of a record's table row: both True for a method that weighs no pseudo-label
+    (supervised, mt), whatever its config says (records made before `base_config` reset the flags carry
+    those of the stage-2 run that trained them)."""
+    if record["method"] not in WEIGHTED:
+        return True, True
+    return record["config"]["use_omega"], record["config"]["use_zeta"]
 
 
 def side_by_side(table):
@@ -287,9 +302,9 @@ def summarize(records, paper_csv=None):
     of splits, and the paper's number for the same cell when `paper_csv` is given."""
     rows = []
     for r in records:
-        base = {"dataset": r["dataset"], "labels": r["labels"], "method": r["method"],
-                "use_omega": r["config"]["use_omega"], "use_zeta": r["config"]["use_zeta"],
-                "preset": r["preset"], "device": r["device"]}
+        use_omega, use_zeta = weights_of(r)
+        base = {"dataset": r["dataset"], "labels": r["labels"], "method": r["method"], "use_omega": use_omega,
+                "use_zeta": use_zeta, "preset": r["preset"], "device": r["device"]}
         rows.append({**base, "metric": "top1", "error": r["test_error"]})
         if r["dataset"] == "miniimagenet":
             rows.append({**base, "metric": "top5", "error": r["test_error_top5"]})
@@ -299,8 +314,10 @@ def summarize(records, paper_csv=None):
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows)
     out = (df.groupby(keys, sort=False)
-             .agg(ours_mean=("error", "mean"), ours_std=("error", lambda e: e.std(ddof=0)), splits=("error", "size"),
-                  preset=("preset", "first"), device=("device", "first"))
+             .agg(ours_mean=("error", "mean"),
+                  ours_std=("error", lambda e: e.std(ddof=0) if len(e) > 1 else float("nan")),  # one split: none
+                  splits=("error", "size"), preset=("preset", "first"),
+                  device=("device", lambda d: "; ".join(sorted(set(d)))))
              .reset_index())
     if paper_csv is not None:
         paper = pd.read_csv(paper_csv)
@@ -333,7 +350,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def _name(record):
-    return row_name(record["method"], record["config"]["use_omega"], record["config"]["use_zeta"])
+    return row_name(record["method"], *weights_of(record))
 
 
 def per_split(records):
@@ -358,8 +375,7 @@ def compare(records, row, baseline):
     def errors(row):
         row = _row(row)
         return {(r["dataset"], r["labels"], r["split"]): r["test_error"] for r in records
-                if (r["method"], r["config"]["use_omega"], r["config"]["use_zeta"])
-                == (row["method"], row["use_omega"], row["use_zeta"])}
+                if (r["method"], *weights_of(r)) == (row["method"], row["use_omega"], row["use_zeta"])}
     ours, theirs = errors(row), errors(baseline)
     name, other = row_name(**_row(row)), row_name(**_row(baseline))
     cells = sorted(set(ours) & set(theirs))
@@ -367,10 +383,14 @@ def compare(records, row, baseline):
         return pd.DataFrame(), f"{name} and {other} share no recorded split yet."
     diff = pd.DataFrame([{"dataset": DATASET_NAMES[d], "labels": n, "split": s,
                           "difference": ours[d, n, s] - theirs[d, n, s]} for d, n, s in cells])
-    better = int((diff.difference < 0).sum())
     d = diff.difference
-    text = (f"{name} has a lower error than {other} on {better} of {len(diff)} splits (mean difference "
-            f"{d.mean():+.2f} points, from {d.min():+.2f} to {d.max():+.2f}).")
+    many = diff.dataset.nunique() > 1  # counted per dataset and label count: pooled, a sign that flips would hide
+    counts = [f"{int((e < 0).sum())} of {len(e)}{' splits' * (i == 0)} at {dataset + ' ' if many else ''}{labels}"
+              f"{' labels' * (i == 0)}" for i, ((dataset, labels), e)
+              in enumerate(diff.groupby(["dataset", "labels"], sort=False).difference)]
+    where = counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]
+    text = (f"{name} has a lower error than {other} on {where} (mean difference {d.mean():+.2f} points, from "
+            f"{d.min():+.2f} to {d.max():+.2f}).")
     table = diff.pivot_table(index=["dataset", "labels"], columns="split", values="difference", sort=False)
     return table.round(2).rename(columns=lambda s: f"split {s}"), text
 
@@ -381,7 +401,7 @@ def pseudo_label_progress(records, method="lp"):
     rows = []
     for r in records:
         hist = [h for h in r["history"] if h["stage"] == 2]
-        if r["method"] == method and r["config"]["use_omega"] and r["config"]["use_zeta"] and hist:
+        if r["method"] == method and all(weights_of(r)) and hist:
             first, last = hist[0], hist[-1]
             rows.append({"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "split": r["split"],
                          "ours, first epoch": first["pseudo_label_acc"], "ours, last epoch": last["pseudo_label_acc"],
@@ -479,10 +499,11 @@ def time_split(record, wall_seconds=None, with_stage1=True):
         phases = t.get("pseudo_label_phases", {})
         knn = sum(phases.get(p, 0.0) for p in ("order", "knn", "graph"))
         cg = sum(phases.get(p, 0.0) for p in ("cg", "weights"))
+        other = "other pseudo-labelling" if phases else "pseudo-labelling (its phases not recorded)"  # older records
         return [(f"stage {stage}: set-up", t.get("setup", 0.0)), (f"stage {stage}: training steps", t["train"]),
                 (f"stage {stage}: descriptor passes", t.get("descriptors", 0.0)),
                 (f"stage {stage}: k-NN search and graph", knn), (f"stage {stage}: conjugate gradient and weights", cg),
-                (f"stage {stage}: other pseudo-labelling", t.get("pseudo_labels", 0.0) - knn - cg),
+                (f"stage {stage}: {other}", t.get("pseudo_labels", 0.0) - knn - cg),
                 (f"stage {stage}: test evaluation", t["eval"])]
     t = record["timings"]
     stages = {1: t["stage1"], 2: t} if record["base_run"] else {1: t}  # a stage-2 record nests its stage 1's

@@ -24,7 +24,8 @@ from lpnb.diffusion import PseudoLabels, gtg_pseudo_labels, network_pseudo_label
 
 
 def cosine_lr(base_lr, t, rampdown_epochs):
-    """Per-iteration cosine annealing: lr * 0.5 * (1 + cos(pi t / 210)) at fractional epoch t (sec. 5.2)."""
+    """Per-iteration cosine annealing: lr * 0.5 * (1 + cos(pi min(t, R) / R)) at fractional epoch t, R =
+    rampdown_epochs (210 for 180 epochs, sec. 5.2)."""
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(t, rampdown_epochs) / rampdown_epochs))
 
 
@@ -37,7 +38,8 @@ def sigmoid_rampup(t, length):
 
 
 def labeled_batches(labeled_idx, batch_size, generator):
-    """Stage 1 without Mean Teacher: one pass over the labeled images in batches of B (last partial batch dropped)."""
+    """Stage 1 without Mean Teacher: one pass over the labeled images in batches of B (last partial batch dropped;
+    with fewer than B labeled images, one batch of all of them)."""
     order = labeled_idx[torch.randperm(len(labeled_idx), generator=generator)]
     batch_size = min(batch_size, len(order))
     return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
@@ -251,10 +253,16 @@ class Trainer:
         return top1_err, top5_err
 
 
+def correct_pseudo_labels(pl: PseudoLabels, labels, rows):
+    """Whether each of `rows` (a mask or indices) has a correct pseudo-label: its true label, from a score row
+    that is not all zero (a point the graph leaves without scores gets class 0 and weight 0: no pseudo-label)."""
+    return (pl.pseudo_labels[rows] == labels[rows]) & (pl.scores[rows] > 0).any(1)
+
+
 def omega_histogram(pl: PseudoLabels, labels, labeled, bins=20):
     """Counts of omega over unlabeled images, split by correct / incorrect pseudo-label (Figure 5)."""
     unl = ~labeled
-    correct = pl.pseudo_labels[unl] == labels[unl]
+    correct = correct_pseudo_labels(pl, labels, unl)
     edges = np.linspace(0, 1, bins + 1)
     return {"edges": edges.tolist(),
             "correct": np.histogram(pl.weights[unl][correct], edges)[0].tolist(),

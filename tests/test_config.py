@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lpnb.config import MT_FIELDS, RUNTIME_FIELDS, STAGE2_FIELDS, Config, make_config, run_id
+from lpnb.config import MT_FIELDS, RUNTIME_FIELDS, STAGE2_FIELDS, Config, base_config, make_config, run_id
 
 
 def test_unknown_names_are_rejected():
@@ -87,3 +87,11 @@ def test_run_id_changes_with_every_field_a_method_uses(field):
         used = not (field in RUNTIME_FIELDS or (method == "supervised" and field in STAGE2_FIELDS)
                     or (not method.startswith("mt") and field in MT_FIELDS))
         assert (run_id(a) != run_id(b)) == used, (method, field)
+
+
+def test_the_stage1_run_of_a_weight_variant_is_the_shared_one_with_default_weights():
+    for method, base in (("lp", "supervised"), ("mt+lp", "mt"), ("network", "supervised")):
+        variant = make_config("cpu", method=method, use_omega=False, use_zeta=False)
+        stage1 = base_config(variant)
+        assert stage1 == make_config("cpu", method=base) and (stage1.use_omega, stage1.use_zeta) == (True, True)
+    assert base_config(make_config("cpu", method="mt")) is None

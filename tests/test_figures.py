@@ -40,6 +40,11 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
     assert "full protocol dotted" in ax.get_title()
     without = plot_figure6(table)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
+    one_split = summarize([r for r in cpu if r["split"] == 0])  # no spread: points without error bars
+    assert one_split.ours_std.isna().all()
+    line = {c.get_label(): c for c in plot_figure6(one_split).axes[0].containers}["Fully supervised"].lines[0]
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), one_split[one_split.method == "supervised"]
+                               .sort_values("labels").ours_mean)
 
 
 def _lp_record(hist_epochs=(0, 90)):
@@ -70,6 +75,7 @@ def test_figure5_shows_the_recorded_epochs_correct_in_blue_and_incorrect_in_red(
         blue = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#1f77b4")]
         red = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#d62728")]
         assert (blue, red) == (h["correct"], h["incorrect"])
+        assert [b.get_y() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#d62728")] == h["correct"]  # stacked
     assert make_config("paper", method="lp").hist_epochs == (0, 90)  # as the paper's Figure 5
 
 
@@ -85,7 +91,9 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     assert [t.get_text() for t in fig.texts] == ["run r"]
     full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz"}
     assert [t.get_text() for t in plot_figure7(full, data).texts] == [
-        "paper preset, split 2, run r, cifar10 from cifar10.tar.gz"]  # the run the figure is drawn from
+        "paper preset, split 2, run r, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]  # the run drawn from
+    assert [t.get_text() for t in plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data).texts] == [
+        "paper preset, split 2, run r, cifar10 from cifar-10-batches-py"]  # torchvision's copy: the original pixels
     empty = plot_figure7({**record, "confident_mistakes": []}, data)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
     with pytest.raises(ValueError, match="has no stage 2"):

@@ -24,6 +24,8 @@ def test_one_value_means_a_one_element_list():
     assert notebook_settings(labels=[500, 4000], methods=["supervised", "mt+lp"]).methods == ["supervised", "mt+lp"]
     s = notebook_settings(methods="supervised,mt+lp", datasets="cifar10 cifar100")  # `-p methods supervised,mt+lp`
     assert (s.methods, s.datasets) == (["supervised", "mt+lp"], ["cifar10", "cifar100"])
+    s = notebook_settings(labels="500,1000,500", methods=["lp", "lp"])  # a value given twice: one cell, run once
+    assert (s.labels, s.methods) == ([500, 1000], ["lp"])
 
 
 @pytest.mark.parametrize("name, value", [("labels", "abc"), ("labels", -1), ("labels", 0), ("labels", True),
@@ -134,6 +136,25 @@ def test_side_by_side_uses_the_papers_names_and_marks_a_cell_not_run():
     assert table.loc["Fully supervised", ("CIFAR-100", 4000, "top-1 error %")] == "70.50 ± 0.50"
 
 
+def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp_path):
+    """A supervised run trained for Table 1's 'no weights' row carries use_omega = use_zeta = False in its config
+    (before base_config reset them): it is the same cell as the others, with the paper's number beside it."""
+    records = [record(500, "supervised", 60.0, use_omega=False, use_zeta=False), record(500, "supervised", 62.0),
+               {**record(500, "supervised", 70.0), "device": "gpu b"},
+               {**record(500, "supervised", 68.0), "device": "gpu a"}]
+    paper = dict(dataset="cifar10", labels=500, method="supervised", metric="top1", error=49.08, std=1.0)
+    pd.DataFrame([paper]).to_csv(csv := tmp_path / "table.csv", index=False)
+    table = tables.summarize(records, csv)
+    assert len(table) == 1 and table.ours_mean[0] == 65.0 and table.splits[0] == 4 and table.paper_mean[0] == 49.08
+    assert table.device[0] == "cpu; gpu a; gpu b"  # every device the cell's runs ran on
+    assert tables.summarize(records[:1]).ours_std.isna().all()  # one split: no spread, not 0
+    ours = [{**full_record("lp", s, e), "config": {"use_omega": False, "use_zeta": False}} for s, e in ((0, 30.0),)]
+    assert tables.compare(ours + [{**r, "split": 0} for r in records[:1]], {"method": "lp", "use_omega": False,
+                                                                            "use_zeta": False}, "supervised")[1] == (
+        "Diffusion (7), no weights has a lower error than Fully supervised on 1 of 1 splits at 500 labels (mean "
+        "difference -30.00 points, from -30.00 to -30.00).")
+
+
 def test_table1_rows_are_named_by_their_weights():
     records = [record(500, "lp", 50.0, use_omega=o, use_zeta=z) for o in (False, True) for z in (False, True)]
     names = list(tables.side_by_side(tables.summarize(records + [record(500, "gtg", 51.0)])).index)
@@ -171,7 +192,13 @@ def test_compare_gives_the_differences_split_by_split_and_says_what_they_show():
     table, text = tables.compare(records, "lp", "network")
     assert table.loc[("CIFAR-10", 500)].tolist() == [-1.0, 0.5]
     assert text == ("Ours: diffusion (7) + weights has a lower error than Network prediction (1) + weights on 1 of 2 "
-                    "splits (mean difference -0.25 points, from -1.00 to +0.50).")
+                    "splits at 500 labels (mean difference -0.25 points, from -1.00 to +0.50).")
+    more = [{**r, "labels": 4000, "test_error": r["test_error"] + 10 * (r["method"] == "lp")} for r in records]
+    more += [{**r, "dataset": "cifar100"} for r in records]  # counted per dataset and label count, not pooled
+    assert tables.compare(records + more, "lp", "network")[1] == (
+        "Ours: diffusion (7) + weights has a lower error than Network prediction (1) + weights on 1 of 2 splits at "
+        "CIFAR-10 500 labels, 0 of 2 at CIFAR-10 4000 and 1 of 2 at CIFAR-100 500 (mean difference +3.08 points, from "
+        "-1.00 to +10.50).")
     ablated = [{**r, "config": {"use_omega": False, "use_zeta": True}} for r in records if r["method"] == "lp"]
     no_omega = tables.compare(records + ablated, "lp", {"method": "lp", "use_omega": False})[0]
     assert no_omega.values.tolist() == [[0, 0, 0]]
@@ -215,6 +242,10 @@ def test_time_split_adds_up_the_parts_of_both_stages_and_the_slow_first_epochs()
     assert "of which slow epochs (compilation, warm-up)" not in stage2_only.index  # stage 1's slow epoch left out
     with pytest.raises(ValueError, match=r"wall-clock given \(300.0 s\) is shorter than the parts .*stage 1 trained"):
         tables.time_split(rec, wall_seconds=300.0)
+    del stage2["pseudo_label_phases"]  # a record made before propagate's phases were timed
+    older = tables.time_split({**rec, "timings": {"stage1": stage1, **stage2}}).set_index("part")
+    assert older.loc["stage 2: pseudo-labelling (its phases not recorded)", "seconds"] == 45.0
+    assert not any("k-NN" in part or "other pseudo" in part for part in older.index)
 
 
 def test_the_figure_findings_are_computed_from_the_record():

@@ -172,15 +172,17 @@ def test_a_point_without_scores_gets_no_weight_with_or_without_omega(monkeypatch
 
 
 def test_omega_histogram_and_confident_mistakes():
-    pl = PseudoLabels(pseudo_labels=np.array([0, 1, 1, 0, 1]),
-                      weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95], np.float32),
-                      class_weights=np.ones(2, np.float32), scores=np.zeros((5, 2), np.float32), n_iter=0, residual=0.0)
-    labels = np.array([0, 1, 0, 1, 1])
-    labeled = np.array([True, False, False, False, False])
+    pseudo = np.array([0, 1, 1, 0, 1, 0])
+    scores = np.eye(2, dtype=np.float32)[pseudo]
+    scores[5] = 0  # a point the graph left without scores: class 0, weight 0, no pseudo-label
+    pl = PseudoLabels(pseudo_labels=pseudo, weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95, 0.0], np.float32),
+                      class_weights=np.ones(2, np.float32), scores=scores, n_iter=0, residual=0.0)
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    labeled = np.array([True, False, False, False, False, False])
     h = omega_histogram(pl, labels, labeled, bins=10)
-    assert sum(h["correct"]) == 2 and sum(h["incorrect"]) == 2  # unlabeled only
-    assert h["incorrect"][2] == 1 and h["incorrect"][7] == 1 and h["correct"][9] == 2
-    wrong = confident_mistakes(pl, labels, labeled, train_index=np.array([10, 11, 12, 13, 14]), top=5)
+    assert sum(h["correct"]) == 2 and sum(h["incorrect"]) == 3  # unlabeled only; no scores: not a correct label
+    assert h["incorrect"][0] == 1 and h["incorrect"][2] == 1 and h["incorrect"][7] == 1 and h["correct"][9] == 2
+    wrong = confident_mistakes(pl, labels, labeled, train_index=np.array([10, 11, 12, 13, 14, 15]), top=5)
     assert [w["index"] for w in wrong] == [13, 12] and wrong[0]["pseudo_label"] == 0 and wrong[0]["label"] == 1
 
 
