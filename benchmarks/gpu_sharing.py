@@ -9,7 +9,7 @@ same ratio for the training steps alone (from the records: a run's steps, slowed
 while they share, against its steps alone), which is what decides for runs of 180 + 180 epochs, whose
 start-up is a few percent. Above 1.0x, sharing a GPU pays and `--per-gpu 2` is the better default.
 
-    python benchmarks/gpu_sharing.py --data-root carry                  # paper preset, 2 runs of 5 epochs
+    PYTHONPATH=. python benchmarks/gpu_sharing.py --data-root carry     # paper preset, 2 runs of 5 epochs
     python benchmarks/gpu_sharing.py --preset smoke --device cpu --data-root ../shared/data   # tried on a CPU
 """
 import argparse
@@ -46,6 +46,8 @@ def main():
     if args.runs < 2 or args.epochs < 1:
         parser.error(f"--runs must be at least 2 and --epochs at least 1, got --runs {args.runs} "
                      f"--epochs {args.epochs}")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # one GPU: the sweep would give each run a GPU of its own first
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0] if visible else "0"
     cells = table_cells(2, labels=[4000], methods=["mt"], splits=args.runs + 1, preset=args.preset,
                         epochs_stage1=args.epochs, device=args.device)
     warm_up, cells = cells[-1:], cells[:-1]

@@ -9,8 +9,8 @@
 #   mkdir -p carry/labels && cp ../shared/data/cifar10.tar.gz carry/ && cp -r ../shared/data/labels/cifar10 carry/labels/
 # The runs train in build/paper_cell_results/, git-ignored, which the machine keeps between two jobs while it stays
 # warm (30 s after a job), and which a job's fresh copy of the tracked tree cannot overwrite: the same command sent
-# again at once continues a run stopped at its time limit. Every record there, and the log, are copied to $OUT after
-# each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here. Exit status: lpnb's
+# again at once continues a run stopped at its time limit. The cell's record and its stage-1 run's, and the log, are
+# copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here. Exit status: lpnb's
 # (0: the cell is recorded, 3: stopped at the time limit, run it again). Once the cell is recorded, the log ends with
 # where its time went (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it).
 # The decoded data and torch.compile's caches are kept in build/ too. PRESET and RESULTS_DIR (default paper and
@@ -23,26 +23,32 @@ preset=${PRESET:-paper} results=${RESULTS_DIR:-build/paper_cell_results} out=${O
 mkdir -p "$out"
 [ -f "carry/$dataset.tar.gz" ] || { echo "carry/$dataset.tar.gz is missing: see the top of $0"; exit 2; }
 export PYTHONUNBUFFERED=1 LPNB_CACHE_DIR=${LPNB_CACHE_DIR:-$PWD/build/lpnb-cache} \
-    TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/build/inductor-cache}
-marker=$(mktemp) printed=$(mktemp)
+    TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/build/inductor-cache} \
+    PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # lpnb from this tree: the GPU machine's python has it not installed
+marker=$(mktemp)
 python3 -c 'import torch, sklearn, lpnb; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
     "scikit-learn", sklearn.__version__)' 2>&1 | tee -a "$out/log.txt"
+# this cell's run id and its stage-1 run's (none for a stage-1 method)
+read -r run base < <(python3 -c 'import sys; from lpnb.config import base_config, make_config, run_id
+cfg = make_config(sys.argv[1], dataset=sys.argv[2], labels=int(sys.argv[3]), method=sys.argv[4], split=int(sys.argv[5]))
+print(run_id(cfg), run_id(base_config(cfg)) if base_config(cfg) else "")' "$preset" "$dataset" "$labels" "$method" "$split") \
+    || { echo "not a cell: $*" | tee -a "$out/log.txt"; exit 2; }
 start=$(date +%s.%N)
 wall_file="build/paper_cell_wall/${preset}_${dataset}_${labels}_${method}_${split}"  # "seconds since" of the calls so far
 mkdir -p "$(dirname "$wall_file")"
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
 python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
-    --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt" "$printed"
+    --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt"
 status=${PIPESTATUS[0]}
 wall=$(python3 -c "import sys; print(float(sys.argv[1]) + $(date +%s.%N) - $start)" "$wall_before")
-if [ "$status" = 3 ]; then echo "$wall $since" > "$wall_file"; else rm -f "$wall_file"; fi  # kept while it continues
-record="$results/runs/$(tail -1 "$printed" | cut -d: -f1)/record.json"
+if [ "$status" = 0 ]; then rm -f "$wall_file"; else echo "$wall $since" > "$wall_file"; fi  # kept until it is done
+record="$results/runs/$run/record.json"
 if [ "$status" = 0 ] && [ "$record" -nt "$marker" ]; then
     python3 benchmarks/time_split.py "$record" --wall "$wall" --since "$since" 2>&1 | tee -a "$out/log.txt"
 fi
-find "$results/runs" -name record.json | while read -r record; do
-    cp "$record" "$out/$(basename "$(dirname "$record")").json"
+for id in $run $base; do  # this cell's records only: a job brings back few files
+    [ -f "$results/runs/$id/record.json" ] && cp "$results/runs/$id/record.json" "$out/$id.json"
 done
 echo "exit status $status" | tee -a "$out/log.txt"
 exit "$status"

@@ -223,6 +223,8 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         descriptors, probs = self.predict(self.model, self.images, self.aug)
+        if descriptors.is_cuda:  # the pass is queued: timed once it has run
+            torch.cuda.synchronize(descriptors.device)
         t1 = time.perf_counter()
         labels, labeled = self.labels.cpu().numpy(), self.labeled.cpu().numpy()
         if cfg.method in ("lp", "mt+lp"):
