@@ -10,11 +10,11 @@
 # The runs train in build/paper_cell_results/, git-ignored, which the machine keeps between two jobs while it stays
 # warm (30 s after a job), and which a job's fresh copy of the tracked tree cannot overwrite: the same command sent
 # again at once continues a run stopped at its time limit. The cell's record and its stage-1 run's, and the log, are
-# copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here. Exit status: lpnb's
-# (0: the cell is recorded, 3: stopped at the time limit, run it again). Once the cell is recorded, the log ends with
-# where its time went (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it).
-# The decoded data and torch.compile's caches are kept in build/ too. PRESET and RESULTS_DIR (default paper and
-# build/paper_cell_results) let the script be tried on a CPU (OUT: where the log goes):
+# copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here.
+# Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again). Once the cell is
+# recorded, the log ends with where its time went (benchmarks/time_split.py, with the wall-clock of every call of
+# this script that trained it). The decoded data and torch.compile's caches are kept in build/ too. PRESET and
+# RESULTS_DIR (default paper and build/paper_cell_results) let the script be tried on a CPU (OUT: where the log goes):
 #   PRESET=smoke RESULTS_DIR=/tmp/r OUT=/tmp/o benchmarks/paper_cell.sh cifar10 4000 lp 0
 set -uo pipefail
 if [ $# -lt 4 ]; then sed -n 2,18p "$0"; exit 2; fi
