@@ -98,7 +98,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     With download=True and no local copy, torchvision downloads CIFAR or Fashion-MNIST
     into root (default_data_root()), and downloads again a torchvision CIFAR copy that
     fails its md5 check. The decoded arrays are cached in cache_dir (default_cache_dir()),
-    keyed by the source files' paths, sizes and mtimes, and memory-mapped from there.
+    keyed by a tarball's content or a folder's paths, sizes and mtimes, and memory-mapped from there.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -203,12 +203,17 @@ def _missing_message(name, root, searched):
 
 
 def _fingerprint(path: Path) -> str:
-    """Hash of the source files' paths, sizes and mtimes (and CACHE_VERSION), through symlinked folders as the
-    readers read them."""
+    """Hash of the source (and CACHE_VERSION): a single file (a tarball) by its content, so that a fresh copy of
+    it (another mtime, e.g. a GPU job's) finds the cache (CIFAR-10's 53 MB hash in 0.05 s, its decoding takes
+    seconds); a folder by its files' paths, sizes and mtimes, through symlinked folders as the readers read them."""
     path = path.resolve()
-    files = [str(path)] if path.is_file() else sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(path, followlinks=True) for f in fs)
     h = hashlib.sha1(f"v{CACHE_VERSION}\n".encode())
+    if path.is_file():
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+        return h.hexdigest()[:16]
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path, followlinks=True) for f in fs)
     for f in files:
         st = os.stat(f)
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
