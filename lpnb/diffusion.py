@@ -72,6 +72,11 @@ class PseudoLabels:
     class_blocks: int = 1
     sigma: float | None = None
 
+    @property
+    def scored(self):
+        """(n,) bool: the points whose score row is not all zero, the ones a pseudo-label was found for."""
+        return self.scores.any(1)
+
 
 def _divide(a, b):
     """a / b where b > 0, else 0 (zero rows, zero columns: no NaN)."""

@@ -238,7 +238,7 @@ class Trainer:
         else:
             raise ValueError(f"method {cfg.method!r} has no stage 2")
         t2 = time.perf_counter()
-        scored = labeled | (pl.scores.sum(1) > 0)  # an all-zero score row has no pseudo-label: weight 0 in any case
+        scored = labeled | pl.scored  # an all-zero score row has no pseudo-label: weight 0 in any case
         omega = torch.as_tensor(pl.weights if cfg.use_omega else scored.astype(np.float32), device=self.device)
         zeta = torch.as_tensor(pl.class_weights if cfg.use_zeta else np.ones(self.num_classes, np.float32),
                                device=self.device)
@@ -258,7 +258,7 @@ class Trainer:
 def correct_pseudo_labels(pl: PseudoLabels, labels, rows):
     """Whether each of `rows` (a mask or indices) has a correct pseudo-label: its true label, from a score row
     that is not all zero (a point the graph leaves without scores gets class 0 and weight 0: no pseudo-label)."""
-    return (pl.pseudo_labels[rows] == labels[rows]) & (pl.scores[rows] > 0).any(1)
+    return (pl.pseudo_labels[rows] == labels[rows]) & pl.scored[rows]
 
 
 def omega_histogram(pl: PseudoLabels, labels, labeled, bins=20):
