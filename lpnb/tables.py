@@ -7,8 +7,11 @@
 The tables and figures committed in results/ and figures/ are those of one preset,
 COMMITTED_PRESET. A notebook run at another preset writes its tables and figures apart
 (build/<preset>/, or the smoke folder), so that they change only when regenerated at that
-preset; run records always go to results_dir/runs/ (the smoke preset's to a cache folder).
+preset, and so does a figure notebook given other cells than its defaults (`figure_dir`); run
+records always go to results_dir/runs/ (the smoke preset's to a cache folder).
 """
+import ast
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -151,6 +154,30 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         figures_dir = Path(figures_dir) if figures_dir is not None else outputs / "figures"
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
                             train, workers, preset_defaulted)
+
+
+def notebook_defaults(notebook):
+    """The values of the parameters cell of notebooks/<notebook>.ipynb: what the notebook runs with when
+    given no parameters, as `lpnb reproduce` runs it at the committed preset."""
+    cells = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
+            if isinstance(node, ast.Assign)}
+
+
+def figure_dir(settings, notebook, **drawn):
+    """Where a figure notebook writes its figure: settings.figures_dir, except when that is the repository's
+    figures/ and `drawn` (the parameters that decide what the figure shows) differs from the notebook's
+    defaults: the committed figure is drawn from the defaults, so such a figure goes to
+    build/<preset>/figures/ instead of writing over it."""
+    defaults = notebook_defaults(notebook)
+    changed = sorted(name for name, value in drawn.items() if value != defaults[name])
+    if settings.figures_dir != REPO / "figures" or not changed:
+        return settings.figures_dir
+    apart = output_dir(settings.preset) / "figures"
+    print(f"other {', '.join(changed)} than {notebook}'s defaults: the figure goes to {apart}, "
+          f"and figures/ keeps the committed one")
+    return apart
 
 
 def from_class_folders(data):

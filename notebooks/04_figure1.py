@@ -28,14 +28,14 @@ n_labeled = 3       # labeled points per class
 k = 10              # neighbours per point in the Euclidean k-NN graph
 sigma = None        # edge weights exp(-d^2 / sigma^2); None: propagate's default
 alpha = 0.99        # diffusion parameter of eq. (10)
-figures_dir = None  # None: the repository's figures/ (the smoke folder under SMOKE_TEST)
+figures_dir = None  # None: figures/; build/cpu/figures/ for other values above; SMOKE_TEST: smoke folder
 # The points are not unit descriptors, so the graph is graph="gaussian": k, sigma and
 # alpha apply; gamma (the exponent of the inner-product graph, graph="dot") does not.
 
 # %%
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure1, save_figure
-from lpnb.tables import notebook_settings
+from lpnb.tables import figure_dir, notebook_settings
 from lpnb.toy import make_toy, pick_labeled
 
 settings = notebook_settings(figures_dir=figures_dir)
@@ -48,7 +48,8 @@ print(f"pseudo-labels correct on {correct.sum()} of {correct.size} unlabeled poi
 
 # %%
 fig = plot_figure1(points, labels, labeled, result)
-save_figure(fig, "figure1", settings.figures_dir)
+save_figure(fig, "figure1", figure_dir(settings, "04_figure1", seed=seed, n_points=n_points, n_classes=n_classes,
+                                         noise=noise, n_labeled=n_labeled, k=k, sigma=sigma, alpha=alpha))
 fig
 
 # %% [markdown]

@@ -26,13 +26,13 @@ n_labeled = [1, 2, 5, 10]     # labeled points per class, one panel each
 k = 10                        # neighbours per point in the Euclidean k-NN graph
 sigma = None                  # edge weights exp(-d^2 / sigma^2); None: propagate's default
 alpha = 0.99                  # diffusion parameter of eq. (10)
-figures_dir = None            # None: the repository's figures/ (the smoke folder under SMOKE_TEST)
+figures_dir = None            # None: figures/; build/cpu/figures/ for other values above; SMOKE_TEST: smoke folder
 # graph="gaussian": k, sigma and alpha apply; gamma (graph="dot" only) does not.
 
 # %%
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure3, save_figure
-from lpnb.tables import notebook_settings
+from lpnb.tables import figure_dir, notebook_settings
 from lpnb.toy import make_toy, pick_labeled
 
 settings = notebook_settings(figures_dir=figures_dir)
@@ -43,7 +43,8 @@ results = [propagate(points, labels, mask, graph="gaussian", k=k, sigma=sigma, a
 
 # %%
 fig = plot_figure3(points, labels, masks, results)
-save_figure(fig, "figure3", settings.figures_dir)
+save_figure(fig, "figure3", figure_dir(settings, "05_figure3", seed=seed, n_points=n_points, n_classes=n_classes,
+                                         noise=noise, n_labeled=n_labeled, k=k, sigma=sigma, alpha=alpha))
 fig
 
 # %% [markdown]

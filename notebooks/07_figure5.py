@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 labels = 500
 split = 0
-figures_dir = None   # None: the repository's figures/
+figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (recorded runs are reused)
@@ -35,14 +35,14 @@ train = None         # None: train the run if missing, unless at the paper prese
 
 # %%
 from lpnb.plots import plot_figure5, save_figure
-from lpnb.tables import figure_run, notebook_settings, provenance
+from lpnb.tables import figure_dir, figure_run, notebook_settings, provenance
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, labels=labels, train=train)
 record = figure_run(settings, labels, split, device)
 print(provenance([record]))
 fig = plot_figure5(record)
-save_figure(fig, "figure5", settings.figures_dir)
+save_figure(fig, "figure5", figure_dir(settings, "07_figure5", labels=labels, split=split))
 fig
 
 # %% [markdown]

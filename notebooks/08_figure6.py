@@ -21,7 +21,7 @@
 labels = [500, 1000, 2000, 4000]
 methods = ["supervised", "network", "lp", "mt", "mt+lp"]
 splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
-figures_dir = None   # None: the repository's figures/
+figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (recorded runs are reused)
@@ -35,7 +35,7 @@ import pandas as pd
 
 from lpnb.experiment import REPO
 from lpnb.plots import plot_figure6, save_figure
-from lpnb.tables import notebook_settings, provenance, recorded, run_rows, summarize
+from lpnb.tables import figure_dir, notebook_settings, provenance, recorded, run_rows, summarize
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, splits=splits, labels=labels, methods=methods, train=train,
@@ -52,7 +52,7 @@ if settings.preset != "paper":  # the cells already run at the paper's full prot
     full = summarize(full_records) if full_records else None
     print("full protocol:", provenance(full_records))
 fig = plot_figure6(summarize(records), pd.read_csv(REPO / "results/paper/table2.csv"), full)
-save_figure(fig, "figure6", settings.figures_dir)
+save_figure(fig, "figure6", figure_dir(settings, "08_figure6", labels=labels, methods=methods, splits=splits))
 fig
 
 # %% [markdown]

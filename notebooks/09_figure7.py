@@ -27,7 +27,7 @@
 # %% tags=["parameters"]
 labels = 500
 split = 0
-figures_dir = None   # None: the repository's figures/
+figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/
 n_images = 12
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
@@ -39,14 +39,14 @@ train = None         # None: train the run if missing, unless at the paper prese
 # %%
 from lpnb.data import load_dataset
 from lpnb.plots import plot_figure7, save_figure
-from lpnb.tables import figure_run, notebook_settings, provenance
+from lpnb.tables import figure_dir, figure_run, notebook_settings, provenance
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, labels=labels, train=train)
 record = figure_run(settings, labels, split, device)
 print(provenance([record]))
 fig = plot_figure7(record, load_dataset("cifar10", settings.data_root, download=download), n_images)
-save_figure(fig, "figure7", settings.figures_dir)
+save_figure(fig, "figure7", figure_dir(settings, "09_figure7", labels=labels, split=split, n_images=n_images))
 fig
 
 # %% [markdown]

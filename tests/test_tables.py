@@ -1,4 +1,5 @@
 """What the notebooks call (lpnb.tables): checked parameters, where outputs go, tables from records."""
+import ast
 import json
 
 import pandas as pd
@@ -61,6 +62,31 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
         monkeypatch.delenv("LPNB_RESULTS_DIR")
     monkeypatch.setenv("LPNB_RESULTS_DIR", str(REPO / "results"))
     assert output_dir("smoke") == tmp_path / "smoke"  # the smoke folder does not follow the records' folder
+
+
+def test_a_figure_of_other_cells_than_the_defaults_does_not_write_over_the_committed_one(capsys, tmp_path):
+    committed = notebook_settings(None)
+    assert tables.figure_dir(committed, "08_figure6", labels=[500, 1000, 2000, 4000],
+                             methods=["supervised", "network", "lp", "mt", "mt+lp"], splits=None) == REPO / "figures"
+    assert tables.figure_dir(committed, "06_figure4", labels=500, split=0) == REPO / "figures"
+    assert capsys.readouterr().out == ""
+    assert tables.figure_dir(committed, "06_figure4", labels=1000, split=0) == REPO / "build/cpu/figures"
+    assert "other labels than 06_figure4's defaults" in capsys.readouterr().out
+    assert tables.figure_dir(committed, "04_figure1", seed=1, n_points=300) == REPO / "build/cpu/figures"
+    given = notebook_settings(None, figures_dir=tmp_path)  # a folder of the user's: used as given
+    assert tables.figure_dir(given, "06_figure4", labels=1000, split=2) == tmp_path
+
+
+@pytest.mark.parametrize("notebook", sorted(p.stem for p in (REPO / "notebooks").glob("0[4-9]_figure*.py")))
+def test_every_figure_notebook_passes_what_it_draws_to_figure_dir(notebook):
+    """Each parameter of a figure notebook either picks where it reads and writes, or is compared with its
+    default by figure_dir, so that a figure of other cells never writes over the committed one."""
+    where = {"figures_dir", "preset", "data_root", "results_dir", "device", "train", "workers", "download"}
+    source = (REPO / "notebooks" / f"{notebook}.py").read_text()
+    calls = [node for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "figure_dir"]
+    assert len(calls) == 1 and calls[0].args[1].value == notebook
+    assert {kw.arg for kw in calls[0].keywords} == set(tables.notebook_defaults(notebook)) - where
 
 
 def test_smoke_test_forces_smoke_training_and_stand_in_data(monkeypatch, tmp_path):
