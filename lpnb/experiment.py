@@ -99,9 +99,11 @@ def load_checkpoint(path, expected_run_id, data_fingerprint=None):
     if not isinstance(state, dict) or state.get("run_id") != expected_run_id or "trainer" not in state:
         raise RuntimeError(f"checkpoint {path} does not belong to run {expected_run_id}. "
                            "Delete it to restart this run from scratch.")
-    if data_fingerprint is not None and state.get("data_fingerprint", data_fingerprint) != data_fingerprint:
-        raise RuntimeError(f"checkpoint {path} was trained on other data (fingerprint {state['data_fingerprint']}, "
-                           f"this data {data_fingerprint}). Delete it, or use another results_dir for this data.")
+    if data_fingerprint is not None and state.get("data_fingerprint") != data_fingerprint:
+        made_from = (f"was trained on other data (fingerprint {state['data_fingerprint']}, this data {data_fingerprint})"
+                     if "data_fingerprint" in state else "names no data (an older lpnb wrote it)")
+        raise RuntimeError(f"checkpoint {path} {made_from}. Delete it to restart this run, or use another "
+                           "results_dir for this data.")
     return state
 
 

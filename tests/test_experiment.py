@@ -81,6 +81,18 @@ def test_corrupt_checkpoint_is_reported_not_used(env):
         run(cfg, data_root=root, results_dir=results, progress=False)
 
 
+def test_a_checkpoint_of_other_or_unnamed_data_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    state = {"run_id": "r", "trainer": {}, "data_fingerprint": "abc"}
+    experiment.save_checkpoint(path, state)
+    assert experiment.load_checkpoint(path, "r", "abc") == state
+    with pytest.raises(RuntimeError, match="trained on other data .fingerprint abc, this data def"):
+        experiment.load_checkpoint(path, "r", "def")
+    experiment.save_checkpoint(path, {"run_id": "r", "trainer": {}})  # written before checkpoints named their data
+    with pytest.raises(RuntimeError, match="names no data .an older lpnb wrote it.. Delete it to restart this run"):
+        experiment.load_checkpoint(path, "r", "abc")
+
+
 def test_sigkill_then_resume_gives_the_uninterrupted_result(env, tmp_path):
     root, results = env
     kw = dict(epochs_stage1=2, epochs_stage2=6)
