@@ -10,13 +10,15 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import PRESETS, Config, make_config
-from lpnb.experiment import REPO, TimeLimitReached, run
+from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, run
 from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
@@ -55,6 +57,9 @@ def _run(args):
         record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,
                      time_limit=args.time_limit, require_checkpoint=args.require_checkpoint)
     except TimeLimitReached as stop:
+        if not stop.progressed:  # the same command would stop again at once, for ever
+            raise RuntimeError(f"{stop}. Not one epoch fits in --time-limit {args.time_limit} minutes (an epoch "
+                               "of this run took longer): give it more time") from None
         print(stop, flush=True)
         sys.exit(TIME_LIMIT_EXIT)
     top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""
@@ -78,19 +83,22 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
         raise RuntimeError(f"executing notebooks needs papermill ({e}): pip install -e '.[notebooks]'") from e
 
     accepted = papermill.inspect_notebook(str(source))
+    executed = Path(tempfile.mkdtemp(prefix="lpnb-notebook-")) / Path(out).name  # `out` changes only on success
     try:
-        papermill.execute_notebook(str(source), str(out), cwd=str(REPO), log_output=log_output,
+        papermill.execute_notebook(str(source), str(executed), cwd=str(REPO), log_output=log_output,
                                    parameters={k: v for k, v in (parameters or {}).items() if k in accepted},
                                    progress_bar=sys.stderr.isatty())
     except papermill.PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(source).name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
-                             f"(the traceback is in {out})") from None
-    nb = nbformat.read(out, as_version=4)
+                             f"(the traceback is in {executed}; {out} is unchanged)") from None
+    nb = nbformat.read(executed, as_version=4)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
-    nbformat.write(nb, out)
+    text = nbformat.writes(nb)  # as nbformat.write writes it
+    lpdata.atomic_write(Path(out), lambda f: f.write((text if text.endswith("\n") else text + "\n").encode()))
+    shutil.rmtree(executed.parent)
 
 
 def _reproduce(args):
@@ -128,14 +136,16 @@ def _reproduce(args):
         except NotebookFailed as e:  # the others still run
             print(f"  {e}", flush=True)
             failed.append(nb.name)
-    written += [p for d in (REPO / "figures", REPO / "results", output_dir(preset)) for p in sorted(d.rglob("*"))
-                if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts and p not in written]
-    runs = {p.parent.name for p in (REPO / "results" / "runs").glob("*/record.json") if p.stat().st_mtime >= started}
+    results = default_results_dir(preset)  # $LPNB_RESULTS_DIR too
+    written = list(dict.fromkeys(written + [
+        p for d in (REPO / "figures", REPO / "results", output_dir(preset), results) for p in sorted(d.rglob("*"))
+        if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts]))
+    runs = {p.parent.name for p in (results / "runs").glob("*/record.json") if p.stat().st_mtime >= started}
     minutes = (time.time() - started) / 60
     print(f"\nExecuted {len(notebooks) - len(failed)} of {len(notebooks)} notebooks in {minutes:.1f} min. Wrote:")
     for p in written:
         print(f"  {os.path.relpath(p)}")
-    print(f"  {len(runs)} new run records under results/runs/")
+    print(f"  {len(runs)} new run records under {os.path.relpath(results / 'runs')}/")
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(notebooks)} notebooks failed: {', '.join(failed)}")
 
@@ -145,7 +155,7 @@ def _list(text, flag, kind=str):
     if text is None:
         return None
     try:
-        values = [kind(v) for v in text.split(",") if v]
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{flag} must be comma-separated integers, e.g. 500,1000; got {text!r}") from None
     if not values:
@@ -229,7 +239,7 @@ def main(argv=None):
                         "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
                         "build/<preset>/ (smoke: ~/.cache/lpnb/smoke/)")
     r.add_argument("--data-root", default=None)
-    r.add_argument("--only", nargs="*", help="notebook names containing any of these (e.g. table2 figure4)")
+    r.add_argument("--only", nargs="+", help="notebook names containing any of these (e.g. table2 figure4)")
     r.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
     r.set_defaults(func=_reproduce)
     s = command("status", help="the status table of the README (our numbers beside the paper's), from results/")
@@ -238,8 +248,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: a path that is missing, not a folder, not writable
         parser.exit(2, f"lpnb: error: {e}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "lpnb: interrupted (the epochs finished are checkpointed: the same command continues)\n")
 
 
 if __name__ == "__main__":

@@ -100,8 +100,9 @@ def load_checkpoint(path, expected_run_id, data_fingerprint=None):
         raise RuntimeError(f"checkpoint {path} does not belong to run {expected_run_id}. "
                            "Delete it to restart this run from scratch.")
     if data_fingerprint is not None and state.get("data_fingerprint") != data_fingerprint:
-        made_from = (f"was trained on other data (fingerprint {state['data_fingerprint']}, this data {data_fingerprint})"
-                     if "data_fingerprint" in state else "names no data (an older lpnb wrote it)")
+        made_from = ("names no data (an older lpnb wrote it)" if "data_fingerprint" not in state else
+                     f"was trained on other data (fingerprint {state['data_fingerprint']}, this data "
+                     f"{data_fingerprint})")
         raise RuntimeError(f"checkpoint {path} {made_from}. Delete it to restart this run, or use another "
                            "results_dir for this data.")
     return state
@@ -196,7 +197,12 @@ def build_trainer(cfg, run_data, device):
 
 
 def _device(cfg):
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    """The device to train on; a CUDA device asked for that torch cannot see raises, saying what is there."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {cfg.device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here "
+                         f"(torch {torch.__version__}); use device 'auto' (a GPU if there is one) or 'cpu'")
+    return device
 
 
 def _progress_enabled(progress):

@@ -95,8 +95,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     """Check a notebook's parameters and decide where its outputs go.
 
     preset: None is COMMITTED_PRESET (the committed tables and figures); "auto" is paper on CUDA,
-    else cpu. Tables and figures go to results/ and figures/ at COMMITTED_PRESET and apart otherwise
-    (`output_dir(preset)`/results and /figures). A results folder of the user's (results_dir, else
+    else cpu. Tables and figures go to results/ and figures/ at COMMITTED_PRESET with its split count,
+    and apart otherwise (`output_dir(preset)`/results and /figures). A results folder of the user's (results_dir, else
     $LPNB_RESULTS_DIR) holds the records and the tables, and its figures/ the figures, unless figures_dir
     says where: a notebook given one never writes into the repository. splits: a positive count, or
     None for the preset's count per dataset (10 for CIFAR-10 under paper, 3 otherwise; 3 under cpu, the
@@ -123,6 +123,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         raise ValueError(f"notebook parameter train must be None, True or False, got {train!r}")
     if not _positive_int(workers):
         raise ValueError(f"notebook parameter workers must be a positive integer, got {workers!r}")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise ValueError(f"notebook parameter data_root: {data_root} is not a folder; give the folder that holds "
+                         "the datasets, or None to search the usual places")
     if os.environ.get("SMOKE_TEST"):
         smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
         data_root = smoke_dir / "data"
@@ -149,7 +152,12 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         results_dir = tables_dir = Path(results_dir)
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
     else:
-        outputs = REPO if preset == COMMITTED_PRESET else output_dir(preset)
+        committed = preset == COMMITTED_PRESET and (splits is None or all(
+            splits == DEFAULT_SPLITS[preset][d] for d in datasets))  # the committed cells are means over these
+        if preset == COMMITTED_PRESET and not committed:
+            print(f"splits={splits}, not the {DEFAULT_SPLITS[preset][datasets[0]]} of the committed tables: "
+                  f"tables and figures go to {output_dir(preset)}")
+        outputs = REPO if committed else output_dir(preset)
         results_dir, tables_dir = default_results_dir(preset), outputs / "results"
         figures_dir = Path(figures_dir) if figures_dir is not None else outputs / "figures"
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
@@ -291,7 +299,9 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     if train and todo and workers > 1:
         from lpnb.sweep import report, sweep
 
-        report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers))
+        if not report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers)):
+            raise RuntimeError("runs of this table failed (listed above, with why); those that finished are "
+                               "recorded, so running the notebook again trains only the others")
         records = [record or load_record(cfg, results_dir) for cfg, record in zip(cells, records)]
     elif train and todo:
         records = [record or run(cfg, data_root=data_root, results_dir=results_dir, progress=progress)
@@ -320,7 +330,8 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     if record is None and not settings.train:
         raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
-                           f"--method lp --split {split}` (on a GPU), or pass train=True to the notebook")
+                           f"--method lp --split {split}`{' (on a GPU)' if cfg.preset == 'paper' else ''}, or pass "
+                           "train=True to the notebook")
     return record or run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)
 
 

@@ -30,6 +30,8 @@ figures_dir = None            # None: figures/; build/cpu/figures/ for other val
 # graph="gaussian": k, sigma and alpha apply; gamma (graph="dot" only) does not.
 
 # %%
+import numpy as np
+
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure3, save_figure
 from lpnb.tables import figure_dir, notebook_settings
@@ -38,7 +40,7 @@ from lpnb.toy import make_toy, pick_labeled
 settings = notebook_settings(figures_dir=figures_dir)
 
 points, labels = make_toy(n_points, n_classes, noise=noise, seed=seed)
-masks = [pick_labeled(labels, m, seed=seed) for m in n_labeled]
+masks = [pick_labeled(labels, m, seed=seed) for m in np.atleast_1d(n_labeled)]
 results = [propagate(points, labels, mask, graph="gaussian", k=k, sigma=sigma, alpha=alpha) for mask in masks]
 
 # %%

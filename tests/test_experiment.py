@@ -2,6 +2,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -353,8 +354,36 @@ def test_cli_time_limit_exits_with_its_own_status_and_says_how_to_continue(env, 
         out = capsys.readouterr().out
         assert f"stopped at the time limit after {done} of 3 epochs of stage 1, its checkpoint written" in out
         assert "run the same command again to continue" in out
+    with pytest.raises(SystemExit) as stop:  # an epoch took a minute: resent, this limit would stop it for ever
+        main(args + ["--time-limit", "0.5"])
+    assert stop.value.code == 2
+    assert "Not one epoch fits in --time-limit 0.5 minutes" in capsys.readouterr().err
     main(args + ["--time-limit", "1.5"])
     assert "test error" in capsys.readouterr().out
+
+
+def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, capsys):
+    from lpnb import cli
+
+    root, results = env
+    a_file = results.parent / "a_file"
+    a_file.write_text("not a folder")
+    args = ["run", "--preset", "smoke", "--method", "supervised", "--labels", "50", "--unlabeled-size", "200",
+            "--test-size", "100", "--data-root", str(root)]
+    for more, message in [(["--results-dir", str(a_file)], "Not a directory"),
+                          (["--results-dir", str(results), "--device", "cuda:9"],
+                           "device 'cuda:9': torch sees .* CUDA device.s. here")]:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(args + more)
+        assert stop.value.code == 2 and re.search("lpnb: error: .*" + message, capsys.readouterr().err)
+    assert not (results / "runs").exists() or not list((results / "runs").glob("*/record.json"))
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_status", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["status"])
+    assert stop.value.code == 130 and "interrupted (the epochs finished are checkpointed" in capsys.readouterr().err
 
 
 def test_a_stage1_record_retrained_and_stopped_is_finished_before_stage2_starts(env, tmp_path, minute_epochs):

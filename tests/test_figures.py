@@ -98,6 +98,9 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
     with pytest.raises(ValueError, match="has no stage 2"):
         plot_figure7({**record, "history": [{"stage": 1}]}, data)
+    for n_images in (0, -3, "abc", 2.0):
+        with pytest.raises(ValueError, match="n_images must be a positive integer"):
+            plot_figure7(record, data, n_images)
 
 
 def test_figure7_names_another_copy_of_the_images_and_refuses_other_data():

@@ -63,7 +63,8 @@ def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, m
 
 
 @pytest.mark.parametrize("flags, message", [(["--preset", "huge"], "--preset must be auto or one of"),
-                                            (["--only", "table9"], "--only table9 matches no notebook")])
+                                            (["--only", "table9"], "--only table9 matches no notebook"),
+                                            (["--only"], "--only: expected at least one argument")])
 def test_reproduce_refuses_a_bad_preset_or_an_empty_selection(flags, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["reproduce", *flags])
@@ -96,6 +97,7 @@ def test_reproduce_passes_the_data_root_without_a_parameters_cell_and_reports_a_
 
     def fake_papermill(source, out, parameters, **kwargs):
         seen.append((Path(source).name, parameters, os.environ.get("LPNB_DATA_ROOT")))
+        Path(out).write_text("the notebook as far as it ran")
         if "table2" in source:
             raise papermill.PapermillExecutionError(3, 3, "", "FileNotFoundError", "no cifar10 here", [])
         Path(out).write_text(Path(source).read_text())
@@ -110,6 +112,37 @@ def test_reproduce_passes_the_data_root_without_a_parameters_cell_and_reports_a_
     out, err = capsys.readouterr()
     assert "02_table2.ipynb failed in cell 3: FileNotFoundError: no cifar10 here" in out
     assert "1 of 3 notebooks failed: 02_table2.ipynb" in err
+    assert "02_table2.ipynb is unchanged" in out  # the committed notebook, not papermill's failed copy
+    for name in ("01_table1", "02_table2", "03_table3"):
+        assert (tmp_path / f"{name}.ipynb").read_text() == (cli.REPO / "notebooks" / f"{name}.ipynb").read_text()
+
+
+def test_reproduce_counts_the_runs_and_tables_written_to_the_results_dir_in_use(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    from lpnb import cli
+
+    monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))  # the smoke preset's executed notebooks
+
+    def fake_papermill(source, out, parameters, **kwargs):  # a notebook that trains one run and writes its table
+        (tmp_path / "mine" / "runs" / "a-run").mkdir(parents=True)
+        (tmp_path / "mine" / "runs" / "a-run" / "record.json").write_text("{}")
+        (tmp_path / "mine" / "table2.csv").write_text("cells")
+        Path(out).write_text(Path(source).read_text())
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill)
+    monkeypatch.setattr(cli, "NOTEBOOKS", tmp_path)
+    (tmp_path / "02_table2.ipynb").write_text((cli.REPO / "notebooks" / "02_table2.ipynb").read_text())
+    main(["reproduce", "--preset", "smoke"])
+    out = capsys.readouterr().out
+    assert f"{os.path.relpath(tmp_path / 'mine' / 'table2.csv')}\n" in out
+    assert f"1 new run records under {os.path.relpath(tmp_path / 'mine' / 'runs')}/" in out
+
+
+def test_comma_separated_flags_may_have_spaces():
+    from lpnb.cli import _list
+    assert _list("supervised, lp", "--methods") == ["supervised", "lp"]
+    assert _list("500, 1000", "--labels", int) == [500, 1000]
 
 
 def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):

@@ -46,6 +46,11 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
     s = notebook_settings("paper")
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "build/paper/results",
                                                             REPO / "build/paper/figures")
+    s = notebook_settings(None, splits=3, datasets="cifar10")  # the committed tables' split count: in place
+    assert (s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "figures")
+    s = notebook_settings(None, splits=1, datasets="cifar10")  # a cell of one split is not the committed mean
+    assert (s.results_dir, s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "build/cpu/results",
+                                                            REPO / "build/cpu/figures")
     s = notebook_settings("smoke")  # nothing inside the repository
     assert output_dir("smoke") == tmp_path / "smoke"
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "smoke/results", tmp_path / "smoke/results",
@@ -120,6 +125,19 @@ def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, ca
         out = capsys.readouterr().out
         assert out == ("not run yet (1), and not trained: no cifar10 data under the data root "
                        "(lpnb.data.load_dataset('cifar10') says where to put it)\n")  # no path, no id list
+
+
+def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsys, tmp_path):
+    root, results = env
+    kw = dict(preset="smoke", data_root=root, results_dir=results, unlabeled_size=200, test_size=100,
+              device="cuda:9")  # a device no machine here has: the run fails before it trains
+    with pytest.raises(ValueError, match="device 'cuda:9'"):
+        run_rows([{"method": "supervised"}], 50, 1, **kw)
+    with pytest.raises(RuntimeError, match="runs of this table failed"):
+        run_rows([{"method": "supervised"}], 50, 1, workers=2, **kw)
+    assert "device 'cuda:9'" in capsys.readouterr().out  # the sweep's report says why
+    with pytest.raises(ValueError, match=f"notebook parameter data_root: {tmp_path / 'nowhere'} is not a folder"):
+        notebook_settings(data_root=tmp_path / "nowhere")
 
 
 def test_run_rows_shows_records_of_another_copy_of_the_data_but_trains_none_beside_them(env, tmp_path):
