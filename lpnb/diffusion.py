@@ -50,10 +50,11 @@ class PseudoLabels:
 
     pseudo_labels (n,) int64: argmax of the scores (eq. 7); labeled points keep their label.
     weights (n,) float32: omega_i = 1 - H(z_i) / log c (eq. 11), divided by its maximum over
-        all n points; labeled points get 1, points with an all-zero score row get 0.
+        all n points; labeled points get 1, points whose scores are all equal get 0.
     class_weights (c,) float32: zeta_j = (n / c) / n_j, n_j the number of points labeled j or
-        pseudo-labeled j from a non-zero score row (a point with an all-zero row, pseudo-label 0
-        and weight 0, is not counted); 0 for a class no point carries (it weighs no loss term).
+        pseudo-labeled j from scores that are not all equal (a point with an all-zero or uniform
+        row, pseudo-label 0 and weight 0, is not counted: e.g. a point no label reaches, or GTG's
+        isolated player); 0 for a class no point carries (it weighs no loss term).
     scores (n, c) float32: the scores clipped at 0, rows L1-normalised (all-zero rows stay 0).
     n_iter, residual: CG iterations and final relative residual (propagate); replicator
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
@@ -74,8 +75,14 @@ class PseudoLabels:
 
     @property
     def scored(self):
-        """(n,) bool: the points whose score row is not all zero, the ones a pseudo-label was found for."""
-        return self.scores.any(1)
+        """(n,) bool: the points whose scores are not all equal (all zero or uniform), the ones a pseudo-label
+        was found for."""
+        return _informative(self.scores)
+
+
+def _informative(scores):
+    """(n,) bool: rows of a score matrix (n, c) that prefer some class: not all equal (with c = 1, not zero)."""
+    return scores.any(1) if scores.shape[1] == 1 else (scores != scores[:, :1]).any(1)
 
 
 def _divide(a, b):
@@ -100,7 +107,8 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
         raise ValueError(f"labels must have shape ({n},), one per point, got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got dtype {labels.dtype} (unlabeled points may carry any "
-                         "integer, e.g. -1, not None or NaN)")
+                         "integer, e.g. -1, not None or NaN; other class names: renumber them with "
+                         "np.unique(labels, return_inverse=True), or use LabelPropagation, which does)")
     torch_mask = isinstance(labeled, torch.Tensor) and labeled.dtype == torch.uint8
     labeled = _as_numpy(labeled)
     if labeled.size == 0:
@@ -126,7 +134,10 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
         raise ValueError("no labeled example: propagation needs at least one labeled point")
     y = labels[idx].astype(np.int64)
     c = int(y.max()) + 1 if n_classes is None else _check_param("n_classes", n_classes, "count")
-    if y.min() < 0 or y.max() >= c:
+    if y.min() < 0:
+        raise ValueError(f"labels of labeled points must be classes >= 0, got {y.min()}; a point labeled -1 (or "
+                         "another negative number) is unlabeled: leave it out of `labeled`")
+    if y.max() >= c:
         raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
     present = np.unique(y)
     if len(present) < c and warn_missing:  # the first ten missing lie below len(present) + 10: no arange(c)
@@ -148,7 +159,7 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False
     Z = scores if inplace and scores.dtype == torch.float32 else scores.to(torch.float32, copy=True)
     omega = torch.zeros(n, device=Z.device)
     pseudo = torch.zeros(n, dtype=torch.int64, device=Z.device)
-    scored = torch.zeros(n, dtype=torch.bool, device=Z.device)  # rows with some mass: they carry a pseudo-label
+    scored = torch.zeros(n, dtype=torch.bool, device=Z.device)  # rows preferring a class: they carry a pseudo-label
     for i in range(0, n, rows):
         z = Z[i:i + rows]
         if not torch.isfinite(z).all():
@@ -157,14 +168,14 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False
         mass = z.sum(1, keepdim=True)
         z.div_(torch.where(mass > 0, mass, torch.ones_like(mass)))  # an all-zero row stays zero
         certainty = 1 - torch.special.entr(z).sum(1) / math.log(c) if c > 1 else torch.ones(len(z), device=z.device)
-        omega[i:i + rows] = torch.where(mass[:, 0] > 0, certainty.clamp_min(0), torch.zeros_like(certainty))
+        scored[i:i + rows] = informative = _informative(z)
+        omega[i:i + rows] = torch.where(informative, certainty.clamp_min(0), torch.zeros_like(certainty))
         pseudo[i:i + rows] = z.argmax(1)
-        scored[i:i + rows] = mass[:, 0] > 0
     if omega.max() > 0:
         omega = omega / omega.max()
     pseudo, omega, scored = pseudo.cpu().numpy(), omega.cpu().numpy(), scored.cpu().numpy()
     pseudo[idx], omega[idx], scored[idx] = labels[idx], 1.0, True
-    counts = np.bincount(pseudo[scored], minlength=c)  # an all-zero row's argmax, 0, is no class: not counted
+    counts = np.bincount(pseudo[scored], minlength=c)  # the argmax, 0, of equal scores is no class: not counted
     zeta = np.where(counts > 0, (n / c) / np.maximum(counts, 1), 0.0)
     return PseudoLabels(pseudo.astype(np.int64), omega.astype(np.float32), zeta.astype(np.float32),
                         Z.cpu().numpy(), int(n_iter), float(residual))
@@ -248,8 +259,9 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         Integer classes in [0, n_classes), read only where `labeled` says.
     labeled : array-like
         A boolean mask (n,) or an index array of any integer type of the labeled points (at
-        least one). An integer array (n,) of 0s and 1s is refused as ambiguous (pass it as
-        bool); a torch uint8 tensor (n,) of 0s and 1s is read as a mask, as torch does.
+        least one). An integer array (n,) of 0s and 1s is refused as ambiguous for n > 2 (pass
+        it as bool; for n <= 2 it is read as indices); a torch uint8 tensor (n,) of 0s and 1s
+        is read as a mask, as torch does.
     n_classes : int, optional
         c, a positive integer; default labels[labeled].max() + 1.
     k : int, default=50
@@ -348,6 +360,9 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     budget = max_memory if max_memory is not None else available_memory(x.device)
     gamma = _check_param("gamma", gamma, "positive")
     sigma = _check_param("sigma", sigma, "positive", optional=True)
+    if sigma is not None and graph == "dot":
+        raise ValueError("sigma is the bandwidth of graph='gaussian'; graph='dot' has none: leave sigma None, or "
+                         "pass graph='gaussian'")
     reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
     torch_search = faiss is None or (x.is_cuda and not _faiss_gpu())  # else faiss
     build_bytes, graph_bytes = _graph_memory(n, x.shape[1], k, x.is_cuda, torch_search)
@@ -378,6 +393,16 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         sigma = sigma if sigma is not None else scaled_sigma * frame[0] * frame[2]
     W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
+    no_edge = spmm(W, torch.ones(n, 1, device=W.device))[:, 0] == 0
+    no_edge[torch.from_numpy(idx).to(no_edge.device)] = False  # a labeled point keeps its label and weight 1
+    isolated = int(no_edge.sum())
+    if isolated:
+        why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
+               "larger sigma connects them" if graph == "gaussian" else
+               f"inner products with all k nearest neighbours <= 0, or so small that their power gamma={gamma} "
+               "is 0 in float32")
+        _warn(f"{isolated} of the {n - len(idx)} unlabeled points have no edge of positive weight ({why}): they "
+              "get no score, pseudo-label 0 and weight 0")
     Wn = normalize(W)
     del W
     timings["graph"] = clock() - t
@@ -561,7 +586,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
 
     (a player with zero payoff keeps its strategy; a pure strategy is a fixed point, so the
     labeled players stay fixed) for at most max_iter iterations, until no strategy changes
-    by more than tol in L1. The final strategies are the scores.
+    by more than tol in L1. The final strategies are the scores, except that an unlabeled
+    player without an edge of positive weight, which plays no game, gets zero scores (no
+    pseudo-label, weight 0), as `propagate` gives a point no label reaches.
 
     Parameters
     ----------
@@ -618,6 +645,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
                                      "check the features and the graph")
         if change <= tol:
             break
+    isolated = (W @ torch.ones(n, 1, device=W.device))[:, 0] == 0
+    isolated[torch.from_numpy(idx).to(W.device)] = False
+    X[isolated] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 
@@ -687,8 +717,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     -----
     predict / predict_proba classify new points by the affinity-weighted vote of the
     label distributions of their k nearest training points (the weights of eq. 9, or the
-    Gaussian ones); with zero total weight the vote is unweighted, and an all-zero vote is
-    uniform. score counts points with y = -1 as errors: score on labeled points only.
+    Gaussian ones). With zero total weight the Gaussian vote is unweighted (the nearest points
+    by distance); the dot vote is uniform (no neighbour with a positive inner product: fit
+    leaves such a point without scores too), as is an all-zero vote. score counts points with
+    y = -1 as errors: score on labeled points only.
 
     Examples
     --------
@@ -720,6 +752,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self."""
+        given = np.asarray(y) if y is not None else np.zeros(0)  # None: validate_data says y is required
+        if (given.dtype.kind == "f" and np.isnan(given).any()) or (
+                given.dtype == object and any(v is None or v != v for v in given.ravel())):
+            raise ValueError("y holds NaN or None: mark the unlabeled points with -1")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
         labeled = np.asarray(y != -1)  # elementwise for any labels: strings with -1 (object dtype) too
         if y.dtype.kind == "U":  # np.array(["cat", -1]) holds the string "-1"
@@ -749,7 +785,9 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         metric = "dot" if self.graph == "dot" else "l2"
         S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
         w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, self.sigma_ / frame[0] / frame[2])
-        w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w)).double()
+        if metric == "l2":  # every weight underflowed: the nearest points by distance vote alike
+            w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))
+        w = w.double()
         m, k = I.shape  # the vote as a sparse (m, n_train) matrix times the distributions: no (m, k, c) array
         weights = torch.sparse_csr_tensor(torch.arange(0, m * k + 1, k, device=I.device), I.reshape(-1).long(),
                                           w.reshape(-1), size=(m, len(train)), check_invariants=False)

@@ -83,13 +83,13 @@ def _as_array(x, name="features"):
     if x.is_complex():
         raise ValueError(f"{name} must be real numbers (floats, integers or bools), got dtype {x.dtype}")
     if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n, d), got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must be a 2-D array, one row per point, got shape {tuple(x.shape)}")
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.float() if x.element_size() <= 2 else x.double()
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # fast check first
-        raise ValueError(f"{name} contain NaN or inf: clean or impute them before building the graph")
+        raise ValueError(f"{name} contain NaN or inf: clean or impute them first")
     return x
 
 

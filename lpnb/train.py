@@ -238,7 +238,7 @@ class Trainer:
         else:
             raise ValueError(f"method {cfg.method!r} has no stage 2")
         t2 = time.perf_counter()
-        scored = labeled | pl.scored  # an all-zero score row has no pseudo-label: weight 0 in any case
+        scored = labeled | pl.scored  # a row of equal scores has no pseudo-label: weight 0 in any case
         omega = torch.as_tensor(pl.weights if cfg.use_omega else scored.astype(np.float32), device=self.device)
         zeta = torch.as_tensor(pl.class_weights if cfg.use_zeta else np.ones(self.num_classes, np.float32),
                                device=self.device)

@@ -135,18 +135,39 @@ def test_isolated_point_gets_zero_weight_not_nan():
     x, y = blobs(n=60, c=2, d=4, seed=6, spread=0.2)
     x = np.abs(x)
     x[0] = -0.5  # (-1/2, ..., -1/2): negative similarity to every other point
-    res = propagate(x, y, np.array([1, 2, 3, 4]), k=5)
+    with pytest.warns(UserWarning, match="1 of the 56 unlabeled points have no edge of positive weight"):
+        res = propagate(x, y, np.array([1, 2, 3, 4]), k=5)
     assert np.isfinite(res.scores).all() and np.isfinite(res.weights).all()
     assert (res.scores[0] == 0).all() and res.weights[0] == 0 and res.pseudo_labels[0] == 0
     # zeta: the isolated point carries no class, so it is not counted in class 0
     np.testing.assert_allclose(res.class_weights, (60 / 2) / np.bincount(res.pseudo_labels[1:], minlength=2))
 
 
-def test_all_zero_probability_row_is_not_counted_in_zeta():
-    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0, 0], [0, 0], [0, 0]])
+def test_all_zero_or_uniform_probability_rows_are_not_counted_in_zeta():
+    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0, 0], [0.5, 0.5], [0, 0]])
     res = network_pseudo_labels(probs, np.array([0, 1, 0, 0, 0]), np.array([0, 1]))
     np.testing.assert_array_equal(res.weights, [1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(res.scored, [True, True, False, False, False])
     np.testing.assert_allclose(res.class_weights, [5 / 2, 5 / 2])  # one point per class, not 4 and 1
+
+
+def test_a_point_cut_off_by_float32_underflow_is_named_in_a_warning():
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(300, 2)), [[8.0, 0.0]]])  # the last: its neighbours about 5 away
+    y = np.r_[(x[:300, 0] > 0).astype(int), -1]
+    idx = np.r_[np.flatnonzero(y == 0)[:5], np.flatnonzero(y == 1)[:5]]
+    with pytest.warns(UserWarning, match="1 of the 291 unlabeled points have no edge of positive weight .* "
+                                         "a larger sigma connects them"):
+        res = propagate(x, y, idx, k=10, graph="gaussian")
+    assert not res.scored[300] and res.weights[300] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # connected at a larger sigma: no warning, and it takes its side's class
+        res = propagate(x, y, idx, k=10, graph="gaussian", sigma=3.0)
+    assert res.pseudo_labels[300] == 1 and res.weights[300] > 0
+    x = np.abs(x)
+    x[300] = -1  # graph="dot": a negative inner product with every other point
+    with pytest.warns(UserWarning, match="1 of the 291 unlabeled points have no edge .*inner products"):
+        propagate(x, y, idx, k=10)
 
 
 def test_duplicate_heavy_set():
@@ -242,8 +263,13 @@ def test_labels_not_integer():
 def test_negative_label():
     x, y = blobs()
     y[0] = -1
-    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
-        propagate(x, y, np.array([0, 1, 2]), n_classes=3)
+    for n_classes in (3, None):  # None: every labeled point -1 would have made it "in [0, 0)"
+        with pytest.raises(ValueError, match="must be classes >= 0, got -1; a point labeled -1 .* is unlabeled"):
+            propagate(x, y, np.array([0]), n_classes=n_classes)
+    with pytest.raises(ValueError, match="sigma is the bandwidth of graph='gaussian'"):
+        propagate(x, y, np.array([1, 2]), sigma=1.0)
+    with pytest.raises(ValueError, match=r"renumber them with np.unique\(labels, return_inverse=True\)"):
+        propagate(x, y.astype(str), np.array([1, 2]))
 
 
 def test_label_not_below_n_classes():
@@ -281,7 +307,7 @@ def test_network_pseudo_labels_by_hand():
     # raw omegas (0.4..., 0, omega_2, 1): the max is 1, so no rescaling; labeled row forced to 1
     np.testing.assert_allclose(res.weights, [1, 0, omega_2, 1], atol=1e-6)
     np.testing.assert_array_equal(res.pseudo_labels, [0, 0, 0, 2])  # ties go to the first class
-    np.testing.assert_allclose(res.class_weights, [(4 / 3) / 3, 0, 4 / 3])
+    np.testing.assert_allclose(res.class_weights, [(4 / 3) / 2, 0, 4 / 3])  # the uniform row carries no class
     np.testing.assert_allclose(res.scores, probs, atol=1e-7)
 
 
@@ -335,9 +361,15 @@ def test_gtg_isolated_player_and_missing_class():
     idx = np.flatnonzero(y != 2)[1:6]
     with pytest.warns(UserWarning, match="no labeled example"):
         res = gtg_pseudo_labels(x, y, idx, n_classes=3, k=5)
-    np.testing.assert_allclose(res.scores[0], [0.5, 0.5, 0])  # uniform over labeled classes
-    assert res.weights[0] == pytest.approx(1 - math.log(2) / math.log(3), abs=1e-5)  # max is 1
+    assert (res.scores[0] == 0).all() and res.weights[0] == 0 and not res.scored[0]  # no game, no pseudo-label
     assert (res.scores[:, 2] == 0).all() and np.isfinite(res.weights).all()
+    counts = np.bincount(res.pseudo_labels[1:], minlength=3)
+    np.testing.assert_allclose(res.class_weights, [20 / counts[0], 20 / counts[1], 0])  # class 2: no point carries it
+    x2, y2 = x[:, :2], y % 2  # two classes: the player would keep a uniform start, counted in class 0 before
+    res2 = gtg_pseudo_labels(x2, y2, idx, k=5)
+    ref = propagate(x2, y2, idx, k=5)
+    assert not res2.scored[0] and not ref.scored[0]
+    np.testing.assert_allclose(res2.class_weights, (60 / 2) / np.bincount(res2.pseudo_labels[1:], minlength=2))
 
 
 def test_gtg_on_blobs_agrees_with_labels():

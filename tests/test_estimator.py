@@ -102,6 +102,21 @@ def test_predict_by_hand():
     np.testing.assert_allclose(p, (w[:, None] * F[:2]).sum(0) / (w[:, None] * F[:2]).sum(), atol=1e-5)
 
 
+def test_a_query_with_no_positive_similarity_gets_a_uniform_vote_whatever_the_training_order():
+    X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [0.2, 0.8]])
+    y = np.array([0, -1, 1, -1, -1])
+    for order in ([0, 1, 2, 3, 4], [2, 3, 4, 0, 1]):  # which neighbours tie at 0 depends on the order
+        model = LabelPropagation(k=2).fit(X[order], y[order])
+        np.testing.assert_allclose(model.predict_proba([[0.0, 0.0], [-1.0, -1.0]]), [[0.5, 0.5], [0.5, 0.5]])
+
+
+def test_nan_or_none_for_the_unlabeled_points_says_to_use_minus_one():
+    X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+    for y in (np.array([0, np.nan, 1, np.nan]), np.array(["a", None, "b", None], dtype=object)):
+        with pytest.raises(ValueError, match="y holds NaN or None: mark the unlabeled points with -1"):
+            LabelPropagation(k=2).fit(X, y)
+
+
 def test_gaussian_graph_estimator():
     rng = np.random.default_rng(8)
     X = np.concatenate([rng.normal(0, 0.3, (50, 2)), rng.normal(3, 0.3, (50, 2))])
