@@ -618,6 +618,21 @@ def test_paper_split_file_is_read(tmp_path):
     assert idx.dtype == np.int64 and not (tmp_path / "results").exists()
 
 
+def test_a_split_past_the_papers_files_is_drawn_with_a_warning(tmp_path):
+    d = toy_data([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    folder = tmp_path / "labels" / "toy" / "3_balanced_labels"
+    folder.mkdir(parents=True)
+    for name in ("10.txt", "11.txt"):  # the paper's splits 0 and 1
+        (folder / name).write_text("7_c.png c\n3_a_b.png a_b\n2_d e.png d e\n")
+    with pytest.warns(UserWarning, match="split 2: the paper's split files for 3 labels are splits 0..1; this one is "
+                                         "a seeded draw of our own"):
+        labeled_indices(d, 3, 2, root=tmp_path, results_dir=tmp_path / "results")
+    assert (tmp_path / "results" / "splits" / "toy" / "3" / "2.txt").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # without paper files for the label count: drawn as usual, no warning
+        labeled_indices(d, 6, 2, root=tmp_path, results_dir=tmp_path / "results")
+
+
 def test_paper_split_with_wrong_class_is_an_error(tmp_path):
     d = toy_data([0, 1, 2, 0, 1, 2])
     folder = tmp_path / "labels" / "toy" / "2_balanced_labels"

@@ -563,7 +563,8 @@ def test_zero_row_is_isolated_at_any_scale():
     x, y = raw_points(30)
     x[5] = 0
     for scale in [1.0, 1e30]:
-        res = propagate((x * scale).astype(np.float32), y, np.arange(0, 240, 10), k=10)
+        with pytest.warns(UserWarning, match="1 of the 216 unlabeled points have no edge of positive weight"):
+            res = propagate((x * scale).astype(np.float32), y, np.arange(0, 240, 10), k=10)
         assert (res.scores[5] == 0).all() and res.weights[5] == 0 and np.isfinite(res.scores).all()
 
 
