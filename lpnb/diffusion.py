@@ -393,7 +393,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         sigma = sigma if sigma is not None else scaled_sigma * frame[0] * frame[2]
     W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
-    no_edge = spmm(W, torch.ones(n, 1, device=W.device))[:, 0] == 0
+    degrees = spmm(W, torch.ones(n, 1, device=W.device))[:, 0]
+    no_edge = degrees == 0
     no_edge[torch.from_numpy(idx).to(no_edge.device)] = False  # a labeled point keeps its label and weight 1
     isolated = int(no_edge.sum())
     if isolated:
@@ -403,8 +404,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
                "is 0 in float32")
         _warn(f"{isolated} of the {n - len(idx)} unlabeled points have no edge of positive weight ({why}): they "
               "get no score, pseudo-label 0 and weight 0")
-    Wn = normalize(W)
-    del W
+    Wn = normalize(W, degrees=degrees)
+    del W, degrees
     timings["graph"] = clock() - t
     t = clock()
     if max_memory is not None:  # the graph counts against it
