@@ -489,7 +489,7 @@ def make_record(cfg, trainer, state, run_data, base, device):
         "confident_mistakes": state["extras"].get("confident_mistakes", []),
         "n_train": len(run_data.train_index), "n_labeled": int(run_data.labeled.sum()),
         "n_unlabeled": int((~run_data.labeled).sum()), "n_test": len(run_data.test_index),
-        "data": f"{cfg.dataset} from {source.name}", "data_source": source.name,
+        "data": f"{cfg.dataset} from {lpdata.describe_source(source)}", "data_source": source.name,
         "data_fingerprint": run_data.fingerprint,
         "split_file": run_data.split_name,
         "timings": {**({"stage1": base["timings"]} if base else {}), **state["timings"]},

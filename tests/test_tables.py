@@ -393,3 +393,22 @@ def test_the_paper_preset_trains_by_default_only_with_cuda(monkeypatch, capsys):
     assert notebook_settings("paper", train=True).train and notebook_settings("cpu").train  # asked for; affordable
     monkeypatch.setattr(tables.torch.cuda, "is_available", lambda: True)
     assert notebook_settings("paper").train and notebook_settings("auto").preset == "paper"
+
+
+@pytest.mark.parametrize("data, jpeg", [("cifar10 from cifar10.tar.gz", True), ("cifar100 from cifar100", True),
+                                        ("cifar10 from cifar-10-batches-py", False),
+                                        ("cifar10 from generated stand-ins", False)])
+def test_provenance_says_what_made_the_records(data, jpeg):
+    records = [{"preset": "cpu", "device": "cpu (2 cores)", "data": data, "split": s} for s in (1, 0)]
+    text = tables.provenance(records)
+    assert text.startswith(f"2 runs, preset cpu, splits [0, 1], on cpu (2 cores); data: {data}.")
+    assert ("JPEG (quality 95)" in text) == jpeg and "NOT the paper's protocol" in text
+    assert "NOT the paper's" not in tables.provenance([{**records[0], "preset": "paper"}])
+    assert tables.provenance([]).startswith("No runs recorded")
+
+
+def test_standin_records_say_their_data_was_generated(tmp_path):
+    root = lpdata.write_standin(tmp_path, "cifar100", n_classes=3, train_per_class=2, test_per_class=1)
+    assert lpdata.describe_source(root / "cifar100") == "generated stand-ins"
+    (root / "cifar100" / lpdata.STANDIN_MARKER).unlink()  # a class-folder copy of the user's own
+    assert lpdata.describe_source(root / "cifar100") == "cifar100"
