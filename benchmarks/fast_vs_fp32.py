@@ -2,7 +2,8 @@
 
 fast:  bf16 autocast, channels_last, torch.compile with CUDA graphs (the CUDA defaults of
        `lpnb.train.Trainer`; --compile-modes gives the modes to run instead, one fast path each);
-plain: fp32 (PyTorch's defaults otherwise), no channels_last, no compile.
+plain: fp32 throughout (TF32 off for cuDNN convolutions and matmuls, which PyTorch's default
+       would let convolutions use), no channels_last, no compile.
 Each path runs the same configurations with several seeds; the script prints every run's
 test error and time and, per path, the mean and spread over seeds. The fast path keeps the
 meaning of the results when its mean sits within the seed-to-seed spread of the plain one.
@@ -11,6 +12,7 @@ meaning of the results when its mean sits within the seed-to-seed spread of the 
     python benchmarks/fast_vs_fp32.py --preset smoke --seeds 0 --device cpu  # the code path, in minutes
 """
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -23,6 +25,20 @@ from lpnb.experiment import run
 
 # short: the paper's network and batches, 10,000 unlabeled images, 30 + 10 epochs
 SHORT = dict(unlabeled_size=10000, epochs_stage1=30, epochs_stage2=10, eval_every=0)
+
+
+@contextlib.contextmanager
+def true_fp32(on):
+    """With on, TF32 off for cuDNN (on by PyTorch's default) and for matmuls, restored afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    if on:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved[0]
+        torch.set_float32_matmul_precision(saved[1])
 
 
 def main():
@@ -48,7 +64,7 @@ def main():
             cfg = make_config(args.preset, labels=args.labels, method=args.method, seed=seed, device=args.device,
                               **overrides, **switches)
             t0 = time.perf_counter()
-            with tempfile.TemporaryDirectory() as results:  # the run ids of both paths are the same
+            with tempfile.TemporaryDirectory() as results, true_fp32(not switches["amp"]):  # ids: the same
                 rec = run(cfg, data_root=args.data_root, results_dir=results, progress=False)
             rows.append({"path": name, "seed": seed, "test_error": rec["test_error"],
                          "stage1_test_error": rec["stage1_test_error"], "seconds": time.perf_counter() - t0,
