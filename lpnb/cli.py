@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from lpnb import data as lpdata
@@ -247,7 +248,9 @@ def main(argv=None):
     s.set_defaults(func=_status)
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # one line each, as the errors are
+            warnings.showwarning = lambda message, *_, **__: print(f"lpnb: warning: {message}", file=sys.stderr)
+            args.func(args)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a path that is missing, not a folder, not writable
         parser.exit(2, f"lpnb: error: {e}\n")
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None,
         raise ValueError(f"splits must be split numbers >= 0, got {splits!r}")
     if not isinstance(splits, (list, tuple, type(None))) and not (isinstance(splits, int) and splits >= 1):
         raise ValueError(f"splits must be a count >= 1 (splits 0..n-1) or a list of split numbers, got {splits!r}")
+    if labels is not None and (other := sorted(set(labels) - set(spec["labels"]))):
+        warnings.warn(f"table {table} has no column of {', '.join(map(str, other))} labels (its columns: "
+                      f"{', '.join(map(str, spec['labels']))}); running them anyway, with no paper number to "
+                      "compare with", stacklevel=2)
     rows = [row for row in spec["rows"] if methods is None or row["method"] in methods]
     cells = []
     for dataset in datasets or spec["datasets"]:

@@ -39,6 +39,8 @@ def test_table_cells_select_like_the_notebooks():
     assert len(table1) == 6 and {c.unlabeled_size for c in table1} == {300}
     with pytest.raises(ValueError, match="table 1 has no method"):
         table_cells(1, methods=["mt"])
+    with pytest.warns(UserWarning, match=r"table 2 has no column of 250 labels \(its columns: 500, 1000, 2000, 4000\)"):
+        assert [c.labels for c in table_cells(2, labels=[250, 500], methods=["lp"], splits=1)] == [250, 500]
     with pytest.raises(ValueError, match="table must be one of"):
         table_cells(4)
     with pytest.raises(ValueError, match="table 3 has no dataset"):
@@ -60,6 +62,13 @@ def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, m
         main(["sweep", "--table", "2", "--preset", "smoke", "--results-dir", str(tmp_path), *flags])
     assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_of_cells_outside_the_table_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lpnb.sweep.plan", lambda *args: [])  # nothing to run
+    main(["sweep", "--table", "2", "--labels", "250", "--preset", "smoke", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert err.startswith("lpnb: warning: table 2 has no column of 250 labels") and "UserWarning" not in err
 
 
 @pytest.mark.parametrize("flags, message", [(["--preset", "huge"], "--preset must be auto or one of"),
