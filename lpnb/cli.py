@@ -23,6 +23,10 @@ from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, run
 from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
+NONE_MEANS = {"unlabeled_size": "all", "test_size": "all", "lr_rampdown_epochs": "210/180 of a stage's epochs",
+              "hist_epochs": "(0, T'/2)", "amp": "on for CUDA", "channels_last": "on for CUDA",
+              "compile": "reduce-overhead for CUDA", **dict.fromkeys(  # lpnb.config.DATASET_DEFAULTS
+                  ("lr", "batch_size", "labeled_batch_size", "arch"), "the paper's for the dataset")}
 SELECTED = ("preset", "dataset", "labels", "split", "method", "use_omega", "use_zeta")  # a sweep's cells set these
 TIME_LIMIT_EXIT = 3  # `lpnb run --time-limit`: stopped at an epoch boundary, checkpoint written; run it again
 
@@ -49,7 +53,8 @@ def _config_flags(parser, skip=("preset",)):
     for f in dataclasses.fields(Config):
         if f.name not in skip:
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=argparse.SUPPRESS,
-                                help=f"default: {f.default!r} (or the preset's)")
+                                help=f"default: the preset's, else {f.default!r}"
+                                     + (f" ({NONE_MEANS[f.name]})" if f.name in NONE_MEANS else ""))
 
 
 def _run(args):

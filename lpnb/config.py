@@ -3,10 +3,11 @@
     make_config("cpu", labels=500, method="lp")   a checked Config (papermill parameters and CLI flags land here)
     run_id(cfg)                                   the name of the run's folder under results/runs/
 
-A run is identified by its config: two configs get the same run id exactly when they
-differ only in runtime switches (device, amp, channels_last, compile) or in settings the
-method does not use (the stage-2 settings of a stage-1 run, Mean Teacher's outside Mean
-Teacher). Every value is checked here, before anything trains (docs/method.md).
+A run is identified by its config: two configs that differ only in runtime switches (device,
+amp, channels_last, compile), in the stage-2 settings of a stage-1 run or in Mean Teacher's
+outside Mean Teacher get the same run id; any other difference, even one the method does not
+use (a supervised run's labeled_batch_size), gives another. Every value is checked here, before
+anything trains (docs/method.md).
 """
 import dataclasses
 import hashlib

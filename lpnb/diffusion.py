@@ -297,7 +297,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     -------
     PseudoLabels
         pseudo_labels (eq. 7), weights omega (eq. 11), class weights zeta, the scores Z
-        (clipped at 0, rows L1-normalised), CG iterations and final relative residual, the
+        (clipped at 0, rows L1-normalised), the sigma used (graph="gaussian"; else None),
+        CG iterations and final relative residual, the
         seconds of each phase ("order", "knn", "graph", "cg", "weights") and the number of
         class blocks.
 
@@ -659,14 +660,15 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     `sklearn.semi_supervised.LabelSpreading`: ``fit(X, y)`` with y = -1 for the unlabeled
     points, then `transduction_` and `label_distributions_` for all training points, and
     predict / predict_proba / score for new ones. It differs from LabelSpreading where the
-    paper does:
+    paper (or, for Y, the authors' code) does:
 
     - the graph of eq. (9): weights [v_i . v_j]_+^gamma of cosine similarities on a k-NN
       graph (LabelSpreading: a binary k-NN graph or a dense RBF kernel), made symmetric
       (W = A + A^T) and normalised symmetrically, D^-1/2 W D^-1/2;
     - the linear system (I - alpha Wn) Z = Y of eq. (10) is solved by conjugate gradient
       (at most `max_iter` iterations) instead of iterating Z <- alpha Wn Z + (1 - alpha) Y,
-      and Y weighs every class equally (1/|L_j| per labeled point of class j);
+      and Y weighs every class equally (1/|L_j| per labeled point of class j, as the authors'
+      code does; the paper's eq. (5) is one-hot);
     - the per-point certainty omega of eq. (11), `certainty_`, with which the paper weighs
       each pseudo-label in the loss.
 

@@ -258,7 +258,7 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     k >= n is clamped to n - 1 with a warning.
 
     The search is in float32 and in the features' own units: features whose largest |value|
-    would overflow or underflow float32 inner products (above about 1e18 / sqrt(d), below
+    would overflow or underflow float32 inner products (above about 3e18 / sqrt(d), below
     1e-15) are refused with a ValueError; multiply them by a constant first (the neighbours
     do not change; `affinity_graph` does this itself).
     """

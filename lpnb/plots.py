@@ -214,7 +214,7 @@ def plot_figure5(record):
 def plot_figure6(table, paper=None, full=None):
     """Error (%) vs number of labels per method: ours as solid lines with std bars, the paper's dashed.
 
-    `table` is `lpnb.experiment.summarize(records)`; `paper` the DataFrame of results/paper/table2.csv;
+    `table` is `lpnb.tables.summarize(records)`; `paper` the DataFrame of results/paper/table2.csv;
     `full`, if given, the summary of the cells run at the paper's full protocol (preset `paper`) when
     `table` is a smaller preset's, drawn as squares on dotted lines.
     """

@@ -95,3 +95,13 @@ def test_the_stage1_run_of_a_weight_variant_is_the_shared_one_with_default_weigh
         stage1 = base_config(variant)
         assert stage1 == make_config("cpu", method=base) and (stage1.use_omega, stage1.use_zeta) == (True, True)
     assert base_config(make_config("cpu", method="mt")) is None
+
+
+def test_every_flag_whose_default_is_none_says_what_none_means(capsys):
+    from lpnb.cli import main
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    for f in dataclasses.fields(Config):
+        if f.default is None:
+            assert f"--{f.name.replace('_', '-')} {f.name.upper()} default: the preset's, else None (" in text, f.name
