@@ -298,9 +298,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     PseudoLabels
         pseudo_labels (eq. 7), weights omega (eq. 11), class weights zeta, the scores Z
         (clipped at 0, rows L1-normalised), the sigma used (graph="gaussian"; else None),
-        CG iterations and final relative residual, the
-        seconds of each phase ("order", "knn", "graph", "cg", "weights") and the number of
-        class blocks.
+        CG iterations and final relative residual, the seconds of each phase ("order", "knn",
+        "graph", "cg", "weights") and the number of class blocks.
 
     Notes
     -----
