@@ -123,17 +123,22 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
                   "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
         arrays, classes = reader(name, path)
         _write_cache(cache, name, arrays, classes, str(path))
+    _remove_stale_temporaries(cache)
     try:
         meta = json.loads((cache / "meta.json").read_text())
-        return ImageData(
-            name=name,
-            train_images=np.load(cache / "train_images.npy", mmap_mode="r"),
-            train_labels=np.load(cache / "train_labels.npy"),
-            test_images=np.load(cache / "test_images.npy", mmap_mode="r"),
-            test_labels=np.load(cache / "test_labels.npy"),
-            classes=meta["classes"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=str(path),
-            fingerprint=meta["fingerprint"])
-    except (OSError, ValueError, KeyError, EOFError) as e:  # truncated or edited cache files
+        train_images, test_images = (np.load(cache / f"{key}.npy", mmap_mode="r") for key in ("train_images",
+                                                                                                "test_images"))
+        train_labels, test_labels = np.load(cache / "train_labels.npy"), np.load(cache / "test_labels.npy")
+        arrays = (train_images, train_labels, test_images, test_labels)
+        if content_fingerprint(arrays) != meta["fingerprint"]:  # a disk error, or a file edited or replaced
+            raise ValueError("its arrays do not match the fingerprint its meta.json records")
+        if any(len(labels) and not 0 <= labels.min() <= labels.max() < len(meta["classes"])
+               for labels in (train_labels, test_labels)):
+            raise ValueError(f"its labels are not all among its {len(meta['classes'])} classes")
+        return ImageData(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
+                         test_labels=test_labels, classes=meta["classes"], mean=tuple(meta["mean"]),
+                         std=tuple(meta["std"]), source=str(path), fingerprint=meta["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # truncated or edited cache files
         raise RuntimeError(f"the decoded-data cache {cache} is corrupt ({type(e).__name__}: {e}). Delete that folder; "
                            f"the next load decodes {path} again.") from e
 
@@ -250,12 +255,17 @@ def content_fingerprint(arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def _write_cache(cache: Path, name, arrays, classes, source):
-    """Write the four arrays, then meta.json last: a cache entry is complete iff meta.json exists."""
-    for stale in cache.glob(".*.tmp"):  # left by a write that was killed (an hour: not another process's, under way)
+def _remove_stale_temporaries(cache: Path):
+    """Remove the temporary files of a cache write that was killed (an hour old: not another process's, under way)."""
+    for stale in cache.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             if time.time() - stale.stat().st_mtime > 3600:
                 stale.unlink()
+
+
+def _write_cache(cache: Path, name, arrays, classes, source):
+    """Write the four arrays, then meta.json last: a cache entry is complete iff meta.json exists."""
+    _remove_stale_temporaries(cache)
     train_images = arrays[0]
     mean, std = CIFAR_STATS[name] if name in CIFAR_STATS else _channel_stats(train_images)
     for key, array in zip(("train_images", "train_labels", "test_images", "test_labels"), arrays):

@@ -286,19 +286,44 @@ def test_a_truncated_tarball_is_named_with_the_remedy(tmp_path):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
 
-@pytest.mark.parametrize("damage", ["truncate_images", "meta_not_json", "meta_without_fingerprint"])
-def test_a_corrupt_cache_is_named_with_the_remedy(tmp_path, damage):
+@pytest.mark.parametrize("damage, why", [
+    ("truncate_images", "ValueError"), ("meta_not_json", "JSONDecodeError"), ("meta_without_fingerprint", "KeyError"),
+    ("zeroed_pixels", "do not match the fingerprint"), ("labels_swapped", "do not match the fingerprint"),
+    ("fewer_classes", "labels are not all among its")])
+def test_a_corrupt_cache_is_named_with_the_remedy(tmp_path, damage, why):
     write_class_folders(tmp_path, "cifar10", as_tar=True)
     load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
     [entry] = (tmp_path / "cache").iterdir()
+    meta = json.loads((entry / "meta.json").read_text())
     if damage == "truncate_images":
         (entry / "train_images.npy").write_bytes((entry / "train_images.npy").read_bytes()[:100])
     elif damage == "meta_not_json":
         (entry / "meta.json").write_text("{")
-    else:
+    elif damage == "meta_without_fingerprint":
         (entry / "meta.json").write_text('{"classes": [], "mean": [0], "std": [1], "source": "x"}')
-    with pytest.raises(RuntimeError, match=f"cache {entry} is corrupt .*Delete that folder"):
+    elif damage == "zeroed_pixels":  # a disk error: the same size, other bytes
+        with open(entry / "train_images.npy", "r+b") as f:
+            f.seek(-1000, os.SEEK_END)
+            f.write(bytes(1000))
+    elif damage == "labels_swapped":
+        labels = np.load(entry / "train_labels.npy")
+        np.save(entry / "train_labels.npy", labels[::-1])
+    else:  # meta.json edited by hand
+        (entry / "meta.json").write_text(json.dumps({**meta, "classes": meta["classes"][:-1]}))
+    with pytest.raises(RuntimeError, match=f"cache {entry} is corrupt \\(.*{why}.*Delete that folder"):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_a_killed_cache_write_leaves_no_temporary_files_for_long(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    [entry] = (tmp_path / "cache").iterdir()
+    old, recent = entry / ".train_images.npy.abc.tmp", entry / ".test_images.npy.def.tmp"  # killed; under way
+    for tmp in (old, recent):
+        tmp.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert not old.exists() and recent.exists()
 
 
 # --- Mini-ImageNet stand-in: Ravi & Larochelle csv files + images ------------------------------
