@@ -76,10 +76,24 @@ def write_json(path, obj):
     lpdata.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
+RECORD_FIELDS = {"run_id": str, "method": str, "dataset": str, "preset": str, "labels": int, "split": int,
+                 "test_error": (int, float), "history": list}  # what every reader of a record relies on
+KIND_NAMES = {str: "a string", int: "an integer", (int, float): "a number", list: "a list"}
+
+
 def read_record(path):
-    """A record.json as a dict; a corrupt file raises an error that names it and the remedy."""
+    """A record.json as a dict; a corrupt file, or one without the fields every reader relies on
+    (RECORD_FIELDS, a test error in [0, 100]), raises an error that names it and the remedy."""
     try:
-        return json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        for name, kind in RECORD_FIELDS.items():
+            if not isinstance(record.get(name), kind) or isinstance(record[name], bool):
+                raise ValueError(f"its field {name!r} is {record.get(name)!r}, not {KIND_NAMES[kind]}")
+        if not 0 <= record["test_error"] <= 100:
+            raise ValueError(f"its test_error {record['test_error']!r} is not a percentage")
+        return record
     except (ValueError, UnicodeDecodeError) as e:
         raise RuntimeError(f"record {path} is corrupt ({e}). Restore it (git checkout -- {path}, if it is "
                            f"committed) or delete its folder {Path(path).parent} to run it again.") from e

@@ -292,6 +292,26 @@ def test_corrupt_record_names_the_file_and_the_remedy(env):
         run(cfg, data_root=root, results_dir=results, progress=False)
 
 
+@pytest.mark.parametrize("text, why", [
+    ("[]", "a JSON list, not an object"), ("null", "a JSON NoneType"), ('{"run_id": "r"}', "'method' is None"),
+    ("test_error=null", "'test_error' is None, not a number"), ('test_error="abc"', "'test_error' is 'abc'"),
+    ("test_error=NaN", "test_error nan is not a percentage"), ("test_error=150", "150 is not a percentage"),
+    ("labels=true", "'labels' is True, not an integer")])
+def test_a_record_without_what_readers_rely_on_is_refused_with_the_remedy(tmp_path, text, why):
+    good = {"run_id": "r", "method": "lp", "dataset": "cifar10", "preset": "cpu", "labels": 500, "split": 0,
+            "test_error": 12.5, "history": []}
+    path = tmp_path / "r" / "record.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(good))
+    assert experiment.read_record(path) == good
+    if "=" in text:
+        field, value = text.split("=")
+        text = json.dumps(good).replace(f'"{field}": {json.dumps(good[field])}', f'"{field}": {value}')
+    path.write_text(text)
+    with pytest.raises(RuntimeError, match=f"record {path} is corrupt \\(.*{re.escape(why)}.*delete its folder"):
+        experiment.read_record(path)
+
+
 def test_smoke_runs_default_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.delenv("LPNB_RESULTS_DIR", raising=False)
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))

@@ -350,8 +350,9 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
 
 def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     def write(run_id, **fields):
+        record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[], **fields)
         tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
-                                   lambda f: f.write(json.dumps(fields).encode()))
+                                   lambda f: f.write(json.dumps(record).encode()))
     write("a", preset="paper", method="supervised", dataset="cifar10")
     write("b", preset="cpu", method="lp", dataset="cifar100")
     assert tables.status_table(tmp_path).endswith(
@@ -370,9 +371,11 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert tables.figure_run(committed) == {"preset": COMMITTED_PRESET}  # no paper-scale run yet
     assert (trained[-1].preset, trained[-1].labels, trained[-1].split, trained[-1].method) == ("cpu", 500, 0, "lp")
     paper = tables.make_config("paper", dataset="cifar10", labels=500, split=0, method="lp")
+    recorded = dict(run_id=tables.run_id(paper), preset="paper", method="lp", dataset="cifar10", labels=500, split=0,
+                    test_error=30.0, history=[])
     tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(paper) / "record.json",
-                               lambda f: f.write(b'{"preset": "paper"}'))
-    assert tables.figure_run(committed) == {"preset": "paper"} and len(trained) == 1  # read, not trained
+                               lambda f: f.write(json.dumps(recorded).encode()))
+    assert tables.figure_run(committed) == recorded and len(trained) == 1  # read, not trained
     assert tables.figure_run(committed, split=1) == {"preset": COMMITTED_PRESET}  # split 1 has no paper-scale run
     other = notebook_settings("smoke", results_dir=tmp_path)
     assert tables.figure_run(other) == {"preset": "smoke"}  # another preset: its own run
@@ -382,7 +385,7 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     with pytest.raises(RuntimeError, match=r"no run cifar10-500-lp-split1-paper-\w+ recorded .*`lpnb run --preset "
                                            "paper --dataset cifar10 --labels 500 --method lp --split 1`"):
         tables.figure_run(shown, split=1)
-    assert tables.figure_run(shown) == {"preset": "paper"} and len(trained) == 4  # recorded: read, nothing trained
+    assert tables.figure_run(shown) == recorded and len(trained) == 4  # recorded: read, nothing trained
     with pytest.raises(ValueError, match=r"labels must be one label count for a figure \(e.g. 500\), got '500,1000'"):
         tables.figure_run(committed, "500,1000")  # what `-p labels 500,1000` gives
 
