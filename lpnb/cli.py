@@ -116,6 +116,9 @@ def _reproduce(args):
     if preset not in PRESETS:
         raise ValueError(f"--preset must be auto or one of {sorted(PRESETS)}, got {preset!r}")
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if args.only is not None and not all(key.strip() for key in args.only):  # `--only "$EMPTY"` would match all
+        raise ValueError(f"--only {args.only!r}: an empty name matches every notebook; give parts of their names "
+                         "(e.g. table2 figure4), or leave --only out to run them all")
     if args.only:
         notebooks = [nb for nb in notebooks if any(key in nb.stem for key in args.only)]
         if not notebooks:

@@ -73,7 +73,8 @@ def test_a_sweep_of_cells_outside_the_table_says_so_in_one_line(tmp_path, monkey
 
 @pytest.mark.parametrize("flags, message", [(["--preset", "huge"], "--preset must be auto or one of"),
                                             (["--only", "table9"], "--only table9 matches no notebook"),
-                                            (["--only"], "--only: expected at least one argument")])
+                                            (["--only"], "--only: expected at least one argument"),
+                                            (["--only", "table2", " "], "an empty name matches every notebook")])
 def test_reproduce_refuses_a_bad_preset_or_an_empty_selection(flags, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["reproduce", *flags])
