@@ -180,7 +180,7 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log):
         for job in jobs:
             if job.state == "running" and job.process.poll() is not None:
                 job.state, job.ended = ("done" if job.process.returncode == 0 else "failed"), time.time()
-                job.error = "" if job.state == "done" else _tail(job.log_path)
+                job.error = "" if job.state == "done" else _why(job.process.returncode, job.log_path)
                 free.append(job.slot)
         for job in jobs:
             before = by_id.get(job.after)
@@ -206,6 +206,16 @@ def _show_progress(jobs, shown, poll, log):
     if any(j.state in ("waiting", "running") for j in jobs):
         time.sleep(poll)
     return now
+
+
+def _why(returncode, log_path):
+    """Why a run's process failed: the end of its log, and the signal that killed it, if one did."""
+    why = _tail(log_path)
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else f"signal {-returncode}"
+        why += (f"\nkilled by {name}" + (" (out of memory?)" if -returncode == signal.SIGKILL else "")
+                + ": its epochs finished are checkpointed, and the same sweep resumes it")
+    return why.strip("\n")
 
 
 def _tail(path, lines=15):

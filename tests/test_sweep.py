@@ -269,6 +269,16 @@ def test_a_smoke_sweep_with_two_workers_records_every_cell_stage_1_first(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "command", lambda *args: [
+        sys.executable, "-c", "import os, signal; print('epoch 3 of 180'); os.kill(os.getpid(), signal.SIGKILL)"])
+    jobs = [Job(smoke("supervised"))]
+    run_local(jobs, tmp_path, poll=0.01, log=lambda line: None)
+    assert jobs[0].state == "failed" and jobs[0].error == (
+        "epoch 3 of 180\nkilled by SIGKILL (out of memory?): its epochs finished are checkpointed, and the same "
+        "sweep resumes it")
+
+
 def test_a_failed_run_fails_the_runs_after_it_and_the_command(tmp_path, capsys):
     args = ["sweep", "--table", "2", "--labels", "50", "--methods", "supervised,lp", "--splits", "1", "--preset",
             "smoke", "--data-root", str(tmp_path / "nothing"), "--results-dir", str(tmp_path / "results")]
