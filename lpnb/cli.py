@@ -187,6 +187,12 @@ def _sweep(args):
         if values and executor != args.executor:
             flags = " ".join("--" + k.replace("_", "-") for k in values)
             raise ValueError(f"{flags}: for --executor {executor}, not {args.executor}")
+    for name in dict.fromkeys(cfg.dataset for cfg in cells) if args.executor == "local" else ():
+        if lpdata.find_dataset(name, args.data_root) is None:  # once here, not once per run
+            try:
+                lpdata.load_dataset(name, args.data_root)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"{e}\n(Or leave {name} out of the sweep with --datasets.)") from None
     jobs = sweep(cells, results_dir=args.results_dir, data_root=args.data_root, executor=args.executor,
                  **given[args.executor])
     if not report(jobs):

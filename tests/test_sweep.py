@@ -280,14 +280,24 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monke
 
 
 def test_a_failed_run_fails_the_runs_after_it_and_the_command(tmp_path, capsys):
-    args = ["sweep", "--table", "2", "--labels", "50", "--methods", "supervised,lp", "--splits", "1", "--preset",
-            "smoke", "--data-root", str(tmp_path / "nothing"), "--results-dir", str(tmp_path / "results")]
+    args = ["sweep", "--table", "2", "--labels", "55", "--methods", "supervised,lp", "--splits", "1", "--preset",
+            "smoke", "--data-root", str(write_standin(tmp_path)), "--results-dir", str(tmp_path / "results")]
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 1
     out = capsys.readouterr().out
     assert "sweep: 0 done, 0 running, 0 waiting, 2 failed" in out
-    assert "no cifar10 data found" in out and "its stage-1 run cifar10-50-supervised-split0-smoke" in out
+    assert "n_labels = 55 must be a positive multiple of the number of classes (10)" in out
+    assert "its stage-1 run cifar10-55-supervised-split0-smoke" in out
+
+
+def test_a_sweep_without_its_data_says_so_once_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lpnb.sweep.plan", lambda *args: pytest.fail("a sweep without data was planned"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--table", "2", "--preset", "smoke", "--data-root", str(tmp_path), "--results-dir",
+              str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("no cifar10 data found") == 1 and "--datasets" in err
 
 
 @pytest.mark.slow
