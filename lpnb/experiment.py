@@ -458,12 +458,14 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
 
 
 def _relative(path, *roots):
-    """`path` relative to the first of `roots` that holds it (so a record names no machine's folders)."""
-    for root in roots:
-        try:
-            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            continue
+    """`path` relative to the first of `roots` that holds it (so a record names no machine's folders), as
+    written or, failing that, with symbolic links resolved."""
+    for place in (os.path.abspath, lambda p: Path(p).resolve()):
+        for root in roots:
+            try:
+                return Path(place(path)).relative_to(place(root)).as_posix()
+            except ValueError:
+                continue
     return Path(path).name
 
 

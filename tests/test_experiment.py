@@ -312,6 +312,19 @@ def test_a_record_without_what_readers_rely_on_is_refused_with_the_remedy(tmp_pa
         experiment.read_record(path)
 
 
+def test_a_split_file_is_named_from_the_data_root_through_symbolic_links(tmp_path):
+    real = tmp_path / "shared" / "labels" / "cifar10" / "500_balanced_labels" / "10.txt"
+    real.parent.mkdir(parents=True)
+    real.write_text("")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "labels").symlink_to(tmp_path / "shared" / "labels")  # a data root of links
+    named = "labels/cifar10/500_balanced_labels/10.txt"
+    assert experiment._relative(tmp_path / "root" / named, tmp_path / "root") == named
+    (tmp_path / "linked").symlink_to(tmp_path / "shared")  # a root that is a link to the real folder
+    assert experiment._relative(real, tmp_path / "linked") == named
+    assert experiment._relative(real, tmp_path / "elsewhere") == "10.txt"
+
+
 def test_smoke_runs_default_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.delenv("LPNB_RESULTS_DIR", raising=False)
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))
