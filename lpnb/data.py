@@ -534,16 +534,22 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
     if Path(path).parts[-4:-1] == ("splits", data.name, str(n_labels)):  # one split_file drew
         remedy = (f"lpnb drew this split for other {data.name} data; delete the file and the next run "
                   "draws one for this data")
+        unreadable = "delete it, and the next run draws this split again"
     else:
         remedy = "the split file does not match this copy of the dataset"
+        unreadable = "restore it from the paper's split files"
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not a text file of split lines ({e}): {unreadable}") from None
     idx = []
-    for k, line in enumerate(path.read_text().splitlines(), 1):
+    for k, line in enumerate(lines, 1):
         if not line.strip():
             continue
         head, sep, cls = line.strip().partition(".png ")
         stem, _, file_cls = head.partition("_")
         if not sep or not stem.isdigit():
-            raise ValueError(f"{path}:{k}: expected '<index>_<class>.png <class>', got {line!r}")
+            raise ValueError(f"{path}:{k}: expected '<index>_<class>.png <class>', got {line!r}: {unreadable}")
         i = int(stem)
         if i >= len(data.train_labels):
             raise ValueError(f"{path}:{k}: index {i} is outside the {len(data.train_labels)} training images: "

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tarfile
 import time
 import urllib.error
@@ -695,6 +696,21 @@ def test_a_split_drawn_for_other_data_says_it_can_be_deleted(tmp_path):
         labeled_indices(other, 3, 0, root=tmp_path, results_dir=results)
     (results / "splits" / "toy" / "3" / "0.txt").unlink()
     labeled_indices(other, 3, 0, root=tmp_path, results_dir=results)
+
+
+@pytest.mark.parametrize("content, why", [(b"\xf1\x00\xff", " is not a text file of split lines"),
+                                          (b"3 a\n", ":1: expected '<index>_<class>.png <class>', got '3 a'")])
+def test_an_unreadable_split_file_is_named_with_the_remedy(tmp_path, content, why):
+    results, d = tmp_path / "results", toy_data([0, 1, 2] * 4)
+    labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
+    drawn = results / "splits" / "toy" / "3" / "0.txt"
+    paper = tmp_path / "labels" / "toy" / "3_balanced_labels" / "10.txt"
+    paper.parent.mkdir(parents=True)
+    for path, remedy in ((drawn, "delete it, and the next run draws this split again"),
+                         (paper, "restore it from the paper's split files")):
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=re.escape(f"{path}{why}") + ".*" + re.escape(remedy)):
+            labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
 
 
 def test_unbalanced_split_request_is_an_error(tmp_path):
