@@ -64,7 +64,7 @@ def _run(args):
                      time_limit=args.time_limit, require_checkpoint=args.require_checkpoint)
     except TimeLimitReached as stop:
         if not stop.progressed:  # the same command would stop again at once, for ever
-            raise RuntimeError(f"{stop}. Not one epoch fits in --time-limit {args.time_limit} minutes (an epoch "
+            raise RuntimeError(f"{stop.run_id}: stopped {stop.where}. Not one epoch fits in --time-limit {args.time_limit} minutes (an epoch "
                                "of this run took longer): give it more time") from None
         print(stop, flush=True)
         sys.exit(TIME_LIMIT_EXIT)
@@ -166,7 +166,8 @@ def _list(text, flag, kind=str):
     try:
         values = [kind(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{flag} must be comma-separated integers, e.g. 500,1000; got {text!r}") from None
+        example = "3 (a count) or 0,4 (split numbers)" if flag == "--splits" else "500,1000"
+        raise ValueError(f"{flag} must be comma-separated integers, e.g. {example}; got {text!r}") from None
     if not values:
         raise ValueError(f"{flag} is empty: give one or more values, or leave the flag out for all of the table's")
     return values

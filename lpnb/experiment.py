@@ -53,6 +53,7 @@ class TimeLimitReached(Exception):
         again = "the same command without --force (force=False)" if forced else "the same command"
         super().__init__(f"{run_id}: stopped at the time limit {done}; run {again} again to continue")
         self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
+        self.where = done
         self.progressed = trained if progressed is None else progressed  # this call trained an epoch (of any stage)
 
 

@@ -53,6 +53,7 @@ def test_table_cells_select_like_the_notebooks():
 @pytest.mark.parametrize("flags, message", [
     (["--workers", "-1"], "workers must be a positive integer"), (["--per-gpu", "0"], "per_gpu must be"),
     (["--splits", "0"], "splits must be a count >= 1"), (["--labels", "abc"], "--labels must be comma-separated"),
+    (["--splits", "abc"], "--splits must be comma-separated integers, e.g. 3 (a count) or 0,4 (split numbers)"),
     (["--methods", ","], "--methods is empty"), (["--methods="], "--methods is empty"),
     (["--labels", ","], "--labels is empty"), (["--timeout-min", "-5", "--executor", "slurm"], "timeout_min must be"),
     (["--executor", "slurm"], "sbatch is not on this machine's PATH")])
@@ -246,8 +247,9 @@ def test_a_slurm_job_where_no_epoch_fits_fails_instead_of_requeueing(tmp_path, m
     with pytest.raises(experiment.TimeLimitReached):  # one minute-long epoch in the history
         experiment.run(cfg, data_root=root, results_dir=tmp_path, progress=False, time_limit=1.5)
     monkeypatch.setattr(os, "kill", lambda *a: pytest.fail("requeued"))
-    with pytest.raises(RuntimeError, match="Not one epoch fits in a job's 0.5 minutes.*--timeout-min"):
+    with pytest.raises(RuntimeError, match="Not one epoch fits in a job's 0.5 minutes.*--timeout-min") as error:
         SlurmRun()(asdict(cfg), str(tmp_path), str(root), False, 0.5)
+    assert "again to continue" not in str(error.value)
 
 
 @pytest.mark.slow
