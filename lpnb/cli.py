@@ -267,7 +267,9 @@ def main(argv=None):
             warnings.showwarning = lambda message, *_, **__: print(f"lpnb: warning: {message}", file=sys.stderr)
             args.func(args)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a path that is missing, not a folder, not writable
-        parser.exit(2, f"lpnb: error: {e}\n")
+        hint = (" (a path lpnb reads or writes: check that it is a folder you may write to, or give another with "
+                "--results-dir, --data-root or $LPNB_CACHE_DIR)" if isinstance(e, OSError) and e.filename else "")
+        parser.exit(2, f"lpnb: error: {e}{hint}\n")
     except KeyboardInterrupt:
         parser.exit(130, "lpnb: interrupted (the epochs finished are checkpointed: the same command continues)\n")
 

@@ -119,6 +119,12 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     kind, path = source[0], source[1].absolute()
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
     if not (cache / "meta.json").is_file():
+        try:  # before decoding, which takes a while
+            cache.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=cache).close()
+        except OSError as e:
+            raise OSError(f"cannot write the decoded-data cache {cache} ({e.strerror or e}): set $LPNB_CACHE_DIR "
+                          "to a writable folder (default ~/.cache/lpnb)") from e
         reader = {"torchvision": _read_torchvision, "folders": _read_class_folders,
                   "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
         arrays, classes = reader(name, path)

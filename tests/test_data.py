@@ -315,6 +315,14 @@ def test_a_corrupt_cache_is_named_with_the_remedy(tmp_path, damage, why):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
 
+def test_an_unwritable_cache_is_named_before_anything_is_decoded(tmp_path, monkeypatch):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setattr(data, "_read_class_folders", lambda *a: pytest.fail("decoded before the cache was checked"))
+    with pytest.raises(OSError, match=r"cannot write the decoded-data cache .*a_file/cifar10-\w+ .*\$LPNB_CACHE_DIR"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "a_file")
+
+
 def test_a_killed_cache_write_leaves_no_temporary_files_for_long(tmp_path):
     write_class_folders(tmp_path, "cifar10", as_tar=True)
     load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")

@@ -405,7 +405,7 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
     a_file.write_text("not a folder")
     args = ["run", "--preset", "smoke", "--method", "supervised", "--labels", "50", "--unlabeled-size", "200",
             "--test-size", "100", "--data-root", str(root)]
-    for more, message in [(["--results-dir", str(a_file)], "Not a directory"),
+    for more, message in [(["--results-dir", str(a_file)], "Not a directory: .*a folder you may write to"),
                           (["--results-dir", str(results), "--device", "cuda:9"],
                            "device 'cuda:9': torch sees .* CUDA device.s. here")]:
         with pytest.raises(SystemExit) as stop:
