@@ -143,6 +143,22 @@ def test_isolated_point_gets_zero_weight_not_nan():
     np.testing.assert_allclose(res.class_weights, (60 / 2) / np.bincount(res.pseudo_labels[1:], minlength=2))
 
 
+def test_points_no_labeled_point_reaches_are_named_in_a_warning():
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(100, 2)), rng.normal(size=(30, 2)) + 100])  # a far group: its own component
+    y = np.r_[(x[:100, 0] > 0).astype(int), np.zeros(30, int)]
+    idx = np.r_[np.flatnonzero(y[:100] == 0)[:3], np.flatnonzero(y[:100] == 1)[:3]]
+    with pytest.warns(UserWarning, match="30 of the 124 unlabeled points have edges but no score: no labeled point "
+                                         "reaches them .*max_iter=20") as seen:
+        res = propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0)
+    assert not any("no edge" in str(w.message) for w in seen)
+    assert not res.scored[100:].any() and (res.weights[100:] == 0).all() and res.scored[:100].all()
+    idx = np.r_[idx, 100]  # one label in the far group: every point is reached
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0).scored.all()
+
+
 def test_all_zero_or_uniform_probability_rows_are_not_counted_in_zeta():
     probs = np.array([[0.9, 0.1], [0.1, 0.9], [0, 0], [0.5, 0.5], [0, 0]])
     res = network_pseudo_labels(probs, np.array([0, 1, 0, 0, 0]), np.array([0, 1]))
@@ -870,4 +886,4 @@ def test_warnings_point_at_the_callers_line():
                  lambda: gtg_pseudo_labels(x, y, [0, 1])]:
         with pytest.warns(UserWarning) as caught:
             call()
-        assert [w.filename for w in caught] == [__file__]
+        assert caught and {w.filename for w in caught} == {__file__}
