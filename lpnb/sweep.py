@@ -279,8 +279,9 @@ class SlurmRun:
                        time_limit=time_limit, progress=False)["run_id"]
         except TimeLimitReached as stop:
             if not stop.progressed:  # requeued, it would stop again at once, for ever
-                raise RuntimeError(f"{stop.run_id}: stopped {stop.where}. Not one epoch fits in a job's {time_limit} minutes (an epoch of "
-                                   "this run took longer): give the jobs more time (--timeout-min)") from None
+                raise RuntimeError(f"{stop.run_id}: stopped {stop.where}. Not one epoch fits in a job's {time_limit} "
+                                   "minutes (an epoch of this run took longer): give the jobs more time (--timeout-min)"
+                                   ) from None
             print(stop, flush=True)
             os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler checkpoints, requeues and exits
             time.sleep(600)
