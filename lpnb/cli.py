@@ -65,7 +65,8 @@ def _run(args):
     except TimeLimitReached as stop:
         if not stop.progressed:  # the same command would stop again at once, for ever
             raise RuntimeError(f"{stop.run_id}: stopped {stop.where}. Not one epoch fits in --time-limit "
-                               f"{args.time_limit} minutes (an epoch of this run took longer): give it more time") from None
+                               f"{args.time_limit} minutes (an epoch of this run took longer): give it more time"
+                               ) from None
         print(stop, flush=True)
         sys.exit(TIME_LIMIT_EXIT)
     top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""
