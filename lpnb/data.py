@@ -132,8 +132,8 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     _remove_stale_temporaries(cache)
     try:
         meta = json.loads((cache / "meta.json").read_text())
-        train_images, test_images = (np.load(cache / f"{key}.npy", mmap_mode="r") for key in ("train_images",
-                                                                                                "test_images"))
+        train_images = np.load(cache / "train_images.npy", mmap_mode="r")
+        test_images = np.load(cache / "test_images.npy", mmap_mode="r")
         train_labels, test_labels = np.load(cache / "train_labels.npy"), np.load(cache / "test_labels.npy")
         arrays = (train_images, train_labels, test_images, test_labels)
         if content_fingerprint(arrays) != meta["fingerprint"]:  # a disk error, or a file edited or replaced
