@@ -99,7 +99,8 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     With download=True and no local copy, torchvision downloads CIFAR or Fashion-MNIST
     into root (default_data_root()), and downloads again a torchvision CIFAR copy that
     fails its md5 check. The decoded arrays are cached in cache_dir (default_cache_dir()),
-    keyed by a tarball's content or a folder's paths, sizes and mtimes, and memory-mapped from there.
+    keyed by a tarball's content or a folder's paths, sizes and mtimes, checked against their content
+    fingerprint on every load, and memory-mapped from there.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
