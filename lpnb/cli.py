@@ -189,12 +189,6 @@ def _sweep(args):
         if values and executor != args.executor:
             flags = " ".join("--" + k.replace("_", "-") for k in values)
             raise ValueError(f"{flags}: for --executor {executor}, not {args.executor}")
-    for name in dict.fromkeys(cfg.dataset for cfg in cells) if args.executor == "local" else ():
-        if lpdata.find_dataset(name, args.data_root) is None:  # once here, not once per run
-            try:
-                lpdata.load_dataset(name, args.data_root)
-            except FileNotFoundError as e:
-                raise FileNotFoundError(f"{e}\n(Or leave {name} out of the sweep with --datasets.)") from None
     jobs = sweep(cells, results_dir=args.results_dir, data_root=args.data_root, executor=args.executor,
                  **given[args.executor])
     if not report(jobs):
@@ -209,6 +203,14 @@ def _status(args):
         print(f"updated the status table of {readme}")
     else:
         print(status_table(), end="")
+
+
+def _show_warning(show, message, category, filename, *args, **kwargs):
+    """lpnb's own warnings in one line each, as its errors are; other libraries' as Python shows them."""
+    if Path(filename).parent == Path(__file__).parent:
+        print(f"lpnb: warning: {message}", file=sys.stderr)
+    else:
+        show(message, category, filename, *args, **kwargs)
 
 
 def main(argv=None):
@@ -264,12 +266,12 @@ def main(argv=None):
     s.set_defaults(func=_status)
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():  # one line each, as the errors are
-            warnings.showwarning = lambda message, *_, **__: print(f"lpnb: warning: {message}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
             args.func(args)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a path that is missing, not a folder, not writable
-        hint = (" (a path lpnb reads or writes: check that it is a folder you may write to, or give another with "
-                "--results-dir, --data-root or $LPNB_CACHE_DIR)" if isinstance(e, OSError) and e.filename else "")
+        hint = (" (check the path and its permissions: --results-dir, --data-root and $LPNB_CACHE_DIR choose where "
+                "lpnb writes and reads)" if isinstance(e, OSError) and e.filename else "")
         parser.exit(2, f"lpnb: error: {e}{hint}\n")
     except KeyboardInterrupt:
         parser.exit(130, "lpnb: interrupted (the epochs finished are checkpointed: the same command continues)\n")

@@ -100,7 +100,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     into root (default_data_root()), and downloads again a torchvision CIFAR copy that
     fails its md5 check. The decoded arrays are cached in cache_dir (default_cache_dir()),
     keyed by a tarball's content or a folder's paths, sizes and mtimes, checked against their content
-    fingerprint on every load, and memory-mapped from there.
+    fingerprint (once per process while their files are unchanged), and memory-mapped from there.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -128,7 +128,12 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
                           "to a writable folder (default ~/.cache/lpnb)") from e
         reader = {"torchvision": _read_torchvision, "folders": _read_class_folders,
                   "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
-        arrays, classes = reader(name, path)
+        try:
+            arrays, classes = reader(name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                cache.rmdir()  # still empty: no folder left behind
+            raise
         _write_cache(cache, name, arrays, classes, str(path))
     _remove_stale_temporaries(cache)
     try:
@@ -136,12 +141,14 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
         train_images = np.load(cache / "train_images.npy", mmap_mode="r")
         test_images = np.load(cache / "test_images.npy", mmap_mode="r")
         train_labels, test_labels = np.load(cache / "train_labels.npy"), np.load(cache / "test_labels.npy")
-        arrays = (train_images, train_labels, test_images, test_labels)
-        if content_fingerprint(arrays) != meta["fingerprint"]:  # a disk error, or a file edited or replaced
-            raise ValueError("its arrays do not match the fingerprint its meta.json records")
-        if any(len(labels) and not 0 <= labels.min() <= labels.max() < len(meta["classes"])
-               for labels in (train_labels, test_labels)):
-            raise ValueError(f"its labels are not all among its {len(meta['classes'])} classes")
+        if (signature := _cache_signature(cache)) not in _VERIFIED:  # read in full once per process, not per load
+            arrays = (train_images, train_labels, test_images, test_labels)
+            if content_fingerprint(arrays) != meta["fingerprint"]:  # a disk error, or a file edited or replaced
+                raise ValueError("its arrays do not match the fingerprint its meta.json records")
+            if any(len(labels) and not 0 <= labels.min() <= labels.max() < len(meta["classes"])
+                   for labels in (train_labels, test_labels)):
+                raise ValueError(f"its labels are not all among its {len(meta['classes'])} classes")
+            _VERIFIED.add(signature)
         return ImageData(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
                          test_labels=test_labels, classes=meta["classes"], mean=tuple(meta["mean"]),
                          std=tuple(meta["std"]), source=str(path), fingerprint=meta["fingerprint"])
@@ -262,6 +269,15 @@ def content_fingerprint(arrays) -> str:
     return h.hexdigest()[:16]
 
 
+CACHE_FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy", "meta.json")
+_VERIFIED = set()  # `_cache_signature`s of the cache entries this process has checked or written
+
+
+def _cache_signature(cache: Path):
+    """The cache entry's files' sizes and modification times: changed by any write to them."""
+    return str(cache), tuple((s.st_size, s.st_mtime_ns) for s in ((cache / f).stat() for f in CACHE_FILES))
+
+
 def _remove_stale_temporaries(cache: Path):
     """Remove the temporary files of a cache write that was killed (an hour old: not another process's, under way)."""
     for stale in cache.glob(".*.tmp"):
@@ -280,6 +296,7 @@ def _write_cache(cache: Path, name, arrays, classes, source):
     meta = {"name": name, "source": source, "classes": list(classes), "fingerprint": content_fingerprint(arrays),
             "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
     atomic_write(cache / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    _VERIFIED.add(_cache_signature(cache))  # its fingerprint is of the arrays just written
 
 
 def _channel_stats(images: np.ndarray):

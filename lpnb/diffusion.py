@@ -435,9 +435,10 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     del Z
     unreached = int((~result.scored).sum()) - isolated  # labeled points are scored
     if unreached:
+        where = "a part of the graph without labels" + ("" if n_iter < max_iter else
+                                                         f", or farther than max_iter={max_iter} iterations go")
         _warn(f"{unreached} of the {n - len(idx)} unlabeled points have edges but no score: no labeled point "
-              f"reaches them (a part of the graph without labels, or farther than max_iter={max_iter} "
-              "conjugate-gradient iterations go): they get pseudo-label 0 and weight 0")
+              f"reaches them ({where}): they get pseudo-label 0 and weight 0")
     if reorder:  # back to the order of the features
         inverse = inverse.numpy()
         result.pseudo_labels, result.weights = result.pseudo_labels[inverse], result.weights[inverse]

@@ -88,7 +88,7 @@ def read_record(path):
     try:
         record = json.loads(Path(path).read_text())
         if not isinstance(record, dict):
-            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+            raise ValueError(f"{json.dumps(record)[:40]}, not an object")
         for name, kind in RECORD_FIELDS.items():
             if not isinstance(record.get(name), kind) or isinstance(record[name], bool):
                 raise ValueError(f"its field {name!r} is {record.get(name)!r}, not {KIND_NAMES[kind]}")

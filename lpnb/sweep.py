@@ -22,6 +22,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
 from lpnb.experiment import default_results_dir
 from lpnb.tables import DEFAULT_SPLITS, TABLES
@@ -212,7 +213,10 @@ def _why(returncode, log_path):
     """Why a run's process failed: the end of its log, and the signal that killed it, if one did."""
     why = _tail(log_path)
     if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else f"signal {-returncode}"
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a real-time signal: no name
+            name = f"signal {-returncode}"
         why += (f"\nkilled by {name}" + (" (out of memory?)" if -returncode == signal.SIGKILL else "")
                 + ": its epochs finished are checkpointed, and the same sweep resumes it")
     return why.strip("\n")
@@ -256,6 +260,12 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
         log("sweep: every cell is recorded already")
         return jobs
     if executor == "local":
+        for name in dict.fromkeys(job.cfg.dataset for job in jobs):  # once here, not once per run
+            if lpdata.find_dataset(name, data_root) is None:
+                try:
+                    lpdata.load_dataset(name, data_root)  # raises, saying where to put it
+                except FileNotFoundError as e:
+                    raise FileNotFoundError(f"{e}\n(Or leave {name} out of the sweep with --datasets.)") from None
         return run_local(jobs, results_dir, data_root=data_root, workers=workers, per_gpu=per_gpu, log=log)
     if executor == "slurm":
         return run_slurm(jobs, results_dir, data_root=data_root, log=log, **slurm)

@@ -285,6 +285,7 @@ def test_a_truncated_tarball_is_named_with_the_remedy(tmp_path):
     tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
     with pytest.raises(ValueError, match=f"{tar} is not a complete tar.gz archive .*copy or download it again"):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())  # no empty cache entry left behind
 
 
 @pytest.mark.parametrize("damage, why", [
@@ -321,6 +322,20 @@ def test_an_unwritable_cache_is_named_before_anything_is_decoded(tmp_path, monke
     monkeypatch.setattr(data, "_read_class_folders", lambda *a: pytest.fail("decoded before the cache was checked"))
     with pytest.raises(OSError, match=r"cannot write the decoded-data cache .*a_file/cifar10-\w+ .*\$LPNB_CACHE_DIR"):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "a_file")
+
+
+def test_the_cache_is_read_in_full_once_per_process_while_unchanged(tmp_path, monkeypatch):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    hashed = []
+    fingerprint = data.content_fingerprint
+    monkeypatch.setattr(data, "content_fingerprint", lambda arrays: hashed.append(1) or fingerprint(arrays))
+    for _ in range(3):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert len(hashed) == 1  # when it was written
+    monkeypatch.setattr(data, "_VERIFIED", set())  # another process
+    for _ in range(2):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert len(hashed) == 2
 
 
 def test_a_killed_cache_write_leaves_no_temporary_files_for_long(tmp_path):

@@ -293,7 +293,7 @@ def test_corrupt_record_names_the_file_and_the_remedy(env):
 
 
 @pytest.mark.parametrize("text, why", [
-    ("[]", "a JSON list, not an object"), ("null", "a JSON NoneType"), ('{"run_id": "r"}', "'method' is None"),
+    ("[]", "[], not an object"), ("null", "null, not an object"), ('{"run_id": "r"}', "'method' is None"),
     ("test_error=null", "'test_error' is None, not a number"), ('test_error="abc"', "'test_error' is 'abc'"),
     ("test_error=NaN", "test_error nan is not a percentage"), ("test_error=150", "150 is not a percentage"),
     ("labels=true", "'labels' is True, not an integer")])
@@ -405,7 +405,8 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
     a_file.write_text("not a folder")
     args = ["run", "--preset", "smoke", "--method", "supervised", "--labels", "50", "--unlabeled-size", "200",
             "--test-size", "100", "--data-root", str(root)]
-    for more, message in [(["--results-dir", str(a_file)], "Not a directory: .*a folder you may write to"),
+    for more, message in [(["--results-dir", str(a_file)],
+                           "Not a directory: .* --results-dir, --data-root and \\$LPNB_CACHE_DIR choose"),
                           (["--results-dir", str(results), "--device", "cuda:9"],
                            "device 'cuda:9': torch sees .* CUDA device.s. here")]:
         with pytest.raises(SystemExit) as stop:

@@ -1,10 +1,12 @@
 """Sweeps (lpnb.sweep): which runs a table still needs, in which order, on local workers; and runs locked
 against being trained twice at once."""
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -65,11 +67,19 @@ def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, m
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_sweep_of_cells_outside_the_table_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+def test_lpnbs_warnings_take_one_line_and_other_librarys_are_shown_as_python_shows_them(tmp_path, monkeypatch,
+                                                                                         capsys):
     monkeypatch.setattr("lpnb.sweep.plan", lambda *args: [])  # nothing to run
-    main(["sweep", "--table", "2", "--labels", "250", "--preset", "smoke", "--results-dir", str(tmp_path)])
+    main(["sweep", "--table", "2", "--labels", "250", "--preset", "smoke", "--results-dir", str(tmp_path),
+          "--data-root", str(tmp_path)])
     err = capsys.readouterr().err
     assert err.startswith("lpnb: warning: table 2 has no column of 250 labels") and "UserWarning" not in err
+    library = functools.partial(warnings.warn, "a library's", FutureWarning, stacklevel=1)
+    monkeypatch.setattr("lpnb.sweep.plan", lambda *args: library() or [])
+    with pytest.warns(FutureWarning, match="a library's"):  # shown as Python shows it, with where it came from
+        main(["sweep", "--table", "2", "--preset", "smoke", "--results-dir", str(tmp_path), "--data-root",
+              str(tmp_path)])
+    assert "lpnb: warning" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, message", [(["--preset", "huge"], "--preset must be auto or one of"),
@@ -279,6 +289,8 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monke
     assert jobs[0].state == "failed" and jobs[0].error == (
         "epoch 3 of 180\nkilled by SIGKILL (out of memory?): its epochs finished are checkpointed, and the same "
         "sweep resumes it")
+    assert sweep_module._why(-40, tmp_path / "no log").endswith("killed by signal 40: its epochs finished are "
+                                                                "checkpointed, and the same sweep resumes it")
 
 
 def test_a_failed_run_fails_the_runs_after_it_and_the_command(tmp_path, capsys):
@@ -294,12 +306,17 @@ def test_a_failed_run_fails_the_runs_after_it_and_the_command(tmp_path, capsys):
 
 
 def test_a_sweep_without_its_data_says_so_once_before_anything_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("lpnb.sweep.plan", lambda *args: pytest.fail("a sweep without data was planned"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: pytest.fail("a run started without its data"))
+    args = ["sweep", "--table", "2", "--labels", "500", "--methods", "supervised,lp", "--preset", "smoke",
+            "--data-root", str(tmp_path), "--results-dir", str(tmp_path / "results")]
     with pytest.raises(SystemExit) as exit_:
-        main(["sweep", "--table", "2", "--preset", "smoke", "--data-root", str(tmp_path), "--results-dir",
-              str(tmp_path / "results")])
+        main(args)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("no cifar10 data found") == 1 and "--datasets" in err
+    for method in ("supervised", "lp"):  # every cell recorded: nothing needs the data
+        touch(tmp_path / "results", make_config("smoke", method=method, labels=500), "record.json")
+    main(args)
+    assert "sweep: every cell is recorded already" in capsys.readouterr().out
 
 
 @pytest.mark.slow
