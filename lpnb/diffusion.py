@@ -76,8 +76,10 @@ class PseudoLabels:
     @property
     def scored(self):
         """(n,) bool: the points whose scores are not all equal (all zero or uniform), the ones a pseudo-label
-        was found for."""
-        return _informative(self.scores)
+        was found for. A block of rows at a time: no (n, c) temporary at a million points."""
+        rows = max(1, (1 << 24) // max(self.scores.shape[1], 1))
+        return np.concatenate([_informative(self.scores[i:i + rows]) for i in range(0, len(self.scores), rows)]
+                              or [_informative(self.scores)])
 
 
 def _informative(scores):

@@ -13,6 +13,7 @@ import scipy.stats
 import torch
 
 from lpnb.diffusion import (
+    PseudoLabels,
     _pseudo_labels,
     _size,
     available_memory,
@@ -159,6 +160,13 @@ def test_points_no_labeled_point_reaches_are_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0).scored.all()
+
+
+def test_scored_rows_are_found_block_by_block_as_in_one_piece():
+    scores = np.random.default_rng(0).integers(0, 3, (5000, 1 << 13), dtype=np.uint8)  # blocks of 2048 rows
+    scores[::7] = 1  # rows of equal scores, in every block
+    res = PseudoLabels(np.zeros(5000, np.int64), np.zeros(5000, np.float32), np.zeros(1 << 13, np.float32), scores)
+    np.testing.assert_array_equal(res.scored, np.arange(5000) % 7 != 0)
 
 
 def test_all_zero_or_uniform_probability_rows_are_not_counted_in_zeta():
