@@ -761,7 +761,8 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         self.sigma = sigma
 
     def fit(self, X, y):
-        """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self."""
+        """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self.
+        As in scikit-learn, another negative number is a class (with a warning: `propagate` takes it as unlabeled)."""
         given = np.asarray(y) if y is not None else np.zeros(0)  # None: validate_data says y is required
         if (given.dtype.kind == "f" and np.isnan(given).any()) or (
                 given.dtype == object and any(v is None or v != v for v in given.ravel())):
@@ -774,6 +775,9 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
             raise ValueError("no labeled example: y is -1 (unlabeled) everywhere")
         check_classification_targets(y[labeled])
         classes, codes = np.unique(y[labeled], return_inverse=True)
+        if classes.dtype.kind in "iuf" and (classes < 0).any():  # propagate takes any negative label as unlabeled
+            _warn(f"y holds {classes[classes < 0].tolist()}: only -1 marks an unlabeled point (scikit-learn's "
+                  "convention), so these are taken as classes")
         labels = np.zeros(len(y), dtype=np.int64)
         labels[labeled] = codes
         res = propagate(X, labels, labeled, n_classes=len(classes), k=self.k, gamma=self.gamma, alpha=self.alpha,
