@@ -347,24 +347,24 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
     if graph not in ("dot", "gaussian"):
         raise ValueError(f"graph must be 'dot' or 'gaussian', got {graph!r}")
+    k = _check_param("k", k, "count")
+    max_memory = _check_param("max_memory", max_memory, "positive", optional=True)
+    gamma = _check_param("gamma", gamma, "positive")
+    sigma = _check_param("sigma", sigma, "positive", optional=True)
+    if sigma is not None and graph == "dot":
+        raise ValueError("sigma is the bandwidth of graph='gaussian'; graph='dot' has none: leave sigma None, or "
+                         "pass graph='gaussian'")
     x = _as_array(features)
     x = x.to(device) if device is not None else x
     n = len(x)
-    labels, idx, c = _check_labels(labels, labeled, n, n_classes)
+    labels, idx, c = _check_labels(labels, labeled, n, n_classes)  # after the parameters: no warning before an error
     on = x.device
 
     def clock():  # the phases' seconds: on a GPU, once the work queued so far is done
         if on.type == "cuda":
             torch.cuda.synchronize(on)
         return time.perf_counter()
-    k = _check_param("k", k, "count")
-    max_memory = _check_param("max_memory", max_memory, "positive", optional=True)
     budget = max_memory if max_memory is not None else available_memory(x.device)
-    gamma = _check_param("gamma", gamma, "positive")
-    sigma = _check_param("sigma", sigma, "positive", optional=True)
-    if sigma is not None and graph == "dot":
-        raise ValueError("sigma is the bandwidth of graph='gaussian'; graph='dot' has none: leave sigma None, or "
-                         "pass graph='gaussian'")
     reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
     torch_search = faiss is None or (x.is_cuda and not _faiss_gpu())  # else faiss
     build_bytes, graph_bytes = _graph_memory(n, x.shape[1], k, x.is_cuda, torch_search)
