@@ -36,6 +36,7 @@ from lpnb.graph import (
     affinity_graph,
     default_sigma,
     faiss,
+    graph_degrees,
     graph_from_neighbours,
     locality_order,
     normalize,
@@ -85,6 +86,14 @@ class PseudoLabels:
 def _informative(scores):
     """(n,) bool: rows of a score matrix (n, c) that prefer some class: not all equal (with c = 1, not zero)."""
     return scores.any(1) if scores.shape[1] == 1 else (scores != scores[:, :1]).any(1)
+
+
+def _unlabeled_without_edges(degrees, idx):
+    """(n,) bool: the unlabeled points (not in idx) with no edge of positive weight; a labeled point keeps its
+    label and weight 1."""
+    mask = degrees == 0
+    mask[torch.from_numpy(idx).to(mask.device)] = False
+    return mask
 
 
 def _divide(a, b):
@@ -395,10 +404,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         sigma = sigma if sigma is not None else scaled_sigma * frame[0] * frame[2]
     W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
-    degrees = spmm(W, torch.ones(n, 1, device=W.device))[:, 0]
-    no_edge = degrees == 0
-    no_edge[torch.from_numpy(idx).to(no_edge.device)] = False  # a labeled point keeps its label and weight 1
-    isolated = int(no_edge.sum())
+    degrees = graph_degrees(W)
+    isolated = int(_unlabeled_without_edges(degrees, idx).sum())
     if isolated:
         why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
                "larger sigma connects them" if graph == "gaussian" else
@@ -654,9 +661,7 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
                                      "check the features and the graph")
         if change <= tol:
             break
-    isolated = (W @ torch.ones(n, 1, device=W.device))[:, 0] == 0
-    isolated[torch.from_numpy(idx).to(W.device)] = False
-    X[isolated] = 0
+    X[_unlabeled_without_edges(graph_degrees(W), idx)] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 

@@ -391,6 +391,11 @@ def _symmetrize(I, A):
     return _csr(crow, col, W.values(), (n, n))
 
 
+def graph_degrees(W):
+    """The degrees W 1 (n,) of a sparse CSR graph W (section 3)."""
+    return spmm(W, torch.ones(W.shape[1], 1, dtype=W.dtype, device=W.device))[:, 0]
+
+
 def normalize(W, rows=1 << 15, degrees=None):
     """D^-1/2 W D^-1/2 with D = diag(W 1) (section 3); a zero degree is treated as 1, so an
     isolated point keeps a zero row instead of producing NaN. W must be a square torch sparse
@@ -404,7 +409,7 @@ def normalize(W, rows=1 << 15, degrees=None):
     if not (torch.isfinite(W.values()).all() and (W.values() >= 0).all()):
         raise ValueError("W must have finite, non-negative entries (affinities): check how it was built")
     crow, col, val = W.crow_indices(), W.col_indices(), W.values()
-    deg = spmm(W, torch.ones(W.shape[0], 1, dtype=val.dtype, device=val.device))[:, 0] if degrees is None else degrees
+    deg = graph_degrees(W) if degrees is None else degrees
     dinv = torch.where(deg > 0, deg, torch.ones_like(deg)).rsqrt()
     scaled = torch.empty_like(val)  # a block of rows at a time: no temporary as large as the graph
     for i in range(0, W.shape[0], rows):

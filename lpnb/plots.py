@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from lpnb.data import atomic_write
+from lpnb.graph import _check_param
 from lpnb.tables import DATASET_NAMES, from_class_folders
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -260,8 +261,7 @@ def plot_figure7(record, data, n_images=12):
     """
     if not _stage2(record):
         raise ValueError(f"run {record['run_id']} has no stage 2: Figure 7 needs a run of method 'lp'")
-    if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
-        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    n_images = _check_param("n_images", n_images, "count")
     mistakes = record["confident_mistakes"][:n_images]
     other = [m["index"] for m in mistakes
              if m["index"] >= len(data.train_labels) or data.train_labels[m["index"]] != m["label"]]
