@@ -63,10 +63,8 @@ def _run(args):
         record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,
                      time_limit=args.time_limit, require_checkpoint=args.require_checkpoint)
     except TimeLimitReached as stop:
-        if not stop.progressed:  # the same command would stop again at once, for ever
-            raise RuntimeError(f"{stop.run_id}: stopped {stop.where}. Not one epoch fits in --time-limit "
-                               f"{args.time_limit} minutes (an epoch of this run took longer): give it more time"
-                               ) from None
+        if not stop.progressed:
+            raise stop.no_epoch_fits(f"--time-limit {args.time_limit}", "give it more time") from None
         print(stop, flush=True)
         sys.exit(TIME_LIMIT_EXIT)
     top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""

@@ -65,9 +65,11 @@ class ImageData:
     fingerprint: str = ""  # sha1 of the decoded pixels and labels: the same data gives the same value anywhere
 
 
-def data_roots() -> list[Path]:
-    """The folders searched, in order, for each dataset and its split files when no root is given:
+def data_roots(root=None) -> list[Path]:
+    """The folders searched, in order, for each dataset and its split files: [root] if one is given, else
     [$LPNB_DATA_ROOT] if it is set (that folder only), else [<repo>/data, <repo>/../shared/data]."""
+    if root is not None:
+        return [Path(root).expanduser()]
     if os.environ.get("LPNB_DATA_ROOT"):
         return [Path(os.environ["LPNB_DATA_ROOT"]).expanduser()]
     return [REPO / "data", REPO.parent / "shared" / "data"]
@@ -104,7 +106,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    roots = [Path(root).expanduser()] if root is not None else data_roots()
+    roots = data_roots(root)
     home = roots[0] if root is not None else default_data_root()  # where a download goes
     source = _find_source(name, roots)
     if download and name in TORCHVISION and (source is None or source[0] == "torchvision"):
@@ -160,7 +162,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
 def find_dataset(name: str, root=None):
     """(kind, path) of the first source of dataset `name` that `load_dataset` would read under root
     (default: the first of data_roots() that holds one), or None when there is none."""
-    return _find_source(name, [Path(root).expanduser()] if root is not None else data_roots())
+    return _find_source(name, data_roots(root))
 
 
 def _find_source(name, roots):
@@ -513,11 +515,10 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     """
     if not isinstance(split, (int, np.integer)) or split < 0:
         raise ValueError(f"split must be an integer >= 0, got {split!r}")
-    if root is not None:
-        roots = [Path(root).expanduser()]
-    else:  # data's own root first (a stable sort keeps the others' order)
+    roots = data_roots(root)
+    if root is None:  # data's own root first (a stable sort keeps the others' order)
         source = Path(os.path.abspath(data.source)) if data.source else None
-        roots = sorted(data_roots(), key=lambda r: not (source and source.is_relative_to(os.path.abspath(r))))
+        roots = sorted(roots, key=lambda r: not (source and source.is_relative_to(os.path.abspath(r))))
     for root in roots:
         paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
         if paper.is_file():

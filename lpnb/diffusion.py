@@ -32,6 +32,7 @@ from lpnb.graph import (
     _gaussian,
     _index_dtype,
     _rescale,
+    _scaled_sigma,
     _warn,
     affinity_graph,
     default_sigma,
@@ -57,6 +58,8 @@ class PseudoLabels:
         row, pseudo-label 0 and weight 0, is not counted: e.g. a point no label reaches, or GTG's
         isolated player); 0 for a class no point carries (it weighs no loss term).
     scores (n, c) float32: the scores clipped at 0, rows L1-normalised (all-zero rows stay 0).
+    scored (n,) bool: the points that carry a pseudo-label: the labeled ones, and those whose
+        scores are not all equal (all zero or uniform rows have none: pseudo-label 0, weight 0).
     n_iter, residual: CG iterations and final relative residual (propagate); replicator
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
     timings: seconds of each phase (propagate: "order", "knn", "graph", "cg", "weights").
@@ -68,19 +71,12 @@ class PseudoLabels:
     weights: np.ndarray
     class_weights: np.ndarray
     scores: np.ndarray
+    scored: np.ndarray = field(kw_only=True)  # by name only: the fields after it keep their positions
     n_iter: int = 0
     residual: float = 0.0
     timings: dict = field(default_factory=dict)
     class_blocks: int = 1
     sigma: float | None = None
-
-    @property
-    def scored(self):
-        """(n,) bool: the points whose scores are not all equal (all zero or uniform), the ones a pseudo-label
-        was found for. A block of rows at a time: no (n, c) temporary at a million points."""
-        rows = max(1, (1 << 24) // max(self.scores.shape[1], 1))
-        return np.concatenate([_informative(self.scores[i:i + rows]) for i in range(0, len(self.scores), rows)]
-                              or [_informative(self.scores)])
 
 
 def _informative(scores):
@@ -163,7 +159,7 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
 def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False, rows=1 << 16):
     """Scores (n, c) -> PseudoLabels: clip at 0, L1-normalise rows, argmax (eq. 7), omega from
     the entropy (eq. 11) over its maximum, labeled rows forced, zeta from the class counts (of
-    the labeled rows and the rows with non-zero scores).
+    the labeled rows and the rows whose scores are not all equal).
     A block of rows at a time; inplace=True normalises a float32 `scores` in place and returns
     it as the scores (no (n, c) copy: propagate's own Z)."""
     n, c = scores.shape
@@ -189,7 +185,7 @@ def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False
     counts = np.bincount(pseudo[scored], minlength=c)  # the argmax, 0, of equal scores is no class: not counted
     zeta = np.where(counts > 0, (n / c) / np.maximum(counts, 1), 0.0)
     return PseudoLabels(pseudo.astype(np.int64), omega.astype(np.float32), zeta.astype(np.float32),
-                        Z.cpu().numpy(), int(n_iter), float(residual))
+                        Z.cpu().numpy(), int(n_iter), float(residual), scored=scored)
 
 
 def _column_dots(A, B, rows=1 << 16):
@@ -377,7 +373,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
     torch_search = faiss is None or (x.is_cuda and not _faiss_gpu())  # else faiss
     build_bytes, graph_bytes = _graph_memory(n, x.shape[1], k, x.is_cuda, torch_search)
-    _check_memory(n, c, budget, graph_bytes, max_memory is not None, build_bytes)  # before any work
+    block = _check_memory(n, c, budget, graph_bytes, max_memory is not None, build_bytes)  # before any work
     t = clock()
     x, frame = _rescale(x, graph)
     if reorder:  # near points next to each other: the k-NN search and the products with W reuse the caches
@@ -400,8 +396,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     t = clock()
     scaled_sigma = None  # sigma in the units of the rescaled points (graph="gaussian")
     if graph == "gaussian":
-        scaled_sigma = default_sigma(S) if sigma is None else sigma / frame[0] / frame[2]
-        sigma = sigma if sigma is not None else scaled_sigma * frame[0] * frame[2]
+        scaled_sigma = default_sigma(S) if sigma is None else _scaled_sigma(sigma, frame)
+        sigma = sigma if sigma is not None else scaled_sigma * frame[0] * frame[2]  # the default, in x's units
     W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
     degrees = graph_degrees(W)
@@ -417,9 +413,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     del W, degrees
     timings["graph"] = clock() - t
     t = clock()
-    if max_memory is not None:  # the graph counts against it
-        block = _check_memory(n, c, max_memory, graph_bytes, given=True)
-    else:  # the graph already holds its share of the memory
+    if max_memory is None:  # the memory available now, the graph built (with max_memory it counts against it)
         block = _check_memory(n, c, available_memory(Wn.device))
 
     def matvec(V):  # (I - alpha Wn) V
@@ -444,13 +438,15 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     del Z
     unreached = int((~result.scored).sum()) - isolated  # labeled points are scored
     if unreached:
-        where = "a part of the graph without labels" + ("" if n_iter < max_iter else
-                                                         f", or farther than max_iter={max_iter} iterations go")
+        where = ("alpha=0: the scores are the labels alone, nothing spreads" if alpha == 0 else
+                 "a part of the graph without labels" + ("" if n_iter < max_iter else
+                                                         f", or farther than max_iter={max_iter} iterations go"))
         _warn(f"{unreached} of the {n - len(idx)} unlabeled points have edges but no score: no labeled point "
               f"reaches them ({where}): they get pseudo-label 0 and weight 0")
     if reorder:  # back to the order of the features
         inverse = inverse.numpy()
-        result.pseudo_labels, result.weights = result.pseudo_labels[inverse], result.weights[inverse]
+        result.pseudo_labels, result.weights, result.scored = (result.pseudo_labels[inverse],
+                                                               result.weights[inverse], result.scored[inverse])
         step = max(16, (1 << 27) // n)  # the scores in place, a block of columns at a time (no second (n, c))
         for j in range(0, c, step):
             result.scores[:, j:j + step] = result.scores[inverse, j:j + step]
@@ -665,6 +661,14 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 
+def _missing(value):
+    """Whether a value of an object array is a missing label: None, NaN or pandas' NA."""
+    try:
+        return value is None or bool(value != value)
+    except TypeError:  # pandas.NA: a comparison with it is NA, which has no truth value
+        return True
+
+
 class LabelPropagation(ClassifierMixin, BaseEstimator):
     """Label propagation of Iscen et al. (CVPR 2019, eqs. 9-11) as a scikit-learn estimator.
 
@@ -770,7 +774,7 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         As in scikit-learn, another negative number is a class (with a warning: `propagate` takes it as unlabeled)."""
         given = np.asarray(y) if y is not None else np.zeros(0)  # None: validate_data says y is required
         if (given.dtype.kind == "f" and np.isnan(given).any()) or (
-                given.dtype == object and any(v is None or v != v for v in given.ravel())):
+                given.dtype == object and any(map(_missing, given.ravel()))):
             raise ValueError("y holds NaN or None: mark the unlabeled points with -1")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
         labeled = np.asarray(y != -1)  # elementwise for any labels: strings with -1 (object dtype) too
@@ -803,7 +807,7 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         queries, _ = _rescale(_as_array(X, "X"), self.graph, frame)
         metric = "dot" if self.graph == "dot" else "l2"
         S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
-        w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, self.sigma_ / frame[0] / frame[2])
+        w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, _scaled_sigma(self.sigma_, frame))
         if metric == "l2":  # every weight underflowed: the nearest points by distance vote alike
             w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))
         w = w.double()

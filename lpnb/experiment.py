@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from lpnb.train import Trainer, confident_mistakes, correct_pseudo_labels, omega
 
 REPO = Path(__file__).resolve().parent.parent
 clock = time.monotonic  # the clock of time limits (a test may replace it)
+PAPER_ON_CPU = ("training at the paper preset (the full protocol) on a CPU: a run takes days here, against minutes "
+                "on a GPU; the cpu preset (--preset cpu) is the small version for a CPU")
 
 
 class TimeLimitReached(Exception):
@@ -55,6 +58,11 @@ class TimeLimitReached(Exception):
         self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
         self.where = done
         self.progressed = trained if progressed is None else progressed  # this call trained an epoch (of any stage)
+
+    def no_epoch_fits(self, limit, remedy):
+        """The error to raise instead when this call trained no epoch: run again, it would stop at once again."""
+        return RuntimeError(f"{self.run_id}: stopped {self.where}. Not one epoch fits in {limit} minutes (an epoch "
+                            f"of this run took longer): {remedy}")
 
 
 @dataclass
@@ -74,6 +82,7 @@ def default_results_dir(preset=None):
 
 # --- files ------------------------------------------------------------------------------
 def write_json(path, obj):
+    """Write `obj` as indented JSON to `path`, atomically (a crash leaves the old file or the new one)."""
     lpdata.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
@@ -101,6 +110,7 @@ def read_record(path):
 
 
 def save_checkpoint(path, state):
+    """Write a run's `state` (its trainer's, its history, the epoch reached) with torch.save, atomically."""
     lpdata.atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -265,7 +275,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         stage-1 run it continues (`base_run`); its checkpoint keeps that run's record, so a stopped
         run names the training it began from even if the stage-1 run is retrained meanwhile. One
         process at a time trains a run (a lock in its folder): another that asks for it meanwhile
-        waits, then reads its record.
+        waits, then reads its record. Training at the paper preset on a CPU warns that it takes days.
 
     Examples
     --------
@@ -283,12 +293,15 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
                                    or not time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of minutes, got {time_limit!r}")
     budget = None if time_limit is None else TimeBudget(clock() + 60 * time_limit)
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfg.preset)
+    recorded = (results_dir / "runs" / run_id(cfg) / "record.json").exists()
+    if cfg.preset == "paper" and _device(cfg).type == "cpu" and (force or not recorded):
+        warnings.warn(PAPER_ON_CPU, stacklevel=2)
     return _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint)
 
 
 def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint):
     """`run` after its arguments are checked; `budget` is the call's `TimeBudget` (None: no time limit)."""
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfg.preset)
     run_dir = results_dir / "runs" / run_id(cfg)
     started = time.perf_counter()
     try:

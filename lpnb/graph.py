@@ -11,12 +11,12 @@ matmul + top-k in torch. The search is in float32; `affinity_graph` first brings
 to a unit scale in their own precision (`_rescale`), so that W does not depend on the
 overall magnitude of the features.
 """
+import contextlib
 import functools
 import math
 import numbers
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -66,11 +66,18 @@ def _as_array(x, name="features"):
     """x as a 2-D floating torch tensor in its own precision, with at least one column and
     finite values; else a ValueError. Anything np.asarray reads (lists, pandas DataFrames,
     views with negative strides, read-only arrays) is accepted, a tensor that requires grad
-    is detached; integers and bools become float32 (up to 16 bits) or float64, exactly."""
+    is detached; integers and bools become float32 (up to 16 bits) or float64, exactly. pandas'
+    nullable columns (Float64, Int64) are read as float64, a missing value as NaN (refused)."""
+    if scipy.sparse.issparse(x):
+        raise ValueError(f"{name} is a scipy.sparse matrix: pass a dense array ({name}.toarray()); the k-NN search "
+                         "compares dense rows")
     if isinstance(x, torch.Tensor):
         x = x.detach()
     else:
-        x = np.asarray(x)
+        given, x = x, np.asarray(x)
+        if x.dtype == object and hasattr(given, "to_numpy"):  # pandas' nullable dtypes give object arrays
+            with contextlib.suppress(TypeError, ValueError):  # not numbers: the error below says so
+                x = given.to_numpy(dtype=np.float64, na_value=np.nan)
         if x.dtype.kind not in "biuf":  # object (mixed or missing values), complex, strings
             raise ValueError(f"{name} must be real numbers (floats, integers or bools), got dtype {x.dtype}")
         if x.dtype.kind == "f" and x.dtype.itemsize > 8:
@@ -140,6 +147,12 @@ def _rescale(x, kind, frame=None):
         frame = (s0, c, _max_abs(x / s0 - c) or 1.0)
     s0, c, s1 = frame
     return ((x / s0 - c.to(x.device)) / s1).float(), frame
+
+
+def _scaled_sigma(sigma, frame):
+    """A bandwidth sigma in the units of the points `_rescale(x, "gaussian")` gave `frame` (s0, c, s1) for:
+    their distances shrink by the factor s0 * s1."""
+    return sigma / frame[0] / frame[2]
 
 
 def _max_abs(x):
@@ -320,7 +333,7 @@ def default_sigma(sq_dists):
     return d.mean().item() if len(d) else 1.0
 
 
-def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=False, backend="auto", timings=None):
+def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=False, backend="auto"):
     """Symmetric k-NN affinity matrix W = A + A^T as a torch sparse CSR tensor (n, n).
 
     kind="dot" (the paper's graph, eq. 9): a_ij = [v_i . v_j]_+^gamma for the k nearest
@@ -341,13 +354,10 @@ def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=
     gamma = _check_param("gamma", gamma, "positive")
     sigma = _check_param("sigma", sigma, "positive", optional=True)
     x, frame = _rescale(_as_array(features), kind)
-    t = time.perf_counter()
     S, I = knn(x, k, backend=backend, approx=approx, metric="dot" if kind == "dot" else "l2")
     del x  # the rescaled copy: the graph needs only the neighbours
-    if timings is not None:  # seconds of the k-NN search
-        timings["knn"] = time.perf_counter() - t
     # sigma in the units of the rescaled points
-    scaled_sigma = None if sigma is None or frame is None else sigma / frame[0] / frame[2]
+    scaled_sigma = None if sigma is None or frame is None else _scaled_sigma(sigma, frame)
     return graph_from_neighbours(S, I, kind=kind, gamma=gamma, sigma=scaled_sigma)
 
 

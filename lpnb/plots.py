@@ -4,6 +4,7 @@ Figure functions return a closed pyplot figure: it shows inline when it is a not
 cell's value (not twice), and pyplot keeps no reference to it.
 """
 import functools
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -13,7 +14,7 @@ from matplotlib.patches import Patch
 
 from lpnb.data import atomic_write
 from lpnb.graph import _check_param
-from lpnb.tables import DATASET_NAMES, from_class_folders
+from lpnb.tables import DATASET_NAMES, from_class_folders, stage2_history, summarize
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
                 "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -159,24 +160,30 @@ METHOD_STYLE = {"supervised": ("Fully supervised", "#7f7f7f"), "network": ("Netw
 SHORT_NAMES = {"automobile": "auto", "airplane": "plane"}  # as Figure 7 of the paper writes them
 
 
-def _caption(fig, record, *more):
-    """Under the figure, the run it is drawn from: its preset, split, id and data (Figures 4, 5, 7)."""
-    data = record.get("data")
-    if data and from_class_folders(data):
-        data += " (JPEG q95 class folders)"
-    parts = [f"{record['preset']} preset" if "preset" in record else None,
-             f"split {record['split']}" if "split" in record else None, f"run {record['run_id']}", data, *more]
-    fig.tight_layout(rect=(0, 0.18 / fig.get_figheight(), 1, 1))  # 0.18 inch for the line
-    fig.text(0.01, 0.005, ", ".join(p for p in parts if p), fontsize=5.5, color="#555555", ha="left", va="bottom")
+def describe_runs(records):
+    """What a figure is drawn from, in one line: the preset, splits, run id (of a single run), hardware and data
+    of `records`."""
+    def values(key):
+        return sorted({r[key] for r in records if key in r})
+    data = [d + " (JPEG q95 class folders)" if from_class_folders(d) else d for d in values("data")]
+    splits, devices = [str(s) for s in values("split")], values("device")
+    parts = [f"{', '.join(values('preset'))} preset" if values("preset") else None,
+             f"split{'s' * (len(splits) > 1)} {', '.join(splits)}" if splits else None,
+             f"run {records[0]['run_id']}" if len(records) == 1 else None,
+             f"on {'; '.join(devices)}" if devices else None, *data]
+    return ", ".join(p for p in parts if p)
 
 
-def _stage2(record):
-    return [h for h in record["history"] if h["stage"] == 2]
+def _caption(fig, *lines):
+    """Lines under the figure (what it is drawn from), in small grey type, wrapped to the figure's width."""
+    lines = [part for line in lines if line for part in textwrap.wrap(line, int(22 * fig.get_figwidth()))]
+    fig.tight_layout(rect=(0, (0.06 + 0.12 * len(lines)) / fig.get_figheight(), 1, 1))  # 0.12 inch a line
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=5.5, color="#555555", ha="left", va="bottom")
 
 
 def plot_figure4(record):
     """Pseudo-label accuracy (%) on the unlabeled images per stage-2 epoch: diffusion (eq. 7) vs network (eq. 1)."""
-    hist = _stage2(record)
+    hist = stage2_history(record)
     if not hist:
         raise ValueError(f"run {record['run_id']} has no stage 2: Figure 4 needs a run of method 'lp'")
     epochs = [h["epoch"] for h in hist]
@@ -187,7 +194,7 @@ def plot_figure4(record):
            title=f"{DATASET_NAMES.get(record['dataset'], record['dataset'])}, {record['labels']} labels")
     ax.grid(alpha=0.3)
     ax.legend()
-    _caption(fig, record)
+    _caption(fig, describe_runs([record]))
     plt.close(fig)
     return fig
 
@@ -207,18 +214,20 @@ def plot_figure5(record):
         ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']}", xlim=(0, 1))
     axes[0, 0].set_ylabel("number of unlabeled images")
     axes[0, 0].legend()
-    _caption(fig, record)
+    _caption(fig, describe_runs([record]))
     plt.close(fig)
     return fig
 
 
-def plot_figure6(table, paper=None, full=None):
+def plot_figure6(records, paper=None, full_records=None):
     """Error (%) vs number of labels per method: ours as solid lines with std bars, the paper's dashed.
 
-    `table` is `lpnb.tables.summarize(records)`; `paper` the DataFrame of results/paper/table2.csv;
-    `full`, if given, the summary of the cells run at the paper's full protocol (preset `paper`) when
-    `table` is a smaller preset's, drawn as squares on dotted lines.
+    `records` are the runs of Table 2's cells; `paper` the DataFrame of results/paper/table2.csv;
+    `full_records`, if given, the runs of cells at the paper's full protocol (preset `paper`) when
+    `records` are a smaller preset's, drawn as squares on dotted lines. The caption says what each
+    set of lines is drawn from.
     """
+    table, full = summarize(records), summarize(full_records) if full_records else None
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for method, (name, color) in METHOD_STYLE.items():
         ours = _top1(table, method)
@@ -241,7 +250,8 @@ def plot_figure6(table, paper=None, full=None):
     ax.set(xlabel="number of labeled images", ylabel="error (%)", title=f"CIFAR-10: {styles}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    _caption(fig, records and f"solid: {describe_runs(records)}",
+             full is not None and f"dotted: {describe_runs(full_records)}")
     plt.close(fig)
     return fig
 
@@ -259,7 +269,7 @@ def plot_figure7(record, data, n_images=12):
     of the same images in the same order (the caption then names the copy shown). Data whose labels
     disagree with the record's raises ValueError.
     """
-    if not _stage2(record):
+    if not stage2_history(record):
         raise ValueError(f"run {record['run_id']} has no stage 2: Figure 7 needs a run of method 'lp'")
     n_images = _check_param("n_images", n_images, "count")
     mistakes = record["confident_mistakes"][:n_images]
@@ -286,6 +296,7 @@ def plot_figure7(record, data, n_images=12):
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
         ax.set_title(f"{name}({m['omega']:.2f})", fontsize=8, y=-0.25)
-    _caption(fig, record, f"images from {source}" if source and source != record.get("data_source", source) else None)
+    other_copy = source and source != record.get("data_source", source)
+    _caption(fig, ", ".join([describe_runs([record])] + [f"images from {source}"] * bool(other_copy)))
     plt.close(fig)
     return fig

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
-from lpnb.experiment import default_results_dir
-from lpnb.tables import DEFAULT_SPLITS, TABLES
+from lpnb.experiment import PAPER_ON_CPU, default_results_dir
+from lpnb.tables import TABLES, table_configs
 
 STATES = ("done", "running", "waiting", "failed")
 
@@ -73,13 +73,8 @@ def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None,
                       f"{', '.join(map(str, spec['labels']))}); running them anyway, with no paper number to "
                       "compare with", stacklevel=2)
     rows = [row for row in spec["rows"] if methods is None or row["method"] in methods]
-    cells = []
-    for dataset in datasets or spec["datasets"]:
-        numbers = splits if isinstance(splits, (list, tuple)) else range(
-            splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1))
-        cells += [make_config(preset, **{**overrides, **row, "dataset": dataset, "labels": n, "split": split})
-                  for n in labels or spec["labels"] for row in rows for split in numbers]
-    return cells
+    return [cfg for dataset in datasets or spec["datasets"]
+            for cfg in table_configs(rows, labels or spec["labels"], splits, dataset, preset, overrides)]
 
 
 def plan(cells, results_dir):
@@ -128,6 +123,7 @@ def command(job, results_dir, data_root=None, time_limit=None):
 
 
 def summary(jobs):
+    """How many of `jobs` are in each state, e.g. "3 done, 1 running, 4 waiting, 0 failed"."""
     counts = {state: sum(j.state == state for j in jobs) for state in STATES}
     return ", ".join(f"{counts[s]} {s}" for s in STATES)
 
@@ -259,13 +255,19 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     if not jobs:
         log("sweep: every cell is recorded already")
         return jobs
-    if executor == "local":
-        for name in dict.fromkeys(job.cfg.dataset for job in jobs):  # once here, not once per run
-            if lpdata.find_dataset(name, data_root) is None:
-                try:
-                    lpdata.load_dataset(name, data_root)  # raises, saying where to put it
-                except FileNotFoundError as e:
-                    raise FileNotFoundError(f"{e}\n(Or leave {name} out of the sweep with --datasets.)") from None
+    if executor == "local":  # the data and the labeled splits, once here rather than failing in every run
+        import torch
+
+        if not torch.cuda.is_available() and any(job.cfg.preset == "paper" for job in jobs):
+            warnings.warn(PAPER_ON_CPU, stacklevel=2)
+        for name in dict.fromkeys(job.cfg.dataset for job in jobs):
+            try:
+                data = lpdata.load_dataset(name, data_root)  # decoded once for all the workers
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"{e}\n(Or leave {name} out of the sweep with --datasets.)") from None
+            for n_labels, split in dict.fromkeys((j.cfg.labels, j.cfg.split) for j in jobs if j.cfg.dataset == name):
+                lpdata.labeled_indices(data, n_labels, split, root=data_root, results_dir=results_dir)
+            del data
         return run_local(jobs, results_dir, data_root=data_root, workers=workers, per_gpu=per_gpu, log=log)
     if executor == "slurm":
         return run_slurm(jobs, results_dir, data_root=data_root, log=log, **slurm)
@@ -289,9 +291,7 @@ class SlurmRun:
                        time_limit=time_limit, progress=False)["run_id"]
         except TimeLimitReached as stop:
             if not stop.progressed:  # requeued, it would stop again at once, for ever
-                raise RuntimeError(f"{stop.run_id}: stopped {stop.where}. Not one epoch fits in a job's {time_limit} "
-                                   "minutes (an epoch of this run took longer): give the jobs more time (--timeout-min)"
-                                   ) from None
+                raise stop.no_epoch_fits(f"a job's {time_limit}", "give the jobs more time (--timeout-min)") from None
             print(stop, flush=True)
             os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler checkpoints, requeues and exits
             time.sleep(600)

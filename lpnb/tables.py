@@ -99,11 +99,12 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     and apart otherwise (`output_dir(preset)`/results and /figures). A results folder of the user's (results_dir, else
     $LPNB_RESULTS_DIR) holds the records and the tables, and its figures/ the figures, unless figures_dir
     says where: a notebook given one never writes into the repository. splits: a positive count, or
-    None for the preset's count per dataset (10 for CIFAR-10 under paper, 3 otherwise; 3 under cpu, the
-    splits recorded; 1 under smoke). labels, methods, datasets (those the notebook reads): one value, a
-    list or a comma-separated string; train: train the missing runs (None: yes, unless that means the
-    paper preset without CUDA, hours per run on a GPU and days on a CPU; False: show what is recorded);
-    workers: runs trained at a time (`lpnb.sweep`); a bad value raises ValueError naming it.
+    None for the preset's count per dataset (DEFAULT_SPLITS: 10 for CIFAR-10 under paper, 3 for CIFAR-100 and
+    Mini-ImageNet; 3 under cpu, the splits recorded; 1 under smoke and for other datasets). labels, methods,
+    datasets (those the notebook reads): one value, a list or a comma-separated string; train: train the
+    missing runs (None: yes, unless that means the paper preset without CUDA, hours per run on a GPU and days
+    on a CPU; False: show what is recorded); workers: runs trained at a time (`lpnb.sweep`); a bad value
+    raises ValueError naming it.
 
     SMOKE_TEST=1 (the CI convention) forces the smoke preset and train=True, reads small generated
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
@@ -127,16 +128,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         raise ValueError(f"notebook parameter data_root: {data_root} is not a folder; give the folder that holds "
                          "the datasets, or None to search the usual places")
     if os.environ.get("SMOKE_TEST"):
-        smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
-        data_root = smoke_dir / "data"
-        for name in datasets:
-            if name in STANDINS and not (data_root / name).is_dir():  # written apart, then moved in whole
-                data_root.mkdir(parents=True, exist_ok=True)
-                staging = lpdata.write_standin(tempfile.mkdtemp(dir=data_root), name, **STANDINS[name])
-                os.replace(staging / name, data_root / name)
-                staging.rmdir()
-        return NotebookSettings("smoke", smoke_dir / "results", smoke_dir / "results", smoke_dir / "figures", data_root,
-                                splits, labels, methods, datasets, True, workers)
+        return _smoke_settings(splits, labels, methods, datasets, workers)
     preset_defaulted = preset is None
     preset = COMMITTED_PRESET if preset is None else preset
     if preset == "auto":
@@ -162,6 +154,21 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         figures_dir = Path(figures_dir) if figures_dir is not None else outputs / "figures"
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
                             train, workers, preset_defaulted)
+
+
+def _smoke_settings(splits, labels, methods, datasets, workers):
+    """A notebook's settings under SMOKE_TEST: the smoke preset on generated stand-ins of `datasets`, all
+    under $LPNB_SMOKE_DIR (a fresh temporary folder if unset)."""
+    smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
+    data_root = smoke_dir / "data"
+    for name in datasets:
+        if name in STANDINS and not (data_root / name).is_dir():  # written apart, then moved in whole
+            data_root.mkdir(parents=True, exist_ok=True)
+            staging = lpdata.write_standin(tempfile.mkdtemp(dir=data_root), name, **STANDINS[name])
+            os.replace(staging / name, data_root / name)
+            staging.rmdir()
+    return NotebookSettings("smoke", smoke_dir / "results", smoke_dir / "results", smoke_dir / "figures", data_root,
+                            splits, labels, methods, datasets, True, workers)
 
 
 def notebook_defaults(notebook):
@@ -254,20 +261,23 @@ def side_by_side(table):
     return t.fillna("not run")
 
 
-def _cells(rows, labels, splits, dataset, preset, overrides):
-    """The Config of every row x label count x split 0..splits-1 of a table (splits None: the preset's count)."""
-    splits = splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1)
+def table_configs(rows, labels, splits, dataset, preset, overrides):
+    """The Config of every row x label count x split of a table: `splits` a count (splits 0..splits-1), a list
+    of split numbers, or None (the preset's count for the dataset)."""
+    numbers = splits if isinstance(splits, (list, tuple)) else range(
+        splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1))
     for n_labels in [labels] if isinstance(labels, int) else labels:
         for row in rows:
-            for split in range(splits):
-                yield make_config(preset, dataset=dataset, labels=n_labels, split=split, **{**overrides, **row})
+            for split in numbers:
+                yield make_config(preset, **{**overrides, **row, "dataset": dataset, "labels": n_labels,
+                                             "split": split})
 
 
 def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", results_dir=None, **overrides):
     """The records already on disk for every row, label count and split 0..splits-1 (default: the
     preset's split count for this dataset), and the run ids of the cells not run yet. Trains nothing."""
     records, missing = [], []
-    for cfg in _cells(rows, labels, splits, dataset, preset, overrides):
+    for cfg in table_configs(rows, labels, splits, dataset, preset, overrides):
         record = load_record(cfg, results_dir)
         records += [record] if record else []
         missing += [] if record else [run_id(cfg)]
@@ -286,26 +296,27 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     train=False they are listed as not run yet, and when the dataset is not on disk they are counted
     (once), so the rest of a table still builds.
     """
-    cells = list(_cells(rows, labels, splits, dataset, preset, overrides))
+    cells = list(table_configs(rows, labels, splits, dataset, preset, overrides))
     records = [load_record(cfg, results_dir) for cfg in cells]
     todo = [cfg for cfg, record in zip(cells, records) if record is None]
-    if train and todo and lpdata.find_dataset(dataset, data_root) is None:
-        print(f"not run yet ({len(todo)}), and not trained: no {dataset} data under the data root "
-              f"(lpnb.data.load_dataset('{dataset}') says where to put it)")
-        return [record for record in records if record is not None]
-    if train and todo:  # first the records checked against the data the missing cells will train on
+    if train and todo:
+        if lpdata.find_dataset(dataset, data_root) is None:
+            print(f"not run yet ({len(todo)}), and not trained: no {dataset} data under the data root "
+                  f"(lpnb.data.load_dataset('{dataset}') says where to put it)")
+            return [record for record in records if record is not None]
+        # first the records checked against the data the missing cells will train on
         records = [record and run(cfg, data_root=data_root, results_dir=results_dir) for cfg, record in
                    zip(cells, records)]
-    if train and todo and workers > 1:
-        from lpnb.sweep import report, sweep
+        if workers > 1:
+            from lpnb.sweep import report, sweep
 
-        if not report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers)):
-            raise RuntimeError("runs of this table failed (listed above, with why); those that finished are "
-                               "recorded, so running the notebook again trains only the others")
-        records = [record or load_record(cfg, results_dir) for cfg, record in zip(cells, records)]
-    elif train and todo:
-        records = [record or run(cfg, data_root=data_root, results_dir=results_dir, progress=progress)
-                   for cfg, record in zip(cells, records)]
+            if not report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers)):
+                raise RuntimeError("runs of this table failed (listed above, with why); those that finished are "
+                                   "recorded, so running the notebook again trains only the others")
+            records = [record or load_record(cfg, results_dir) for cfg, record in zip(cells, records)]
+        else:
+            records = [record or run(cfg, data_root=data_root, results_dir=results_dir, progress=progress)
+                       for cfg, record in zip(cells, records)]
     missing = [run_id(cfg) for cfg, record in zip(cells, records) if record is None]
     if missing:
         print(f"not run yet ({len(missing)}): " + ", ".join(missing))
@@ -337,25 +348,29 @@ def figure_run(settings, labels=500, split=0, device="auto"):
 
 def summarize(records, paper_csv=None):
     """One row per (dataset, labels, method, weights, metric): our mean +/- std over splits, the number
-    of splits, and the paper's number for the same cell when `paper_csv` is given."""
+    of splits, their preset, hardware and data (CIFAR from class folders marked JPEG q95), and the paper's
+    number for the same cell when `paper_csv` is given."""
     rows = []
     for r in records:
         use_omega, use_zeta = weights_of(r)
+        data = r.get("data", "")
         base = {"dataset": r["dataset"], "labels": r["labels"], "method": r["method"], "use_omega": use_omega,
-                "use_zeta": use_zeta, "preset": r["preset"], "device": r["device"]}
+                "use_zeta": use_zeta, "preset": r["preset"], "device": r["device"],
+                "data": data + " (JPEG q95)" * from_class_folders(data)}
         rows.append({**base, "metric": "top1", "error": r["test_error"]})
         if r["dataset"] == "miniimagenet":
             rows.append({**base, "metric": "top5", "error": r["test_error_top5"]})
     keys = ["dataset", "labels", "method", "use_omega", "use_zeta", "metric"]
     if not rows:
-        columns = keys + ["ours_mean", "ours_std", "splits", "preset", "device", "paper_mean", "paper_std"]
+        columns = keys + ["ours_mean", "ours_std", "splits", "preset", "device", "data", "paper_mean", "paper_std"]
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows)
     out = (df.groupby(keys, sort=False)
              .agg(ours_mean=("error", "mean"),
                   ours_std=("error", lambda e: e.std(ddof=0) if len(e) > 1 else float("nan")),  # one split: none
                   splits=("error", "size"), preset=("preset", "first"),
-                  device=("device", lambda d: "; ".join(sorted(set(d)))))
+                  device=("device", lambda d: "; ".join(sorted(set(d)))),
+                  data=("data", lambda d: "; ".join(sorted(set(d)))))
              .reset_index())
     if paper_csv is not None:
         paper = pd.read_csv(paper_csv)
@@ -385,6 +400,11 @@ def write_table(df, path):
 
 # --- what we see: the findings of a notebook, computed from its records --------------------------------
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def stage2_history(record):
+    """The entries of a record's history for its stage-2 epochs (none for a stage-1 run)."""
+    return [h for h in record["history"] if h["stage"] == 2]
 
 
 def _name(record):
@@ -438,7 +458,7 @@ def pseudo_label_progress(records, method="lp"):
     every run of `method` (from its history): its own pseudo-labels and the network's predictions."""
     rows = []
     for r in records:
-        hist = [h for h in r["history"] if h["stage"] == 2]
+        hist = stage2_history(r)
         if r["method"] == method and all(weights_of(r)) and hist:
             first, last = hist[0], hist[-1]
             rows.append({"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "split": r["split"],
@@ -451,7 +471,7 @@ def pseudo_label_accuracy(record):
     """Accuracy (%) of the pseudo-labels on the unlabeled images at every stage-2 epoch of a run: from
     diffusion (eq. 7, or the run's own pseudo-labeller) and from the network's predictions (eq. 1), the
     same descriptor pass; and a sentence that says how they compare (Figure 4)."""
-    hist = [h for h in record["history"] if h["stage"] == 2]
+    hist = stage2_history(record)
     table = pd.DataFrame({"epoch": [h["epoch"] for h in hist], "diffusion (7)": [h["pseudo_label_acc"] for h in hist],
                           "network (1)": [h["network_acc"] for h in hist]}).set_index("epoch").round(1)
     ahead = _diffusion_ahead(record)
@@ -463,7 +483,7 @@ def pseudo_label_accuracy(record):
 
 def _diffusion_ahead(record):
     """The stage-2 epochs whose pseudo-labels beat the network's predictions, before any rounding."""
-    return sum(h["pseudo_label_acc"] > h["network_acc"] for h in record["history"] if h["stage"] == 2)
+    return sum(h["pseudo_label_acc"] > h["network_acc"] for h in stage2_history(record))
 
 
 def certainty_split(record, threshold=0.5):
@@ -506,8 +526,9 @@ def confusions(record, classes=CIFAR10_CLASSES):
 
 
 def run_times(records):
-    """Minutes per run, median over the runs of each (preset, dataset, labels, method): stage 1 and stage 2
-    (training, test evaluations, descriptor passes, k-NN + diffusion), and the hardware (the first run's)."""
+    """Minutes per run, median over the runs of each (preset, dataset, labels, method, device): stage 1 and
+    stage 2 (training, test evaluations, descriptor passes, k-NN + diffusion); runs on other hardware are
+    other rows."""
     def minutes(t):
         return sum(v for v in t.values() if isinstance(v, (int, float))) / 60
     rows = []
@@ -519,9 +540,9 @@ def run_times(records):
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
-    return (df.groupby(["preset", "dataset", "labels", "method"], sort=False)
-              .agg(**{"runs": ("device", "size"), "stage 1 (min)": ("stage 1 (min)", "median"),
-                      "stage 2 (min)": ("stage 2 (min)", "median"), "device": ("device", "first")}).round(1))
+    return (df.groupby(["preset", "dataset", "labels", "method", "device"], sort=False)
+              .agg(**{"runs": ("labels", "size"), "stage 1 (min)": ("stage 1 (min)", "median"),
+                      "stage 2 (min)": ("stage 2 (min)", "median")}).round(1))
 
 
 def time_split(record, wall_seconds=None, with_stage1=True):
@@ -616,13 +637,18 @@ def status_table(results_dir=None):
 
 
 def _not_run_yet(results_dir=None):
-    """A sentence naming the methods with no run at the paper preset and the datasets with no run at all."""
+    """Sentences naming the hardware of each preset's runs, the methods with no run at the paper preset and
+    the datasets with no run at all."""
     runs = [read_record(p) for p in sorted((Path(results_dir or default_results_dir()) / "runs").glob("*/record.json"))]
+    hardware = {preset: " and ".join(sorted({r["device"] for r in runs if r["preset"] == preset}))
+                for preset in ("paper", "cpu")}
+    ran = [f"`{preset}` preset, {devices}" for preset, devices in hardware.items() if devices]
     at_paper = {r["method"] for r in runs if r["preset"] == "paper"}
     methods = [METHOD_NAMES[m] for m in METHODS if m not in at_paper]
     datasets = [DATASET_NAMES[d] for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
-    text = (f"Not yet run at the `paper` preset: {', '.join(methods)}." if methods else
-            "Every method has a run at the `paper` preset.")
+    text = f"Hardware: {'; '.join(ran)}. " if ran else ""
+    text += (f"Not yet run at the `paper` preset: {', '.join(methods)}." if methods else
+             "Every method has a run at the `paper` preset.")
     if datasets:
         text += f" No run yet on {', '.join(datasets)} (its loader is tested on generated stand-ins)."
     return text

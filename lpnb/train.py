@@ -100,16 +100,17 @@ class Trainer:
 
     # --- state, for checkpoints -------------------------------------------------------
     def state_dict(self):
+        """What a checkpoint needs to continue training exactly: the networks, the optimiser and every generator."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "teacher": self.teacher.state_dict() if self.teacher is not None else None,
                 "ema_steps": self.ema_steps, "batch_generator": self.batch_generator.get_state(),
                 "aug_generator": self.aug_generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
 
-    def load_state_dict(self, state, *, optimizer=True):
+    def load_state_dict(self, state):
+        """Continue from a `state_dict()`."""
         self.model.load_state_dict(state["model"])
-        if optimizer:
-            self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if self.teacher is not None and state.get("teacher") is not None:
             self.teacher.load_state_dict(state["teacher"])
         self.ema_steps = state.get("ema_steps", 0)
@@ -163,7 +164,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_teacher(self):
-        """EMA of the student's parameters, decay min(1 - 1/n, 0.97) at the n-th update (docs/method.md)."""
+        """EMA of the student's parameters, decay min(1 - 1/n, ema_decay) at the n-th update (0.97, docs/method.md)."""
         self.ema_steps += 1
         decay = min(1.0 - 1.0 / self.ema_steps, self.cfg.ema_decay)
         torch._foreach_lerp_(list(self.teacher.parameters()), list(self.model.parameters()), 1.0 - decay)
@@ -238,8 +239,8 @@ class Trainer:
         else:
             raise ValueError(f"method {cfg.method!r} has no stage 2")
         t2 = time.perf_counter()
-        scored = labeled | pl.scored  # a row of equal scores has no pseudo-label: weight 0 in any case
-        omega = torch.as_tensor(pl.weights if cfg.use_omega else scored.astype(np.float32), device=self.device)
+        omega = pl.weights if cfg.use_omega else pl.scored.astype(np.float32)  # no pseudo-label: weight 0 in any case
+        omega = torch.as_tensor(omega, device=self.device)
         zeta = torch.as_tensor(pl.class_weights if cfg.use_zeta else np.ones(self.num_classes, np.float32),
                                device=self.device)
         self.targets = torch.as_tensor(pl.pseudo_labels, device=self.device)
@@ -257,7 +258,7 @@ class Trainer:
 
 def correct_pseudo_labels(pl: PseudoLabels, labels, rows):
     """Whether each of `rows` (a mask or indices) has a correct pseudo-label: its true label, from a score row
-    that is not all zero (a point the graph leaves without scores gets class 0 and weight 0: no pseudo-label)."""
+    that is not all equal (a point the graph leaves without scores gets class 0 and weight 0: no pseudo-label)."""
     return (pl.pseudo_labels[rows] == labels[rows]) & pl.scored[rows]
 
 

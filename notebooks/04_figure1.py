@@ -62,12 +62,15 @@ fig
 #
 # Where the least certain pseudo-labels (the smallest weights in the loss, eq. 12) lie: the
 # mean distance from the centre, where the arms come close, of the tenth of the unlabeled
-# points with the smallest $\omega_i$, against the others.
+# points with the smallest $\omega_i$, against the others (with other seeds they may lie
+# at the arms' outer ends instead).
 
 # %%
 import numpy as np
 
 omega, radius = result.weights[~labeled], np.linalg.norm(points[~labeled], axis=1)
 least = omega <= np.quantile(omega, 0.1)
+nearer = radius[least].mean() < radius[~least].mean()
 print(f"the {least.sum()} least certain unlabeled points lie {radius[least].mean():.2f} from the centre on average, "
-      f"the other {(~least).sum()} {radius[~least].mean():.2f}")
+      f"the other {(~least).sum()} {radius[~least].mean():.2f}: the least certain lie "
+      f"{'nearer the centre' if nearer else 'farther out'}")

@@ -53,7 +53,7 @@ fig
 # The labeled points of each panel include those of the panels to its left (same seed).
 # Triangles are labeled points; circles are coloured by their pseudo-label, with area
 # proportional to the weight $\omega_i$ (eq. 11). As $\omega_i$ is divided by its maximum,
-# the sizes show relative certainty: the smallest circles lie where arms come close.
+# the sizes show relative certainty within a panel.
 # With a single label per class a label must travel along a whole arm; for some seeds (try
 # `seed = 2`) part of an arm takes a wrong pseudo-label until a few more points per class are
 # labeled.

@@ -35,7 +35,7 @@ import pandas as pd
 
 from lpnb.experiment import REPO
 from lpnb.plots import plot_figure6, save_figure
-from lpnb.tables import figure_dir, notebook_settings, provenance, recorded, run_rows, summarize
+from lpnb.tables import figure_dir, notebook_settings, provenance, recorded, run_rows
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, splits=splits, labels=labels, methods=methods, train=train,
@@ -45,13 +45,12 @@ records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", pr
                    data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train,
                    workers=settings.workers)
 print(provenance(records))
-full = None
+full_records = []
 if settings.preset != "paper":  # the cells already run at the paper's full protocol, as squares
     full_records, _ = recorded(rows, settings.labels, settings.splits, dataset="cifar10", preset="paper",
                                results_dir=settings.results_dir)
-    full = summarize(full_records) if full_records else None
     print("full protocol:", provenance(full_records))
-fig = plot_figure6(summarize(records), pd.read_csv(REPO / "results/paper/table2.csv"), full)
+fig = plot_figure6(records, pd.read_csv(REPO / "results/paper/table2.csv"), full_records)
 save_figure(fig, "figure6", figure_dir(settings, "08_figure6", labels=labels, methods=methods, splits=splits))
 fig
 

@@ -13,7 +13,6 @@ import scipy.stats
 import torch
 
 from lpnb.diffusion import (
-    PseudoLabels,
     _pseudo_labels,
     _size,
     available_memory,
@@ -160,13 +159,8 @@ def test_points_no_labeled_point_reaches_are_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0).scored.all()
-
-
-def test_scored_rows_are_found_block_by_block_as_in_one_piece():
-    scores = np.random.default_rng(0).integers(0, 3, (5000, 1 << 13), dtype=np.uint8)  # blocks of 2048 rows
-    scores[::7] = 1  # rows of equal scores, in every block
-    res = PseudoLabels(np.zeros(5000, np.int64), np.zeros(5000, np.float32), np.zeros(1 << 13, np.float32), scores)
-    np.testing.assert_array_equal(res.scored, np.arange(5000) % 7 != 0)
+    with pytest.warns(UserWarning, match=r"123 of the 123 .* reaches them \(alpha=0: the scores are the labels alone"):
+        propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0, alpha=0)
 
 
 def test_all_zero_or_uniform_probability_rows_are_not_counted_in_zeta():
@@ -727,20 +721,26 @@ def test_reordering_the_points_for_locality_changes_nothing_but_the_speed(monkey
     import lpnb.diffusion
 
     x, y = blobs(n=3000, c=20, d=16, seed=12, spread=0.8)
+    x[-40:] = 0.01 * np.random.default_rng(0).normal(size=(40, 16))
+    x[-40:, -1] = 1  # a group of unlabeled points about one direction: their neighbours are each other, no label
+    x[:-40, -1] = 0  # reaches them
     labeled = np.arange(3000) < 200
-    plain = propagate(x, y, labeled, k=10)
+    with pytest.warns(UserWarning, match="40 of the 2800 unlabeled points have edges but no score"):
+        plain = propagate(x, y, labeled, k=10)
     monkeypatch.setattr(lpnb.diffusion, "REORDER_MIN", 1000)
     orders = []
     def spy(points):
         orders.append(lpnb.graph.locality_order(points))
         return orders[-1]
     monkeypatch.setattr(lpnb.diffusion, "locality_order", spy)
-    reordered = propagate(x, y, labeled, k=10)
+    with pytest.warns(UserWarning, match="40 of the 2800 unlabeled points have edges but no score"):
+        reordered = propagate(x, y, labeled, k=10)
     assert len(orders) == 1 and (orders[0][0] != torch.arange(3000)).float().mean() > 0.9  # really shuffled
     np.testing.assert_array_equal(reordered.pseudo_labels, plain.pseudo_labels)
     np.testing.assert_allclose(reordered.scores, plain.scores, atol=1e-6)
     np.testing.assert_allclose(reordered.weights, plain.weights, atol=1e-5)
     np.testing.assert_array_equal(reordered.class_weights, plain.class_weights)
+    np.testing.assert_array_equal(reordered.scored, np.arange(3000) < 2960)
     assert (reordered.pseudo_labels[labeled] == y[labeled]).all()
 
 
@@ -855,6 +855,19 @@ def test_object_and_complex_inputs_are_refused_clearly():
         propagate(x.astype(complex), y, [0, 1, 2])
     with pytest.raises(ValueError, match="labels must be integers, got dtype object"):
         propagate(x, [0, None] * 15, [0, 1, 2])
+
+
+def test_pandas_nullable_columns_are_read_and_sparse_matrices_refused_clearly():
+    pd = pytest.importorskip("pandas")
+    x, y = blobs(n=30)
+    ref = propagate(x.astype(np.float64), y, [0, 1, 2], k=5)
+    frame = pd.DataFrame(x.astype(np.float64)).astype("Float64")  # np.asarray gives an object array
+    np.testing.assert_array_equal(propagate(frame, y, [0, 1, 2], k=5).scores, ref.scores)
+    frame.iloc[4, 1] = pd.NA
+    with pytest.raises(ValueError, match="features contain NaN or inf"):
+        propagate(frame, y, [0, 1, 2], k=5)
+    with pytest.raises(ValueError, match=r"features is a scipy.sparse matrix: pass a dense array \(features.toarray"):
+        propagate(scipy.sparse.csr_matrix(x), y, [0, 1, 2])
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64, bool])

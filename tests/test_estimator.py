@@ -1,6 +1,7 @@
 """LabelPropagation as a scikit-learn estimator: scikit-learn's own checks, clone / Pipeline /
 GridSearchCV / cross_val_score, and next to LabelSpreading on the digits data set."""
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
@@ -112,7 +113,8 @@ def test_a_query_with_no_positive_similarity_gets_a_uniform_vote_whatever_the_tr
 
 def test_nan_or_none_for_the_unlabeled_points_says_to_use_minus_one():
     X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
-    for y in (np.array([0, np.nan, 1, np.nan]), np.array(["a", None, "b", None], dtype=object)):
+    for y in (np.array([0, np.nan, 1, np.nan]), np.array(["a", None, "b", None], dtype=object),
+              pd.Series(["a", None, "b", None], dtype="string")):  # pandas' NA
         with pytest.raises(ValueError, match="y holds NaN or None: mark the unlabeled points with -1"):
             LabelPropagation(k=2).fit(X, y)
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,20 @@ def test_table1_variants_share_stage1_and_have_distinct_ids(env):
     b = run(smoke("network"), data_root=root, results_dir=results, progress=False)
     assert a["base_run"] == b["base_run"] and "noomega" in a["run_id"]
     assert len(list((results / "runs").glob("*supervised*"))) == 1
+
+
+def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env):
+    root, results = env
+    tiny_paper = make_config("paper", method="lp", labels=50, unlabeled_size=200, test_size=100, width=0.125,
+                             epochs_stage1=1, epochs_stage2=1, batch_size=64, labeled_batch_size=32, k=10,
+                             device="cpu")
+    with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a run takes days") as seen:
+        run(tiny_paper, data_root=root, results_dir=results, progress=False)
+    assert sum("paper preset" in str(w.message) for w in seen) == 1  # once, not for stage 1 and stage 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read, not trained; the smoke preset trains without it
+        run(tiny_paper, data_root=root, results_dir=results, progress=False)
+        run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
 
 
 def test_finished_run_is_loaded_not_recomputed(env, monkeypatch):

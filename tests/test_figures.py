@@ -12,6 +12,11 @@ from lpnb.plots import plot_figure4, plot_figure5, plot_figure6, plot_figure7
 from lpnb.tables import recorded, summarize
 
 
+def captions(fig):
+    """The figure's texts, their line breaks (wrapping) as spaces."""
+    return [t.get_text().replace("\n", " ") for t in fig.texts]
+
+
 def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
     rows, labels = [{"method": "supervised"}, {"method": "lp"}], [500, 1000, 2000, 4000]
     cpu, _ = recorded(rows, labels, preset="cpu")
@@ -19,7 +24,7 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
     assert cpu and full, "results/runs should hold cpu- and paper-preset runs of Table 2"
     table, full_table, paper = summarize(cpu), summarize(full), pd.read_csv(REPO / "results/paper/table2.csv")
     assert (table.splits > 1).all()  # spreads to draw
-    fig = plot_figure6(table, paper, full_table)
+    fig = plot_figure6(cpu, paper, full)
     ax = fig.axes[0]
     series = {c.get_label(): c for c in ax.containers}
     for name, summary in (("Fully supervised", table), ("Fully supervised, full protocol", full_table),
@@ -38,11 +43,17 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
         theirs = paper[(paper.method == method) & (paper.metric == "top1")].sort_values("labels")
         assert (tuple(theirs.labels), tuple(theirs.error)) in dashed
     assert "full protocol dotted" in ax.get_title()
-    without = plot_figure6(table)
+    assert captions(fig) == [  # what each set of lines is drawn from
+        "solid: cpu preset, splits 0, 1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class "
+        "folders) dotted: paper preset, splits 0, 1, 2, on NVIDIA H100 80GB HBM3; NVIDIA H200, cifar10 from "
+        "cifar10.tar.gz (JPEG q95 class folders)"]
+    without = plot_figure6(cpu)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
-    one_split = summarize([r for r in cpu if r["split"] == 0])  # no spread: points without error bars
+    assert captions(without) == [captions(fig)[0].split(" dotted: ")[0]]
+    split0 = [r for r in cpu if r["split"] == 0]
+    one_split = summarize(split0)  # no spread: points without error bars
     assert one_split.ours_std.isna().all()
-    line = {c.get_label(): c for c in plot_figure6(one_split).axes[0].containers}["Fully supervised"].lines[0]
+    line = {c.get_label(): c for c in plot_figure6(split0).axes[0].containers}["Fully supervised"].lines[0]
     np.testing.assert_allclose(np.asarray(line.get_ydata(), float), one_split[one_split.method == "supervised"]
                                .sort_values("labels").ours_mean)
 
@@ -89,11 +100,14 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names
     assert [t.get_text() for t in fig.texts] == ["run r"]
-    full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz"}
-    assert [t.get_text() for t in plot_figure7(full, data).texts] == [
-        "paper preset, split 2, run r, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]  # the run drawn from
-    assert [t.get_text() for t in plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data).texts] == [
-        "paper preset, split 2, run r, cifar10 from cifar-10-batches-py"]  # torchvision's copy: the original pixels
+    full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz", "device": "NVIDIA H200"}
+    assert captions(plot_figure7(full, data)) == [
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+    narrow = plot_figure7({**full, "run_id": "cifar10-500-lp-split2-paper-0123abcd"}, data)  # 4.2 inches wide
+    narrow.canvas.draw()
+    assert narrow.texts[0].get_window_extent().x1 <= narrow.bbox.x1  # the caption wraps to fit
+    assert captions(plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data)) == [
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar-10-batches-py"]  # torchvision's: the pixels
     empty = plot_figure7({**record, "confident_mistakes": []}, data)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
     with pytest.raises(ValueError, match="has no stage 2"):

@@ -294,15 +294,32 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monke
 
 
 def test_a_failed_run_fails_the_runs_after_it_and_the_command(tmp_path, capsys):
-    args = ["sweep", "--table", "2", "--labels", "55", "--methods", "supervised,lp", "--splits", "1", "--preset",
-            "smoke", "--data-root", str(write_standin(tmp_path)), "--results-dir", str(tmp_path / "results")]
+    args = ["sweep", "--table", "2", "--labels", "500", "--methods", "supervised,lp", "--splits", "1", "--preset",
+            "smoke", "--lr", "1e30", "--data-root", str(write_standin(tmp_path, train_per_class=60)),
+            "--results-dir", str(tmp_path / "results")]
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 1
     out = capsys.readouterr().out
     assert "sweep: 0 done, 0 running, 0 waiting, 2 failed" in out
-    assert "n_labels = 55 must be a positive multiple of the number of classes (10)" in out
-    assert "its stage-1 run cifar10-55-supervised-split0-smoke" in out
+    assert "diverged: the stage-1 training loss of epoch 0 is nan" in out
+    assert "its stage-1 run cifar10-500-supervised-split0-smoke" in out
+
+
+def test_a_sweep_checks_the_labeled_splits_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: pytest.fail("a run started with a bad split"))
+    args = ["sweep", "--table", "2", "--methods", "supervised", "--preset", "smoke", "--data-root",
+            str(write_standin(tmp_path)), "--results-dir", str(tmp_path / "results")]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--labels", "55"])
+    assert exit_.value.code == 2
+    assert "n_labels = 55 must be a positive multiple of the number of classes (10)" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "runs").exists()
+    monkeypatch.setattr(sweep_module, "run_local", lambda jobs, *args, **kwargs: jobs)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a run takes days"):
+        sweep([make_config("paper", method="supervised", labels=50)], results_dir=tmp_path / "results",
+              data_root=tmp_path)
 
 
 def test_a_sweep_without_its_data_says_so_once_before_anything_runs(tmp_path, monkeypatch, capsys):

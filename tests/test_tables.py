@@ -191,6 +191,9 @@ def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp
     table = tables.summarize(records, csv)
     assert len(table) == 1 and table.ours_mean[0] == 65.0 and table.splits[0] == 4 and table.paper_mean[0] == 49.08
     assert table.device[0] == "cpu; gpu a; gpu b"  # every device the cell's runs ran on
+    copies = [{**records[0], "data": "cifar10 from cifar10.tar.gz"}, {**records[1], "data": "cifar10 from cifar-10-py"}]
+    assert tables.summarize(copies).data[0] == (  # every copy of the data, ours marked JPEG
+        "cifar10 from cifar-10-py; cifar10 from cifar10.tar.gz (JPEG q95)")
     assert tables.summarize(records[:1]).ours_std.isna().all()  # one split: no spread, not 0
     ours = [{**full_record("lp", s, e), "config": {"use_omega": False, "use_zeta": False}} for s, e in ((0, 30.0),)]
     assert tables.compare(ours + [{**r, "split": 0} for r in records[:1]], {"method": "lp", "use_omega": False,
@@ -253,11 +256,15 @@ def test_per_split_and_run_times():
     records = [full_record("lp", s, 30.0 + s, base="b") for s in (0, 1)] + [full_record("supervised", 0, 40.0)]
     assert tables.per_split(records).loc[("CIFAR-10", 500, "Ours: diffusion (7) + weights")].tolist() == [30.0, 31.0]
     times = tables.run_times(records)
-    lp = times.loc[("cpu", "CIFAR-10", 500, "Ours: diffusion (7) + weights")]
+    lp = times.loc[("cpu", "CIFAR-10", 500, "Ours: diffusion (7) + weights", "cpu")]
     assert (lp["runs"], lp["stage 1 (min)"], lp["stage 2 (min)"]) == (2, 3.0, 1.5)  # stage 1 nested in a stage-2 record
     assert tables.run_times(records + records).equals(times)  # a record given twice is one run
-    supervised = times.loc[("cpu", "CIFAR-10", 500, "Fully supervised")]
+    supervised = times.loc[("cpu", "CIFAR-10", 500, "Fully supervised", "cpu")]
     assert (supervised["stage 1 (min)"], supervised["stage 2 (min)"]) == (1.5, 0.0)
+    elsewhere = {**records[1], "run_id": "other", "device": "NVIDIA H100"}  # other hardware: a row of its own
+    times = tables.run_times(records[:1] + [elsewhere])
+    assert times.xs("Ours: diffusion (7) + weights", level="method")["runs"].to_dict() == {
+        ("cpu", "CIFAR-10", 500, "cpu"): 1, ("cpu", "CIFAR-10", 500, "NVIDIA H100"): 1}
 
 
 def test_time_split_adds_up_the_parts_of_both_stages_and_the_slow_first_epochs():
@@ -353,15 +360,17 @@ def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
         record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[], **fields)
         tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
                                    lambda f: f.write(json.dumps(record).encode()))
-    write("a", preset="paper", method="supervised", dataset="cifar10")
-    write("b", preset="cpu", method="lp", dataset="cifar100")
+    write("a", preset="paper", method="supervised", dataset="cifar10", device="NVIDIA H200")
+    write("a2", preset="paper", method="supervised", dataset="cifar100", device="NVIDIA H100")
+    write("b", preset="cpu", method="lp", dataset="cifar100", device="cpu (2 cores)")
     assert tables.status_table(tmp_path).endswith(
-        "\nNot yet run at the `paper` preset: Network prediction (1) + weights, Ours: diffusion (7) + weights, "
+        "\nHardware: `paper` preset, NVIDIA H100 and NVIDIA H200; `cpu` preset, cpu (2 cores). "
+        "Not yet run at the `paper` preset: Network prediction (1) + weights, Ours: diffusion (7) + weights, "
         "GTG + weights, Mean Teacher, Mean Teacher + ours. No run yet on Mini-ImageNet (its loader is tested on "
         "generated stand-ins).\n")
     for method in ("network", "lp", "gtg", "mt", "mt+lp"):
-        write(method, preset="paper", method=method, dataset="miniimagenet")
-    assert tables.status_table(tmp_path).endswith("\nEvery method has a run at the `paper` preset.\n")
+        write(method, preset="paper", method=method, dataset="miniimagenet", device="NVIDIA H200")
+    assert tables.status_table(tmp_path).endswith(" cpu (2 cores). Every method has a run at the `paper` preset.\n")
 
 
 def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path):
