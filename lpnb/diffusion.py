@@ -415,23 +415,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     t = clock()
     if max_memory is None:  # the memory available now, the graph built (with max_memory it counts against it)
         block = _check_memory(n, c, available_memory(Wn.device))
-
-    def matvec(V):  # (I - alpha Wn) V
-        return spmm(Wn, V).mul_(-alpha).add_(V)
-
-    device = Wn.device
-    y = torch.from_numpy(labels[idx]).to(device)
-    weight = 1 / torch.bincount(y, minlength=c).float()  # Y_ij = 1 / |L_j| for labeled i of class j
-    Z = torch.empty(n, c, device=device)
-    n_iter, residual = 0, 0.0
-    for first in range(0, c, block):  # the classes in blocks when the whole solve would not fit
-        last = min(first + block, c)
-        Y = torch.zeros(n, last - first, device=device)
-        mine = (y >= first) & (y < last)
-        Y[torch.from_numpy(idx).to(device)[mine], y[mine] - first] = weight[y[mine]]
-        _, it, res = conjugate_gradient(matvec, Y, max_iter=max_iter, out=Z[:, first:last], overwrite_b=True)
-        n_iter, residual = max(n_iter, it), max(residual, res)
-        del Y
+    Z, n_iter, residual = diffuse(Wn, labels, idx, c, alpha=alpha, max_iter=max_iter, block=block)
     timings["cg"] = clock() - t
     t = clock()
     result = _pseudo_labels(Z, labels, idx, n_iter, residual, inplace=True)
@@ -453,6 +437,35 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     timings["weights"] = clock() - t
     result.timings, result.class_blocks, result.sigma = timings, -(-c // block), sigma if graph == "gaussian" else None
     return result
+
+
+def diffuse(Wn, labels, idx, n_classes, *, alpha=0.99, max_iter=20, block=None):
+    """Solve (I - alpha Wn) Z = Y (eq. 10) by conjugate gradient from Z = 0: the scores Z (n, c) float32.
+
+    Y_ij = 1/|L_j| for the labeled points i (`idx`) of class j = labels[i], as in the authors' code.
+    Wn is the normalised graph (`lpnb.graph.normalize`), a torch sparse CSR tensor. The classes are
+    solved `block` at a time (default: all at once), the same result in less memory. Returns
+    (Z, the most CG iterations a block took, the largest final relative residual)."""
+    n, c = Wn.shape[0], n_classes
+    block = block or c
+
+    def matvec(V):  # (I - alpha Wn) V
+        return spmm(Wn, V).mul_(-alpha).add_(V)
+
+    device = Wn.device
+    y = torch.from_numpy(labels[idx]).to(device)
+    weight = 1 / torch.bincount(y, minlength=c).float()  # Y_ij = 1 / |L_j| for labeled i of class j
+    Z = torch.empty(n, c, device=device)
+    n_iter, residual = 0, 0.0
+    for first in range(0, c, block):
+        last = min(first + block, c)
+        Y = torch.zeros(n, last - first, device=device)
+        mine = (y >= first) & (y < last)
+        Y[torch.from_numpy(idx).to(device)[mine], y[mine] - first] = weight[y[mine]]
+        _, it, res = conjugate_gradient(matvec, Y, max_iter=max_iter, out=Z[:, first:last], overwrite_b=True)
+        n_iter, residual = max(n_iter, it), max(residual, res)
+        del Y
+    return Z, n_iter, residual
 
 
 REORDER_MIN = 100_000  # points from which propagate reorders them by k-means cluster (graph="dot", CPU)

@@ -20,7 +20,7 @@
 # supervised stage 1 per split. Writes `results/table1.csv`.
 #
 # The committed outputs are those of the `cpu` preset, computed from its run records under
-# `results/runs/`; the first line printed below names the runs, preset, splits, hardware and data.
+# `results/runs/`; the lines printed below name the runs, preset, splits, hardware and data.
 
 # %% tags=["parameters"]
 labels = 500

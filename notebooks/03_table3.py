@@ -60,7 +60,7 @@ side_by_side(table)
 # %% [markdown]
 # ## The cells run at the paper's full protocol so far
 #
-# The table above is the preset named in its first line. Below are the cells already
+# The table above is of the preset that the lines above it name. Below are the cells already
 # recorded under the `paper` preset (all 50,000 training images, the full network and
 # schedule, on a GPU), to be read against the paper's numbers directly. With `preset="paper"`
 # it repeats the table above.

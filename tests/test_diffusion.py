@@ -17,6 +17,7 @@ from lpnb.diffusion import (
     _size,
     available_memory,
     conjugate_gradient,
+    diffuse,
     gtg_pseudo_labels,
     network_pseudo_labels,
     propagate,
@@ -106,6 +107,19 @@ def test_propagate_cg_residual_against_dense_system():
     # 20 iterations (the paper's setting) leave a larger residual that CG reports honestly
     _, _, res20 = conjugate_gradient(lambda V: V - 0.99 * (Wn @ V), torch.from_numpy(Y).float(), max_iter=20)
     assert propagate(x, y, idx, k=10).residual == pytest.approx(res20, rel=1e-3)
+
+
+def test_diffuse_solves_eq10_with_the_classes_at_once_or_in_blocks():
+    x, y = blobs(n=240, c=4, seed=5)
+    idx = np.arange(0, 240, 7)  # unequal classes: 1/|L_j| differs
+    *_, M, Y = dense_reference(x, y, idx, 4, k=10, gamma=3.0, alpha=0.9)
+    Wn = normalize(affinity_graph(x, 10))
+    Z, n_iter, residual = diffuse(Wn, y, idx, 4, alpha=0.9, max_iter=200)
+    np.testing.assert_allclose(Z.numpy(), np.linalg.solve(M, Y), atol=1e-5)
+    assert residual < 1e-5 and n_iter < 200
+    for block in (1, 3):  # the same scores, a block of classes at a time
+        np.testing.assert_allclose(diffuse(Wn, y, idx, 4, alpha=0.9, max_iter=200, block=block)[0].numpy(),
+                                   Z.numpy(), atol=1e-6)
 
 
 def test_mask_and_index_array_agree():
