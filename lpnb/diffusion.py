@@ -60,6 +60,7 @@ class PseudoLabels:
     scores (n, c) float32: the scores clipped at 0, rows L1-normalised (all-zero rows stay 0).
     scored (n,) bool: the points that carry a pseudo-label: the labeled ones, and those whose
         scores are not all equal (all zero or uniform rows have none: pseudo-label 0, weight 0).
+        By name only; default (a PseudoLabels built by hand) the points of positive weight.
     n_iter, residual: CG iterations and final relative residual (propagate); replicator
         iterations and final largest L1 change of a strategy (GTG); 0 for network scores.
     timings: seconds of each phase (propagate: "order", "knn", "graph", "cg", "weights").
@@ -71,12 +72,16 @@ class PseudoLabels:
     weights: np.ndarray
     class_weights: np.ndarray
     scores: np.ndarray
-    scored: np.ndarray = field(kw_only=True)  # by name only: the fields after it keep their positions
+    scored: np.ndarray | None = field(default=None, kw_only=True)  # by name: the fields after it keep their places
     n_iter: int = 0
     residual: float = 0.0
     timings: dict = field(default_factory=dict)
     class_blocks: int = 1
     sigma: float | None = None
+
+    def __post_init__(self):
+        if self.scored is None:
+            self.scored = np.asarray(self.weights) > 0
 
 
 def _informative(scores):

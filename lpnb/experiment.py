@@ -230,6 +230,11 @@ def _device(cfg):
     return device
 
 
+def trains_on_cpu(cfg):
+    """Whether `cfg` would train on the CPU here (device "cpu", or "auto" without CUDA)."""
+    return cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+
+
 def _progress_enabled(progress):
     if progress is not None:
         return progress
@@ -295,7 +300,7 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     budget = None if time_limit is None else TimeBudget(clock() + 60 * time_limit)
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfg.preset)
     recorded = (results_dir / "runs" / run_id(cfg) / "record.json").exists()
-    if cfg.preset == "paper" and _device(cfg).type == "cpu" and (force or not recorded):
+    if cfg.preset == "paper" and (force or not recorded) and trains_on_cpu(cfg):
         warnings.warn(PAPER_ON_CPU, stacklevel=2)
     return _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint)
 

@@ -11,7 +11,6 @@ matmul + top-k in torch. The search is in float32; `affinity_graph` first brings
 to a unit scale in their own precision (`_rescale`), so that W does not depend on the
 overall magnitude of the features.
 """
-import contextlib
 import functools
 import math
 import numbers
@@ -75,9 +74,8 @@ def _as_array(x, name="features"):
         x = x.detach()
     else:
         given, x = x, np.asarray(x)
-        if x.dtype == object and hasattr(given, "to_numpy"):  # pandas' nullable dtypes give object arrays
-            with contextlib.suppress(TypeError, ValueError):  # not numbers: the error below says so
-                x = given.to_numpy(dtype=np.float64, na_value=np.nan)
+        if x.dtype == object and _nullable_numbers(given):  # pandas' Float64, Int64, boolean give object arrays
+            x = given.to_numpy(dtype=np.float64, na_value=np.nan)
         if x.dtype.kind not in "biuf":  # object (mixed or missing values), complex, strings
             raise ValueError(f"{name} must be real numbers (floats, integers or bools), got dtype {x.dtype}")
         if x.dtype.kind == "f" and x.dtype.itemsize > 8:
@@ -98,6 +96,14 @@ def _as_array(x, name="features"):
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # fast check first
         raise ValueError(f"{name} contain NaN or inf: clean or impute them first")
     return x
+
+
+def _nullable_numbers(frame):
+    """Whether `frame` is a pandas DataFrame or Series whose columns all hold numbers or bools (text refused)."""
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None or not hasattr(frame, "to_numpy"):
+        return False
+    return all(getattr(d, "kind", "O") in "biuf" for d in (dtypes if hasattr(dtypes, "__iter__") else [dtypes]))
 
 
 def _as_tensor(x, name="features"):

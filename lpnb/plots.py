@@ -280,15 +280,18 @@ def plot_figure7(record, data, n_images=12):
                          f"training images {other[:5]} have another class here, or none. Pass the dataset the run "
                          "was made from (lpnb.data.load_dataset with its data root).")
     source = Path(data.source).name
+    other_copy = source and source != record.get("data_source", source)
+    caption = ", ".join([describe_runs([record])] + [f"images from {source}"] * bool(other_copy))
     if not mistakes:  # every pseudo-label of the last epoch is right
-        fig, ax = plt.subplots(figsize=(4, 1))
+        fig, ax = plt.subplots(figsize=(4.2, 1.2))
         ax.axis("off")
         ax.text(0.5, 0.5, "no wrong pseudo-label in the last epoch", ha="center", va="center")
+        _caption(fig, caption)
         plt.close(fig)
         return fig
     cols = min(6, len(mistakes))
     rows = -(-len(mistakes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.2), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(1.4 * cols, 4.2), 1.6 * rows + 0.2), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes):
@@ -296,7 +299,6 @@ def plot_figure7(record, data, n_images=12):
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
         ax.set_title(f"{name}({m['omega']:.2f})", fontsize=8, y=-0.25)
-    other_copy = source and source != record.get("data_source", source)
-    _caption(fig, ", ".join([describe_runs([record])] + [f"images from {source}"] * bool(other_copy)))
+    _caption(fig, caption)
     plt.close(fig)
     return fig

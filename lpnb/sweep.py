@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
-from lpnb.experiment import PAPER_ON_CPU, default_results_dir
+from lpnb.experiment import PAPER_ON_CPU, default_results_dir, trains_on_cpu
 from lpnb.tables import TABLES, table_configs
 
 STATES = ("done", "running", "waiting", "failed")
@@ -256,9 +256,7 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
         log("sweep: every cell is recorded already")
         return jobs
     if executor == "local":  # the data and the labeled splits, once here rather than failing in every run
-        import torch
-
-        if not torch.cuda.is_available() and any(job.cfg.preset == "paper" for job in jobs):
+        if any(job.cfg.preset == "paper" and trains_on_cpu(job.cfg) for job in jobs):
             warnings.warn(PAPER_ON_CPU, stacklevel=2)
         for name in dict.fromkeys(job.cfg.dataset for job in jobs):
             try:

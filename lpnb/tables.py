@@ -263,7 +263,10 @@ def side_by_side(table):
 
 def table_configs(rows, labels, splits, dataset, preset, overrides):
     """The Config of every row x label count x split of a table: `splits` a count (splits 0..splits-1), a list
-    of split numbers, or None (the preset's count for the dataset)."""
+    of split numbers, or None (the preset's count for the dataset). `overrides` are other Config fields."""
+    if clash := sorted({"dataset", "labels", "split"} & set(overrides)):
+        raise ValueError(f"{', '.join(clash)} given as a config override: the cells choose them (the dataset, the "
+                         "label counts and `splits`, a count or a list of split numbers)")
     numbers = splits if isinstance(splits, (list, tuple)) else range(
         splits or DEFAULT_SPLITS.get(preset, {}).get(dataset, 1))
     for n_labels in [labels] if isinstance(labels, int) else labels:
@@ -385,11 +388,13 @@ def write_table(df, path):
     """Write a `summarize` table to CSV, atomically, updating the file's cells rather than replacing it:
     a row of the existing file for a cell that `df` also has (same dataset, labels, method, weights,
     metric and preset) is replaced in place, the others are kept, and new cells are appended. So a
-    notebook run on part of a table (`-p labels 1000`) updates that column and leaves the rest."""
+    notebook run on part of a table (`-p labels 1000`) updates that column and leaves the rest. The columns
+    are `df`'s, in its order, then any others the file has."""
     path = Path(path)
     if path.exists():
         old = pd.read_csv(path)
-        both = pd.concat([old, df], ignore_index=True) if len(df) else old
+        columns = [*df.columns, *(c for c in old.columns if c not in df.columns)]
+        both = pd.concat([old, df], ignore_index=True)[columns] if len(df) else old
         latest = {}  # cell -> position of its newest row, in the order the cells first appear
         for i, cell in enumerate(both[TABLE_CELL].astype(str).itertuples(index=False)):
             latest[cell] = i

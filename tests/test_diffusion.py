@@ -880,6 +880,9 @@ def test_pandas_nullable_columns_are_read_and_sparse_matrices_refused_clearly():
     frame.iloc[4, 1] = pd.NA
     with pytest.raises(ValueError, match="features contain NaN or inf"):
         propagate(frame, y, [0, 1, 2], k=5)
+    text = pd.DataFrame(x.astype(str))  # numbers as text: refused, as in a numpy array
+    with pytest.raises(ValueError, match="features must be real numbers .* got dtype object"):
+        propagate(text, y, [0, 1, 2], k=5)
     with pytest.raises(ValueError, match=r"features is a scipy.sparse matrix: pass a dense array \(features.toarray"):
         propagate(scipy.sparse.csr_matrix(x), y, [0, 1, 2])
 

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import smoke
 from PIL import Image
 
@@ -79,6 +81,8 @@ def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env):
         warnings.simplefilter("error")  # read, not trained; the smoke preset trains without it
         run(tiny_paper, data_root=root, results_dir=results, progress=False)
         run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    if not torch.cuda.is_available():  # a recorded run is read whatever device it asks for
+        assert run(replace(tiny_paper, device="cuda"), data_root=root, results_dir=results)["method"] == "lp"
 
 
 def test_finished_run_is_loaded_not_recomputed(env, monkeypatch):

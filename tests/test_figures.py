@@ -108,8 +108,11 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     assert narrow.texts[0].get_window_extent().x1 <= narrow.bbox.x1  # the caption wraps to fit
     assert captions(plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data)) == [
         "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar-10-batches-py"]  # torchvision's: the pixels
-    empty = plot_figure7({**record, "confident_mistakes": []}, data)
+    empty = plot_figure7({**full, "confident_mistakes": []}, data)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
+    assert captions(empty) == captions(plot_figure7(full, data))  # the run it would show, named all the same
+    one = plot_figure7({**full, "confident_mistakes": mistakes[:1]}, data)
+    assert one.get_figwidth() >= 4.2 and len(one.texts[0].get_text().splitlines()) <= 2  # not a narrow column
     with pytest.raises(ValueError, match="has no stage 2"):
         plot_figure7({**record, "history": [{"stage": 1}]}, data)
     for n_images in (0, -3, "abc", 2.0):

@@ -320,6 +320,14 @@ def test_a_sweep_checks_the_labeled_splits_before_anything_runs(tmp_path, monkey
     with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a run takes days"):
         sweep([make_config("paper", method="supervised", labels=50)], results_dir=tmp_path / "results",
               data_root=tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # on a GPU, or at a smaller preset: no warning
+        for cfg in (make_config("paper", method="supervised", labels=50), smoke("supervised")):
+            sweep([cfg], results_dir=tmp_path / "results", data_root=tmp_path)
+    with pytest.warns(UserWarning, match="training at the paper preset"):  # a GPU here, but the CPU asked for
+        sweep([make_config("paper", method="supervised", labels=50, device="cpu")],
+              results_dir=tmp_path / "results", data_root=tmp_path)
 
 
 def test_a_sweep_without_its_data_says_so_once_before_anything_runs(tmp_path, monkeypatch, capsys):

@@ -163,6 +163,8 @@ def test_recorded_returns_finished_runs_and_the_missing_ids(env):
     assert [m.rsplit("-", 1)[0] for m in missing] == [
         "cifar10-50-supervised-split1-smoke", "cifar10-50-lp-split0-smoke", "cifar10-50-lp-split1-smoke"]
     assert len(recorded([{"method": "lp"}], 50, dataset="cifar100", **{**kw, "preset": "paper"})[1]) == 3  # 3 splits
+    with pytest.raises(ValueError, match="split given as a config override: the cells choose them"):
+        recorded([{"method": "lp"}], 50, split=0, **kw)  # a typo for splits
 
 
 def record(labels, method, error, preset="cpu", dataset="cifar10", use_omega=True, use_zeta=True):
@@ -224,6 +226,10 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
     rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in pd.read_csv(path).itertuples()]
     assert rows == [(500, "supervised", "cpu", 51.0, 2), (500, "lp", "cpu", 33.5, 1),
                     (1000, "supervised", "cpu", 41.0, 2), (1000, "lp", "cpu", 41.0, 2), (500, "lp", "paper", 30.0, 1)]
+    older = pd.read_csv(path).drop(columns="data").assign(gone="x")  # a file from before a column was added
+    older.to_csv(path, index=False)
+    tables.write_table(tables.summarize([record(500, "lp", 31.0)]), path)
+    assert list(pd.read_csv(path).columns) == [*tables.summarize(full).columns, "gone"]  # summarize's order
 
 
 def full_record(method, split, error, labels=500, base=None, history=(), **extra):

@@ -174,7 +174,7 @@ def test_omega_histogram_and_confident_mistakes():
     scores = np.eye(2, dtype=np.float32)[pseudo]
     scores[5] = 0  # a point the graph left without scores: class 0, weight 0, no pseudo-label
     pl = PseudoLabels(pseudo_labels=pseudo, weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95, 0.0], np.float32),
-                      class_weights=np.ones(2, np.float32), scores=scores, scored=np.arange(6) != 5)
+                      class_weights=np.ones(2, np.float32), scores=scores)  # scored: the positive weights
     labels = np.array([0, 1, 0, 1, 1, 0])
     labeled = np.array([True, False, False, False, False, False])
     h = omega_histogram(pl, labels, labeled, bins=10)
