@@ -41,8 +41,8 @@ from lpnb.train import Trainer, confident_mistakes, correct_pseudo_labels, omega
 
 REPO = Path(__file__).resolve().parent.parent
 clock = time.monotonic  # the clock of time limits (a test may replace it)
-PAPER_ON_CPU = ("training at the paper preset (the full protocol) on a CPU: a run takes days here, against minutes "
-                "on a GPU; the cpu preset (--preset cpu) is the small version for a CPU")
+PAPER_ON_CPU = ("training at the paper preset (the full protocol) on a CPU: a full run takes days here, against "
+                "minutes on a GPU; the cpu preset (--preset cpu) is the small version for a CPU")
 
 
 class TimeLimitReached(Exception):

@@ -74,7 +74,7 @@ def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env):
     tiny_paper = make_config("paper", method="lp", labels=50, unlabeled_size=200, test_size=100, width=0.125,
                              epochs_stage1=1, epochs_stage2=1, batch_size=64, labeled_batch_size=32, k=10,
                              device="cpu")
-    with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a run takes days") as seen:
+    with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a full run takes days") as seen:
         run(tiny_paper, data_root=root, results_dir=results, progress=False)
     assert sum("paper preset" in str(w.message) for w in seen) == 1  # once, not for stage 1 and stage 2
     with warnings.catch_warnings():

@@ -317,7 +317,7 @@ def test_a_sweep_checks_the_labeled_splits_before_anything_runs(tmp_path, monkey
     assert not (tmp_path / "results" / "runs").exists()
     monkeypatch.setattr(sweep_module, "run_local", lambda jobs, *args, **kwargs: jobs)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a run takes days"):
+    with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a full run takes days"):
         sweep([make_config("paper", method="supervised", labels=50)], results_dir=tmp_path / "results",
               data_root=tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
