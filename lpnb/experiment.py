@@ -399,7 +399,7 @@ def _stage1(cfg, results_dir, data_root, progress, resuming, budget=None):
 def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=None):
     """Train the epochs of `state["stage"]` left in `state`, checkpointing after each (Algorithm 1).
 
-    Stage 2 refreshes the pseudo-labels before every epoch (lines 6-15) and keeps per-epoch
+    Stage 2 refreshes the pseudo-labels before every epoch (lines 7-15) and keeps per-epoch
     pseudo-label accuracy, CG iterations, the omega histograms (Figure 5) and the last epoch's
     confident mistakes (Figure 7). A loss that is not finite stops the run with an error before
     its epoch is saved: the checkpoint keeps the last finite epoch and no record is written. With a

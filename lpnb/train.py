@@ -1,7 +1,7 @@
 """The inductive half of the paper (Algorithm 1, sec. 4-5.2): one epoch at a time.
 
-Stage 1 (lines 3-4) trains on the labeled images with cross-entropy (eq. 2), or, for Mean
-Teacher, on all images with the consistency loss (eq. 4) added. Stage 2 (lines 5-16)
+Stage 1 (lines 3-5) trains on the labeled images with cross-entropy (eq. 2), or, for Mean
+Teacher, on all images with the consistency loss (eq. 4) added. Stage 2 (lines 6-17)
 starts every epoch with `refresh_pseudo_labels`: descriptors of all training images, the
 k-NN graph, diffusion (eq. 10) and the weights omega (eq. 11) and zeta; then
 `train_epoch` optimises the weighted loss (eq. 12) for one pass over the unlabeled images.
@@ -217,7 +217,7 @@ class Trainer:
         return torch.cat(descs), torch.cat(probs)
 
     def refresh_pseudo_labels(self):
-        """Lines 6-15 of Algorithm 1 for the configured pseudo-labeler; sets the per-image targets and weights.
+        """Lines 7-15 of Algorithm 1 for the configured pseudo-labeler; sets the per-image targets and weights.
 
         Returns (PseudoLabels, network probabilities, seconds for descriptors, seconds for labelling).
         """
