@@ -272,7 +272,8 @@ def main(argv=None):
                 "lpnb writes and reads)" if isinstance(e, OSError) and e.filename else "")
         parser.exit(2, f"lpnb: error: {e}{hint}\n")
     except KeyboardInterrupt:
-        parser.exit(130, "lpnb: interrupted (the epochs finished are checkpointed: the same command continues)\n")
+        again = "the same command without --force" if getattr(args, "force", False) else "the same command"
+        parser.exit(130, f"lpnb: interrupted (the epochs finished are checkpointed: {again} continues)\n")
 
 
 if __name__ == "__main__":

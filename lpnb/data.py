@@ -106,6 +106,8 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if not isinstance(download, bool):  # `-p download no` is a non-empty string
+        raise ValueError(f"download must be True or False, got {download!r}")
     roots = data_roots(root)
     home = roots[0] if root is not None else default_data_root()  # where a download goes
     source = _find_source(name, roots)
@@ -219,8 +221,9 @@ def _missing_message(name, root, searched):
     shell = (f"\nFrom a shell (the command line has no --download): python -c \"import lpnb.data; "
              f"lpnb.data.load_dataset('{name}', '{root}', download=True)\"") if name in TORCHVISION else ""
     return (f"no {name} data found under {' or '.join(map(str, searched))}. Provide it in one of these forms:\n"
-            f"{where}\nThe data root is root=... in Python and --data-root on the command line, else $LPNB_DATA_ROOT\n"
-            "(that folder only), else the first of <repo>/data and <repo>/../shared/data that holds the dataset."
+            f"{where}\nThe data root is root=... in Python, --data-root on the command line and data_root in the\n"
+            "notebooks, else $LPNB_DATA_ROOT (that folder only), else the first of <repo>/data and\n"
+            "<repo>/../shared/data that holds the dataset."
             + shell)
 
 
@@ -244,7 +247,8 @@ def _fingerprint(path: Path) -> str:
 
 def atomic_write(path, write) -> None:
     """Call write(binary file) on a temporary file next to path, flush it to disk, then rename
-    it to path: a crash or kill leaves either the old file or the new one, never a partial one."""
+    it to path: a crash or kill leaves either the old file or the new one, never a partial one. A write
+    that fails (a full disk) raises an error that names path and the remedy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -255,9 +259,13 @@ def atomic_write(path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
-        raise
+        if not isinstance(e, (OSError, RuntimeError)):  # torch.save reports a full disk as a RuntimeError
+            raise
+        raise (OSError if isinstance(e, OSError) else RuntimeError)(
+            f"writing {path} failed ({e}); the file as it was is kept. A full disk fails this way: free space, "
+            "then run the same command again") from e
 
 
 def content_fingerprint(arrays) -> str:

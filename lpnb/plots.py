@@ -281,7 +281,9 @@ def plot_figure7(record, data, n_images=12):
                          "was made from (lpnb.data.load_dataset with its data root).")
     source = Path(data.source).name
     other_copy = source and source != record.get("data_source", source)
-    caption = ", ".join([describe_runs([record])] + [f"images from {source}"] * bool(other_copy))
+    recorded = len(record["confident_mistakes"])
+    caption = ", ".join([describe_runs([record])] + [f"images from {source}"] * bool(other_copy)
+                        + [f"all {recorded} mistakes the run recorded"] * (0 < recorded < n_images))
     if not mistakes:  # every pseudo-label of the last epoch is right
         fig, ax = plt.subplots(figsize=(4.2, 1.2))
         ax.axis("off")

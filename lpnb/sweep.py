@@ -24,10 +24,11 @@ from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
-from lpnb.experiment import PAPER_ON_CPU, default_results_dir, trains_on_cpu
-from lpnb.tables import TABLES, table_configs
+from lpnb.experiment import PAPER_ON_CPU, default_results_dir, read_record, trains_on_cpu
+from lpnb.tables import TABLES, check_selection, table_configs
 
 STATES = ("done", "running", "waiting", "failed")
+ATTEMPT = "--- sweep: attempt started "  # a line of a run's sweep.log before each attempt's output
 
 
 @dataclass
@@ -53,25 +54,15 @@ def table_cells(table, *, labels=None, methods=None, splits=None, datasets=None,
     """The Configs of a table's cells, selected as its notebook selects them: `labels`, `methods` and
     `datasets` narrow the table's own (None: all of them); `splits` is a count (splits 0..n-1) or a list
     of split numbers (None: the preset's count for each dataset, as in the notebooks)."""
-    if table not in TABLES:
-        raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
     for name, value in (("labels", labels), ("methods", methods), ("datasets", datasets)):
         if value is not None and not value:
             raise ValueError(f"{name} is empty: give one or more, or None for all of the table's")
+    check_selection(table, labels, methods, datasets)
     spec = TABLES[table]
-    known = {row["method"] for row in spec["rows"]}
-    if methods is not None and (unknown := set(methods) - known):
-        raise ValueError(f"table {table} has no method(s) {sorted(unknown)}; its methods are {sorted(known)}")
-    if datasets is not None and (unknown := set(datasets) - set(spec["datasets"])):
-        raise ValueError(f"table {table} has no dataset(s) {sorted(unknown)}; its datasets are {spec['datasets']}")
     if isinstance(splits, (list, tuple)) and not (splits and all(isinstance(n, int) and n >= 0 for n in splits)):
         raise ValueError(f"splits must be split numbers >= 0, got {splits!r}")
     if not isinstance(splits, (list, tuple, type(None))) and not (isinstance(splits, int) and splits >= 1):
         raise ValueError(f"splits must be a count >= 1 (splits 0..n-1) or a list of split numbers, got {splits!r}")
-    if labels is not None and (other := sorted(set(labels) - set(spec["labels"]))):
-        warnings.warn(f"table {table} has no column of {', '.join(map(str, other))} labels (its columns: "
-                      f"{', '.join(map(str, spec['labels']))}); running them anyway, with no paper number to "
-                      "compare with", stacklevel=2)
     rows = [row for row in spec["rows"] if methods is None or row["method"] in methods]
     return [cfg for dataset in datasets or spec["datasets"]
             for cfg in table_configs(rows, labels or spec["labels"], splits, dataset, preset, overrides)]
@@ -86,6 +77,7 @@ def plan(cells, results_dir):
     for cfg in cells:
         rid = run_id(cfg)
         if (runs / rid / "record.json").exists():
+            read_record(runs / rid / "record.json")  # a corrupt one is named with its remedy, not counted as done
             continue
         after, base = None, base_config(cfg)
         if base is not None and not _keeps_its_base(runs / rid / "checkpoint.pt"):
@@ -188,7 +180,9 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log):
                 job.log_path = Path(results_dir) / "runs" / job.run_id / "sweep.log"
                 job.log_path.parent.mkdir(parents=True, exist_ok=True)
                 env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot is not None else {}))
-                with open(job.log_path, "ab") as out:
+                with open(job.log_path, "ab") as out:  # kept across attempts, each after a line of its own
+                    out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+                    out.flush()
                     job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
                                                    stderr=subprocess.STDOUT, env=env)
                 job.state, job.started = "running", time.time()
@@ -219,10 +213,14 @@ def _why(returncode, log_path):
 
 
 def _tail(path, lines=15):
+    """The last `lines` lines of a run's log written by its last attempt (an earlier one may have succeeded)."""
     try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        text = Path(path).read_text(errors="replace")
     except OSError as e:
         return f"(no log: {e})"
+    if ATTEMPT in text:
+        text = text.rpartition(ATTEMPT)[2].partition("\n")[2]
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def report(jobs, log=print):

@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +91,16 @@ def _positive_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+def positive_ints(value, name):
+    """A notebook parameter of positive integers as a list: 1000, [500, 1000], "500,1000" or "[500, 1000]"
+    (as `papermill -p` passes them); anything else raises ValueError naming the parameter."""
+    if isinstance(value, str):
+        value = [int(v) if v.isdigit() else v for v in value.strip("[] ").replace(",", " ").split()]
+    return _as_list(value, name, _positive_int, "a positive integer")
+
+
 def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_root=None, splits=None,
-                      labels=(4000,), methods=("lp",), datasets=(), train=None, workers=1):
+                      labels=(4000,), methods=("lp",), datasets=(), train=None, workers=1, table=None):
     """Check a notebook's parameters and decide where its outputs go.
 
     preset: None is COMMITTED_PRESET (the committed tables and figures); "auto" is paper on CUDA,
@@ -101,7 +110,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     says where: a notebook given one never writes into the repository. splits: a positive count, or
     None for the preset's count per dataset (DEFAULT_SPLITS: 10 for CIFAR-10 under paper, 3 for CIFAR-100 and
     Mini-ImageNet; 3 under cpu, the splits recorded; 1 under smoke and for other datasets). labels, methods,
-    datasets (those the notebook reads): one value, a list or a comma-separated string; train: train the
+    datasets (those the notebook reads): one value, a list or a comma-separated string (checked against the
+    paper's Table `table` when one is given: `check_selection`); train: train the
     missing runs (None: yes, unless that means the paper preset without CUDA, hours per run on a GPU and days
     on a CPU; False: show what is recorded); workers: runs trained at a time (`lpnb.sweep`); a bad value
     raises ValueError naming it.
@@ -110,18 +120,19 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
     (a fresh temporary folder if unset), never into the repository: the code paths, not the numbers.
     """
-    if isinstance(labels, str):  # `-p labels "500,1000"`
-        labels = [int(v) if v.isdigit() else v for v in labels.replace(",", " ").split()]
     results_dir = results_dir if results_dir is not None else os.environ.get("LPNB_RESULTS_DIR") or None
-    labels = _as_list(labels, "labels", _positive_int, "a positive integer")
+    labels = positive_ints(labels, "labels")
     methods = _as_list(methods, "methods", lambda m: m in METHODS, f"one of {list(METHODS)}")
     datasets = _as_list(datasets, "datasets", lambda d: d in DATASET_DEFAULTS, f"one of {sorted(DATASET_DEFAULTS)}",
                         required=False)
+    if table is not None:
+        check_selection(table, labels, methods, datasets or None)
     if splits is not None and not _positive_int(splits):
         raise ValueError(f"notebook parameter splits must be a positive integer (splits 0..splits-1) or None, "
                          f"got {splits!r}")
     if train is not None and not isinstance(train, bool):
-        raise ValueError(f"notebook parameter train must be None, True or False, got {train!r}")
+        raise ValueError(f"notebook parameter train must be None, True or False, got {train!r}"
+                         + " (Python's spelling: -p train False)" * isinstance(train, str))
     if not _positive_int(workers):
         raise ValueError(f"notebook parameter workers must be a positive integer, got {workers!r}")
     if data_root is not None and not Path(data_root).is_dir():
@@ -145,9 +156,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
     else:
         committed = preset == COMMITTED_PRESET and (splits is None or all(
-            splits == DEFAULT_SPLITS[preset][d] for d in datasets))  # the committed cells are means over these
+            splits == DEFAULT_SPLITS[preset].get(d, 1) for d in datasets))  # the committed cells are means over these
         if preset == COMMITTED_PRESET and not committed:
-            print(f"splits={splits}, not the {DEFAULT_SPLITS[preset][datasets[0]]} of the committed tables: "
+            print(f"splits={splits}, not the {DEFAULT_SPLITS[preset].get(datasets[0], 1)} of the committed tables: "
                   f"tables and figures go to {output_dir(preset)}")
         outputs = REPO if committed else output_dir(preset)
         results_dir, tables_dir = default_results_dir(preset), outputs / "results"
@@ -261,6 +272,25 @@ def side_by_side(table):
     return t.fillna("not run")
 
 
+def check_selection(table, labels=None, methods=None, datasets=None):
+    """Refuse a method or dataset that is not in the paper's Table `table` (`TABLES`), naming the table's own;
+    warn about a label count that is not one of its columns (it runs, with no paper number beside it)."""
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
+    spec = TABLES[table]
+    known = list(dict.fromkeys(row["method"] for row in spec["rows"]))
+    if methods is not None and (unknown := [m for m in methods if m not in known]):
+        raise ValueError(f"Table {table} has no method(s) {unknown}; its methods are {known} (`lpnb run --method "
+                         f"...` trains any method on its own)")
+    if datasets is not None and (unknown := [d for d in datasets if d not in spec["datasets"]]):
+        raise ValueError(f"Table {table} has no dataset(s) {unknown}; its datasets are {spec['datasets']} (`lpnb run "
+                         f"--dataset ...` trains on any dataset lpnb reads)")
+    if labels is not None and (other := [n for n in labels if n not in spec["labels"]]):
+        warnings.warn(f"Table {table} has no column of {', '.join(map(str, other))} labels (its columns: "
+                      f"{', '.join(map(str, spec['labels']))}); running them anyway, with no paper number to "
+                      "compare with", stacklevel=3)
+
+
 def table_configs(rows, labels, splits, dataset, preset, overrides):
     """The Config of every row x label count x split of a table: `splits` a count (splits 0..splits-1), a list
     of split numbers, or None (the preset's count for the dataset). `overrides` are other Config fields."""
@@ -304,9 +334,11 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     todo = [cfg for cfg, record in zip(cells, records) if record is None]
     if train and todo:
         if lpdata.find_dataset(dataset, data_root) is None:
-            print(f"not run yet ({len(todo)}), and not trained: no {dataset} data under the data root "
-                  f"(lpnb.data.load_dataset('{dataset}') says where to put it)")
+            print(f"not run yet ({len(todo)}), and not trained: no {dataset} data found; give the folder that holds "
+                  f"it as the notebook's data_root (lpnb.data.load_dataset('{dataset}') says where it looks and what "
+                  "it reads)")  # no path: committed notebooks show this line, on any machine
             return [record for record in records if record is not None]
+        announce_training(todo, results_dir)
         # first the records checked against the data the missing cells will train on
         records = [record and run(cfg, data_root=data_root, results_dir=results_dir) for cfg, record in
                    zip(cells, records)]
@@ -346,7 +378,24 @@ def figure_run(settings, labels=500, split=0, device="auto"):
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
                            f"--method lp --split {split}`{' (on a GPU)' if cfg.preset == 'paper' else ''}, or pass "
                            "train=True to the notebook")
+    if record is None:
+        announce_training([cfg], settings.results_dir)
     return record or run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)
+
+
+def announce_training(cfgs, results_dir=None):
+    """Say, before training them, how many runs are missing from results_dir and at which preset; when
+    results_dir is not the repository's results/ and that holds some of them, say so: a notebook given a
+    results_dir reads its records there only."""
+    cfgs = list(cfgs)
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfgs[0].preset)
+    line = (f"training {len(cfgs)} run(s) not recorded in {results_dir} ({cfgs[0].preset} preset; train=False shows "
+            "only what is recorded)")
+    committed = REPO / "results"
+    if results_dir.resolve() != committed.resolve():
+        if found := sum(load_record(cfg, committed) is not None for cfg in cfgs):
+            line += f"; {committed} holds {found} of them, which results_dir=None would read instead"
+    print(line, flush=True)
 
 
 def summarize(records, paper_csv=None):
@@ -392,7 +441,7 @@ def write_table(df, path):
     are `df`'s, in its order, then any others the file has."""
     path = Path(path)
     if path.exists():
-        old = pd.read_csv(path)
+        old = _read_table(path)
         columns = [*df.columns, *(c for c in old.columns if c not in df.columns)]
         both = pd.concat([old, df], ignore_index=True)[columns] if len(df) else old
         latest = {}  # cell -> position of its newest row, in the order the cells first appear
@@ -401,6 +450,21 @@ def write_table(df, path):
         df = both.iloc[list(latest.values())]
     lpdata.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
     return path
+
+
+def _read_table(path):
+    """A table CSV that `write_table` wrote; a damaged one (cut short, edited) raises ValueError naming it."""
+    try:
+        table = pd.read_csv(path)
+        if missing := [c for c in TABLE_CELL + ["ours_mean"] if c not in table]:
+            raise ValueError(f"no column {', '.join(missing)}")
+        if len(bad := table.index[table[TABLE_CELL + ["ours_mean"]].isna().any(axis=1)]):
+            raise ValueError(f"row {bad[0] + 2} is incomplete")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"table {path} is damaged ({e}). Restore it (git checkout -- {path}, if it is committed) or "
+                         "delete it: the notebook writes it again from the run records, the columns it is run for"
+                         ) from e
+    return table
 
 
 # --- what we see: the findings of a notebook, computed from its records --------------------------------
@@ -442,6 +506,9 @@ def compare(records, row, baseline):
     ours, theirs = errors(row), errors(baseline)
     name, other = row_name(**_row(row)), row_name(**_row(baseline))
     cells = sorted(set(ours) & set(theirs))
+    if absent := [n for n, e in ((name, ours), (other, theirs)) if not e]:
+        return pd.DataFrame(), (f"No comparison of {name} with {other}: {' and '.join(absent)} "
+                                f"{'has' if len(absent) == 1 else 'have'} no run here (not selected, or not run yet).")
     if not cells:
         return pd.DataFrame(), f"{name} and {other} share no recorded split yet."
     diff = pd.DataFrame([{"dataset": DATASET_NAMES[d], "labels": n, "split": s,
@@ -452,8 +519,9 @@ def compare(records, row, baseline):
               f"{' labels' * (i == 0)}" for i, ((dataset, labels), e)
               in enumerate(diff.groupby(["dataset", "labels"], sort=False).difference)]
     where = counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]
-    text = (f"{name} has a lower error than {other} on {where} (mean difference {d.mean():+.2f} points, from "
-            f"{d.min():+.2f} to {d.max():+.2f}).")
+    spread = f"mean difference {d.mean():+.2f} points, from {d.min():+.2f} to {d.max():+.2f}" if len(d) > 1 else \
+        f"difference {d.iloc[0]:+.2f} points"
+    text = f"{name} has a lower error than {other} on {where} ({spread})."
     table = diff.pivot_table(index=["dataset", "labels"], columns="split", values="difference", sort=False)
     return table.round(2).rename(columns=lambda s: f"split {s}"), text
 

@@ -37,8 +37,8 @@ workers = 1          # runs trained at a time, each in its own process (spread o
 from lpnb.experiment import REPO
 from lpnb.tables import notebook_settings, provenance, run_rows, side_by_side, summarize, write_table
 
-settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, data_root=data_root, splits=splits,
-                             labels=labels, train=train, workers=workers)
+settings = notebook_settings(preset, table=1, datasets="cifar10", results_dir=results_dir, data_root=data_root,
+                             splits=splits, labels=labels, train=train, workers=workers)
 rows = [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False, use_zeta=True),
         dict(method="lp", use_omega=True, use_zeta=False), dict(method="lp", use_omega=True, use_zeta=True),
         dict(method="gtg"), dict(method="network")]

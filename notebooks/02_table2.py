@@ -39,8 +39,8 @@ workers = 1          # runs trained at a time, each in its own process (spread o
 from lpnb.experiment import REPO
 from lpnb.tables import notebook_settings, provenance, recorded, run_rows, side_by_side, summarize, write_table
 
-settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, data_root=data_root, splits=splits,
-                             labels=labels, methods=methods, train=train, workers=workers)
+settings = notebook_settings(preset, table=2, datasets="cifar10", results_dir=results_dir, data_root=data_root,
+                             splits=splits, labels=labels, methods=methods, train=train, workers=workers)
 rows = [dict(method=m) for m in settings.methods]
 records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
                    data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train,

@@ -30,23 +30,22 @@ figures_dir = None            # None: figures/; build/cpu/figures/ for other val
 # graph="gaussian": k, sigma and alpha apply; gamma (graph="dot" only) does not.
 
 # %%
-import numpy as np
-
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure3, save_figure
-from lpnb.tables import figure_dir, notebook_settings
+from lpnb.tables import figure_dir, notebook_settings, positive_ints
 from lpnb.toy import make_toy, pick_labeled
 
 settings = notebook_settings(figures_dir=figures_dir)
 
 points, labels = make_toy(n_points, n_classes, noise=noise, seed=seed)
-masks = [pick_labeled(labels, m, seed=seed) for m in np.atleast_1d(n_labeled)]
+per_class = positive_ints(n_labeled, "n_labeled")  # `-p n_labeled 1,5` too
+masks = [pick_labeled(labels, m, seed=seed) for m in per_class]
 results = [propagate(points, labels, mask, graph="gaussian", k=k, sigma=sigma, alpha=alpha) for mask in masks]
 
 # %%
 fig = plot_figure3(points, labels, masks, results)
 save_figure(fig, "figure3", figure_dir(settings, "05_figure3", seed=seed, n_points=n_points, n_classes=n_classes,
-                                         noise=noise, n_labeled=n_labeled, k=k, sigma=sigma, alpha=alpha))
+                                         noise=noise, n_labeled=per_class, k=k, sigma=sigma, alpha=alpha))
 fig
 
 # %% [markdown]
@@ -63,6 +62,6 @@ fig
 # The accuracy of the pseudo-labels on the unlabeled points of each panel.
 
 # %%
-for m, mask, res in zip(n_labeled, masks, results):
+for m, mask, res in zip(per_class, masks, results):
     print(f"{m:2d} labeled per class: {(res.pseudo_labels[~mask] == labels[~mask]).mean():.1%} of the unlabeled points "
           "pseudo-labeled correctly")

@@ -37,7 +37,7 @@ from lpnb.experiment import REPO
 from lpnb.plots import plot_figure6, save_figure
 from lpnb.tables import figure_dir, notebook_settings, provenance, recorded, run_rows
 
-settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
+settings = notebook_settings(preset, table=2, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, splits=splits, labels=labels, methods=methods, train=train,
                              workers=workers)
 rows = [dict(method=m) for m in settings.methods]

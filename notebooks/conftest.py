@@ -16,5 +16,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         dataset = SHOWS_IMAGES.get(item.path.name)
         if dataset and data.find_dataset(dataset) is None:
+            searched = " or ".join(map(str, data.data_roots()))
             item.add_marker(pytest.mark.skip(reason=f"{item.path.name} shows {dataset} images; no {dataset} data "
-                                                    f"under {data.default_data_root()} (see lpnb.data.load_dataset)"))
+                                                    f"under {searched} (see lpnb.data.load_dataset)"))

@@ -113,6 +113,9 @@ def test_an_empty_or_partial_torchvision_folder_is_no_source(tmp_path, monkeypat
     calls = fake_cifar10(monkeypatch, lambda root: write_class_folders(root, "cifar10", as_tar=True))
     load_dataset("cifar10", tmp_path / "other", download=True, cache_dir=tmp_path / "cache")
     assert calls == [(tmp_path / "other", True)]
+    with pytest.raises(ValueError, match="download must be True or False, got 'no'"):  # `papermill -p download no`
+        load_dataset("cifar10", tmp_path / "other", download="no", cache_dir=tmp_path / "cache")
+    assert len(calls) == 1  # nothing fetched
 
 
 def test_a_corrupt_torchvision_copy_is_named_with_the_remedy(tmp_path, monkeypatch):
@@ -349,6 +352,22 @@ def test_a_killed_cache_write_leaves_no_temporary_files_for_long(tmp_path):
     load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
     assert not old.exists() and recent.exists()
 
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), OSError("Not enough free space"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")])
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
+    path = tmp_path / "record.json"
+    path.write_text("old")
+
+    def write(f):  # a full disk: numpy raises OSError, torch.save RuntimeError
+        f.write(b"new, partly")
+        raise error
+    with pytest.raises(type(error), match=f"writing {path} failed .*free space, then run the same command again"):
+        data.atomic_write(path, write)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    with pytest.raises(KeyboardInterrupt):  # not an error of the write: passed on as it is
+        data.atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
 
 # --- Mini-ImageNet stand-in: Ravi & Larochelle csv files + images ------------------------------
 

@@ -99,18 +99,21 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     fig = plot_figure7(record, data)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names
-    assert [t.get_text() for t in fig.texts] == ["run r"]
+    assert [t.get_text() for t in fig.texts] == ["run r, all 3 mistakes the run recorded"]  # of 12 asked for
     full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz", "device": "NVIDIA H200"}
     assert captions(plot_figure7(full, data)) == [
-        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders), all 3 "
+        "mistakes the run recorded"]
     narrow = plot_figure7({**full, "run_id": "cifar10-500-lp-split2-paper-0123abcd"}, data)  # 4.2 inches wide
     narrow.canvas.draw()
     assert narrow.texts[0].get_window_extent().x1 <= narrow.bbox.x1  # the caption wraps to fit
-    assert captions(plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data)) == [
+    assert captions(plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data, 3)) == [
         "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar-10-batches-py"]  # torchvision's: the pixels
     empty = plot_figure7({**full, "confident_mistakes": []}, data)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
-    assert captions(empty) == captions(plot_figure7(full, data))  # the run it would show, named all the same
+    assert captions(empty) == captions(plot_figure7(full, data, 3))  # the run it would show, named all the same
+    assert captions(plot_figure7(full, data, n_images=3)) == [  # as many as asked for: nothing to add
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
     one = plot_figure7({**full, "confident_mistakes": mistakes[:1]}, data)
     assert one.get_figwidth() >= 4.2 and len(one.texts[0].get_text().splitlines()) <= 2  # not a narrow column
     with pytest.raises(ValueError, match="has no stage 2"):
@@ -125,8 +128,8 @@ def test_figure7_names_another_copy_of_the_images_and_refuses_other_data():
                            classes=["airplane", "automobile", "bird"], source="/data/cifar-10-batches-py")
     mistakes = [{"index": i, "pseudo_label": 1, "label": 0, "omega": 0.9} for i in (0, 1)]
     record = {"run_id": "r", "history": [{"stage": 2}], "confident_mistakes": mistakes, "data_source": "cifar10.tar.gz"}
-    assert [t.get_text() for t in plot_figure7(record, data).texts] == ["run r, images from cifar-10-batches-py"]
-    assert [t.get_text() for t in plot_figure7({**record, "data_source": "cifar-10-batches-py"}, data).texts] == [
+    assert [t.get_text() for t in plot_figure7(record, data, 2).texts] == ["run r, images from cifar-10-batches-py"]
+    assert [t.get_text() for t in plot_figure7({**record, "data_source": "cifar-10-batches-py"}, data, 2).texts] == [
         "run r"]
     for index in (2, 5):  # another class here; no such image
         bad = {**record, "confident_mistakes": [*mistakes, {**mistakes[0], "index": index}]}

@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def touch(results, cfg, *files):
     folder = results / "runs" / run_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": run_id(cfg), "method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset,
+              "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": []}
     for name in files:
-        (folder / name).write_text("{}")
+        (folder / name).write_text(json.dumps(record) if name == "record.json" else "{}")
 
 
 def test_table_cells_select_like_the_notebooks():
@@ -39,13 +41,13 @@ def test_table_cells_select_like_the_notebooks():
     assert {c.dataset for c in table_cells(3, splits=1)} == {"cifar100", "miniimagenet"}
     table1 = table_cells(1, splits=1, preset="smoke", unlabeled_size=300)
     assert len(table1) == 6 and {c.unlabeled_size for c in table1} == {300}
-    with pytest.raises(ValueError, match="table 1 has no method"):
+    with pytest.raises(ValueError, match="Table 1 has no method"):
         table_cells(1, methods=["mt"])
-    with pytest.warns(UserWarning, match=r"table 2 has no column of 250 labels \(its columns: 500, 1000, 2000, 4000\)"):
+    with pytest.warns(UserWarning, match=r"Table 2 has no column of 250 labels \(its columns: 500, 1000, 2000, 4000\)"):
         assert [c.labels for c in table_cells(2, labels=[250, 500], methods=["lp"], splits=1)] == [250, 500]
     with pytest.raises(ValueError, match="table must be one of"):
         table_cells(4)
-    with pytest.raises(ValueError, match="table 3 has no dataset"):
+    with pytest.raises(ValueError, match="Table 3 has no dataset"):
         table_cells(3, datasets=["cifar10"])
     for splits in (0, -1, [], [-1]):
         with pytest.raises(ValueError, match="splits must be"):
@@ -73,7 +75,7 @@ def test_lpnbs_warnings_take_one_line_and_other_librarys_are_shown_as_python_sho
     main(["sweep", "--table", "2", "--labels", "250", "--preset", "smoke", "--results-dir", str(tmp_path),
           "--data-root", str(tmp_path)])
     err = capsys.readouterr().err
-    assert err.startswith("lpnb: warning: table 2 has no column of 250 labels") and "UserWarning" not in err
+    assert err.startswith("lpnb: warning: Table 2 has no column of 250 labels") and "UserWarning" not in err
     library = functools.partial(warnings.warn, "a library's", FutureWarning, stacklevel=1)
     monkeypatch.setattr("lpnb.sweep.plan", lambda *args: library() or [])
     with pytest.warns(FutureWarning, match="a library's"):  # shown as Python shows it, with where it came from
@@ -182,6 +184,10 @@ def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
     assert by_id[run_id(mt_lp)].after == run_id(smoke("mt"))
     touch(tmp_path, smoke("supervised"), "checkpoint.pt")
     assert {j.run_id for j in plan([lp], tmp_path)} == {run_id(lp)}
+    record = tmp_path / "runs" / run_id(gtg) / "record.json"
+    record.write_text(record.read_text()[:20])  # cut short: named with its remedy, not taken for done
+    with pytest.raises(RuntimeError, match=f"record {record} is corrupt .* delete its folder"):
+        plan([gtg], tmp_path)
 
 
 def test_a_stage2_run_under_way_needs_no_stage1_run(tmp_path):
@@ -285,10 +291,14 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monke
     monkeypatch.setattr(sweep_module, "command", lambda *args: [
         sys.executable, "-c", "import os, signal; print('epoch 3 of 180'); os.kill(os.getpid(), signal.SIGKILL)"])
     jobs = [Job(smoke("supervised"))]
+    log = tmp_path / "runs" / jobs[0].run_id / "sweep.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"{sweep_module.ATTEMPT}2026-01-01 00:00:00\nan earlier attempt: test error 40.00%\n")
     run_local(jobs, tmp_path, poll=0.01, log=lambda line: None)
     assert jobs[0].state == "failed" and jobs[0].error == (
         "epoch 3 of 180\nkilled by SIGKILL (out of memory?): its epochs finished are checkpointed, and the same "
         "sweep resumes it")
+    assert "earlier attempt" in log.read_text()  # kept in the log, not quoted as this attempt's failure
     assert sweep_module._why(-40, tmp_path / "no log").endswith("killed by signal 40: its epochs finished are "
                                                                 "checkpointed, and the same sweep resumes it")
 

@@ -8,6 +8,7 @@ from conftest import smoke
 
 from lpnb import data as lpdata
 from lpnb import tables
+from lpnb.config import make_config
 from lpnb.experiment import REPO, run
 from lpnb.tables import COMMITTED_PRESET, notebook_settings, output_dir, recorded, run_rows
 
@@ -22,6 +23,12 @@ def test_one_value_means_a_one_element_list():
     s = notebook_settings(labels=1000, methods="lp", datasets="cifar100")
     assert (s.labels, s.methods, s.datasets) == ([1000], ["lp"], ["cifar100"])
     assert notebook_settings(labels="500,1000").labels == [500, 1000]  # `-p labels 500,1000`
+    assert notebook_settings(labels="[500, 1000]").labels == [500, 1000]  # `-p labels "[500, 1000]"`
+    assert tables.positive_ints(3, "n_labeled") == [3] and tables.positive_ints("1,5", "n_labeled") == [1, 5]
+    with pytest.raises(ValueError, match="notebook parameter n_labeled must be a positive integer"):
+        tables.positive_ints("1,x", "n_labeled")
+    with pytest.raises(ValueError, match=r"got 'false' \(Python's spelling: -p train False\)"):
+        notebook_settings(train="false")
     assert notebook_settings(labels=[500, 4000], methods=["supervised", "mt+lp"]).methods == ["supervised", "mt+lp"]
     s = notebook_settings(methods="supervised,mt+lp", datasets="cifar10 cifar100")  # `-p methods supervised,mt+lp`
     assert (s.methods, s.datasets) == (["supervised", "mt+lp"], ["cifar10", "cifar100"])
@@ -36,6 +43,19 @@ def test_one_value_means_a_one_element_list():
 def test_bad_notebook_parameters_are_refused_naming_them(name, value):
     with pytest.raises(ValueError, match=f"notebook parameter {name} must be"):
         notebook_settings(**{name: value})
+
+
+def test_a_table_notebook_takes_only_its_tables_methods_and_datasets(tmp_path):
+    with pytest.raises(ValueError, match=r"Table 2 has no method\(s\) \['gtg'\]; its methods are \['supervised'"):
+        notebook_settings(table=2, methods="lp,gtg", datasets="cifar10")  # gtg is a row of Table 1 only
+    with pytest.raises(ValueError, match=r"Table 3 has no dataset\(s\) \['cifar10'\]"):
+        notebook_settings(table=3, methods="lp", datasets="cifar100,cifar10")
+    with pytest.warns(UserWarning, match="Table 1 has no column of 4000 labels"):
+        assert notebook_settings(table=1, labels=4000, datasets="cifar10").labels == [4000]
+    s = notebook_settings(None, table=3, splits=2, methods="lp", datasets="cifar100", results_dir=tmp_path)
+    assert (s.methods, s.datasets, s.splits) == (["lp"], ["cifar100"], 2)
+    s = notebook_settings(None, splits=2, datasets="fashion-mnist")  # no committed split count: one, not KeyError
+    assert s.tables_dir == REPO / "build/cpu/results"
 
 
 def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_path):
@@ -123,8 +143,19 @@ def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, ca
         records = run_rows([{"method": "supervised"}, {"method": "lp"}], 50, 1, workers=workers, **kw)
         assert records == [done]
         out = capsys.readouterr().out
-        assert out == ("not run yet (1), and not trained: no cifar10 data under the data root "
-                       "(lpnb.data.load_dataset('cifar10') says where to put it)\n")  # no path, no id list
+        assert out == ("not run yet (1), and not trained: no cifar10 data found; give the folder that holds it as "
+                       "the notebook's data_root (lpnb.data.load_dataset('cifar10') says where it looks and what it "
+                       "reads)\n")  # no path, no id list
+
+
+def test_training_is_announced_with_the_committed_records_a_results_dir_hides(capsys, tmp_path):
+    cells = [make_config("cpu", labels=500, method=m) for m in ("supervised", "lp")]  # both committed
+    tables.announce_training(cells + [make_config("cpu", labels=500, method="lp", split=7)], tmp_path)
+    assert capsys.readouterr().out == (
+        f"training 3 run(s) not recorded in {tmp_path} (cpu preset; train=False shows only what is recorded); "
+        f"{REPO / 'results'} holds 2 of them, which results_dir=None would read instead\n")
+    tables.announce_training([make_config("smoke", labels=500)], tmp_path)
+    assert capsys.readouterr().out.endswith("(smoke preset; train=False shows only what is recorded)\n")
 
 
 def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsys, tmp_path):
@@ -200,8 +231,8 @@ def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp
     ours = [{**full_record("lp", s, e), "config": {"use_omega": False, "use_zeta": False}} for s, e in ((0, 30.0),)]
     assert tables.compare(ours + [{**r, "split": 0} for r in records[:1]], {"method": "lp", "use_omega": False,
                                                                             "use_zeta": False}, "supervised")[1] == (
-        "Diffusion (7), no weights has a lower error than Fully supervised on 1 of 1 splits at 500 labels (mean "
-        "difference -30.00 points, from -30.00 to -30.00).")
+        "Diffusion (7), no weights has a lower error than Fully supervised on 1 of 1 splits at 500 labels "
+        "(difference -30.00 points).")
 
 
 def test_table1_rows_are_named_by_their_weights():
@@ -230,6 +261,13 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
     older.to_csv(path, index=False)
     tables.write_table(tables.summarize([record(500, "lp", 31.0)]), path)
     assert list(pd.read_csv(path).columns) == [*tables.summarize(full).columns, "gone"]  # summarize's order
+    text = path.read_text()
+    for damaged, why in ((text[:text.rindex("\ncifar10,") + 12], r"row \d+ is incomplete"), ("", "No columns"),
+                         ('"dataset,labels\n', "EOF inside string"), ("a,b\n1,2\n", "no column dataset")):
+        path.write_text(damaged)  # cut short, emptied, or not a table of ours: named, not merged
+        with pytest.raises(ValueError, match=f"table {path} is damaged \\(.*{why}.*delete it: the notebook"):
+            tables.write_table(tables.summarize([record(500, "lp", 31.0)]), path)
+        assert path.read_text() == damaged
 
 
 def full_record(method, split, error, labels=500, base=None, history=(), **extra):
@@ -255,7 +293,14 @@ def test_compare_gives_the_differences_split_by_split_and_says_what_they_show():
     ablated = [{**r, "config": {"use_omega": False, "use_zeta": True}} for r in records if r["method"] == "lp"]
     no_omega = tables.compare(records + ablated, "lp", {"method": "lp", "use_omega": False})[0]
     assert no_omega.values.tolist() == [[0, 0, 0]]
-    assert "share no recorded split" in tables.compare(records, "lp", "gtg")[1]
+    assert tables.compare(records, "lp", "gtg")[1] == (  # a method not selected is not "no shared split"
+        "No comparison of Ours: diffusion (7) + weights with GTG + weights: GTG + weights has no run here (not "
+        "selected, or not run yet).")
+    assert "Fully supervised and Mean Teacher have no run" in tables.compare(records, "supervised", "mt")[1]
+    lp2 = [r for r in records if r["method"] == "lp" and r["split"] == 2]
+    assert tables.compare(lp2 + records[3:], "lp", "network")[1].endswith("share no recorded split yet.")
+    assert tables.compare(records[:1] + records[3:], "lp", "network")[1].endswith(
+        "on 1 of 1 splits at 500 labels (difference -1.00 points).")  # one split: no mean or range of one
 
 
 def test_per_split_and_run_times():

@@ -39,6 +39,14 @@ def test_make_toy_rejects_bad_sizes():
         make_toy(300, 1)
     with pytest.raises(ValueError, match="n_points"):
         make_toy(2, 3)
+    with pytest.raises(ValueError, match="n_points='300'"):  # `papermill -p` text: refused, not compared
+        make_toy("300", 3)
+    for bad in (-1, float("nan"), float("inf"), "0.1"):
+        with pytest.raises(ValueError, match=f"noise must be a standard deviation >= 0, got {bad!r}"):
+            make_toy(noise=bad)
+    for bad in ("abc", 1.5, None, True):  # None would be a fresh random seed: a figure that cannot be redrawn
+        with pytest.raises(ValueError, match=f"seed must be an integer, got {bad!r}"):
+            make_toy(seed=bad)
 
 
 def test_pick_labeled_per_class_nested_and_seeded():
