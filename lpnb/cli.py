@@ -272,8 +272,9 @@ def main(argv=None):
                 "lpnb writes and reads)" if isinstance(e, OSError) and e.filename else "")
         parser.exit(2, f"lpnb: error: {e}{hint}\n")
     except KeyboardInterrupt:
-        again = "the same command without --force" if getattr(args, "force", False) else "the same command"
-        parser.exit(130, f"lpnb: interrupted (the epochs finished are checkpointed: {again} continues)\n")
+        again = ("the same command without --force continues them; if none was trained yet, run it with --force "
+                 "again" if getattr(args, "force", False) else "the same command continues")
+        parser.exit(130, f"lpnb: interrupted (the epochs finished are checkpointed: {again})\n")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ training batch there: augment moves pixels (uint8 in, uint8 out), normalize make
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -248,7 +249,7 @@ def _fingerprint(path: Path) -> str:
 def atomic_write(path, write) -> None:
     """Call write(binary file) on a temporary file next to path, flush it to disk, then rename
     it to path: a crash or kill leaves either the old file or the new one, never a partial one. A write
-    that fails (a full disk) raises an error that names path and the remedy."""
+    that fails as a full disk does raises an error that names path and the remedy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -261,11 +262,12 @@ def atomic_write(path, write) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         os.unlink(tmp)
-        if not isinstance(e, (OSError, RuntimeError)):  # torch.save reports a full disk as a RuntimeError
+        full = (isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "free space" in str(e))
+                or type(e) is RuntimeError)  # numpy: "Not enough free space"; torch.save: a bare RuntimeError
+        if not full:
             raise
-        raise (OSError if isinstance(e, OSError) else RuntimeError)(
-            f"writing {path} failed ({e}); the file as it was is kept. A full disk fails this way: free space, "
-            "then run the same command again") from e
+        raise type(e)(f"writing {path} failed ({e}); the file as it was is kept. If the disk is full, free space, "
+                      "then run the same command again") from e
 
 
 def content_fingerprint(arrays) -> str:

@@ -31,6 +31,7 @@ except ImportError:  # faiss is optional: the torch backend covers every case bu
 
 _RULES = {  # rule: (type, test, what the message asks for)
     "count": (numbers.Integral, lambda v: v >= 1, "a positive integer"),
+    "seed": (numbers.Integral, lambda v: v >= 0, "an integer >= 0"),
     "positive": (numbers.Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     "nonnegative": (numbers.Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "fraction": (numbers.Real, lambda v: math.isfinite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
@@ -38,7 +39,7 @@ _RULES = {  # rule: (type, test, what the message asks for)
 
 
 def _check_param(name, value, rule, *, optional=False):
-    """The setting `name` as an int ("count") or a float (the other rules of _RULES), or a
+    """The setting `name` as an int ("count", "seed") or a float (the other rules of _RULES), or a
     ValueError that names it and says what it must be. bool is refused, numpy scalars are
     accepted; optional=True lets None through."""
     if optional and value is None:
@@ -46,7 +47,7 @@ def _check_param(name, value, rule, *, optional=False):
     kind, test, what = _RULES[rule]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind) or not test(value):
         raise ValueError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
-    return int(value) if rule == "count" else float(value)
+    return int(value) if rule in ("count", "seed") else float(value)
 
 
 _INTERNAL = tuple(os.path.join(os.path.dirname(__file__), f) for f in ("graph.py", "diffusion.py"))

@@ -283,7 +283,7 @@ def plot_figure7(record, data, n_images=12):
     other_copy = source and source != record.get("data_source", source)
     recorded = len(record["confident_mistakes"])
     caption = ", ".join([describe_runs([record])] + [f"images from {source}"] * bool(other_copy)
-                        + [f"all {recorded} mistakes the run recorded"] * (0 < recorded < n_images))
+                        + [f"the {recorded} most confident mistakes the run recorded"] * (0 < recorded < n_images))
     if not mistakes:  # every pseudo-label of the last epoch is right
         fig, ax = plt.subplots(figsize=(4.2, 1.2))
         ax.axis("off")

@@ -11,6 +11,7 @@ preset, and so does a figure notebook given other cells than its defaults (`figu
 records always go to results_dir/runs/ (the smoke preset's to a cache folder).
 """
 import ast
+import io
 import json
 import os
 import tempfile
@@ -22,7 +23,7 @@ import pandas as pd
 import torch
 
 from lpnb import data as lpdata
-from lpnb.config import DATASET_DEFAULTS, METHODS, PRESETS, make_config, run_id
+from lpnb.config import DATASET_DEFAULTS, METHODS, PRESETS, base_config, make_config, run_id
 from lpnb.experiment import REPO, default_results_dir, load_record, read_record, run
 
 COMMITTED_PRESET = "cpu"  # the preset of the committed results/table*.csv and figures/
@@ -75,16 +76,24 @@ def output_dir(preset):
     return lpdata.default_cache_dir() / "smoke" if preset == "smoke" else REPO / "build" / preset
 
 
-def _as_list(value, name, check, what, required=True):
-    """A notebook parameter as a list (`-p labels 1000` and `-p methods lp` mean one-element lists,
-    `-p methods supervised,lp` two); every element must pass `check`."""
-    if isinstance(value, str) and ("," in value or " " in value):
-        value = value.replace(",", " ").split()
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    bad = [v for v in values if not check(v)]
-    if (required and not values) or bad:
+def _as_list(value, name, check, what, required=True, convert=str):
+    """A notebook parameter as a list: one value, a list, or text as `papermill -p` passes it ("lp",
+    "supervised,lp", "[500, 1000]"), each item of the text read with `convert` where it can be; every element
+    must pass `check`, else ValueError naming the parameter and the value as given."""
+    values = value
+    if isinstance(value, str):
+        values = [_converted(v, convert) for v in value.strip("[]() ").replace(",", " ").split()]
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if (required and not values) or not all(check(v) for v in values):
         raise ValueError(f"notebook parameter {name} must be {what} (or a list of them), got {value!r}")
     return list(dict.fromkeys(values))  # a value given twice is one cell
+
+
+def _converted(text, convert):
+    try:
+        return convert(text.strip("'\""))
+    except ValueError:
+        return text
 
 
 def _positive_int(v):
@@ -94,9 +103,7 @@ def _positive_int(v):
 def positive_ints(value, name):
     """A notebook parameter of positive integers as a list: 1000, [500, 1000], "500,1000" or "[500, 1000]"
     (as `papermill -p` passes them); anything else raises ValueError naming the parameter."""
-    if isinstance(value, str):
-        value = [int(v) if v.isdigit() else v for v in value.strip("[] ").replace(",", " ").split()]
-    return _as_list(value, name, _positive_int, "a positive integer")
+    return _as_list(value, name, _positive_int, "a positive integer", convert=int)
 
 
 def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_root=None, splits=None,
@@ -386,15 +393,18 @@ def figure_run(settings, labels=500, split=0, device="auto"):
 def announce_training(cfgs, results_dir=None):
     """Say, before training them, how many runs are missing from results_dir and at which preset; when
     results_dir is not the repository's results/ and that holds some of them, say so: a notebook given a
-    results_dir reads its records there only."""
+    results_dir (or $LPNB_RESULTS_DIR) reads its records there only."""
     cfgs = list(cfgs)
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfgs[0].preset)
-    line = (f"training {len(cfgs)} run(s) not recorded in {results_dir} ({cfgs[0].preset} preset; train=False shows "
-            "only what is recorded)")
+    stage1 = ", with the stage-1 runs they continue where those have no checkpoint" * any(map(base_config, cfgs))
+    line = (f"training {len(cfgs)} run(s) not recorded in {results_dir}{stage1} ({cfgs[0].preset} preset; "
+            "train=False shows only what is recorded)")
     committed = REPO / "results"
     if results_dir.resolve() != committed.resolve():
         if found := sum(load_record(cfg, committed) is not None for cfg in cfgs):
-            line += f"; {committed} holds {found} of them, which results_dir=None would read instead"
+            how = "$LPNB_RESULTS_DIR unset and results_dir=None" if os.environ.get("LPNB_RESULTS_DIR") else \
+                "results_dir=None"
+            line += f"; {committed} holds {found} of them, which {how} would read instead"
     print(line, flush=True)
 
 
@@ -455,7 +465,10 @@ def write_table(df, path):
 def _read_table(path):
     """A table CSV that `write_table` wrote; a damaged one (cut short, edited) raises ValueError naming it."""
     try:
-        table = pd.read_csv(path)
+        text = Path(path).read_text()
+        if not text.endswith("\n"):  # to_csv ends every line
+            raise ValueError("it ends inside a line" if text else "it is empty")
+        table = pd.read_csv(io.StringIO(text))
         if missing := [c for c in TABLE_CELL + ["ours_mean"] if c not in table]:
             raise ValueError(f"no column {', '.join(missing)}")
         if len(bad := table.index[table[TABLE_CELL + ["ours_mean"]].isna().any(axis=1)]):

@@ -4,14 +4,9 @@ Each class is one arm of a spiral, a noisy curved 1-D manifold in the plane; the
 interleave, so nearby points of different classes are common in Euclidean distance but
 rare along the manifolds, which is what label propagation exploits.
 """
-import math
-import numbers
-
 import numpy as np
 
-
-def _integer(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+from lpnb.graph import _check_param
 
 
 def make_toy(n_points=300, n_classes=3, noise=0.05, turns=0.75, seed=0):
@@ -21,13 +16,11 @@ def make_toy(n_points=300, n_classes=3, noise=0.05, turns=0.75, seed=0):
     and t = 2 pi turns r, plus isotropic Gaussian noise of std `noise`.
     Returns points (n, 2) float32 and labels (n,) int64; class sizes differ by at most 1.
     """
-    if not (_integer(n_points) and _integer(n_classes)) or n_classes < 2 or n_points < n_classes:
-        raise ValueError(f"need integers n_classes >= 2 and n_points >= n_classes, got n_points={n_points!r}, "
-                         f"n_classes={n_classes!r}")
-    if not isinstance(noise, numbers.Real) or not 0 <= noise < math.inf:
-        raise ValueError(f"noise must be a standard deviation >= 0, got {noise!r}")
-    if not _integer(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    n_points, n_classes = _check_param("n_points", n_points, "count"), _check_param("n_classes", n_classes, "count")
+    if n_classes < 2 or n_points < n_classes:
+        raise ValueError(f"need n_classes >= 2 and n_points >= n_classes, got {n_points} points, {n_classes} classes")
+    noise, turns = _check_param("noise", noise, "nonnegative"), _check_param("turns", turns, "nonnegative")
+    seed = _check_param("seed", seed, "seed")
     rng = np.random.default_rng(seed)
     labels = np.arange(n_points) % n_classes
     r = rng.uniform(0.15, 1.0, n_points)

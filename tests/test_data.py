@@ -363,9 +363,14 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
     def write(f):  # a full disk: numpy raises OSError, torch.save RuntimeError
         f.write(b"new, partly")
         raise error
-    with pytest.raises(type(error), match=f"writing {path} failed .*free space, then run the same command again"):
+    with pytest.raises(type(error), match=f"writing {path} failed .*If the disk is full, free space, then run the "
+                                          "same command again"):
         data.atomic_write(path, write)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    for other in (PermissionError(13, "Permission denied", str(path)), NotImplementedError("no")):  # not a full disk
+        with pytest.raises(type(other)) as raised:
+            data.atomic_write(path, lambda f, e=other: (_ for _ in ()).throw(e))
+        assert raised.value is other  # as it was: its type, errno and file name (the CLI's path hint needs it)
     with pytest.raises(KeyboardInterrupt):  # not an error of the write: passed on as it is
         data.atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
 

@@ -443,7 +443,8 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
     monkeypatch.setattr(cli, "_run", interrupted)
     with pytest.raises(SystemExit) as stop:
         cli.main(args + ["--results-dir", str(results), "--force"])  # --force again would start over
-    assert "checkpointed: the same command without --force continues)" in capsys.readouterr().err
+    assert "checkpointed: the same command without --force continues them; if none was trained yet, run it with " \
+        "--force again)" in capsys.readouterr().err
 
 
 def test_a_stage1_record_retrained_and_stopped_is_finished_before_stage2_starts(env, tmp_path, minute_epochs):

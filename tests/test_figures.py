@@ -99,11 +99,11 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     fig = plot_figure7(record, data)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names
-    assert [t.get_text() for t in fig.texts] == ["run r, all 3 mistakes the run recorded"]  # of 12 asked for
+    assert [t.get_text() for t in fig.texts] == ["run r, the 3 most confident mistakes the run recorded"]  # of 12
     full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz", "device": "NVIDIA H200"}
     assert captions(plot_figure7(full, data)) == [
-        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders), all 3 "
-        "mistakes the run recorded"]
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders), the 3 "
+        "most confident mistakes the run recorded"]
     narrow = plot_figure7({**full, "run_id": "cifar10-500-lp-split2-paper-0123abcd"}, data)  # 4.2 inches wide
     narrow.canvas.draw()
     assert narrow.texts[0].get_window_extent().x1 <= narrow.bbox.x1  # the caption wraps to fit

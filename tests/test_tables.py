@@ -25,8 +25,10 @@ def test_one_value_means_a_one_element_list():
     assert notebook_settings(labels="500,1000").labels == [500, 1000]  # `-p labels 500,1000`
     assert notebook_settings(labels="[500, 1000]").labels == [500, 1000]  # `-p labels "[500, 1000]"`
     assert tables.positive_ints(3, "n_labeled") == [3] and tables.positive_ints("1,5", "n_labeled") == [1, 5]
-    with pytest.raises(ValueError, match="notebook parameter n_labeled must be a positive integer"):
-        tables.positive_ints("1,x", "n_labeled")
+    assert notebook_settings(methods="['lp', 'mt']", labels="(500, 1000)").methods == ["lp", "mt"]  # any list text
+    for bad in ("1,x", "\u00b2", "", "5.0"):  # named, with the value as given (a superscript digit is no int)
+        with pytest.raises(ValueError, match=f"notebook parameter n_labeled must be a positive integer .*{bad!r}"):
+            tables.positive_ints(bad, "n_labeled")
     with pytest.raises(ValueError, match=r"got 'false' \(Python's spelling: -p train False\)"):
         notebook_settings(train="false")
     assert notebook_settings(labels=[500, 4000], methods=["supervised", "mt+lp"]).methods == ["supervised", "mt+lp"]
@@ -148,14 +150,21 @@ def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, ca
                        "reads)\n")  # no path, no id list
 
 
-def test_training_is_announced_with_the_committed_records_a_results_dir_hides(capsys, tmp_path):
+def test_training_is_announced_with_the_committed_records_a_results_dir_hides(capsys, tmp_path, monkeypatch):
     cells = [make_config("cpu", labels=500, method=m) for m in ("supervised", "lp")]  # both committed
     tables.announce_training(cells + [make_config("cpu", labels=500, method="lp", split=7)], tmp_path)
     assert capsys.readouterr().out == (
-        f"training 3 run(s) not recorded in {tmp_path} (cpu preset; train=False shows only what is recorded); "
-        f"{REPO / 'results'} holds 2 of them, which results_dir=None would read instead\n")
-    tables.announce_training([make_config("smoke", labels=500)], tmp_path)
-    assert capsys.readouterr().out.endswith("(smoke preset; train=False shows only what is recorded)\n")
+        f"training 3 run(s) not recorded in {tmp_path}, with the stage-1 runs they continue where those have no "
+        f"checkpoint (cpu preset; train=False shows only what is recorded); {REPO / 'results'} holds 2 of them, "
+        "which results_dir=None would read instead\n")
+    monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path))  # where results_dir=None reads now
+    tables.announce_training(cells[:1], None)
+    assert capsys.readouterr().out == (
+        f"training 1 run(s) not recorded in {tmp_path} (cpu preset; train=False shows only what is recorded); "
+        f"{REPO / 'results'} holds 1 of them, which $LPNB_RESULTS_DIR unset and results_dir=None would read "
+        "instead\n")
+    tables.announce_training([make_config("smoke", labels=500, method="supervised")], tmp_path)
+    assert capsys.readouterr().out.endswith(f"{tmp_path} (smoke preset; train=False shows only what is recorded)\n")
 
 
 def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsys, tmp_path):
@@ -262,7 +271,8 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
     tables.write_table(tables.summarize([record(500, "lp", 31.0)]), path)
     assert list(pd.read_csv(path).columns) == [*tables.summarize(full).columns, "gone"]  # summarize's order
     text = path.read_text()
-    for damaged, why in ((text[:text.rindex("\ncifar10,") + 12], r"row \d+ is incomplete"), ("", "No columns"),
+    for damaged, why in ((text[:text.rindex("\ncifar10,") + 12] + "\n", r"row \d+ is incomplete"),
+                         (text[:-3], "it ends inside a line"), ("", "it is empty"), ("\n", "No columns"),
                          ('"dataset,labels\n', "EOF inside string"), ("a,b\n1,2\n", "no column dataset")):
         path.write_text(damaged)  # cut short, emptied, or not a table of ours: named, not merged
         with pytest.raises(ValueError, match=f"table {path} is damaged \\(.*{why}.*delete it: the notebook"):

@@ -1,4 +1,6 @@
 """The toy data of Figures 1 and 3 (lpnb.toy) and the toy figures (lpnb.plots)."""
+import re
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -39,15 +41,17 @@ def test_make_toy_rejects_bad_sizes():
         make_toy(300, 1)
     with pytest.raises(ValueError, match="n_points"):
         make_toy(2, 3)
-    with pytest.raises(ValueError, match="n_points='300'"):  # `papermill -p` text: refused, not compared
+    with pytest.raises(ValueError, match="n_points must be a positive integer, got '300'"):  # `papermill -p` text
         make_toy("300", 3)
-    for bad in (-1, float("nan"), float("inf"), "0.1"):
-        with pytest.raises(ValueError, match=f"noise must be a standard deviation >= 0, got {bad!r}"):
+    for bad in (-1, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match=re.escape(f"noise must be a finite number >= 0, got {bad!r}")):
             make_toy(noise=bad)
-    for bad in ("abc", 1.5, None, True):  # None would be a fresh random seed: a figure that cannot be redrawn
-        with pytest.raises(ValueError, match=f"seed must be an integer, got {bad!r}"):
+    with pytest.raises(ValueError, match="turns must be a finite number >= 0, got nan"):
+        make_toy(turns=float("nan"))
+    for bad in ("abc", 1.5, None, True, -1):  # None would be a fresh random seed: a figure that cannot be redrawn
+        with pytest.raises(ValueError, match=re.escape(f"seed must be an integer >= 0, got {bad!r}")):
             make_toy(seed=bad)
-
+    assert make_toy(seed=np.int64(3))[0].tolist() == make_toy(seed=3)[0].tolist()
 
 def test_pick_labeled_per_class_nested_and_seeded():
     _, labels = make_toy(seed=0)
