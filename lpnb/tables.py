@@ -380,14 +380,15 @@ def figure_run(settings, labels=500, split=0, device="auto"):
             return paper
     cfg = make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device)
     record = load_record(cfg, settings.results_dir)
-    if record is None and not settings.train:
+    if record is not None:
+        return record
+    if not settings.train:
         raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
                            f"--method lp --split {split}`{' (on a GPU)' if cfg.preset == 'paper' else ''}, or pass "
                            "train=True to the notebook")
-    if record is None:
-        announce_training([cfg], settings.results_dir)
-    return record or run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)
+    announce_training([cfg], settings.results_dir)
+    return run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)
 
 
 def announce_training(cfgs, results_dir=None):
