@@ -11,8 +11,10 @@ import functools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -211,6 +213,14 @@ def _show_warning(show, message, category, filename, *args, **kwargs):
         show(message, category, filename, *args, **kwargs)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler stopping the job), raised where the process is, so that it stops as at Ctrl-C."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
 def main(argv=None):
     # no abbreviated flags: `sweep --split 4` must not be read as `--splits 4` (four splits)
     parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.split("\n\n")[0].replace("\n", " "),
@@ -263,6 +273,8 @@ def main(argv=None):
     s.add_argument("--readme", action="store_true", help="write it into README.md instead of printing it")
     s.set_defaults(func=_status)
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
@@ -271,10 +283,18 @@ def main(argv=None):
         hint = (" (check the path and its permissions: --results-dir, --data-root and $LPNB_CACHE_DIR choose where "
                 "lpnb writes and reads)" if isinstance(e, OSError) and e.filename else "")
         parser.exit(2, f"lpnb: error: {e}{hint}\n")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         again = ("the same command without --force continues them; if none was trained yet, run it with --force "
                  "again" if getattr(args, "force", False) else "the same command continues")
-        parser.exit(130, f"lpnb: interrupted (the epochs finished are checkpointed: {again})\n")
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"lpnb: {how} (the epochs finished are checkpointed: {again})", file=sys.stderr, flush=True)
+        if isinstance(e, Terminated):  # and dies of it, as its caller expects (exit status 143, -15 to Python)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        sys.exit(130)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ def test_a_checkpoint_of_other_or_unnamed_data_is_refused(tmp_path):
         experiment.load_checkpoint(path, "r", "abc")
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_result(env, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
+def test_killed_then_resumed_gives_the_uninterrupted_result(env, tmp_path, stop):
+    """kill -9, or SIGTERM (`kill`, a scheduler), after a checkpoint; SIGTERM is also told and still kills."""
     root, results = env
     kw = dict(epochs_stage1=2, epochs_stage2=6)
     reference = run(smoke("lp", **kw), data_root=root, results_dir=tmp_path / "reference", progress=False)
@@ -129,9 +131,12 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(env, tmp_path):
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(stop)
+    assert proc.wait() == -stop
     assert not (ckpt.parent / "record.json").exists(), "the run finished before it could be killed"
+    if stop == signal.SIGTERM:
+        assert "lpnb: stopped by SIGTERM (the epochs finished are checkpointed: the same command continues)" in \
+            proc.stderr.read().decode()
 
     resumed = run(smoke("lp", **kw), data_root=root, results_dir=results, progress=False)
     assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [(1, 0), (1, 1)] + [(2, e) for e in range(6)]
