@@ -249,10 +249,15 @@ def _fingerprint(path: Path) -> str:
 def atomic_write(path, write) -> None:
     """Call write(binary file) on a temporary file next to path, flush it to disk, then rename
     it to path: a crash or kill leaves either the old file or the new one, never a partial one. A write
-    that fails as a full disk does raises an error that names path and the remedy."""
+    that fails as a full disk does, or a folder that is not writable, raises an error that names path and
+    the remedy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError as e:  # its file name would be the temporary file's
+        raise PermissionError(e.errno, f"{e.strerror}: the folder is not writable, so {path.name} cannot be written "
+                                       "there; make it writable or choose another folder", str(path)) from e
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -374,6 +374,16 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
     with pytest.raises(KeyboardInterrupt):  # not an error of the write: passed on as it is
         data.atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
 
+
+def test_a_folder_not_writable_is_named_by_the_file_to_write(tmp_path, monkeypatch):
+    def read_only(**kwargs):  # as mkstemp fails there (for a user other than root)
+        raise PermissionError(13, "Permission denied", str(Path(kwargs["dir"]) / ".table2.csv.x1y2.tmp"))
+    monkeypatch.setattr(data.tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match="Permission denied: the folder is not writable, so table2.csv cannot "
+                                              "be written there; make it writable or choose another folder") as raised:
+        data.atomic_write(tmp_path / "table2.csv", lambda f: f.write(b"x"))
+    assert raised.value.filename == str(tmp_path / "table2.csv") and raised.value.errno == 13
+
 # --- Mini-ImageNet stand-in: Ravi & Larochelle csv files + images ------------------------------
 
 @pytest.mark.parametrize("layout", ["images", "class_folders"])
