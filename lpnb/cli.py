@@ -104,7 +104,7 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
     text = nbformat.writes(nb)  # as nbformat.write writes it
-    lpdata.atomic_write(Path(out), lambda f: f.write((text if text.endswith("\n") else text + "\n").encode()))
+    lpdata.write_text(out, text if text.endswith("\n") else text + "\n")
     shutil.rmtree(executed.parent)
 
 
@@ -199,7 +199,7 @@ def _status(args):
     if args.readme:
         readme = REPO / "README.md"
         text = readme_with_status(readme.read_text())
-        lpdata.atomic_write(readme, lambda f: f.write(text.encode()))
+        lpdata.write_text(readme, text)
         print(f"updated the status table of {readme}")
     else:
         print(status_table(), end="")

@@ -275,6 +275,16 @@ def atomic_write(path, write) -> None:
                       "then run the same command again") from e
 
 
+def write_text(path, text) -> None:
+    """Write `text` to `path` as UTF-8, atomically (`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path, obj) -> None:
+    """Write `obj` as indented JSON to `path`, atomically."""
+    write_text(path, json.dumps(obj, indent=1))
+
+
 def content_fingerprint(arrays) -> str:
     """sha1 (16 hex digits) of arrays' shapes, dtypes and bytes: the same pixels and labels give the same
     value on any machine, whatever file format they were decoded from."""
@@ -312,7 +322,7 @@ def _write_cache(cache: Path, name, arrays, classes, source):
         atomic_write(cache / f"{key}.npy", lambda f, a=array: np.save(f, a))
     meta = {"name": name, "source": source, "classes": list(classes), "fingerprint": content_fingerprint(arrays),
             "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
-    atomic_write(cache / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    write_json(cache / "meta.json", meta)
     _VERIFIED.add(_cache_signature(cache))  # its fingerprint is of the arrays just written
 
 
@@ -549,7 +559,7 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
                           f"{papers[-1]}; this one is a seeded draw of our own, saved to {ours}", stacklevel=2)
         lines = "".join(f"{i}_{data.classes[data.train_labels[i]]}.png {data.classes[data.train_labels[i]]}\n"
                         for i in idx)
-        atomic_write(ours, lambda f: f.write(lines.encode()))
+        write_text(ours, lines)
     return ours
 
 

@@ -41,6 +41,7 @@ from lpnb.graph import (
     graph_from_neighbours,
     locality_order,
     normalize,
+    search_chunk,
     spmm,
 )
 from lpnb.graph import knn as knn_search
@@ -440,7 +441,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         for j in range(0, c, step):
             result.scores[:, j:j + step] = result.scores[inverse, j:j + step]
     timings["weights"] = clock() - t
-    result.timings, result.class_blocks, result.sigma = timings, -(-c // block), sigma if graph == "gaussian" else None
+    result.timings, result.class_blocks, result.sigma = timings, -(-c // block), sigma  # None for graph="dot"
     return result
 
 
@@ -539,7 +540,7 @@ def _graph_memory(n, d, k, cuda, torch_search):
     coalesce) peaks at 148 n k with the same code on a CPU, 180 n k allowed for the GPU sort's buffers, and W
     keeps its int64 COO indices. A torch k-NN search (`torch_search`) adds its block of similarities."""
     k = min(k, n - 1)
-    chunk = 4 * min(n * n, max(n, (1 << 28) if cuda else (1 << 26))) if torch_search else 0
+    chunk = 4 * min(n * n, max(n, search_chunk(cuda))) if torch_search else 0
     if cuda:
         return 180 * n * k + 4 * n * d + chunk, 40 * n * k
     return 40 * n * k + 4 * n * d + chunk, 24 * n * k

@@ -36,10 +36,10 @@ except ImportError:  # not POSIX: runs are not locked
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, resolve, run_id
+from lpnb.data import REPO, write_json
 from lpnb.models import build_model
 from lpnb.train import Trainer, confident_mistakes, correct_pseudo_labels, omega_histogram
 
-REPO = Path(__file__).resolve().parent.parent
 clock = time.monotonic  # the clock of time limits (a test may replace it)
 PAPER_ON_CPU = ("training at the paper preset (the full protocol) on a CPU: a full run takes days here, against "
                 "minutes on a GPU; the cpu preset (--preset cpu) is the small version for a CPU")
@@ -81,11 +81,6 @@ def default_results_dir(preset=None):
 
 
 # --- files ------------------------------------------------------------------------------
-def write_json(path, obj):
-    """Write `obj` as indented JSON to `path`, atomically (a crash leaves the old file or the new one)."""
-    lpdata.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
-
-
 RECORD_FIELDS = {"run_id": str, "method": str, "dataset": str, "preset": str, "labels": int, "split": int,
                  "test_error": (int, float), "history": list}  # what every reader of a record relies on
 KIND_NAMES = {str: "a string", int: "an integer", (int, float): "a number", list: "a list"}
@@ -197,7 +192,7 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
     if not path.exists():
         return None
     record = read_record(path)
-    if run_data is not None and record.get("data_fingerprint") != run_data.fingerprint:
+    if record.get("data_fingerprint") != run_data.fingerprint:
         raise RuntimeError(
             f"{path} was made from other data ({record.get('data_source')}, fingerprint "
             f"{record.get('data_fingerprint')}) than this run reads ({Path(run_data.data.source).name}, split file "
@@ -510,15 +505,14 @@ def _environment(device):
 def make_record(cfg, trainer, state, run_data, base, device):
     """The record of a finished run (what `run` writes as record.json)."""
     final = state["history"][-1]
-    mt = cfg.method.startswith("mt")  # Mean Teacher reports its EMA teacher
+    reported = "teacher_test_error" if cfg.method.startswith("mt") else "test_error"  # MT: its EMA teacher's
     source = Path(run_data.data.source)
     return {
         "run_id": run_id(cfg), "method": cfg.method, "dataset": cfg.dataset, "labels": cfg.labels, "split": cfg.split,
         "preset": cfg.preset, "config": asdict(trainer.cfg),
-        "test_error": final["teacher_test_error" if mt else "test_error"],
-        "test_error_top5": final["teacher_test_error_top5" if mt else "test_error_top5"],
+        "test_error": final[reported], "test_error_top5": final[reported + "_top5"],
         "student_test_error": final["test_error"],
-        "stage1_test_error": (base or {}).get("test_error", final["teacher_test_error" if mt else "test_error"]),
+        "stage1_test_error": (base or {}).get("test_error", final[reported]),
         "history": (base["history"] if base else []) + state["history"],
         "omega_histograms": state["extras"]["omega_histograms"],
         "confident_mistakes": state["extras"].get("confident_mistakes", []),

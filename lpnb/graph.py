@@ -193,26 +193,20 @@ def _ivf_params(n):
     return nlist, min(nlist, 3)
 
 
-def locality_order(x, metric="dot", seed=0):
-    """A permutation of the rows of x (n, d) that puts near points next to each other, by their k-means
-    cluster (sqrt(n) clusters, faiss, spherical for metric="dot"), and the cluster of each point in that
-    order. Searching the k-NN and multiplying by the graph in this order reuses the caches (at n =
-    1,000,000 on a 2-core CPU, 1.7x and 3x faster on well-clustered points)."""
+def locality_order(x, seed=0):
+    """A permutation of the rows of x (n, d) that puts near points next to each other, by their spherical
+    k-means cluster (sqrt(n) clusters, faiss), and the cluster of each point in that order. Searching the
+    k-NN and multiplying by the graph in this order reuses the caches (at n = 1,000,000 on a 2-core CPU,
+    1.7x and 3x faster on well-clustered points)."""
     if faiss is None:
         raise ValueError("locality_order needs faiss: pip install faiss-cpu")
     xb = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
     clusters, _ = _ivf_params(len(xb))
-    kmeans = faiss.Kmeans(xb.shape[1], clusters, niter=10, max_points_per_centroid=64, seed=seed,
-                          spherical=metric == "dot")
+    kmeans = faiss.Kmeans(xb.shape[1], clusters, niter=10, max_points_per_centroid=64, seed=seed, spherical=True)
     kmeans.train(xb)
-    if metric == "dot":
-        index = faiss.IndexFlatIP(xb.shape[1])
-        index.add(kmeans.centroids)
-    else:
-        index = kmeans.index
-    _, cluster = index.search(xb, 1)
-    order = np.argsort(cluster[:, 0], kind="stable")
-    return torch.from_numpy(order).to(x.device), torch.from_numpy(cluster[order, 0]).to(x.device)
+    _, cluster = kmeans.assign(xb)  # the nearest centroid by inner product (spherical)
+    order = np.argsort(cluster, kind="stable")
+    return torch.from_numpy(order).to(x.device), torch.from_numpy(cluster[order]).to(x.device)
 
 
 def _faiss_search(x, q, k, metric, approx):
@@ -243,8 +237,14 @@ def _faiss_search(x, q, k, metric, approx):
     return torch.from_numpy(D).to(x.device), torch.from_numpy(I).to(x.device)
 
 
+def search_chunk(cuda):
+    """Similarities computed at once by the torch k-NN search (its block of queries x points): 256M on a GPU,
+    64M on a CPU."""
+    return 2**28 if cuda else 2**26
+
+
 def _torch_search(x, q, k, metric, chunk_size):
-    rows = chunk_size or max(1, (2**28 if x.is_cuda else 2**26) // len(x))  # 256M (GPU) or 64M similarities a chunk
+    rows = chunk_size or max(1, search_chunk(x.is_cuda) // len(x))
     sq = (x * x).sum(1)
     D, I = [], []
     for s in range(0, len(q), rows):
@@ -319,16 +319,14 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
         D, I = _faiss_search(x, q, kq, metric, approx)
     else:
         D, I = _torch_search(x, q, kq, metric, chunk_size)
-    if queries is None:  # drop column `pos`: where the point itself is, else the last one (a block at a time)
+    if queries is None:  # drop one column per row: the point itself, else the last one (a block at a time)
         D_all, I_all = D, I
         D, I = D_all.new_empty(n, k), I_all.new_empty(n, k)
         for i in range(0, n, 1 << 16):
             d_i, i_i = D_all[i:i + (1 << 16)], I_all[i:i + (1 << 16)]
-            is_self = i_i == torch.arange(i, i + len(i_i), device=I.device)[:, None]
-            pos = torch.where(is_self.any(1), is_self.byte().argmax(1), k)
-            cols = torch.arange(k, device=I.device)
-            cols = cols + (cols >= pos[:, None])
-            D[i:i + len(i_i)], I[i:i + len(i_i)] = d_i.gather(1, cols), i_i.gather(1, cols)
+            drop = i_i == torch.arange(i, i + len(i_i), device=I.device)[:, None]
+            drop[~drop.any(1), -1] = True  # the point itself not among its kq nearest (duplicates of it are)
+            D[i:i + len(i_i)], I[i:i + len(i_i)] = d_i[~drop].view(-1, k), i_i[~drop].view(-1, k)
     return D, I
 
 
@@ -387,7 +385,9 @@ def graph_from_neighbours(S, I, *, kind="dot", gamma=3.0, sigma=None):
     A = scipy.sparse.csr_matrix((A.numpy().ravel(), I.numpy().ravel(),
                                  np.arange(0, n * k + 1, k, dtype=I.numpy().dtype)), shape=(n, n))
     del I
-    return _to_torch((A + A.T).tocsr(), "cpu")
+    W = (A + A.T).tocsr()
+    W.sort_indices()
+    return _csr(torch.from_numpy(W.indptr), torch.from_numpy(W.indices), torch.from_numpy(W.data), W.shape)
 
 
 def _index_dtype(nnz):
@@ -455,12 +455,6 @@ def _csr(crow, col, val, shape):
     with warnings.catch_warnings():  # silence torch's "sparse CSR tensor support is in beta"
         warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
         return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
-
-
-def _to_torch(M, device):
-    M.sort_indices()
-    return _csr(torch.from_numpy(M.indptr), torch.from_numpy(M.indices),
-                torch.from_numpy(M.data), M.shape).to(device)
 
 
 def to_scipy(W):

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from lpnb.data import atomic_write
+from lpnb.data import REPO, atomic_write
 from lpnb.graph import _check_param
 from lpnb.tables import DATASET_NAMES, from_class_folders, stage2_history, summarize
 
@@ -124,10 +124,9 @@ def plot_figure3(points, labels, labeled_masks, results):
 
 
 def _repo_figures_dir():
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "pyproject.toml").exists():
+    if not (REPO / "pyproject.toml").exists():
         raise ValueError("figures_dir not given and lpnb is not imported from a source checkout; pass figures_dir")
-    return root / "figures"
+    return REPO / "figures"
 
 
 def save_figure(fig, name, figures_dir=None, dpi=200):

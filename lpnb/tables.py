@@ -268,7 +268,7 @@ def side_by_side(table):
 
     def cell(r):
         ours = f"{r.ours_mean:.2f}" + (f" ± {r.ours_std:.2f}" if r.splits > 1 else "")  # no spread from one split
-        paper = "" if "paper_mean" not in r or r.paper_mean != r.paper_mean else f" ({r.paper_mean:.2f})"
+        paper = "" if pd.isna(r.get("paper_mean")) else f" ({r.paper_mean:.2f})"
         return ours + paper
     t = table.assign(cell=table.apply(cell, axis=1),
                      row=[row_name(*r) for r in table[["method", "use_omega", "use_zeta"]].itertuples(index=False)],
@@ -316,12 +316,9 @@ def table_configs(rows, labels, splits, dataset, preset, overrides):
 def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", results_dir=None, **overrides):
     """The records already on disk for every row, label count and split 0..splits-1 (default: the
     preset's split count for this dataset), and the run ids of the cells not run yet. Trains nothing."""
-    records, missing = [], []
-    for cfg in table_configs(rows, labels, splits, dataset, preset, overrides):
-        record = load_record(cfg, results_dir)
-        records += [record] if record else []
-        missing += [] if record else [run_id(cfg)]
-    return records, missing
+    cells = list(table_configs(rows, labels, splits, dataset, preset, overrides))
+    found = [load_record(cfg, results_dir) for cfg in cells]
+    return [r for r in found if r], [run_id(cfg) for cfg, r in zip(cells, found) if not r]
 
 
 def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
@@ -459,7 +456,7 @@ def write_table(df, path):
         for i, cell in enumerate(both[TABLE_CELL].astype(str).itertuples(index=False)):
             latest[cell] = i
         df = both.iloc[list(latest.values())]
-    lpdata.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
+    lpdata.write_text(path, df.to_csv(index=False))
     return path
 
 

@@ -122,9 +122,10 @@ class Trainer:
 
     # --- one optimisation step ----------------------------------------------------------
     def _losses(self, images, aug, targets, weights, teacher_aug):
-        """Weighted cross-entropy sum_i w_i CE_i / B (eq. 12; w = 1 in stage 1) of the uint8 `images`
-        augmented by `aug` (from `draw_augmentation`), plus for Mean Teacher its logit-distance term,
-        and its consistency term (returned apart, to be scaled by the ramp-up; None without a teacher).
+        """Weighted cross-entropy sum_i w_i CE_i / B (eq. 12; in stage 1, w = 1 on labeled images and 0 on the
+        unlabeled ones Mean Teacher adds) of the uint8 `images` augmented by `aug` (from `draw_augmentation`),
+        plus for Mean Teacher its logit-distance term, and its consistency term (returned apart, to be scaled
+        by the ramp-up; None without a teacher).
         """
         cfg = self.cfg
 
