@@ -2,6 +2,7 @@
 
     python benchmarks/propagate_memory.py                      # n = 200,000, approximate k-NN
     python benchmarks/propagate_memory.py --n 100000 --knn exact
+    python benchmarks/propagate_memory.py --graph gaussian      # Euclidean k-NN, Gaussian weights
     python benchmarks/propagate_memory.py --assembly torch     # the graph's CUDA assembly, run on the CPU
 
 Synthetic Gaussian features (d = 32), k = 50, 10 classes, one point in 20 labeled. Memory is the
@@ -39,6 +40,7 @@ def main():
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--d", type=int, default=32)
     p.add_argument("--knn", choices=["exact", "approx"], default="approx")
+    p.add_argument("--graph", choices=["dot", "gaussian"], default="dot")
     p.add_argument("--assembly", choices=["scipy", "torch"], default="scipy",
                    help="torch: only the assembly of W that CUDA tensors take (lpnb.graph._symmetrize), on the CPU")
     args = p.parse_args()
@@ -67,11 +69,13 @@ def main():
             return out
         return call
 
-    for name in ["_rescale", "knn_search", "graph_from_neighbours", "normalize", "conjugate_gradient"]:
+    for name in ["_rescale", "knn_search", "default_sigma", "graph_from_neighbours", "normalize",
+                 "conjugate_gradient"]:
         setattr(diffusion, name, measured(name, getattr(diffusion, name)))
-    diffusion.propagate(x, labels, np.arange(0, n, 20), k=k, knn=args.knn)
+    diffusion.propagate(x, labels, np.arange(0, n, 20), k=k, knn=args.knn, graph=args.graph)
     build, kept = diffusion._graph_memory(n, d, k, cuda=False, torch_search=diffusion.faiss is None)
-    print(f"n = {n}, d = {d}, k = {k}, knn = {args.knn}: peak {(peak() - base) / unit:.1f} n k; the check allows "
+    print(f"n = {n}, d = {d}, k = {k}, knn = {args.knn}, graph = {args.graph}: peak {(peak() - base) / unit:.1f} n k; "
+          f"the check allows "
           f"{build / unit:.1f} n k while the graph is built, then {kept / unit:.0f} n k for it beside the solve")
 
 

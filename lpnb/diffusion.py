@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse.csgraph
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -33,6 +34,7 @@ from lpnb.graph import (
     _index_dtype,
     _rescale,
     _scaled_sigma,
+    _to_device,
     _warn,
     affinity_graph,
     default_sigma,
@@ -43,11 +45,12 @@ from lpnb.graph import (
     normalize,
     search_chunk,
     spmm,
+    to_scipy,
 )
 from lpnb.graph import knn as knn_search
 
 
-@dataclass
+@dataclass(eq=False)  # compared as objects: two results differ at least in their timings (compare their arrays)
 class PseudoLabels:
     """Pseudo-labels of all n points and their weights in the loss of eq. (12).
 
@@ -83,6 +86,27 @@ class PseudoLabels:
     def __post_init__(self):
         if self.scored is None:
             self.scored = np.asarray(self.weights) > 0
+
+
+def _unscored_message(Wn, scores, unscored, idx, alpha, n_iter, max_iter):
+    """propagate's warning for the unlabeled points with edges but no pseudo-label (`unscored`, (n,) bool), and
+    why: no labeled point in their part of the graph, labels farther than the solve reached (CG from Z = 0
+    reaches one more edge per iteration), or equal scores for every class."""
+    if alpha == 0:
+        why = ["alpha=0: the scores are the labels alone, nothing spreads"]
+    else:
+        tied = unscored & scores.any(1)
+        _, component = scipy.sparse.csgraph.connected_components(to_scipy(Wn), directed=False)
+        no_label = unscored & ~tied & ~np.isin(component, component[idx])
+        reach = (f"raise max_iter={max_iter}" if n_iter >= max_iter else
+                 "it met its tolerance first: a larger k, or more labels, shortens the paths")
+        why = [f"{int(points.sum())} {text}" for points, text in [
+            (no_label, "in a part of the graph without labels"),
+            (unscored & ~tied & ~no_label, f"farther from every label than the solve's {n_iter} iterations reach "
+                                           f"({reach})"),
+            (tied, "with equal scores for every class")] if points.any()]
+    return (f"{int(unscored.sum())} of the {len(unscored) - len(idx)} unlabeled points have edges but no "
+            f"pseudo-label: {'; '.join(why)}. They get pseudo-label 0 and weight 0")
 
 
 def _informative(scores):
@@ -300,7 +324,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     max_memory : float, optional
         Bytes the graph and the solve may take (beyond the features); default: the memory
         available on the device when the call starts (`available_memory`). Building the graph
-        takes at most about 40 n k + 4 n d bytes on a CPU (180 n k + 4 n d with CUDA tensors),
+        takes at most about max(40, 24 + k / 10) n k + 4 n d bytes on a CPU (measured; faiss's
+        buffers add a few tens of MB for small n) and 180 n k + 4 n d with CUDA tensors,
         the graph then 24 n k (40 n k), the scores 4 n c, and the conjugate gradient 12 n per class
         solved at once: when all c classes do not fit, they are solved in blocks of classes (the
         same result), and when the graph or one class does not, a MemoryError says so before any
@@ -366,7 +391,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         raise ValueError("sigma is the bandwidth of graph='gaussian'; graph='dot' has none: leave sigma None, or "
                          "pass graph='gaussian'")
     x = _as_array(features)
-    x = x.to(device) if device is not None else x
+    x = _to_device(x, device)
     n = len(x)
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)  # after the parameters: no warning before an error
     on = x.device
@@ -407,7 +432,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
     degrees = graph_degrees(W)
-    isolated = int(_unlabeled_without_edges(degrees, idx).sum())
+    without_edges = _unlabeled_without_edges(degrees, idx).cpu().numpy()
+    isolated = int(without_edges.sum())
     if isolated:
         why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
                "larger sigma connects them" if graph == "gaussian" else
@@ -426,13 +452,9 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     t = clock()
     result = _pseudo_labels(Z, labels, idx, n_iter, residual, inplace=True)
     del Z
-    unreached = int((~result.scored).sum()) - isolated  # labeled points are scored
-    if unreached:
-        where = ("alpha=0: the scores are the labels alone, nothing spreads" if alpha == 0 else
-                 "a part of the graph without labels" + ("" if n_iter < max_iter else
-                                                         f", or farther than max_iter={max_iter} iterations go"))
-        _warn(f"{unreached} of the {n - len(idx)} unlabeled points have edges but no score: no labeled point "
-              f"reaches them ({where}): they get pseudo-label 0 and weight 0")
+    unscored = ~result.scored & ~without_edges  # labeled points are scored
+    if unscored.any():
+        _warn(_unscored_message(Wn, result.scores, unscored, idx, alpha, n_iter, max_iter))
     if reorder:  # back to the order of the features
         inverse = inverse.numpy()
         result.pseudo_labels, result.weights, result.scored = (result.pseudo_labels[inverse],
@@ -536,14 +558,16 @@ def _graph_memory(n, d, k, cuda, torch_search):
     """Bytes beyond the features that the graph takes in propagate: (peak while it is built, the normalised
     graph kept during the solve). Measured at n = 100,000-400,000, k = 50, d = 32 (benchmarks/README.md): on a
     CPU the rescaled copy of the features (4 n d), the k-NN lists and W = A + A^T assembled in scipy peak at
-    38-40 n k, and W keeps at most 2 n k values and indices; with CUDA tensors the assembly in torch (COO,
+    38-40 n k, and W keeps at most 2 n k values and indices; at large k the k-NN search peaks higher, at
+    about (24 + k / 10) n k (its lists with and without each point, and faiss's own buffers: measured 44-46
+    n k at k = 200, n = 20,000-50,000, d = 32-64, either graph); with CUDA tensors the assembly in torch (COO,
     coalesce) peaks at 148 n k with the same code on a CPU, 180 n k allowed for the GPU sort's buffers, and W
     keeps its int64 COO indices. A torch k-NN search (`torch_search`) adds its block of similarities."""
     k = min(k, n - 1)
     chunk = 4 * min(n * n, max(n, search_chunk(cuda))) if torch_search else 0
     if cuda:
         return 180 * n * k + 4 * n * d + chunk, 40 * n * k
-    return 40 * n * k + 4 * n * d + chunk, 24 * n * k
+    return int(max(40, 24 + k / 10) * n * k) + 4 * n * d + chunk, 24 * n * k
 
 
 def _check_memory(n, c, budget, graph_bytes=0, given=False, build_bytes=0):
@@ -656,7 +680,7 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     if knn not in ("exact", "approx"):
         raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
     x = _as_array(features)
-    x = x.to(device) if device is not None else x
+    x = _to_device(x, device)
     n = len(x)
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
     W = affinity_graph(x, k, gamma=gamma, approx=knn == "approx")
@@ -797,8 +821,8 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
             raise ValueError("y holds NaN or None: mark the unlabeled points with -1")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
         labeled = np.asarray(y != -1)  # elementwise for any labels: strings with -1 (object dtype) too
-        if y.dtype.kind == "U":  # np.array(["cat", -1]) holds the string "-1"
-            labeled &= y != "-1"
+        if y.dtype.kind in "UO":  # np.array(["cat", -1]) holds the string "-1", as do pandas' strings (objects)
+            labeled &= np.asarray(y != "-1", dtype=bool)
         if not labeled.any():
             raise ValueError("no labeled example: y is -1 (unlabeled) everywhere")
         check_classification_targets(y[labeled])

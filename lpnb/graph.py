@@ -38,6 +38,18 @@ _RULES = {  # rule: (type, test, what the message asks for)
 }
 
 
+def _to_device(x, device):
+    """The tensor x on `device` (None: where it is); a CUDA device that torch cannot see raises, saying what is
+    there."""
+    if device is None:
+        return x
+    where = torch.device(device)
+    if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here; pass "
+                         "device=None (where the features are) or 'cpu'")
+    return x.to(where)
+
+
 def _check_param(name, value, rule, *, optional=False):
     """The setting `name` as an int ("count", "seed") or a float (the other rules of _RULES), or a
     ValueError that names it and says what it must be. bool is refused, numpy scalars are
@@ -171,8 +183,12 @@ def _max_abs(x):
 
 
 def _gaussian(sq_dists, sigma):
-    """exp(-d^2 / sigma^2), 1 for d = 0 whatever sigma (no 0 / 0 when sigma^2 underflows)."""
-    return torch.where(sq_dists > 0, torch.exp(-(sq_dists / sigma) / sigma), torch.ones_like(sq_dists))
+    """exp(-d^2 / sigma^2), 1 for d = 0 whatever sigma (no 0 / 0 when sigma^2 underflows), in place of the
+    squared distances (no second (n, k) array)."""
+    zero = sq_dists == 0
+    weights = sq_dists.div_(sigma).div_(sigma).neg_().exp_()
+    weights[zero] = 1.0
+    return weights
 
 
 def _faiss_gpu():
@@ -333,8 +349,8 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
 def default_sigma(sq_dists):
     """Default bandwidth of the Gaussian graph: the mean k-NN Euclidean distance (over the
     non-zero ones, so that duplicates do not shrink it to 0; 1 if all are 0)."""
-    d = torch.as_tensor(sq_dists).sqrt()
-    d = d[d > 0]
+    sq_dists = torch.as_tensor(sq_dists)
+    d = sq_dists[sq_dists > 0].sqrt_()
     return d.mean().item() if len(d) else 1.0
 
 

@@ -93,6 +93,8 @@ def test_propagate_matches_dense_solve(alpha):
     assert res.residual < 1e-5 and res.n_iter < 1000
     assert res.pseudo_labels.dtype == np.int64 and res.weights.dtype == np.float32
     assert res.scores.dtype == np.float32 and res.class_weights.shape == (3,)
+    again = propagate(x, y, idx, k=10, alpha=alpha, max_iter=1000)
+    assert res == res and res != again  # results compare as objects (not elementwise: no ambiguous truth value)
 
 
 def test_propagate_cg_residual_against_dense_system():
@@ -162,19 +164,36 @@ def test_points_no_labeled_point_reaches_are_named_in_a_warning():
     x = np.vstack([rng.normal(size=(100, 2)), rng.normal(size=(30, 2)) + 100])  # a far group: its own component
     y = np.r_[(x[:100, 0] > 0).astype(int), np.zeros(30, int)]
     idx = np.r_[np.flatnonzero(y[:100] == 0)[:3], np.flatnonzero(y[:100] == 1)[:3]]
-    with pytest.warns(UserWarning, match="30 of the 124 unlabeled points have edges but no score: no labeled point "
-                                         "reaches them .*max_iter=20") as seen:
+    with pytest.warns(UserWarning, match="^30 of the 124 unlabeled points have edges but no pseudo-label: 30 in a "
+                                         "part of the graph without labels. They get pseudo-label 0") as seen:
         res = propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0)
     assert not any("no edge" in str(w.message) for w in seen)
     assert not res.scored[100:].any() and (res.weights[100:] == 0).all() and res.scored[:100].all()
-    with pytest.warns(UserWarning, match=r"reaches them \(a part of the graph without labels\): they get"):
-        assert propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0, max_iter=500).n_iter < 500  # converged
     idx = np.r_[idx, 100]  # one label in the far group: every point is reached
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0).scored.all()
-    with pytest.warns(UserWarning, match=r"123 of the 123 .* reaches them \(alpha=0: the scores are the labels alone"):
+    with pytest.warns(UserWarning, match=r"123 of the 123 .*: alpha=0: the scores are the labels alone"):
         propagate(x, y, idx, k=5, graph="gaussian", sigma=1.0, alpha=0)
+
+
+def test_points_beyond_the_solves_reach_or_tied_are_told_apart_from_parts_without_labels():
+    """CG from Z = 0 reaches one more edge per iteration: on a chain labeled at both ends it can meet its
+    tolerance, or max_iter, before the middle has a score. Points with equal scores for all classes are tied."""
+    chain = np.c_[np.arange(400.0), np.zeros(400)]
+    labels = np.zeros(400, int)
+    labels[-1] = 1
+    with pytest.warns(UserWarning, match=r"^198 of the 398 unlabeled points have edges but no pseudo-label: 198 "
+                                         r"farther from every label than the solve's 100 iterations reach \(it met its "
+                                         r"tolerance first: a larger k, or more labels, shortens the paths\)\. They"):
+        res = propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=1000)
+    assert res.n_iter == 100 and np.array_equal(np.flatnonzero(res.scored), np.r_[0:101, 299:400])  # 100 edges
+    with pytest.warns(UserWarning, match=r": 378 farther .* 10 iterations reach \(raise max_iter=10\)\. They"):
+        propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=10)
+    with pytest.warns(UserWarning, match=r"^8 of the 8 unlabeled points have edges but no pseudo-label: 8 with equal "
+                                         r"scores for every class\. They"):
+        res = propagate(np.ones((10, 2)), np.r_[0, 1, np.zeros(8, int)], [0, 1], k=3, graph="gaussian")
+    assert (res.scores[2:] == 0.5).all() and not res.scored[2:].any()
 
 
 def test_all_zero_or_uniform_probability_rows_are_not_counted_in_zeta():
@@ -625,6 +644,15 @@ def test_propagate_refuses_bad_setting(name, value):
         propagate(x, y, np.array([0, 1, 2]), graph=graph, **{name: value})
 
 
+@pytest.mark.parametrize("pseudo_labeler", [propagate, gtg_pseudo_labels])
+def test_a_cuda_device_torch_cannot_see_is_named(pseudo_labeler):
+    x, y = blobs(n=60)
+    device = f"cuda:{torch.cuda.device_count()}"  # one past the last
+    with pytest.raises(ValueError, match=f"^device '{device}': torch sees {torch.cuda.device_count()} CUDA device.s. "
+                                         "here; pass device=None .where the features are. or 'cpu'"):
+        pseudo_labeler(x, y, np.array([0, 1, 2]), k=5, device=device)
+
+
 def test_propagate_max_iter_zero_is_an_error_not_class_zero():
     x, y = blobs()
     with pytest.raises(ValueError, match="max_iter must be a positive integer, got 0"):
@@ -693,6 +721,16 @@ def test_propagate_on_a_gpu_gives_the_cpu_result():
     np.testing.assert_allclose(gpu.weights, cpu.weights, atol=1e-4)
 
 
+def test_the_memory_check_allows_for_the_knn_search_at_large_k():
+    """At k = 200 the k-NN search peaks above the 40 n k of the graph's assembly (benchmarks/README.md)."""
+    import lpnb.diffusion
+
+    measured = {(200_000, 32, 50): 38.5, (20_000, 64, 200): 46.6}  # (n, d, k): whole-call peak in n k bytes
+    for (n, d, k), peak in measured.items():
+        build, _ = lpnb.diffusion._graph_memory(n, d, k, cuda=False, torch_search=False)
+        assert peak * n * k <= build / 0.9 < 1.25 * peak * n * k  # covered (with the check's headroom), not far off
+
+
 def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     x, y = blobs(n=200, c=3)
     monkeypatch.setattr("lpnb.diffusion.knn_search", lambda *a, **k: pytest.fail("searched the neighbours"))
@@ -739,7 +777,7 @@ def test_reordering_the_points_for_locality_changes_nothing_but_the_speed(monkey
     x[-40:, -1] = 1  # a group of unlabeled points about one direction: their neighbours are each other, no label
     x[:-40, -1] = 0  # reaches them
     labeled = np.arange(3000) < 200
-    with pytest.warns(UserWarning, match="40 of the 2800 unlabeled points have edges but no score"):
+    with pytest.warns(UserWarning, match="40 of the 2800 unlabeled points have edges but no pseudo-label: 40 in a"):
         plain = propagate(x, y, labeled, k=10)
     monkeypatch.setattr(lpnb.diffusion, "REORDER_MIN", 1000)
     orders = []
@@ -747,7 +785,7 @@ def test_reordering_the_points_for_locality_changes_nothing_but_the_speed(monkey
         orders.append(lpnb.graph.locality_order(points))
         return orders[-1]
     monkeypatch.setattr(lpnb.diffusion, "locality_order", spy)
-    with pytest.warns(UserWarning, match="40 of the 2800 unlabeled points have edges but no score"):
+    with pytest.warns(UserWarning, match="40 of the 2800 unlabeled points have edges but no pseudo-label: 40 in a"):
         reordered = propagate(x, y, labeled, k=10)
     assert len(orders) == 1 and (orders[0][0] != torch.arange(3000)).float().mean() > 0.9  # really shuffled
     np.testing.assert_array_equal(reordered.pseudo_labels, plain.pseudo_labels)

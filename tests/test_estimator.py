@@ -305,8 +305,11 @@ def test_fit_warning_points_at_the_callers_line(digits):
 
 def test_string_labels_with_minus_one_for_the_unlabeled():
     X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
-    for dtype in (object, None):  # without dtype=object numpy turns -1 into the string "-1"
-        model = LabelPropagation(k=2).fit(X, np.array(["cat", -1, -1, "dog", -1, -1], dtype=dtype))
+    y = ["cat", -1, -1, "dog", -1, -1]
+    as_strings = np.array(y)  # numpy turns -1 into the string "-1"; pandas keeps strings as objects
+    for given in (np.array(y, dtype=object), as_strings, as_strings.astype(object), pd.Series(as_strings),
+                  pd.Series(as_strings, dtype="string"), pd.Categorical(as_strings)):
+        model = LabelPropagation(k=2).fit(X, given)
         assert model.classes_.tolist() == ["cat", "dog"]
         assert model.transduction_.tolist() == ["cat", "cat", "cat", "dog", "dog", "dog"]
 
