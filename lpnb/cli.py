@@ -20,8 +20,8 @@ import warnings
 from pathlib import Path
 
 from lpnb import data as lpdata
-from lpnb.config import PRESETS, Config, make_config
-from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, run
+from lpnb.config import PRESETS, Config, make_config, run_id
+from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, run, trains_on_cpu
 from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
@@ -34,14 +34,26 @@ TIME_LIMIT_EXIT = 3  # `lpnb run --time-limit`: stopped at an epoch boundary, ch
 
 
 def _value(text):
-    """A flag's value: JSON where it parses (3, 0.5, [0, 7], true), Python's True/False/None too, else the string."""
+    """A flag's value: JSON where it parses (3, 0.5, [0, 7], true), Python's True/False/None/nan/inf too, else the
+    string."""
     python_literals = {"True": True, "False": False, "None": None}
     if text in python_literals:
         return python_literals[text]
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        pass
+    try:
+        return float(text)  # Python's nan and inf (JSON's are NaN and Infinity)
+    except ValueError:
         return text
+
+
+def _folder(text):
+    """A --data-root or --results-dir: not empty (an empty path would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: give a folder, or leave the flag out for the default")
+    return text
 
 
 def _overrides(args, skip=("preset",)):
@@ -60,7 +72,12 @@ def _config_flags(parser, skip=("preset",)):
 
 
 def _run(args):
-    cfg = make_config(args.preset, **_overrides(args))
+    cfg = make_config(args.preset or "paper", **_overrides(args))
+    results = Path(args.results_dir) if args.results_dir is not None else default_results_dir(cfg.preset)
+    if args.preset is None and trains_on_cpu(cfg) and not (results / "runs" / run_id(cfg) / "record.json").exists():
+        raise ValueError("no --preset given: the default, paper (the full protocol), would train for days on this "
+                         "machine's CPU. Pass --preset paper to train it anyway, or --preset cpu (minutes, a small "
+                         "version of the protocol)")
     try:
         record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,
                      time_limit=args.time_limit, require_checkpoint=args.require_checkpoint)
@@ -128,6 +145,8 @@ def _reproduce(args):
     # each stays in sync with its .py; the data root reaches them as $LPNB_DATA_ROOT); at another preset
     # their executed copies go apart, beside its tables
     if args.data_root is not None:
+        if not os.path.isdir(args.data_root):  # the notebooks would run without data, training nothing
+            raise ValueError(f"--data-root {args.data_root} is not a folder: give the one that holds the datasets")
         os.environ["LPNB_DATA_ROOT"] = os.path.abspath(args.data_root)  # the kernels inherit it
     parameters = {}
     out_dir = NOTEBOOKS
@@ -196,13 +215,19 @@ def _sweep(args):
 
 
 def _status(args):
+    results = Path(args.results_dir) if args.results_dir is not None else default_results_dir()
+    if not results.is_dir():
+        raise ValueError(f"the results folder {results} does not exist: give the folder the runs were written to "
+                         "(--results-dir, or $LPNB_RESULTS_DIR)")
     if args.readme:
+        if results.resolve() != (REPO / "results").resolve():
+            raise ValueError(f"--readme writes the repository's README from its own results/, not {results}: "
+                             "leave --results-dir out and unset $LPNB_RESULTS_DIR")
         readme = REPO / "README.md"
-        text = readme_with_status(readme.read_text())
-        lpdata.write_text(readme, text)
+        lpdata.write_text(readme, readme_with_status(readme.read_text(), results))
         print(f"updated the status table of {readme}")
     else:
-        print(status_table(), end="")
+        print(status_table(results), end="")
 
 
 def _show_warning(show, message, category, filename, *args, **kwargs):
@@ -228,12 +253,15 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     command = functools.partial(sub.add_parser, allow_abbrev=False)
     p = command("run", help="train one experiment and write results/runs/<run-id>/record.json")
-    p.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
-    p.add_argument("--data-root", default=None,
+    p.add_argument("--preset", default=None,
+                   help="paper | cpu | smoke (default: paper; without CUDA, only given: it trains for days there)")
+    p.add_argument("--data-root", type=_folder, default=None,
                    help="folder holding the dataset (torchvision files, <name>.tar.gz or <name>/)")
-    p.add_argument("--results-dir", default=None,
+    p.add_argument("--results-dir", type=_folder, default=None,
                    help="default: the repository's results/ ($LPNB_RESULTS_DIR; smoke: ~/.cache/lpnb/smoke/results)")
-    p.add_argument("--force", action="store_true", help="recompute even if a record or checkpoint exists")
+    p.add_argument("--force", action="store_true",
+                   help="recompute this run even if a record or checkpoint exists (its stage-1 run is kept: force "
+                        "that with --method supervised)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help=f"stop at the last epoch boundary that fits in MINUTES, checkpoint written, with exit status "
                         f"{TIME_LIMIT_EXIT}; the same command continues the run")
@@ -249,8 +277,8 @@ def main(argv=None):
     w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4; 4, for split 4 alone); "
                                     "default: the preset's count")
     w.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
-    w.add_argument("--data-root", default=None)
-    w.add_argument("--results-dir", default=None)
+    w.add_argument("--data-root", type=_folder, default=None)
+    w.add_argument("--results-dir", type=_folder, default=None)
     w.add_argument("--executor", choices=("local", "slurm"), default="local")
     w.add_argument("--workers", type=int, help="local: runs at a time (default: one per visible GPU, 1 on a CPU)")
     w.add_argument("--per-gpu", type=int, help="local: runs sharing one GPU (default 1)")
@@ -265,12 +293,15 @@ def main(argv=None):
                    help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "
                         "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
                         "build/<preset>/ (smoke: ~/.cache/lpnb/smoke/)")
-    r.add_argument("--data-root", default=None)
+    r.add_argument("--data-root", type=_folder, default=None)
     r.add_argument("--only", nargs="+", help="notebook names containing any of these (e.g. table2 figure4)")
     r.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
     r.set_defaults(func=_reproduce)
-    s = command("status", help="the status table of the README (our numbers beside the paper's), from results/")
-    s.add_argument("--readme", action="store_true", help="write it into README.md instead of printing it")
+    s = command("status", help="the status table of the README (our numbers beside the paper's), from the records")
+    s.add_argument("--results-dir", type=_folder, default=None,
+                   help="default: the repository's results/ ($LPNB_RESULTS_DIR)")
+    s.add_argument("--readme", action="store_true",
+                   help="write the table of the repository's results/ into README.md instead of printing it")
     s.set_defaults(func=_status)
     args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()

@@ -188,6 +188,10 @@ def _check_values(cfg):
            cfg.momentum)
     _check(cfg.labeled_batch_size < cfg.batch_size, "labeled_batch_size",
            f"smaller than batch_size ({cfg.batch_size}): a batch also holds unlabeled images", cfg.labeled_batch_size)
+    per_batch = cfg.batch_size - cfg.labeled_batch_size  # stage 2 and Mean Teacher fill this much with unlabeled images
+    _check(cfg.method == "supervised" or cfg.unlabeled_size is None or cfg.unlabeled_size >= per_batch,
+           "unlabeled_size", f"at least the {per_batch} unlabeled images of one batch (batch_size - "
+           f"labeled_batch_size) for method {cfg.method!r}, or None (all)", cfg.unlabeled_size)
     _check(cfg.arch in ("cnn13", "resnet18"), "arch", "'cnn13' or 'resnet18'", cfg.arch)
     _check(cfg.knn in ("exact", "approx"), "knn", "'exact' or 'approx'", cfg.knn)
     _check(all(isinstance(e, int) and not isinstance(e, bool) and 0 <= e < cfg.epochs_stage2 for e in cfg.hist_epochs),

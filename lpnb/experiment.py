@@ -50,19 +50,22 @@ class TimeLimitReached(Exception):
     Its checkpoint is written: the same call (the same command; without force, which starts over)
     continues it."""
 
-    def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False, progressed=None):
+    def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False, progressed=None, expected=0.0):
         done = (f"after {epoch} of {epochs} epochs of stage {stage}, its checkpoint written" if trained else
                 f"before epoch {epoch} of {epochs} of stage {stage}: too little time was left to train it")
-        again = "the same command without --force (force=False)" if forced else "the same command"
+        again = "the same command without --force (in Python, force=False)" if forced else "the same command"
         super().__init__(f"{run_id}: stopped at the time limit {done}; run {again} again to continue")
         self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
         self.where = done
         self.progressed = trained if progressed is None else progressed  # this call trained an epoch (of any stage)
+        self.expected = expected  # seconds the epoch not started was expected to take (0: no epoch timed yet)
 
     def no_epoch_fits(self, limit, remedy):
         """The error to raise instead when this call trained no epoch: run again, it would stop at once again."""
-        return RuntimeError(f"{self.run_id}: stopped {self.where}. Not one epoch fits in {limit} minutes (an epoch "
-                            f"of this run took longer): {remedy}")
+        why = (f"an epoch of this run takes about {self.expected:.0f} s" if self.expected else
+               "the time went before the first epoch: loading the data, building the model")
+        return RuntimeError(f"{self.run_id}: stopped {self.where}. Not one epoch fits in {limit} minutes ({why}): "
+                            f"{remedy}")
 
 
 @dataclass
@@ -82,7 +85,8 @@ def default_results_dir(preset=None):
 
 # --- files ------------------------------------------------------------------------------
 RECORD_FIELDS = {"run_id": str, "method": str, "dataset": str, "preset": str, "labels": int, "split": int,
-                 "test_error": (int, float), "history": list}  # what every reader of a record relies on
+                 "test_error": (int, float), "history": list, "device": str, "omega_histograms": list,
+                 "confident_mistakes": list}  # what the readers of a record (tables, figures, status) rely on
 KIND_NAMES = {str: "a string", int: "an integer", (int, float): "a number", list: "a list"}
 
 
@@ -323,7 +327,7 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
             if not force:
                 raise
             raise TimeLimitReached(stop.run_id, stop.stage, stop.epoch, stop.epochs, stop.trained,
-                                   forced=True, progressed=stop.progressed) from None
+                                   forced=True, progressed=stop.progressed, expected=stop.expected) from None
 
 
 @contextlib.contextmanager
@@ -426,10 +430,11 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     before = max((e.get("seconds", 0.0) for e in [*(state["base"] or {}).get("history", []), *state["history"]]),
                  default=0.0)  # the longest epoch of earlier calls, stage 1's included
     for epoch in bar:
-        if clock() + (max(budget.longest, before) if epoch <= first + 1 else steady) > budget.deadline:
+        expected = max(budget.longest, before) if epoch <= first + 1 else steady
+        if clock() + expected > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
-                                   progressed=budget.longest > 0)
+                                   progressed=budget.longest > 0, expected=expected)
         started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:

@@ -1,6 +1,7 @@
 """End-to-end runs of the training engine on a small CIFAR-like dataset written by the tests."""
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -69,7 +70,7 @@ def test_table1_variants_share_stage1_and_have_distinct_ids(env):
     assert len(list((results / "runs").glob("*supervised*"))) == 1
 
 
-def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env):
+def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env, capsys):
     root, results = env
     tiny_paper = make_config("paper", method="lp", labels=50, unlabeled_size=200, test_size=100, width=0.125,
                              epochs_stage1=1, epochs_stage2=1, batch_size=64, labeled_batch_size=32, k=10,
@@ -83,6 +84,17 @@ def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env):
         run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
     if not torch.cuda.is_available():  # a recorded run is read whatever device it asks for
         assert run(replace(tiny_paper, device="cuda"), data_root=root, results_dir=results)["method"] == "lp"
+    from lpnb.cli import main
+    args = ["run", "--method", "lp", "--labels", "50", "--unlabeled-size", "200", "--test-size", "100", "--width",
+            "0.125", "--epochs-stage1", "1", "--epochs-stage2", "1", "--batch-size", "64", "--labeled-batch-size", "32",
+            "--k", "10", "--device", "cpu", "--data-root", str(root), "--results-dir", str(results)]
+    main(args)  # no --preset: the paper's, recorded here, read
+    assert f"{run_id(tiny_paper)}: test error" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:  # not recorded: it would train the paper preset on the CPU
+        main(args + ["--split", "1"])
+    assert stop.value.code == 2 and "no --preset given: the default, paper (the full protocol), would train for " \
+        "days on this machine's CPU. Pass --preset paper to train it anyway" in capsys.readouterr().err
+    assert not (results / "runs" / run_id(replace(tiny_paper, split=1))).exists()
 
 
 def test_finished_run_is_loaded_not_recomputed(env, monkeypatch):
@@ -162,9 +174,18 @@ def test_cli_reads_json_and_python_literals(capsys):
     from lpnb.cli import _value, main
     assert [_value(t) for t in ("false", "False", "True", "None", "null", "3", "0.5", "[0, 7]", "reduce-overhead")] == \
         [False, False, True, None, None, 3, 0.5, [0, 7], "reduce-overhead"]
-    with pytest.raises(SystemExit):  # a wrong type exits with a message, before any training
-        main(["run", "--preset", "smoke", "--use-omega", "no"])
-    assert "config field use_omega must be bool, got 'no'" in capsys.readouterr().err
+    assert math.isnan(_value("nan")) and _value("inf") == math.inf and _value("-inf") == -math.inf
+    for args, message in [(["run", "--preset", "smoke", "--use-omega", "no"], "config field use_omega must be bool, "
+                                                                             "got 'no'"),  # before any training
+                          (["run", "--preset", "smoke", "--width", "nan"], "config field width must be finite and "
+                                                                           "positive, got nan"),
+                          (["run", "--preset", "smoke", "--results-dir", ""], "argument --results-dir: an empty path: "
+                                                                              "give a folder, or leave the flag out"),
+                          (["reproduce", "--data-root", "/nonexistent"], "--data-root /nonexistent is not a folder: "
+                                                                         "give the one that holds the datasets")]:
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch):
@@ -283,8 +304,10 @@ def test_without_any_data_a_record_is_shown_as_recorded(env, tmp_path, monkeypat
 
 def test_stage2_batches_are_checked_before_stage1_trains(env):
     root, results = env
-    with pytest.raises(ValueError, match="10 unlabeled images cannot fill one batch of 32"):
-        run(smoke("lp", unlabeled_size=10), data_root=root, results_dir=results, progress=False)
+    with pytest.raises(ValueError, match="unlabeled_size must be at least the 32 unlabeled images of one batch"):
+        smoke("lp", unlabeled_size=10)  # never enough: refused with the settings (by lpnb sweep too)
+    with pytest.raises(ValueError, match="20 unlabeled images cannot fill one batch of 32"):  # the data has too few
+        run(smoke("lp", labels=280, unlabeled_size=None), data_root=root, results_dir=results, progress=False)
     assert not (results / "runs").exists(), "stage 1 trained before stage 2's settings were checked"
 
 
@@ -320,10 +343,11 @@ def test_corrupt_record_names_the_file_and_the_remedy(env):
     ("[]", "[], not an object"), ("null", "null, not an object"), ('{"run_id": "r"}', "'method' is None"),
     ("test_error=null", "'test_error' is None, not a number"), ('test_error="abc"', "'test_error' is 'abc'"),
     ("test_error=NaN", "test_error nan is not a percentage"), ("test_error=150", "150 is not a percentage"),
-    ("labels=true", "'labels' is True, not an integer")])
+    ("labels=true", "'labels' is True, not an integer"), ("device=null", "'device' is None, not a string"),
+    ("omega_histograms=null", "'omega_histograms' is None, not a list")])
 def test_a_record_without_what_readers_rely_on_is_refused_with_the_remedy(tmp_path, text, why):
     good = {"run_id": "r", "method": "lp", "dataset": "cifar10", "preset": "cpu", "labels": 500, "split": 0,
-            "test_error": 12.5, "history": []}
+            "test_error": 12.5, "history": [], "device": "cpu", "omega_histograms": [], "confident_mistakes": []}
     path = tmp_path / "r" / "record.json"
     path.parent.mkdir()
     path.write_text(json.dumps(good))
@@ -416,9 +440,13 @@ def test_cli_time_limit_exits_with_its_own_status_and_says_how_to_continue(env, 
         main(args + ["--time-limit", "0.5"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert "Not one epoch fits in --time-limit 0.5 minutes" in err and "again to continue" not in err
+    assert "Not one epoch fits in --time-limit 0.5 minutes (an epoch of this run takes about 60 s)" in err
+    assert "again to continue" not in err
     main(args + ["--time-limit", "1.5"])
     assert "test error" in capsys.readouterr().out
+    stop = experiment.TimeLimitReached("r", 1, 0, 3, trained=False, expected=0.0)  # no epoch timed yet
+    assert "minutes (the time went before the first epoch: loading the data, building the model): give" in \
+        str(stop.no_epoch_fits("--time-limit 0.01", "give it more time"))
 
 
 def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, capsys):

@@ -28,7 +28,8 @@ def touch(results, cfg, *files):
     folder = results / "runs" / run_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"run_id": run_id(cfg), "method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset,
-              "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": []}
+              "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": [], "device": "cpu",
+              "omega_histograms": [], "confident_mistakes": []}
     for name in files:
         (folder / name).write_text(json.dumps(record) if name == "record.json" else "{}")
 

@@ -1,6 +1,7 @@
 """What the notebooks call (lpnb.tables): checked parameters, where outputs go, tables from records."""
 import ast
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -418,7 +419,8 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
 
 def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     def write(run_id, **fields):
-        record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[], **fields)
+        record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[], omega_histograms=[],
+                      confident_mistakes=[], **fields)
         tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
                                    lambda f: f.write(json.dumps(record).encode()))
     write("a", preset="paper", method="supervised", dataset="cifar10", device="NVIDIA H200")
@@ -434,6 +436,25 @@ def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     assert tables.status_table(tmp_path).endswith(" cpu (2 cores). Every method has a run at the `paper` preset.\n")
 
 
+def test_lpnb_status_reads_the_folder_given_and_refuses_one_that_is_not_there(tmp_path, capsys, monkeypatch):
+    from lpnb import cli
+    monkeypatch.delenv("LPNB_RESULTS_DIR", raising=False)
+    readme = (REPO / "README.md").read_bytes()
+    for args, message in [(["--results-dir", str(tmp_path / "typo")], "the results folder .*typo does not exist: "
+                                                                      "give the folder the runs were written to"),
+                          (["--results-dir", str(tmp_path), "--readme"], "--readme writes the repository's README "
+                                                                         "from its own results/, not ")]:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["status", *args])
+        assert stop.value.code == 2 and re.search(message, capsys.readouterr().err)
+    assert (REPO / "README.md").read_bytes() == readme
+    cli.main(["status", "--results-dir", str(tmp_path)])  # no records there
+    shown = capsys.readouterr().out
+    assert "| Ours: diffusion (7) + weights, CIFAR-10, 4000 labels | not run | not run |" in shown
+    cli.main(["status"])  # the repository's
+    assert capsys.readouterr().out == tables.status_table() != shown
+
+
 def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path):
     trained = []
     monkeypatch.setattr(tables, "run", lambda cfg, **kw: trained.append(cfg) or {"preset": cfg.preset})
@@ -442,7 +463,7 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert (trained[-1].preset, trained[-1].labels, trained[-1].split, trained[-1].method) == ("cpu", 500, 0, "lp")
     paper = tables.make_config("paper", dataset="cifar10", labels=500, split=0, method="lp")
     recorded = dict(run_id=tables.run_id(paper), preset="paper", method="lp", dataset="cifar10", labels=500, split=0,
-                    test_error=30.0, history=[])
+                    test_error=30.0, history=[], device="cpu", omega_histograms=[], confident_mistakes=[])
     tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(paper) / "record.json",
                                lambda f: f.write(json.dumps(recorded).encode()))
     assert tables.figure_run(committed) == recorded and len(trained) == 1  # read, not trained
