@@ -129,10 +129,12 @@ def test_reproduce_passes_the_data_root_without_a_parameters_cell_and_reports_a_
     monkeypatch.setattr(cli, "NOTEBOOKS", tmp_path)
     for name in ("01_table1", "02_table2", "03_table3"):
         (tmp_path / f"{name}.ipynb").write_text((cli.REPO / "notebooks" / f"{name}.ipynb").read_text())
+    (tmp_path / "somewhere").mkdir()
+    monkeypatch.chdir(tmp_path)  # a relative data root, passed on as an absolute one
     with pytest.raises(SystemExit) as stop:
         main(["reproduce", "--preset", COMMITTED_PRESET, "--data-root", "somewhere"])
     assert stop.value.code == 2
-    assert seen == [(f"{n}.ipynb", {}, os.path.abspath("somewhere")) for n in ("01_table1", "02_table2", "03_table3")]
+    assert seen == [(f"{n}.ipynb", {}, str(tmp_path / "somewhere")) for n in ("01_table1", "02_table2", "03_table3")]
     out, err = capsys.readouterr()
     assert "02_table2.ipynb failed in cell 3: FileNotFoundError: no cifar10 here" in out
     assert "1 of 3 notebooks failed: 02_table2.ipynb" in err
