@@ -30,6 +30,9 @@ NONE_MEANS = {"unlabeled_size": "all", "test_size": "all", "lr_rampdown_epochs":
               "compile": "reduce-overhead for CUDA", **dict.fromkeys(  # lpnb.config.DATASET_DEFAULTS
                   ("lr", "batch_size", "labeled_batch_size", "arch"), "the paper's for the dataset")}
 SELECTED = ("preset", "dataset", "labels", "split", "method", "use_omega", "use_zeta")  # a sweep's cells set these
+PAPER_NOT_GIVEN = ("no --preset given: the default, paper (the full protocol), would train for days on this machine's "
+                   "CPU. Pass --preset paper to train it anyway, or --preset cpu (minutes, a small version of the "
+                   "protocol)")
 TIME_LIMIT_EXIT = 3  # `lpnb run --time-limit`: stopped at an epoch boundary, checkpoint written; run it again
 
 
@@ -75,9 +78,7 @@ def _run(args):
     cfg = make_config(args.preset or "paper", **_overrides(args))
     results = Path(args.results_dir) if args.results_dir is not None else default_results_dir(cfg.preset)
     if args.preset is None and trains_on_cpu(cfg) and not (results / "runs" / run_id(cfg) / "record.json").exists():
-        raise ValueError("no --preset given: the default, paper (the full protocol), would train for days on this "
-                         "machine's CPU. Pass --preset paper to train it anyway, or --preset cpu (minutes, a small "
-                         "version of the protocol)")
+        raise ValueError(PAPER_NOT_GIVEN)
     try:
         record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,
                      time_limit=args.time_limit, require_checkpoint=args.require_checkpoint)
@@ -200,7 +201,9 @@ def _sweep(args):
     splits = splits[0] if splits and "," not in args.splits else splits  # "3": a count; "0,4" or "4,": numbers
     cells = table_cells(args.table, labels=_list(args.labels, "--labels", int),
                         methods=_list(args.methods, "--methods"), datasets=_list(args.datasets, "--datasets"),
-                        splits=splits, preset=args.preset, **_overrides(args, SELECTED))
+                        splits=splits, preset=args.preset or "paper", **_overrides(args, SELECTED))
+    if args.preset is None and args.executor == "local" and any(map(trains_on_cpu, cells)):  # SLURM: the cluster's
+        raise ValueError(PAPER_NOT_GIVEN)
     options = {"local": ("workers", "per_gpu"), "slurm": ("partition", "timeout_min", "gpus_per_job", "cpus_per_job")}
     given = {executor: {k: getattr(args, k) for k in names if getattr(args, k) is not None}
              for executor, names in options.items()}
@@ -276,7 +279,8 @@ def main(argv=None):
     w.add_argument("--datasets", help="e.g. cifar100 (default: the table's)")
     w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4; 4, for split 4 alone); "
                                     "default: the preset's count")
-    w.add_argument("--preset", default="paper", help="paper | cpu | smoke (default: paper)")
+    w.add_argument("--preset", default=None,
+                   help="paper | cpu | smoke (default: paper; for local workers without CUDA, only given)")
     w.add_argument("--data-root", type=_folder, default=None)
     w.add_argument("--results-dir", type=_folder, default=None)
     w.add_argument("--executor", choices=("local", "slurm"), default="local")

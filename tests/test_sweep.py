@@ -70,6 +70,16 @@ def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, m
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="trains the paper preset on a GPU")
+def test_a_local_sweep_without_preset_on_a_cpu_asks_for_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lpnb.sweep.sweep", lambda *args, **kwargs: pytest.fail("the sweep started"))
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--table", "2", "--labels", "500", "--methods", "supervised", "--results-dir", str(tmp_path)])
+    assert stop.value.code == 2 and "no --preset given: the default, paper (the full protocol), would train for " \
+        "days on this machine's CPU. Pass --preset paper" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_lpnbs_warnings_take_one_line_and_other_librarys_are_shown_as_python_shows_them(tmp_path, monkeypatch,
                                                                                          capsys):
     monkeypatch.setattr("lpnb.sweep.plan", lambda *args: [])  # nothing to run
