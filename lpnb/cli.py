@@ -20,8 +20,8 @@ import warnings
 from pathlib import Path
 
 from lpnb import data as lpdata
-from lpnb.config import PRESETS, Config, make_config, run_id
-from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, run, trains_on_cpu
+from lpnb.config import PRESETS, Config, make_config
+from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, load_record, run, trains_on_cpu
 from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
@@ -76,8 +76,7 @@ def _config_flags(parser, skip=("preset",)):
 
 def _run(args):
     cfg = make_config(args.preset or "paper", **_overrides(args))
-    results = Path(args.results_dir) if args.results_dir is not None else default_results_dir(cfg.preset)
-    if args.preset is None and trains_on_cpu(cfg) and not (results / "runs" / run_id(cfg) / "record.json").exists():
+    if args.preset is None and trains_on_cpu(cfg) and load_record(cfg, args.results_dir) is None:
         raise ValueError(PAPER_NOT_GIVEN)
     try:
         record = run(cfg, data_root=args.data_root, results_dir=args.results_dir, force=args.force,

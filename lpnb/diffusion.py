@@ -559,7 +559,7 @@ def _graph_memory(n, d, k, cuda, torch_search):
     graph kept during the solve). Measured at n = 100,000-400,000, k = 50, d = 32 (benchmarks/README.md): on a
     CPU the rescaled copy of the features (4 n d), the k-NN lists and W = A + A^T assembled in scipy peak at
     38-40 n k, and W keeps at most 2 n k values and indices; at large k the k-NN search peaks higher, at
-    about (24 + k / 10) n k (its lists with and without each point, and faiss's own buffers: measured 44-46
+    about (24 + k / 10) n k (its lists with and without each point, and faiss's own buffers: measured 43.9-46.6
     n k at k = 200, n = 20,000-50,000, d = 32-64, either graph); with CUDA tensors the assembly in torch (COO,
     coalesce) peaks at 148 n k with the same code on a CPU, 180 n k allowed for the GPU sort's buffers, and W
     keeps its int64 COO indices. A torch k-NN search (`torch_search`) adds its block of similarities."""
