@@ -825,8 +825,13 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
             labeled &= np.asarray(y != "-1", dtype=bool)
         if not labeled.any():
             raise ValueError("no labeled example: y is -1 (unlabeled) everywhere")
-        check_classification_targets(y[labeled])
-        classes, codes = np.unique(y[labeled], return_inverse=True)
+        try:
+            check_classification_targets(y[labeled])
+            classes, codes = np.unique(y[labeled], return_inverse=True)
+        except TypeError:  # both sort the labels: "cat" < 1 has no answer
+            kinds = sorted({type(v).__name__ for v in y[labeled]})
+            raise ValueError(f"y mixes labels of types {kinds}: give every label the same type (all strings, or "
+                             "all numbers)") from None
         if classes.dtype.kind in "iuf" and (classes < 0).any():  # propagate takes any negative label as unlabeled
             _warn(f"y holds {classes[classes < 0].tolist()}: only -1 marks an unlabeled point (scikit-learn's "
                   "convention), so these are taken as classes")

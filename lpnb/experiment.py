@@ -37,6 +37,7 @@ except ImportError:  # not POSIX: runs are not locked
 from lpnb import data as lpdata
 from lpnb.config import base_config, resolve, run_id
 from lpnb.data import REPO, write_json
+from lpnb.graph import visible_device
 from lpnb.models import build_model
 from lpnb.train import Trainer, confident_mistakes, correct_pseudo_labels, omega_histogram
 
@@ -222,11 +223,8 @@ def build_trainer(cfg, run_data, device):
 
 def _device(cfg):
     """The device to train on; a CUDA device asked for that torch cannot see raises, saying what is there."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {cfg.device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here "
-                         f"(torch {torch.__version__}); use device 'auto' (a GPU if there is one) or 'cpu'")
-    return device
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    return visible_device(device, "use device 'auto' (a GPU if there is one) or 'cpu'")
 
 
 def trains_on_cpu(cfg):

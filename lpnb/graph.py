@@ -38,16 +38,19 @@ _RULES = {  # rule: (type, test, what the message asks for)
 }
 
 
-def _to_device(x, device):
-    """The tensor x on `device` (None: where it is); a CUDA device that torch cannot see raises, saying what is
-    there."""
-    if device is None:
-        return x
+def visible_device(device, remedy):
+    """torch.device(device), or a ValueError for a CUDA device that torch cannot see: it says what torch sees and
+    `remedy` (what to pass instead)."""
     where = torch.device(device)
     if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here; pass "
-                         "device=None (where the features are) or 'cpu'")
-    return x.to(where)
+        raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here "
+                         f"(torch {torch.__version__}); {remedy}")
+    return where
+
+
+def _to_device(x, device):
+    """The tensor x on `device` (None: where it is)."""
+    return x if device is None else x.to(visible_device(device, "pass device=None (where the features are) or 'cpu'"))
 
 
 def _check_param(name, value, rule, *, optional=False):

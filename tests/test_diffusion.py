@@ -649,7 +649,7 @@ def test_a_cuda_device_torch_cannot_see_is_named(pseudo_labeler):
     x, y = blobs(n=60)
     device = f"cuda:{torch.cuda.device_count()}"  # one past the last
     with pytest.raises(ValueError, match=f"^device '{device}': torch sees {torch.cuda.device_count()} CUDA device.s. "
-                                         "here; pass device=None .where the features are. or 'cpu'"):
+                                         r"here \(torch .*\); pass device=None .where the features are. or 'cpu'"):
         pseudo_labeler(x, y, np.array([0, 1, 2]), k=5, device=device)
 
 

@@ -319,3 +319,9 @@ def test_a_negative_label_other_than_minus_one_is_a_class_and_says_so():
     with pytest.warns(UserWarning, match=r"y holds \[-2\]: only -1 marks an unlabeled point"):
         model = LabelPropagation(k=2).fit(X, np.array([-2, -1, -1, 5, -1, -1]))
     assert model.classes_.tolist() == [-2, 5] and model.transduction_.tolist() == [-2, -2, -2, 5, 5, 5]
+
+
+def test_labels_of_mixed_types_are_refused_by_name():
+    X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
+    with pytest.raises(ValueError, match=r"y mixes labels of types \['int', 'str'\]: give every label the same"):
+        LabelPropagation(k=2).fit(X, np.array(["cat", -1, -1, 3, -1, -1], dtype=object))
