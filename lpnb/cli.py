@@ -201,7 +201,8 @@ def _sweep(args):
     cells = table_cells(args.table, labels=_list(args.labels, "--labels", int),
                         methods=_list(args.methods, "--methods"), datasets=_list(args.datasets, "--datasets"),
                         splits=splits, preset=args.preset or "paper", **_overrides(args, SELECTED))
-    if args.preset is None and args.executor == "local" and any(map(trains_on_cpu, cells)):  # SLURM: the cluster's
+    if args.preset is None and args.executor == "local" and any(  # SLURM: the cluster's CUDA counts, not ours
+            trains_on_cpu(cell) and load_record(cell, args.results_dir) is None for cell in cells):
         raise ValueError(PAPER_NOT_GIVEN)
     options = {"local": ("workers", "per_gpu"), "slurm": ("partition", "timeout_min", "gpus_per_job", "cpus_per_job")}
     given = {executor: {k: getattr(args, k) for k in names if getattr(args, k) is not None}

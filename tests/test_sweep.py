@@ -78,6 +78,12 @@ def test_a_local_sweep_without_preset_on_a_cpu_asks_for_one(tmp_path, monkeypatc
     assert stop.value.code == 2 and "no --preset given: the default, paper (the full protocol), would train for " \
         "days on this machine's CPU. Pass --preset paper" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+    monkeypatch.undo()
+    for cell in table_cells(2, labels=[500], methods=["supervised"], splits=1):
+        touch(tmp_path, cell, "record.json")
+    main(["sweep", "--table", "2", "--labels", "500", "--methods", "supervised", "--splits", "1", "--results-dir",
+          str(tmp_path)])  # every cell recorded: nothing would train, so nothing to refuse
+    assert "every cell is recorded already" in capsys.readouterr().out
 
 
 def test_lpnbs_warnings_take_one_line_and_other_librarys_are_shown_as_python_shows_them(tmp_path, monkeypatch,
@@ -201,6 +207,10 @@ def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
     record.write_text(record.read_text()[:20])  # cut short: named with its remedy, not taken for done
     with pytest.raises(RuntimeError, match=f"record {record} is corrupt .* delete its folder"):
         plan([gtg], tmp_path)
+    base = tmp_path / "runs" / run_id(smoke("supervised")) / "record.json"
+    base.write_text(base.read_text()[:20])  # the stage-1 record lp needs: named before any job starts
+    with pytest.raises(RuntimeError, match=f"record {base} is corrupt"):
+        plan([lp], tmp_path)
 
 
 def test_a_stage2_run_under_way_needs_no_stage1_run(tmp_path):
