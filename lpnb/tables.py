@@ -260,6 +260,11 @@ def weights_of(record):
     return record["config"]["use_omega"], record["config"]["use_zeta"]
 
 
+def mean_std(mean, std, splits):
+    """'12.34 ± 0.56', or '12.34' from one split (no spread)."""
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if splits > 1 else "")
+
+
 def side_by_side(table):
     """The paper's layout: a row per method (the paper's names), a column per (dataset, labels, metric),
     'ours ± std (paper)' (the std only over two or more splits); a cell with no record reads 'not run'."""
@@ -267,9 +272,8 @@ def side_by_side(table):
         return table
 
     def cell(r):
-        ours = f"{r.ours_mean:.2f}" + (f" ± {r.ours_std:.2f}" if r.splits > 1 else "")  # no spread from one split
         paper = "" if pd.isna(r.get("paper_mean")) else f" ({r.paper_mean:.2f})"
-        return ours + paper
+        return mean_std(r.ours_mean, r.ours_std, r.splits) + paper
     t = table.assign(cell=table.apply(cell, axis=1),
                      row=[row_name(*r) for r in table[["method", "use_omega", "use_zeta"]].itertuples(index=False)],
                      Dataset=table.dataset.map(DATASET_NAMES), labeled=table.labels,
@@ -686,7 +690,7 @@ HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the 
 
 def _mean_std(records):
     errors = pd.Series([r["test_error"] for r in records])
-    return f"{errors.mean():.2f}" + (f" ± {errors.std(ddof=0):.2f}" if len(errors) > 1 else "") + f" ({len(errors)})"
+    return mean_std(errors.mean(), errors.std(ddof=0), len(errors)) + f" ({len(errors)})"
 
 
 def status_table(results_dir=None):
