@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ TORCHVISION = {
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 MINIIMAGENET_SIZE = 84
 MINIIMAGENET_SEED = 0  # per-class train/test assignment (paper sec. 5.1: 500/100 at random)
-CACHE_VERSION = 2  # part of the cache key: bump when decoding or meta.json changes (2: the content fingerprint)
+CACHE_VERSION = 3  # part of the cache key: bump when decoding or meta.json changes (3: 16-bit images refused)
 
 
 @dataclass
@@ -142,7 +142,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
         _write_cache(cache, name, arrays, classes, str(path))
     _remove_stale_temporaries(cache)
     try:
-        meta = json.loads((cache / "meta.json").read_text())
+        meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
         train_images = np.load(cache / "train_images.npy", mmap_mode="r")
         test_images = np.load(cache / "test_images.npy", mmap_mode="r")
         train_labels, test_labels = np.load(cache / "train_labels.npy"), np.load(cache / "test_labels.npy")
@@ -187,6 +187,9 @@ def _find_source(name, roots):
         candidates += [("idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
     for kind, path, files in candidates:
         if all((path / f).exists() for f in files):
+            if path.name == f"{name}.tar.gz" and (folder := path.with_name(name) / "train").exists():
+                warnings.warn(f"{path} and {folder.parent}/ are both there: reading {path.name}, not the folder; "
+                              "move one away to read the other", stacklevel=3)
             return kind, path
     return None
 
@@ -352,33 +355,63 @@ def _read_torchvision(name, path):
 
 
 def _decode_image(data: bytes, where: str, removable: bool = False) -> np.ndarray:
-    """An RGB image from encoded bytes; `removable`: the file may be removed instead of replaced (a test image).
-    A training image may not: the images' numbers, which split files name, would shift."""
+    """An RGB image from 8-bit encoded bytes; `removable`: the file may be removed instead of replaced (a test
+    image, or a training image not named by its index, whose removal shifts no other image's number)."""
+    remedy = "remove it or replace it with a good copy" if removable else \
+        "replace it with a good copy (removing it would shift the numbers of the images after it)"
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for truncated or non-image bytes
-        raise ValueError(f"{where} is not a readable image ({e}): replace that file with a good copy"
-                         f"{' (or remove it)' if removable else ''}, then load again") from e
+            mode, rgb = im.mode, np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise ValueError(f"{where} is not an image PIL can read: {remedy}, then load again") from None
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for truncated or corrupt image bytes
+        raise ValueError(f"{where} is not a readable image ({e}): {remedy}, then load again") from e
+    if mode in ("I", "F") or mode.startswith("I;"):  # convert("RGB") clipped them to 255, not scaled
+        raise ValueError(f"{where} is a {mode} image (16 or 32 bits per pixel): lpnb reads 8-bit images; convert "
+                         "them to 8 bits (scaled to 0-255) first")
+    return rgb
 
 
 def _folder_entries(path: Path):
-    """Yield (split, class, file name, encoded bytes, where) from a class-folder tar.gz (streamed) or tree."""
+    """Yield (split, class, file name, encoded bytes, where) from a class-folder tar.gz (streamed) or tree: every
+    file at train/<class>/<file> or test/<class>/<file>, hidden ones (a part starting with ".") skipped. A file
+    elsewhere under train/ or test/, a tarball holding two such trees, or a folder that cannot be read raises:
+    its images would be left out without a word."""
+    def placed(parts, where, prefixes):  # parts: the file's path split at "/"
+        if any(p.startswith(".") and p != "." for p in parts) or not {"train", "test"} & set(parts):
+            return False  # hidden (not "./", as `tar czf x.tar.gz .` names all), or outside the tree (a README)
+        at = next(i for i, p in enumerate(parts) if p in ("train", "test"))
+        if len(parts) - at != 3:
+            raise ValueError(f"{where} is not at train/<class>/<file> or test/<class>/<file>: move it there (or "
+                             "out of train/ and test/); lpnb reads no other layout")
+        prefixes.add("/".join(parts[:at]))
+        if len(prefixes) > 1:
+            raise ValueError(f"{path} holds more than one train/ and test/ tree ({sorted(prefixes)}): keep one "
+                             "copy of the dataset in it")
+        return True
+
+    prefixes = set()
     if path.is_file():
         try:
             with tarfile.open(path, "r|gz") as tar:
                 for member in tar:
                     parts = member.name.split("/")
-                    if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                    if member.isfile() and placed(parts, f"{path}:{member.name}", prefixes):
                         yield parts[-3], parts[-2], parts[-1], tar.extractfile(member).read(), f"{path}:{member.name}"
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{path} is not a complete tar.gz archive ({type(e).__name__}: {e}): the file is "
                              "truncated or corrupt; copy or download it again") from e
     else:
+        def unreadable(e):  # os.walk would skip a folder it cannot list; a missing train/ or test/ is said later
+            if not isinstance(e, FileNotFoundError):
+                raise PermissionError(f"cannot read {e.filename} ({e.strerror}): make it readable, or move it out "
+                                      f"of {path}")
         for split in ("train", "test"):
-            for f in sorted((path / split).glob("*/*")):
-                if f.is_file():
-                    yield split, f.parent.name, f.name, f.read_bytes(), str(f)
+            for folder, _, files in sorted(os.walk(path / split, onerror=unreadable, followlinks=True)):
+                for name in sorted(files):
+                    f = Path(folder) / name
+                    if placed([split, *f.relative_to(path / split).parts], str(f), prefixes):
+                        yield split, f.parent.name, f.name, f.read_bytes(), str(f)
 
 
 def _read_class_folders(name, path):
@@ -388,10 +421,14 @@ def _read_class_folders(name, path):
     whose file stem is a number goes to that index if the stems are exactly 0..N-1;
     otherwise, and for the test set, images are ordered by (class, file name).
     """
-    items = {"train": [], "test": []}
+    items, shapes = {"train": [], "test": []}, {}
     for split, cls, fname, data, where in _folder_entries(path):
-        if not fname.startswith(".") and not cls.startswith("."):
-            items[split].append((cls, fname, _decode_image(data, where, removable=split == "test")))
+        if cls != cls.strip() or ".png " in cls:  # a split file's line, '<index>_<class>.png <class>', cannot hold it
+            raise ValueError(f"{where}: the class folder name {cls!r} has spaces at an end or '.png ' in it, which "
+                             "the split files' lines cannot hold: rename the folder in train/ and test/")
+        image = _decode_image(data, where, removable=split == "test" or not Path(fname).stem.isdigit())
+        items[split].append((cls, fname, image))
+        shapes.setdefault(image.shape, where)  # the first file of each size, to name
     if not items["train"] or not items["test"]:
         raise ValueError(f"{path}: expected images in train/<class>/<file> and test/<class>/<file>")
     train_classes, test_classes = ({cls for cls, _, _ in items[split]} for split in ("train", "test"))
@@ -400,9 +437,11 @@ def _read_class_folders(name, path):
                          f"{sorted(train_classes - test_classes)}, only in test/: "
                          f"{sorted(test_classes - train_classes)}); rename them so that both hold the same classes")
     classes = sorted(train_classes)
-    shapes = {im.shape for split in items.values() for _, _, im in split}
+    if len(classes) < 2:
+        raise ValueError(f"{path}: one class folder ({classes[0]!r}): classification needs two classes or more")
     if len(shapes) != 1:
-        raise ValueError(f"{path}: images differ in size {sorted(shapes)}; resize them to one size first")
+        sizes = "; ".join(f"{shape} e.g. {where}" for shape, where in sorted(shapes.items()))
+        raise ValueError(f"{path}: images differ in size ({sizes}); resize them to one size first")
     label = {cls: k for k, cls in enumerate(classes)}
     arrays = []
     for split in ("train", "test"):
@@ -440,7 +479,7 @@ def _read_miniimagenet(name, path):
         csv = path / f"{split}.csv"
         if not csv.is_file():
             raise FileNotFoundError(f"{csv} is missing: Mini-ImageNet needs train.csv, val.csv and test.csv")
-        lines = csv.read_text().splitlines()
+        lines = csv.read_text(encoding="utf-8").splitlines()
         if not lines or lines[0].strip() != "filename,label":
             raise ValueError(f"{csv}: expected the header 'filename,label'")
         for number, line in enumerate(lines[1:], 2):
@@ -533,17 +572,20 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     It is the paper's file root/labels/<name>/<n_labels>_balanced_labels/<10+split>.txt
     (Mean Teacher's format, one '<index>_<class>.png <class>' line per image) when it exists.
     Without root, it is looked for in the one of data_roots() that `data` was loaded from,
-    then in the others. Otherwise draws n_labels/c images per class with numpy seed `split`,
+    then in the others; for data loaded from elsewhere, only beside it (the folder holding the
+    dataset's file or folder). Otherwise draws n_labels/c images per class with numpy seed `split`,
     saves them in the same format to <results_dir>/splits/<name>/<n_labels>/<split>.txt
     (default <repo>/results) and returns that file from then on, so every run can be repeated
     (delete it to draw again, e.g. for other data).
     """
-    if not isinstance(split, (int, np.integer)) or split < 0:
-        raise ValueError(f"split must be an integer >= 0, got {split!r}")
+    for what, value, least in (("split", split, 0), ("n_labels", n_labels, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{what} must be an integer >= {least}, got {value!r}")
     roots = data_roots(root)
-    if root is None:  # data's own root first (a stable sort keeps the others' order)
-        source = Path(os.path.abspath(data.source)) if data.source else None
-        roots = sorted(roots, key=lambda r: not (source and source.is_relative_to(os.path.abspath(r))))
+    if root is None and data.source:  # data's own root first (a stable sort keeps the others' order)
+        source = Path(os.path.abspath(data.source))
+        ours = [r for r in roots if source.is_relative_to(os.path.abspath(r))]
+        roots = ours + [r for r in roots if r not in ours] if ours else [source.parent]  # not the paper's CIFAR
     for root in roots:
         paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
         if paper.is_file():
@@ -551,7 +593,7 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     ours = Path(results_dir if results_dir is not None else REPO / "results") / "splits" / data.name \
         / str(n_labels) / f"{split}.txt"
     if not ours.is_file():
-        idx = _balanced_split(data.train_labels, len(data.classes), n_labels, split)
+        idx = _balanced_split(data.train_labels, data.classes, n_labels, split)
         papers = sorted(int(p.stem) - 10 for root in roots for p in
                         (root / "labels" / data.name / f"{n_labels}_balanced_labels").glob("*.txt") if p.stem.isdigit())
         if papers:  # a split number past the paper's: easy to take for one of them
@@ -563,7 +605,8 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     return ours
 
 
-def _balanced_split(labels, n_classes, n_labels, seed):
+def _balanced_split(labels, classes, n_labels, seed):
+    n_classes = len(classes)
     if n_labels <= 0 or n_labels % n_classes:
         raise ValueError(f"n_labels = {n_labels} must be a positive multiple of the number of classes "
                          f"({n_classes}) for a class-balanced split")
@@ -573,7 +616,7 @@ def _balanced_split(labels, n_classes, n_labels, seed):
     for j in range(n_classes):
         members = np.flatnonzero(labels == j)
         if len(members) < per_class:
-            raise ValueError(f"class {j} has {len(members)} training images, fewer than the "
+            raise ValueError(f"class {classes[j]!r} has {len(members)} training images, fewer than the "
                              f"{per_class} per class that n_labels = {n_labels} asks for")
         idx.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(idx))
@@ -589,7 +632,7 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
         remedy = "the split file does not match this copy of the dataset"
         unreadable = "restore it from the paper's split files"
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not a text file of split lines ({e}): {unreadable}") from None
     idx = []

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import tarfile
 import time
 import urllib.error
@@ -203,10 +204,11 @@ def test_class_folders_without_an_index_are_ordered_by_class_and_name(tmp_path, 
 def test_class_folders_decode_jpeg(tmp_path):
     image = np.full((32, 32, 3), (200, 30, 90), np.uint8)
     for split in ("train", "test"):
-        (tmp_path / "cifar10" / split / "frog").mkdir(parents=True)
-        Image.fromarray(image).save(tmp_path / "cifar10" / split / "frog" / "00000.jpg", quality=95)
+        for k, cls in enumerate(("cat", "frog")):
+            (tmp_path / "cifar10" / split / cls).mkdir(parents=True)
+            Image.fromarray(image).save(tmp_path / "cifar10" / split / cls / f"{k}.jpg", quality=95)
     d = load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
-    assert d.train_images.shape == (1, 32, 32, 3) and d.train_images.dtype == np.uint8
+    assert d.train_images.shape == (2, 32, 32, 3) and d.train_images.dtype == np.uint8
     assert np.abs(d.train_images.astype(int) - image).max() <= 3
 
 
@@ -227,13 +229,88 @@ def test_a_corrupt_image_is_named_with_the_remedy(tmp_path):
     bad = tmp_path / "cifar10" / "train" / "cat" / "00000.png"
     good = bad.read_bytes()
     bad.write_bytes(good[:40])  # truncated
-    with pytest.raises(ValueError, match=f"{bad} is not a readable image .*replace that file") as err:
+    with pytest.raises(ValueError, match=f"{bad} is not a.* image.*: replace it with a good copy "
+                                         r"\(removing it would shift the numbers of the images after it\)"):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
-    assert "remove" not in str(err.value)  # removing a training image would renumber those after it
     bad.write_bytes(good)
     bad = tmp_path / "cifar10" / "test" / "cat" / "0000.png"
     bad.write_bytes(bad.read_bytes()[:40])
-    with pytest.raises(ValueError, match=rf"{bad} is not a readable image .*good copy \(or remove it\)"):
+    with pytest.raises(ValueError, match=f"{bad} is not a.* image.*: remove it or replace it with a good"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    bad.write_bytes(good)
+    notes = tmp_path / "cifar10" / "train" / "cat" / "notes.txt"  # not named by a number: removing shifts nothing
+    notes.write_text("where the images came from")
+    with pytest.raises(ValueError, match=f"^{notes} is not an image PIL can read: remove it or replace it"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_an_image_of_more_than_8_bits_is_refused_not_clipped_white(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    deep = tmp_path / "cifar10" / "train" / "cat" / "00000.png"
+    Image.fromarray(np.full((32, 32), 1000, np.uint16)).save(deep)  # convert("RGB") made this 255: white
+    with pytest.raises(ValueError, match=f"^{deep} is a I;16 image .*convert them to 8 bits"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_images_outside_the_class_folder_layout_are_named_not_dropped(tmp_path, as_tar):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    nested = tmp_path / "cifar10" / "train" / "cat" / "sub" / "x.png"
+    nested.parent.mkdir()
+    nested.write_bytes((tmp_path / "cifar10" / "test" / "cat" / "0000.png").read_bytes())
+    (tmp_path / "cifar10" / "train" / "cat" / ".DS_Store").write_text("hidden: skipped")
+    if as_tar:
+        with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as tar:
+            tar.add(tmp_path / "cifar10", "cifar10")
+        shutil.rmtree(tmp_path / "cifar10")
+    where = f"{tmp_path / 'cifar10.tar.gz'}:cifar10/train/cat/sub/x.png" if as_tar else str(nested)
+    with pytest.raises(ValueError, match=f"^{re.escape(where)} is not at train/<class>/<file> or test/<class>"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    if not as_tar:  # a class folder that cannot be listed (as root, chmod cannot make one)
+        shutil.rmtree(nested.parent)
+        walk = os.walk
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(data.os, "walk", lambda top, onerror=None, **kw: (onerror and onerror(PermissionError(
+                13, "Permission denied", str(Path(top) / "cat")))) or walk(top, onerror=onerror, **kw))
+            with pytest.raises(PermissionError, match=r"cannot read .*train/cat \(Permission denied\): make it"):
+                load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_a_tarball_with_two_copies_or_beside_a_folder_is_not_read_silently(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "cifar10", "cifar10")
+    with pytest.warns(UserWarning, match=r"cifar10.tar.gz and .*cifar10/ are both there: reading cifar10.tar.gz"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as tar:  # as `tar czf cifar10.tar.gz .` in cifar10/
+        tar.add(tmp_path / "cifar10", ".")
+    os.rename(tmp_path / "cifar10", tmp_path / "elsewhere")
+    assert load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache").train_images.shape == (9, 32, 32, 3)
+    os.rename(tmp_path / "elsewhere", tmp_path / "cifar10")
+    with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as tar:  # its test images would be trained on
+        tar.add(tmp_path / "cifar10", "cifar10")
+        tar.add(tmp_path / "cifar10", "old/cifar10")
+    shutil.rmtree(tmp_path / "cifar10")
+    with pytest.raises(ValueError, match=r"holds more than one train/ and test/ tree \(\['cifar10', 'old/cifar10'\]"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_class_folders_one_class_odd_sizes_or_names_a_split_cannot_hold_are_refused(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    odd = tmp_path / "cifar10" / "test" / "dog" / "0000.png"
+    odd.write_bytes(png_bytes(random_images(1, 40, 40, 3)[0]))
+    with pytest.raises(ValueError, match=re.escape("images differ in size ((32, 32, 3) e.g. ") + r".*"
+                       + re.escape(f"; (40, 40, 3) e.g. {odd}); resize them")):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    odd.unlink()
+    for split in ("train", "test"):
+        (tmp_path / "cifar10" / split / "cat").rename(tmp_path / "cifar10" / split / "cat ")
+    with pytest.raises(ValueError, match="the class folder name 'cat ' has spaces at an end"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    for split in ("train", "test"):
+        for cls in ("cat ", "airplane"):
+            shutil.rmtree(tmp_path / "cifar10" / split / cls)
+    with pytest.raises(ValueError, match=r"one class folder \('dog'\): classification needs two classes or more"):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
 
@@ -680,7 +757,17 @@ def test_each_dataset_and_its_split_files_are_looked_for_in_every_data_root(tmp_
     assert data.split_file(d100, 3, 0, root=repo / "data", results_dir=results).is_relative_to(results)
     monkeypatch.setenv("LPNB_DATA_ROOT", str(repo / "data"))
     assert data.find_dataset("cifar10") is None
-    assert data.split_file(d10, 3, 0, results_dir=results) == papers[repo / "data", "cifar10"]
+    d10_here = load_dataset("cifar10", shared, cache_dir=tmp_path / "cache")
+    assert data.split_file(d10_here, 3, 0, results_dir=results) == papers[shared, "cifar10"]  # beside its data
+    own = tmp_path / "own"  # a user's own copy elsewhere: never the paper's splits of another copy
+    own.mkdir()
+    write_class_folders(own, "cifar10", as_tar=True)
+    d_own = load_dataset("cifar10", own, cache_dir=tmp_path / "cache")
+    monkeypatch.delenv("LPNB_DATA_ROOT")
+    assert data.split_file(d_own, 3, 0, results_dir=results).is_relative_to(results)
+    (own / "labels" / "cifar10" / "3_balanced_labels").mkdir(parents=True)
+    (own / "labels" / "cifar10" / "3_balanced_labels" / "11.txt").touch()  # its own split files: found
+    assert data.split_file(d_own, 3, 1, results_dir=results) == own / "labels/cifar10/3_balanced_labels/11.txt"
 
 
 # --- labeled splits ---------------------------------------------------------------------------------
@@ -931,3 +1018,16 @@ def test_the_committed_records_name_the_pixels_decoded_here(name, session_cache,
             cfg = make_config("cpu", dataset=name, labels=r["labels"], split=r["split"], method="supervised")
             fingerprints[r["labels"], r["split"]] = load_run_data(cfg, SHARED, tmp_path).fingerprint
         assert r["data_fingerprint"] == fingerprints[r["labels"], r["split"]], r["run_id"]
+
+
+def test_a_split_asked_for_wrongly_is_refused_by_name(tmp_path):
+    d = toy_data([0, 0, 0, 1, 1, 1, 2, 2])
+    for n_labels, split, message in ((3, True, "split must be an integer >= 0, got True"),
+                                     (3, -1, "split must be an integer >= 0, got -1"),
+                                     ("3", 0, "n_labels must be an integer >= 1, got '3'"),
+                                     (3.0, 0, "n_labels must be an integer >= 1, got 3.0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            labeled_indices(d, n_labels, split, root=tmp_path, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="class 'd e' has 2 training images, fewer than the 3 per class"):
+        labeled_indices(d, 9, 0, root=tmp_path, results_dir=tmp_path)
+    assert not (tmp_path / "splits").exists()
