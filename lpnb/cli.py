@@ -227,7 +227,7 @@ def _status(args):
             raise ValueError(f"--readme writes the repository's README from its own results/, not {results}: "
                              "leave --results-dir out and unset $LPNB_RESULTS_DIR")
         readme = REPO / "README.md"
-        lpdata.write_text(readme, readme_with_status(readme.read_text(), results))
+        lpdata.write_text(readme, readme_with_status(readme.read_text(encoding="utf-8"), results))
         print(f"updated the status table of {readme}")
     else:
         print(status_table(results), end="")

@@ -95,7 +95,7 @@ def read_record(path):
     """A record.json as a dict; a corrupt file, or one without the fields every reader relies on
     (RECORD_FIELDS, a test error in [0, 100]), raises an error that names it and the remedy."""
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(record, dict):
             raise ValueError(f"{json.dumps(record)[:40]}, not an object")
         for name, kind in RECORD_FIELDS.items():

@@ -166,11 +166,24 @@ def describe_runs(records):
         return sorted({r[key] for r in records if key in r})
     data = [d + " (JPEG q95 class folders)" if from_class_folders(d) else d for d in values("data")]
     splits, devices = [str(s) for s in values("split")], values("device")
-    parts = [f"{', '.join(values('preset'))} preset" if values("preset") else None,
+    parts = [f"{', '.join(values('preset'))} preset" if values("preset") else None, _reduced_protocol(records),
              f"split{'s' * (len(splits) > 1)} {', '.join(splits)}" if splits else None,
              f"run {records[0]['run_id']}" if len(records) == 1 else None,
              f"on {'; '.join(devices)}" if devices else None, *data]
     return ", ".join(p for p in parts if p)
+
+
+def _reduced_protocol(records):
+    """How the runs not at the paper preset differ from the paper's protocol, e.g. "not the paper's protocol:
+    5000 unlabeled images, width 0.25, 60 + 15 epochs"; None when every run is at the paper preset."""
+    configs = [r["config"] for r in records if r.get("preset") != "paper" and "config" in r]
+    if not configs:
+        return None
+
+    def values(key, none="all"):
+        return "/".join(str(v) for v in sorted({c.get(key) for c in configs}, key=str)).replace("None", none)
+    return (f"not the paper's protocol: {values('unlabeled_size')} unlabeled images, width {values('width')}, "
+            f"{values('epochs_stage1')} + {values('epochs_stage2')} epochs")
 
 
 def _caption(fig, *lines):
@@ -210,7 +223,7 @@ def plot_figure5(record):
         width = np.diff(edges)
         ax.bar(edges[:-1], h["correct"], width, align="edge", color="#1f77b4", label="correct")
         ax.bar(edges[:-1], h["incorrect"], width, bottom=h["correct"], align="edge", color="#d62728", label="incorrect")
-        ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']}", xlim=(0, 1))
+        ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']} of {record['config']['epochs_stage2']}", xlim=(0, 1))
     axes[0, 0].set_ylabel("number of unlabeled images")
     axes[0, 0].legend()
     _caption(fig, describe_runs([record]))

@@ -119,7 +119,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     Mini-ImageNet; 3 under cpu, the splits recorded; 1 under smoke and for other datasets). labels, methods,
     datasets (those the notebook reads): one value, a list or a comma-separated string (checked against the
     paper's Table `table` when one is given: `check_selection`); train: train the
-    missing runs (None: yes, unless that means the paper preset without CUDA, hours per run on a GPU and days
+    missing runs (None: yes, unless that means the paper preset without CUDA, minutes per run on a GPU and days
     on a CPU; False: show what is recorded); workers: runs trained at a time (`lpnb.sweep`); a bad value
     raises ValueError naming it.
 
@@ -156,8 +156,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     if train is None:
         train = preset != "paper" or torch.cuda.is_available()
         if not train:
-            print("The paper preset without CUDA: showing the recorded runs only (a paper-scale run takes hours on "
-                  "a GPU, days on a CPU); train=True trains the missing ones here anyway.")
+            print("The paper preset without CUDA: showing the recorded runs only (a paper-scale run takes minutes "
+                  "on a GPU, days on a CPU); train=True trains the missing ones here anyway.")
     if results_dir is not None:
         results_dir = tables_dir = Path(results_dir)
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
@@ -192,7 +192,7 @@ def _smoke_settings(splits, labels, methods, datasets, workers):
 def notebook_defaults(notebook):
     """The values of the parameters cell of notebooks/<notebook>.ipynb: what the notebook runs with when
     given no parameters, as `lpnb reproduce` runs it at the committed preset."""
-    cells = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    cells = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
     source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
     return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
             if isinstance(node, ast.Assign)}
@@ -267,7 +267,8 @@ def mean_std(mean, std, splits):
 
 def side_by_side(table):
     """The paper's layout: a row per method (the paper's names), a column per (dataset, labels, metric),
-    'ours ± std (paper)' (the std only over two or more splits); a cell with no record reads 'not run'."""
+    'ours ± std (paper)' (the std only over two or more splits); a method with no record at all has no row,
+    and a cell of a row and a column that exist but has no record reads 'not run'."""
     if table.empty:
         return table
 
@@ -413,7 +414,11 @@ def announce_training(cfgs, results_dir=None):
 def summarize(records, paper_csv=None):
     """One row per (dataset, labels, method, weights, metric): our mean +/- std over splits, the number
     of splits, their preset, hardware and data (CIFAR from class folders marked JPEG q95), and the paper's
-    number for the same cell when `paper_csv` is given."""
+    number for the same cell when `paper_csv` is given. Records of one preset: their splits are averaged."""
+    presets = sorted({r["preset"] for r in records})
+    if len(presets) > 1:
+        raise ValueError(f"records of the presets {presets}: summarize one preset at a time (their errors are not "
+                         "splits of one cell)")
     rows = []
     for r in records:
         use_omega, use_zeta = weights_of(r)
@@ -467,7 +472,7 @@ def write_table(df, path):
 def _read_table(path):
     """A table CSV that `write_table` wrote; a damaged one (cut short, edited) raises ValueError naming it."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
         if not text.endswith("\n"):  # to_csv ends every line
             raise ValueError("it ends inside a line" if text else "it is empty")
         table = pd.read_csv(io.StringIO(text))
@@ -684,7 +689,7 @@ HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the 
     ("Table 2", "02_table2", "cifar10", 4000, "lp"),
     ("Table 2", "02_table2", "cifar10", 500, "mt+lp"),
     ("Table 3", "03_table3", "cifar100", 10000, "supervised"),
-    ("Table 3", "03_table3", "cifar100", 4000, "lp"),
+    ("Table 3", "03_table3", "cifar100", 10000, "lp"),
 ]
 
 

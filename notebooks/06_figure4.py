@@ -46,8 +46,8 @@ save_figure(fig, "figure4", figure_dir(settings, "06_figure4", labels=labels, sp
 fig
 
 # %% [markdown]
-# In the paper, diffusion is consistently more accurate than the network's predictions,
-# which is why its pseudo-labels train a better network.
+# In the paper, "diffusion predictions are consistently better than network predictions" on the
+# unlabeled images throughout stage 2.
 
 # %% [markdown]
 # ## What we see

@@ -50,8 +50,8 @@ save_figure(fig, "figure7", figure_dir(settings, "09_figure7", labels=labels, sp
 fig
 
 # %% [markdown]
-# In the paper most confident mistakes are trucks taken for automobiles and birds taken
-# for frogs: classes that look alike at 32x32 pixels.
+# In the paper "most of the incorrect labels come from trucks labeled as automobiles or birds
+# labeled as frogs".
 
 # %% [markdown]
 # ## What we see

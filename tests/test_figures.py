@@ -1,4 +1,5 @@
 """Figures 4-7 (lpnb.plots): what each draws, from run records (Figure 6 from those in results/runs)."""
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,7 @@ from matplotlib.colors import to_rgb
 
 from lpnb.config import make_config
 from lpnb.experiment import REPO
-from lpnb.plots import plot_figure4, plot_figure5, plot_figure6, plot_figure7
+from lpnb.plots import describe_runs, plot_figure4, plot_figure5, plot_figure6, plot_figure7
 from lpnb.tables import recorded, summarize
 
 
@@ -44,9 +45,9 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
         assert (tuple(theirs.labels), tuple(theirs.error)) in dashed
     assert "full protocol dotted" in ax.get_title()
     assert captions(fig) == [  # what each set of lines is drawn from
-        "solid: cpu preset, splits 0, 1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class "
-        "folders) dotted: paper preset, splits 0, 1, 2, on NVIDIA H100 80GB HBM3; NVIDIA H200, cifar10 from "
-        "cifar10.tar.gz (JPEG q95 class folders)"]
+        "solid: cpu preset, not the paper's protocol: 5000 unlabeled images, width 0.25, 60 + 15 epochs, splits 0, "
+        "1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class folders) dotted: paper preset, "
+        "splits 0, 1, 2, on NVIDIA H100 80GB HBM3; NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
     without = plot_figure6(cpu)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
     assert captions(without) == [captions(fig)[0].split(" dotted: ")[0]]
@@ -64,7 +65,8 @@ def _lp_record(hist_epochs=(0, 90)):
     edges = np.linspace(0, 1, 5).tolist()
     hists = [{"epoch": e, "edges": edges, "correct": [1 + e, 2, 3, 4], "incorrect": [5, 6, 7 + e, 8]}
              for e in hist_epochs]
-    return {"run_id": "r", "dataset": "cifar10", "labels": 500, "history": history, "omega_histograms": hists}
+    return {"run_id": "r", "dataset": "cifar10", "labels": 500, "history": history, "omega_histograms": hists,
+            "preset": "paper", "config": asdict(make_config("paper", method="lp"))}
 
 
 def test_figure4_draws_both_pseudo_label_accuracies_of_every_stage2_epoch():
@@ -81,7 +83,7 @@ def test_figure4_draws_both_pseudo_label_accuracies_of_every_stage2_epoch():
 def test_figure5_shows_the_recorded_epochs_correct_in_blue_and_incorrect_in_red():
     record = _lp_record()
     fig = plot_figure5(record)
-    assert [ax.get_title() for ax in fig.axes] == ["epoch 0", "epoch 90"]
+    assert [ax.get_title() for ax in fig.axes] == ["epoch 0 of 180", "epoch 90 of 180"]
     for ax, h in zip(fig.axes, record["omega_histograms"]):
         blue = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#1f77b4")]
         red = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#d62728")]
@@ -135,3 +137,13 @@ def test_figure7_names_another_copy_of_the_images_and_refuses_other_data():
         bad = {**record, "confident_mistakes": [*mistakes, {**mistakes[0], "index": index}]}
         with pytest.raises(ValueError, match=rf"not the images of run r .*training images \[{index}\]"):
             plot_figure7(bad, data)
+
+
+def test_a_caption_says_how_a_smaller_preset_differs_from_the_papers_protocol():
+    paper = _lp_record()
+    assert "not the paper's protocol" not in describe_runs([paper])
+    small = dict(paper, preset="cpu", config=asdict(make_config("cpu", method="lp")), run_id="s")
+    assert "cpu, paper preset, not the paper's protocol: 5000 unlabeled images, width 0.25, 60 + 15 epochs" in \
+        describe_runs([paper, small])
+    whole = dict(small, config=dict(small["config"], unlabeled_size=None))
+    assert "5000/all unlabeled images" in describe_runs([small, whole])

@@ -238,6 +238,8 @@ def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp
     assert tables.summarize(copies).data[0] == (  # every copy of the data, ours marked JPEG
         "cifar10 from cifar-10-py; cifar10 from cifar10.tar.gz (JPEG q95)")
     assert tables.summarize(records[:1]).ours_std.isna().all()  # one split: no spread, not 0
+    with pytest.raises(ValueError, match=r"records of the presets \['cpu', 'paper'\]: summarize one preset"):
+        tables.summarize([records[0], {**records[1], "preset": "paper"}])  # not two splits of one cell
     ours = [{**full_record("lp", s, e), "config": {"use_omega": False, "use_zeta": False}} for s, e in ((0, 30.0),)]
     assert tables.compare(ours + [{**r, "split": 0} for r in records[:1]], {"method": "lp", "use_omega": False,
                                                                             "use_zeta": False}, "supervised")[1] == (
