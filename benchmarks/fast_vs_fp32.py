@@ -48,12 +48,16 @@ def main():
     p.add_argument("--method", default="lp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--data-root", default=None)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="default: cuda (a GPU); cpu only when given")
     p.add_argument("--compile-modes", nargs="+", default=["reduce-overhead"],
                    help="torch.compile modes of the fast path, one fast path each (lpnb's CUDA default: "
                         "reduce-overhead)")
     p.add_argument("--json", default=None, help="also write the runs' figures to this file")
     args = p.parse_args()
+    if args.device is None and not torch.cuda.is_available():  # the paper preset would train for hours here
+        p.error("no CUDA device here, and this benchmark is meant for one: pass --device cpu "
+                "(with --preset smoke --seeds 0) to try its code path on this CPU")
+    args.device = args.device or "cuda"
     overrides = SHORT if args.preset == "paper" else {}
     paths = {f"fast, compile {mode}": dict(amp=True, channels_last=True, compile=mode == "default" or mode)
              for mode in args.compile_modes}

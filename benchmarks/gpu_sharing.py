@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from lpnb.experiment import read_record
 from lpnb.sweep import report, sweep, table_cells
 
@@ -41,8 +43,12 @@ def main():
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--runs", type=int, default=2, help="runs sharing the device (default 2)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of each run (default 5)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default=None, help="default: cuda (a GPU); cpu only when given")
     args = parser.parse_args()
+    if args.device is None and not torch.cuda.is_available():  # the paper preset would train for hours here
+        parser.error("no CUDA device here, and this benchmark is meant for one: pass --device cpu "
+                     "(with --preset smoke) to try its code path on this CPU")
+    args.device = args.device or "cuda"
     if args.runs < 2 or args.epochs < 1:
         parser.error(f"--runs must be at least 2 and --epochs at least 1, got --runs {args.runs} "
                      f"--epochs {args.epochs}")

@@ -19,22 +19,27 @@
 set -uo pipefail
 if [ $# -lt 4 ]; then sed -n 2,18p "$0"; exit 2; fi
 dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
+case "$labels$split" in *[!0-9]*) echo "LABELS and SPLIT are numbers, e.g. 4000 0; got $labels $split"; exit 2;; esac
 preset=${PRESET:-paper} results=${RESULTS_DIR:-build/paper_cell_results} out=${OUT:-build/paper_cell}
 mkdir -p "$out"
 [ -f "carry/$dataset.tar.gz" ] || { echo "carry/$dataset.tar.gz is missing: see the top of $0"; exit 2; }
+split_file="carry/labels/$dataset/${labels}_balanced_labels/$((10 + split)).txt"  # else lpnb draws a split of its own
+[ -f "$split_file" ] || { echo "$split_file (the paper's split) is missing: see the top of $0"; exit 2; }
 export PYTHONUNBUFFERED=1 LPNB_CACHE_DIR=${LPNB_CACHE_DIR:-$PWD/build/lpnb-cache} \
     TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/build/inductor-cache} \
     PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # lpnb from this tree: the GPU machine's python has it not installed
 marker=$(mktemp)
-python3 -c 'import torch, sklearn, lpnb; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
-    "scikit-learn", sklearn.__version__)' 2>&1 | tee -a "$out/log.txt"
+trap 'rm -f "$marker"' EXIT
+python3 -c 'import torch, sklearn, lpnb; print("torch", torch.__version__, "scikit-learn", sklearn.__version__,
+    "on", torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")' 2>&1 | tee -a "$out/log.txt" \
+    || { echo "lpnb cannot be imported here (above)" | tee -a "$out/log.txt"; exit 2; }
 # this cell's run id and its stage-1 run's (none for a stage-1 method)
 read -r run base < <(python3 -c 'import sys; from lpnb.config import base_config, make_config, run_id
 cfg = make_config(sys.argv[1], dataset=sys.argv[2], labels=int(sys.argv[3]), method=sys.argv[4], split=int(sys.argv[5]))
 print(run_id(cfg), run_id(base_config(cfg)) if base_config(cfg) else "")' "$preset" "$dataset" "$labels" "$method" "$split") \
     || { echo "not a cell: $*" | tee -a "$out/log.txt"; exit 2; }
 start=$(date +%s.%N)
-wall_file="build/paper_cell_wall/${preset}_${dataset}_${labels}_${method}_${split}"  # "seconds since" of the calls so far
+wall_file="$results/paper_cell_wall/$run"  # "seconds since" of the calls that trained it so far
 mkdir -p "$(dirname "$wall_file")"
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
