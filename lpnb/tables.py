@@ -160,13 +160,19 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                   "on a GPU, days on a CPU); train=True trains the missing ones here anyway.")
     if results_dir is not None:
         results_dir = tables_dir = Path(results_dir)
+        if results_dir.exists() and not results_dir.is_dir() or not train and not results_dir.exists():
+            raise ValueError(f"notebook parameter results_dir: {results_dir} is "
+                             f"{'not a folder' if results_dir.exists() else 'no folder, and train=False reads runs'}: "
+                             "give the folder the runs are recorded in (or None: the repository's results/)")
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
     else:
-        committed = preset == COMMITTED_PRESET and (splits is None or all(
-            splits == DEFAULT_SPLITS[preset].get(d, 1) for d in datasets))  # the committed cells are means over these
+        usual_splits = splits is None or all(splits == DEFAULT_SPLITS[preset].get(d, 1) for d in datasets)
+        usual_labels = table is None or set(labels) <= set(TABLES[table]["labels"])  # the paper's columns
+        committed = preset == COMMITTED_PRESET and usual_splits and usual_labels  # the committed cells
         if preset == COMMITTED_PRESET and not committed:
-            print(f"splits={splits}, not the {DEFAULT_SPLITS[preset].get(datasets[0], 1)} of the committed tables: "
-                  f"tables and figures go to {output_dir(preset)}")
+            other = (f"splits={splits}, not the {DEFAULT_SPLITS[preset].get(datasets[0], 1)}" if not usual_splits else
+                     f"labels={labels}, not only the paper's columns")
+            print(f"{other} of the committed tables: tables and figures go to {output_dir(preset)}")
         outputs = REPO if committed else output_dir(preset)
         results_dir, tables_dir = default_results_dir(preset), outputs / "results"
         figures_dir = Path(figures_dir) if figures_dir is not None else outputs / "figures"
@@ -269,8 +275,8 @@ def side_by_side(table):
     """The paper's layout: a row per method (the paper's names), a column per (dataset, labels, metric),
     'ours ± std (paper)' (the std only over two or more splits); a method with no record at all has no row,
     and a cell of a row and a column that exist but has no record reads 'not run'."""
-    if table.empty:
-        return table
+    if table.empty:  # shown as such, not as pandas' "Empty DataFrame" and its columns
+        return pd.DataFrame({"": ["not run: no record of the cells selected"]}, index=[""])
 
     def cell(r):
         paper = "" if pd.isna(r.get("paper_mean")) else f" ({r.paper_mean:.2f})"
@@ -363,7 +369,8 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
                        for cfg, record in zip(cells, records)]
     missing = [run_id(cfg) for cfg, record in zip(cells, records) if record is None]
     if missing:
-        print(f"not run yet ({len(missing)}): " + ", ".join(missing))
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        print(f"not run yet ({len(missing)}): {shown}")
     return [record for record in records if record is not None]
 
 
@@ -375,6 +382,8 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     it takes a GPU), unless settings.train is False: then a RuntimeError says how to train it."""
     if not _positive_int(labels):
         raise ValueError(f"notebook parameter labels must be one label count for a figure (e.g. 500), got {labels!r}")
+    if isinstance(split, bool) or not isinstance(split, int) or split < 0:
+        raise ValueError(f"notebook parameter split must be one split number >= 0 (e.g. 0), got {split!r}")
     if settings.preset_defaulted:
         paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
                             settings.results_dir)
@@ -387,8 +396,9 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     if not settings.train:
         raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
-                           f"--method lp --split {split}`{' (on a GPU)' if cfg.preset == 'paper' else ''}, or pass "
-                           "train=True to the notebook")
+                           f"--method lp --split {split}`{' on a GPU' if cfg.preset == 'paper' else ''}, or pass "
+                           + ("train=True to the notebook" if cfg.preset != "paper" or torch.cuda.is_available() else
+                              "preset='cpu' to the notebook (its small runs, recorded)"))
     announce_training([cfg], settings.results_dir)
     return run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)
 

@@ -5,6 +5,7 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 from conftest import smoke
 
 from lpnb import data as lpdata
@@ -59,10 +60,25 @@ def test_a_table_notebook_takes_only_its_tables_methods_and_datasets(tmp_path):
     assert (s.methods, s.datasets, s.splits) == (["lp"], ["cifar100"], 2)
     s = notebook_settings(None, splits=2, datasets="fashion-mnist")  # no committed split count: one, not KeyError
     assert s.tables_dir == REPO / "build/cpu/results"
+    with pytest.warns(UserWarning, match="Table 1 has no column of 1000 labels"):
+        s = notebook_settings(None, table=1, labels="500,1000", datasets="cifar10")  # not in the committed table
+    assert (s.results_dir, s.tables_dir) == (REPO / "results", REPO / "build/cpu/results")
+    assert notebook_settings(None, table=2, labels=1000, datasets="cifar10").tables_dir == REPO / "results"
+
+
+def test_a_results_dir_that_is_no_folder_is_refused_naming_it(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match=r"notebook parameter results_dir: .*a_file is not a folder: give the"):
+        notebook_settings(None, results_dir=tmp_path / "a_file")
+    with pytest.raises(ValueError, match=r"results_dir: .*typo is no folder, and train=False reads runs: give"):
+        notebook_settings(None, results_dir=tmp_path / "typo", train=False)
+    assert notebook_settings(None, results_dir=tmp_path / "new", train=True).results_dir == tmp_path / "new"
 
 
 def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_path):
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "env").mkdir()
     s = notebook_settings(None)
     assert s.preset == COMMITTED_PRESET
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "results", REPO / "figures")
@@ -211,6 +227,13 @@ def test_recorded_returns_finished_runs_and_the_missing_ids(env):
 def record(labels, method, error, preset="cpu", dataset="cifar10", use_omega=True, use_zeta=True):
     return {"dataset": dataset, "labels": labels, "method": method, "preset": preset, "device": "cpu",
             "config": {"use_omega": use_omega, "use_zeta": use_zeta}, "test_error": error}
+
+
+def test_no_record_at_all_reads_not_run_and_a_long_list_of_runs_to_do_is_cut(capsys):
+    assert tables.side_by_side(tables.summarize([])).iloc[0, 0] == "not run: no record of the cells selected"
+    run_rows([{"method": "lp"}], [500, 1000], 6, preset="paper", results_dir=REPO / "build/none", train=False)
+    out = capsys.readouterr().out
+    assert re.search(r"not run yet \(12\): (cifar10-\d+-lp-split\d-paper-\w+, ){9}cifar10-\S+ and 2 more\n", out)
 
 
 def test_side_by_side_uses_the_papers_names_and_marks_a_cell_not_run():
@@ -476,11 +499,16 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert tables.figure_run(given) == {"preset": COMMITTED_PRESET}  # the preset given, not the paper's run
     shown = notebook_settings("paper", results_dir=tmp_path, train=False)
     with pytest.raises(RuntimeError, match=r"no run cifar10-500-lp-split1-paper-\w+ recorded .*`lpnb run --preset "
-                                           "paper --dataset cifar10 --labels 500 --method lp --split 1`"):
-        tables.figure_run(shown, split=1)
+                                           "paper --dataset cifar10 --labels 500 --method lp --split 1` on a GPU, "
+                                           "or pass " + ("train=True" if torch.cuda.is_available() else
+                                                         "preset='cpu' to the notebook")):
+        tables.figure_run(shown, split=1)  # on a CPU, train=True would mean days
     assert tables.figure_run(shown) == recorded and len(trained) == 4  # recorded: read, nothing trained
     with pytest.raises(ValueError, match=r"labels must be one label count for a figure \(e.g. 500\), got '500,1000'"):
         tables.figure_run(committed, "500,1000")  # what `-p labels 500,1000` gives
+    for split in (-1, "0", True):
+        with pytest.raises(ValueError, match=r"notebook parameter split must be one split number >= 0 \(e.g. 0\)"):
+            tables.figure_run(committed, split=split)
 
 
 def test_the_paper_preset_trains_by_default_only_with_cuda(monkeypatch, capsys):
