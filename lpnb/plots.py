@@ -312,7 +312,10 @@ def plot_figure7(record, data, n_images=12):
         img = data.train_images[m["index"]]
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
-        ax.set_title(f"{name}({m['omega']:.2f})", fontsize=8)  # above: tight_layout makes room for it
+        ax.axis("on")  # for its x label, below the image as in the paper (tight_layout makes room for it)
+        ax.set(xticks=[], yticks=[])
+        ax.spines[:].set_visible(False)
+        ax.set_xlabel(f"{name}({m['omega']:.2f})", fontsize=8)
     _caption(fig, caption)
     plt.close(fig)
     return fig

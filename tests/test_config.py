@@ -105,3 +105,19 @@ def test_every_flag_whose_default_is_none_says_what_none_means(capsys):
     for f in dataclasses.fields(Config):
         if f.default is None:
             assert f"--{f.name.replace('_', '-')} {f.name.upper()} default: the preset's, else None (" in text, f.name
+
+
+@pytest.mark.parametrize("dataset, lr, batch, labeled", [("cifar10", 0.05, 100, 50), ("cifar100", 0.2, 128, 31)])
+def test_the_paper_preset_is_the_papers_protocol(dataset, lr, batch, labeled):
+    """Sec. 5.2: 180 epochs, cosine to zero at 210, l0 0.05 (CIFAR-10) or 0.2, B = 100 or 128 with B_L = 50 or 31,
+    k = 50, gamma = 3, alpha = 0.99, at most 20 CG iterations, MT's dual output coefficient 0.01; "all other
+    learning parameters remain unchanged from MT implementation": SGD with Nesterov momentum 0.9, weight decay
+    2e-4, EMA decay 0.97, consistency 100 ramped up over 5 epochs (docs/method.md)."""
+    cfg = make_config("paper", dataset=dataset, method="mt+lp")
+    assert (cfg.epochs_stage1, cfg.epochs_stage2, cfg.lr, cfg.batch_size, cfg.labeled_batch_size) == (
+        180, 180, lr, batch, labeled)
+    assert cfg.lr_rampdown_epochs in (None, 210)  # None: 210/180 of the stage's epochs
+    assert (cfg.k, cfg.gamma, cfg.alpha, cfg.cg_iters, cfg.logit_distance_cost) == (50, 3.0, 0.99, 20, 0.01)
+    assert (cfg.momentum, cfg.nesterov, cfg.weight_decay) == (0.9, True, 2e-4)
+    assert (cfg.ema_decay, cfg.consistency, cfg.consistency_rampup) == (0.97, 100.0, 5.0)
+    assert (cfg.unlabeled_size, cfg.width, cfg.arch) == (None, 1.0, "cnn13")

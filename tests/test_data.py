@@ -905,6 +905,7 @@ def test_cifar_augmentation_is_a_reflect_translation_and_flip():
         assert len(matches) == 1
         found.append(matches[0])
     assert len(set(found)) > 100  # 162 possibilities, 300 draws
+    assert {f[0] for f in found} == {f[1] for f in found} == set(range(-4, 5))  # every shift of 4 x 4 translations
     flips = np.mean([f[2] for f in found])
     assert 0.35 < flips < 0.65
 

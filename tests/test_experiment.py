@@ -11,6 +11,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -143,6 +144,7 @@ def test_killed_then_resumed_gives_the_uninterrupted_result(env, tmp_path, stop)
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    assert ckpt.exists(), "no checkpoint within 300 s: nothing to resume from"
     proc.send_signal(stop)
     assert proc.wait() == -stop
     assert not (ckpt.parent / "record.json").exists(), "the run finished before it could be killed"
@@ -594,11 +596,15 @@ def test_set_up_time_leaves_out_the_wait_for_another_process(env, monkeypatch):
     root, results = env
     locked = experiment._locked
 
+    waited = [0.0]  # an hour, on experiment's clock only: no real wait, and no real time in the assertion
+    monkeypatch.setattr(experiment, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter() + waited[0],
+                                                         strftime=time.strftime))
+
     @contextlib.contextmanager
-    def slow_to_get(path, rid):  # another process trains this run for 3 seconds first
-        time.sleep(3)
+    def slow_to_get(path, rid):  # another process trains this run for an hour first
+        waited[0] += 3600.0
         with locked(path, rid):
             yield
     monkeypatch.setattr(experiment, "_locked", slow_to_get)
     record = run(smoke("supervised", epochs_stage1=1), data_root=root, results_dir=results, progress=False)
-    assert 0 < record["timings"]["setup"] < 3
+    assert 0 < record["timings"]["setup"] < 3600

@@ -99,8 +99,8 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     mistakes = [{"index": i, "pseudo_label": 1, "label": 0, "omega": 0.9 - i / 10} for i in range(3)]
     record = {"run_id": "r", "history": [{"stage": 1}, {"stage": 2}], "confident_mistakes": mistakes}
     fig = plot_figure7(record, data)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names
+    names = [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()]
+    assert names == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names, below each image
     assert [t.get_text() for t in fig.texts] == ["run r, the 3 most confident mistakes the run recorded"]  # of 12
     full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz", "device": "NVIDIA H200"}
     assert captions(plot_figure7(full, data)) == [

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lpnb.config import make_config
-from lpnb.data import augment, draw_augmentation, normalize
+from lpnb.data import apply_augmentation, augment, draw_augmentation, normalize
 from lpnb.diffusion import PseudoLabels
 from lpnb.models import build_model
 from lpnb.train import (
@@ -54,6 +54,21 @@ def test_labeled_batches_are_one_pass():
     assert [len(b) for b in batches] == [100, 100] and len(set(torch.cat(batches).tolist())) == 200
 
 
+def test_every_stream_is_shuffled_afresh():
+    """Stage 1's labeled pass, the unlabeled pass and each cycle of the labeled images are random orders, new
+    each epoch (the generator goes on): not the given order, nor one order repeated."""
+    g = torch.Generator().manual_seed(0)
+    first, second = (torch.cat(labeled_batches(torch.arange(300), 100, g)) for _ in range(2))
+    assert not torch.equal(first, torch.arange(300)) and not torch.equal(first, second)
+    labeled, unlabeled = torch.arange(0, 20), torch.arange(20, 420)
+    epochs = [two_stream_batches(labeled, unlabeled, 30, 10, g) for _ in range(2)]
+    streams = [(torch.cat([b[10:] for b in e]), torch.cat([b[:10] for b in e])) for e in epochs]
+    assert not torch.equal(streams[0][0], unlabeled) and not torch.equal(streams[0][0], streams[1][0])
+    cycles = streams[0][1].reshape(-1, 20)  # 20 batches x 10 labeled slots: 10 passes over the 20 images
+    assert all(sorted(c.tolist()) == list(range(20)) for c in cycles)
+    assert len({tuple(c.tolist()) for c in cycles}) == len(cycles)  # each pass its own order
+
+
 def _trainer(method="lp", n=40, classes=4, **overrides):
     overrides = {"amp": False, "channels_last": False, "compile": False, **overrides}
     cfg = make_config("smoke", method=method, labels=8, device="cpu", **overrides)
@@ -86,6 +101,47 @@ def test_step_is_the_weighted_cross_entropy_of_eq_12():
     expected = (weights * F.cross_entropy(logits, targets, reduction="none")).sum() / 6
     torch.testing.assert_close(loss, expected)
     assert all(p.grad is not None for p in tr.model.parameters() if p.requires_grad)
+
+
+def test_mean_teacher_loss_is_the_consistency_and_logit_distance_of_its_code():
+    """CE on the first head; consistency sum (softmax(student's second head) - softmax(teacher))^2 / (c B),
+    returned apart; the heads' logit distance sum (z1 - z2)^2 / (c B) x 0.01 (docs/method.md)."""
+    torch.manual_seed(0)
+    tr = _trainer("mt")
+    tr.model.eval()
+    tr.teacher.eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    targets, weights = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    aug, teacher_aug = (draw_augmentation(6, "cifar", torch.Generator().manual_seed(k)) for k in (1, 2))
+    loss, consistency = tr._losses(images, aug, targets, weights, teacher_aug)
+    with torch.no_grad():
+        z1, z2, _ = tr.model(normalize(apply_augmentation(images, "cifar", aug), (0.5,) * 3, (0.25,) * 3))
+        zt = tr.teacher(normalize(apply_augmentation(images, "cifar", teacher_aug), (0.5,) * 3, (0.25,) * 3))[0]
+    scale = 4 * 6  # c classes x B images
+    ce = (weights * F.cross_entropy(z1, targets, reduction="none")).sum() / 6
+    torch.testing.assert_close(loss, ce + 0.01 * ((z1 - z2) ** 2).sum() / scale)
+    torch.testing.assert_close(consistency, ((z2.softmax(1) - zt.softmax(1)) ** 2).sum() / scale)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_consistency_weight_ramps_up_in_stage_1_only(stage):
+    tr = _trainer("mt", n=200, epochs_stage1=2, epochs_stage2=2, consistency_rampup=5.0, consistency=100.0)
+    seen, step = [], tr._step
+    tr._step = lambda *args: (seen.append(args[3]), step(*args))[1]
+    tr.train_epoch(stage, 1)
+    n = len(seen)
+    expected = [100.0 * (sigmoid_rampup(1 + i / n, 5.0) if stage == 1 else 1.0) for i in range(n)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+
+
+def test_test_error_is_top1_and_top5_of_the_predictions(monkeypatch):
+    tr = _trainer(classes=7)
+    probs = torch.tensor([[.3, .2, .1, .1, .1, .1, .1],   # label 0: top-1 right
+                          [.3, .2, .1, .1, .1, .1, .1],   # label 1: top-1 wrong, within the top 5
+                          [.4, .3, .2, .05, .03, .01, .01],  # label 6: outside the top 5 (its probability is last)
+                          [.1, .1, .1, .1, .1, .1, .4]])  # label 6: right
+    monkeypatch.setattr(tr, "predict", lambda model, images, aug: (None, probs))
+    assert tr.test_error(None, torch.tensor([0, 1, 6, 6])) == (50.0, 25.0)
 
 
 @pytest.mark.parametrize("method", ["lp", "mt"])
