@@ -18,9 +18,12 @@ The last line reads `n=... classes=... seconds=... peak_rss_gb=... accuracy=...`
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +50,7 @@ def make_data(n, classes, d=128, clusters=4, noise=1.5, stray=0.2, seed=0):
     return x, labels, labeled
 
 
-def measure(method, n, classes, max_memory=None, device="cpu"):
+def measure(method, n, classes, max_memory=None, device="cpu", pseudo_dir=None):
     """One measurement, in this process: prints a JSON line."""
     import torch  # (torch first: scikit-learn's OpenMP beside torch's doubles its time otherwise)
     from sklearn.semi_supervised import LabelSpreading
@@ -76,17 +79,19 @@ def measure(method, n, classes, max_memory=None, device="cpu"):
         if device != "cpu":
             out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
         out.update(phases=res.timings, class_blocks=res.class_blocks)
-        np.save(f"/tmp/propagate_scale_{method}_{n}.npy", pseudo)
     out["seconds"] = time.perf_counter() - t
+    if pseudo is not None and pseudo_dir is not None:  # for main's agreement of approx and exact, after the clock
+        np.save(Path(pseudo_dir) / f"{method}.npy", pseudo)
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
     if pseudo is not None:
         out["accuracy"] = float((pseudo[~labeled] == y[~labeled]).mean())
     print(json.dumps(out))
 
 
-def run(method, n, classes, max_memory=None, device="cpu"):
+def run(method, n, classes, max_memory=None, device="cpu", pseudo_dir=None):
     """`measure` in a fresh process (its own peak memory); its JSON, or what went wrong."""
     cmd = [sys.executable, __file__, "--measure", method, "--n", str(n), "--classes", str(classes), "--device", device]
+    cmd += ["--pseudo-dir", str(pseudo_dir)] if pseudo_dir is not None else []
     cmd += ["--max-memory", str(max_memory / 1e9)] if max_memory is not None else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -103,6 +108,7 @@ def main():
                    help="GB that propagate's graph and solve may take (its max_memory); default: the available memory")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where propagate runs")
     p.add_argument("--measure", help=argparse.SUPPRESS)
+    p.add_argument("--pseudo-dir", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.classes < 2 or args.n < 10 * args.classes + 1:
         p.error(f"--classes must be at least 2 and --n more than 10 per class (the labeled points), got --n {args.n} "
@@ -111,9 +117,10 @@ def main():
         p.error(f"--max-memory must be a positive number of GB, got {args.max_memory}")
     max_memory = None if args.max_memory is None else args.max_memory * 1e9
     if args.measure:
-        return measure(args.measure, args.n, args.classes, max_memory, args.device)
+        return measure(args.measure, args.n, args.classes, max_memory, args.device, args.pseudo_dir)
     methods = ["approx"] + (["exact"] if args.n == 100_000 else []) + (["labelspreading"] if args.n == 200_000 else [])
-    results = {m: run(m, args.n, args.classes, max_memory, args.device) for m in methods}
+    pseudo_dir = Path(tempfile.mkdtemp(prefix="propagate_scale-"))  # this call's pseudo-labels, none of an older one
+    results = {m: run(m, args.n, args.classes, max_memory, args.device, pseudo_dir) for m in methods}
     for m, r in results.items():
         if "failed" in r:
             print(f"{m:15s} failed: {r['failed']}")
@@ -122,10 +129,10 @@ def main():
         gpu = f" (GPU {r['peak_gpu_gb']:.2f} GB)" if "peak_gpu_gb" in r else ""
         print(f"{m:15s} {r['seconds']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB{gpu}  accuracy {r['accuracy']:.4f}"
               + (f"  ({phases}; {r['class_blocks']} class block(s))" if phases else ""))
-    if "exact" in results and "failed" not in results["exact"]:
-        agree = np.mean(np.load(f"/tmp/propagate_scale_approx_{args.n}.npy") ==
-                        np.load(f"/tmp/propagate_scale_exact_{args.n}.npy"))
+    if all(m in results and "failed" not in results[m] for m in ("approx", "exact")):
+        agree = np.mean(np.load(pseudo_dir / "approx.npy") == np.load(pseudo_dir / "exact.npy"))
         print(f"approx and exact give the same pseudo-label to {agree:.2%} of the points")
+    shutil.rmtree(pseudo_dir)
     r = results["approx"]
     print(f"n={args.n} classes={args.classes} seconds={r.get('seconds', float('nan')):.1f} "
           f"peak_rss_gb={r.get('peak_rss_gb', float('nan')):.2f} accuracy={r.get('accuracy', float('nan')):.4f}")

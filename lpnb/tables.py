@@ -129,7 +129,8 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     """
     results_dir = results_dir if results_dir is not None else os.environ.get("LPNB_RESULTS_DIR") or None
     labels = positive_ints(labels, "labels")
-    methods = _as_list(methods, "methods", lambda m: m in METHODS, f"one of {list(METHODS)}")
+    known = list(dict.fromkeys(row["method"] for row in TABLES[table]["rows"])) if table is not None else list(METHODS)
+    methods = _as_list(methods, "methods", lambda m: m in METHODS, f"one of {known}")  # a table's: its own rows
     datasets = _as_list(datasets, "datasets", lambda d: d in DATASET_DEFAULTS, f"one of {sorted(DATASET_DEFAULTS)}",
                         required=False)
     if table is not None:

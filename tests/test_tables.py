@@ -50,6 +50,8 @@ def test_bad_notebook_parameters_are_refused_naming_them(name, value):
 
 
 def test_a_table_notebook_takes_only_its_tables_methods_and_datasets(tmp_path):
+    with pytest.raises(ValueError, match=r"methods must be one of \['supervised', 'network', 'lp', 'mt', 'mt\+lp'\]"):
+        notebook_settings(table=2, methods="fixmatch", datasets="cifar10")  # Table 2's methods, not all of lpnb's
     with pytest.raises(ValueError, match=r"Table 2 has no method\(s\) \['gtg'\]; its methods are \['supervised'"):
         notebook_settings(table=2, methods="lp,gtg", datasets="cifar10")  # gtg is a row of Table 1 only
     with pytest.raises(ValueError, match=r"Table 3 has no dataset\(s\) \['cifar10'\]"):
