@@ -272,12 +272,15 @@ def mean_std(mean, std, splits):
     return f"{mean:.2f}" + (f" ± {std:.2f}" if splits > 1 else "")
 
 
-def side_by_side(table):
+def side_by_side(table, rows=None):
     """The paper's layout: a row per method (the paper's names), a column per (dataset, labels, metric),
-    'ours ± std (paper)' (the std only over two or more splits); a method with no record at all has no row,
-    and a cell of a row and a column that exist but has no record reads 'not run'."""
+    'ours ± std (paper)' (the std only over two or more splits); a cell without a record reads 'not run'.
+    `rows` (the notebook's, dicts of method and weights) are shown even without any record; without them a
+    method with no record at all has no row."""
+    names = list(dict.fromkeys(row_name(**row) for row in rows or []))
     if table.empty:  # shown as such, not as pandas' "Empty DataFrame" and its columns
-        return pd.DataFrame({"": ["not run: no record of the cells selected"]}, index=[""])
+        return pd.DataFrame({"": ["not run"] * len(names) or ["not run: no record of the cells selected"]},
+                            index=names or [""])
 
     def cell(r):
         paper = "" if pd.isna(r.get("paper_mean")) else f" ({r.paper_mean:.2f})"
@@ -287,6 +290,7 @@ def side_by_side(table):
                      Dataset=table.dataset.map(DATASET_NAMES), labeled=table.labels,
                      error=table.metric.map({"top1": "top-1 error %", "top5": "top-5 error %"}))
     t = t.pivot_table(index="row", columns=["Dataset", "labeled", "error"], values="cell", aggfunc="first", sort=False)
+    t = t.reindex(names + [name for name in t.index if name not in names])
     t.index.name, t.columns.names = None, ["Dataset", "Nb. labeled images", ""]
     return t.fillna("not run")
 

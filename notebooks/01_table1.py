@@ -48,7 +48,7 @@ records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", pr
 table = summarize(records, REPO / "results/paper/table1.csv")
 write_table(table, settings.tables_dir / "table1.csv")
 print(provenance(records))
-side_by_side(table)
+side_by_side(table, rows)
 
 # %% [markdown]
 # Each cell is our error rate (%), mean ± std over the splits that were run, with the

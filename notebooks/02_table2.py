@@ -48,7 +48,7 @@ records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", pr
 table = summarize(records, REPO / "results/paper/table2.csv")
 write_table(table, settings.tables_dir / "table2.csv")
 print(provenance(records))
-side_by_side(table)
+side_by_side(table, rows)
 
 # %% [markdown]
 # Our error rate (%), mean ± std over the splits run, with the paper's number in
@@ -67,7 +67,7 @@ side_by_side(table)
 paper_records, not_run = recorded(rows, settings.labels, settings.splits, dataset="cifar10", preset="paper",
                                   results_dir=settings.results_dir)
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
-side_by_side(summarize(paper_records, REPO / "results/paper/table2.csv"))
+side_by_side(summarize(paper_records, REPO / "results/paper/table2.csv"), rows)
 
 # %% [markdown]
 # ## What we see

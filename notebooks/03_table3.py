@@ -50,7 +50,7 @@ for dataset in settings.datasets:
 table = summarize(records, REPO / "results/paper/table3.csv")
 write_table(table, settings.tables_dir / "table3.csv")
 print(provenance(records))
-side_by_side(table)
+side_by_side(table, rows)
 
 # %% [markdown]
 # Our error rate (%), mean ± std over the splits run, with the paper's number in
@@ -72,7 +72,7 @@ for dataset in settings.datasets:
                               results_dir=settings.results_dir)
     paper_records, not_run = paper_records + found, not_run + missing
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
-side_by_side(summarize(paper_records, REPO / "results/paper/table3.csv"))
+side_by_side(summarize(paper_records, REPO / "results/paper/table3.csv"), rows)
 
 # %% [markdown]
 # ## What we see

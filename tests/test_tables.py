@@ -233,6 +233,12 @@ def record(labels, method, error, preset="cpu", dataset="cifar10", use_omega=Tru
 
 def test_no_record_at_all_reads_not_run_and_a_long_list_of_runs_to_do_is_cut(capsys):
     assert tables.side_by_side(tables.summarize([])).iloc[0, 0] == "not run: no record of the cells selected"
+    rows = [dict(method="supervised"), dict(method="lp", use_omega=False, use_zeta=True)]
+    empty = tables.side_by_side(tables.summarize([]), rows)
+    assert list(empty.index) == ["Fully supervised", "Diffusion (7) + ζ"] and set(empty.iloc[:, 0]) == {"not run"}
+    shown = tables.side_by_side(tables.summarize([record(500, "supervised", 40.0)]), rows)  # a row, none recorded
+    assert list(shown.index) == ["Fully supervised", "Diffusion (7) + ζ"] and list(shown.iloc[:, 0]) == [
+        "40.00", "not run"]
     run_rows([{"method": "lp"}], [500, 1000], 6, preset="paper", results_dir=REPO / "build/none", train=False)
     out = capsys.readouterr().out
     assert re.search(r"not run yet \(12\): (cifar10-\d+-lp-split\d-paper-\w+, ){9}cifar10-\S+ and 2 more\n", out)
