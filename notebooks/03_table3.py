@@ -60,10 +60,11 @@ side_by_side(table, rows)
 # %% [markdown]
 # ## The cells run at the paper's full protocol so far
 #
-# The table above is of the preset that the lines above it name. Below are the cells already
-# recorded under the `paper` preset (all 50,000 training images, the full network and
-# schedule, on a GPU), to be read against the paper's numbers: over the splits named, on our
-# JPEG copy, with the GPU's bf16 path. With `preset="paper"` it repeats the table above.
+# The table above is of the preset that the lines above it name. Below are the same cells under
+# the `paper` preset (all 50,000 training images, the full network and schedule, on a GPU;
+# "not run" where none is recorded yet), to be read against the paper's numbers: over the
+# splits named, on our JPEG copy, with the GPU's bf16 path. With `preset="paper"` it repeats
+# the table above.
 
 # %%
 paper_records, not_run = [], []
