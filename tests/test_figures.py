@@ -48,6 +48,7 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
         "solid: cpu preset, not the paper's protocol: 5000 unlabeled images, width 0.25, 60 + 15 epochs, splits 0, "
         "1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class folders) dotted: paper preset, "
         "splits 0, 1, 2, on NVIDIA H100 80GB HBM3; NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+    assert plot_figure6([], paper).axes[0].get_title() == "CIFAR-10: no run of ours recorded, paper dashed"
     without = plot_figure6(cpu)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
     assert captions(without) == [captions(fig)[0].split(" dotted: ")[0]]
