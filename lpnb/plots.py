@@ -180,8 +180,8 @@ def _reduced_protocol(records):
     if not configs:
         return None
 
-    def values(key, none="all"):
-        return "/".join(str(v) for v in sorted({c.get(key) for c in configs}, key=str)).replace("None", none)
+    def values(key):  # e.g. "5000", or "5000/all" for runs of several values
+        return "/".join("all" if v is None else str(v) for v in sorted({c.get(key) for c in configs}, key=str))
     return (f"not the paper's protocol: {values('unlabeled_size')} unlabeled images, width {values('width')}, "
             f"{values('epochs_stage1')} + {values('epochs_stage2')} epochs")
 
@@ -307,14 +307,13 @@ def plot_figure7(record, data, n_images=12):
     cols = min(6, len(mistakes))
     rows = -(-len(mistakes) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(max(1.4 * cols, 4.2), 1.6 * rows + 0.2), squeeze=False)
-    for ax in axes.flat:
+    for ax in axes.flat[len(mistakes):]:
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes):
         img = data.train_images[m["index"]]
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         name = SHORT_NAMES.get(data.classes[m["pseudo_label"]], data.classes[m["pseudo_label"]])
-        ax.axis("on")  # for its x label, below the image as in the paper (tight_layout makes room for it)
-        ax.set(xticks=[], yticks=[])
+        ax.set(xticks=[], yticks=[])  # the axis kept for its label, below the image as in the paper
         ax.spines[:].set_visible(False)
         ax.set_xlabel(f"{name}({m['omega']:.2f})", fontsize=8)
     _caption(fig, caption)

@@ -82,10 +82,10 @@ def plan(cells, results_dir):
         after, base = None, base_config(cfg)
         if base is not None and not _keeps_its_base(runs / rid / "checkpoint.pt"):
             base_dir = runs / run_id(base)
-            if (base_dir / "record.json").exists():
+            if recorded := (base_dir / "record.json").exists():
                 read_record(base_dir / "record.json")  # corrupt: named now, not when its stage-2 job fails
             started = (runs / rid / "checkpoint.pt").exists()  # an older checkpoint: stage 1's record is enough
-            if not (base_dir / "record.json").exists() or (not started and not (base_dir / "checkpoint.pt").exists()):
+            if not recorded or (not started and not (base_dir / "checkpoint.pt").exists()):
                 after = run_id(base)
                 job = jobs.setdefault(after, Job(base))
                 job.require_checkpoint = job.require_checkpoint or not started

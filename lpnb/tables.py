@@ -129,7 +129,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     """
     results_dir = results_dir if results_dir is not None else os.environ.get("LPNB_RESULTS_DIR") or None
     labels = positive_ints(labels, "labels")
-    known = list(dict.fromkeys(row["method"] for row in TABLES[table]["rows"])) if table is not None else list(METHODS)
+    known = table_methods(table) if table is not None else list(METHODS)
     methods = _as_list(methods, "methods", lambda m: m in METHODS, f"one of {known}")  # a table's: its own rows
     datasets = _as_list(datasets, "datasets", lambda d: d in DATASET_DEFAULTS, f"one of {sorted(DATASET_DEFAULTS)}",
                         required=False)
@@ -295,13 +295,18 @@ def side_by_side(table, rows=None):
     return t.fillna("not run")
 
 
+def table_methods(table):
+    """The methods of the paper's Table `table`, in its row order (Table 1's weight variants once)."""
+    return list(dict.fromkeys(row["method"] for row in TABLES[table]["rows"]))
+
+
 def check_selection(table, labels=None, methods=None, datasets=None):
     """Refuse a method or dataset that is not in the paper's Table `table` (`TABLES`), naming the table's own;
     warn about a label count that is not one of its columns (it runs, with no paper number beside it)."""
     if table not in TABLES:
         raise ValueError(f"table must be one of {sorted(TABLES)}, got {table!r}")
     spec = TABLES[table]
-    known = list(dict.fromkeys(row["method"] for row in spec["rows"]))
+    known = table_methods(table)
     if methods is not None and (unknown := [m for m in methods if m not in known]):
         raise ValueError(f"Table {table} has no method(s) {unknown}; its methods are {known} (`lpnb run --method "
                          f"...` trains any method on its own)")
