@@ -284,7 +284,8 @@ def main(argv=None):
     w.add_argument("--data-root", type=_folder, default=None)
     w.add_argument("--results-dir", type=_folder, default=None)
     w.add_argument("--executor", choices=("local", "slurm"), default="local")
-    w.add_argument("--workers", type=int, help="local: runs at a time (default: one per visible GPU, 1 on a CPU)")
+    w.add_argument("--workers", type=int,
+                   help="local: runs at a time (default and most: visible GPUs times --per-gpu; 1 on a CPU)")
     w.add_argument("--per-gpu", type=int, help="local: runs sharing one GPU (default 1)")
     w.add_argument("--partition", help="slurm: the partition (default: the cluster's)")
     w.add_argument("--timeout-min", type=int, help="slurm: minutes per job before it is requeued (default 60)")
@@ -322,7 +323,8 @@ def main(argv=None):
         again = ("the same command without --force continues them; if none was trained yet, run it with --force "
                  "again" if getattr(args, "force", False) else "the same command continues")
         how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
-        print(f"lpnb: {how} (the epochs finished are checkpointed: {again})", file=sys.stderr, flush=True)
+        print(f"lpnb: {how} (what finished is kept: decoded data, checkpointed epochs, records; {again})",
+              file=sys.stderr, flush=True)
         if isinstance(e, Terminated):  # and dies of it, as its caller expects (exit status 143, -15 to Python)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)

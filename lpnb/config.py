@@ -235,9 +235,8 @@ def run_id(cfg):
     if not cfg.method.startswith("mt"):
         fields = {k: v for k, v in fields.items() if k not in MT_FIELDS}
     digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:8]
-    variant = cfg.method.replace("+", "") + ("" if cfg.use_omega else "-noomega") + ("" if cfg.use_zeta else "-nozeta")
-    if cfg.method in ("supervised", "mt"):
-        variant = cfg.method
+    variant = cfg.method if cfg.method in ("supervised", "mt") else (
+        cfg.method.replace("+", "") + ("" if cfg.use_omega else "-noomega") + ("" if cfg.use_zeta else "-nozeta"))
     return f"{cfg.dataset}-{cfg.labels}-{variant}-split{cfg.split}-{cfg.preset}-{digest}"
 
 

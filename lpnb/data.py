@@ -417,9 +417,10 @@ def _folder_entries(path: Path):
 def _read_class_folders(name, path):
     """train/<class>/<file> and test/<class>/<file>, from a tar.gz or a directory.
 
-    Class index = position of the folder name in the sorted class names. A training image
-    whose file stem is a number goes to that index if the stems are exactly 0..N-1;
-    otherwise, and for the test set, images are ordered by (class, file name).
+    Class index = position of the folder name in the sorted class names. When every training
+    file stem is a distinct number, that number is the image's index, and the stems must be
+    exactly 0..N-1 (a gap is refused); otherwise, and for the test set, images are ordered by
+    (class, file name).
     """
     items, shapes = {"train": [], "test": []}, {}
     for split, cls, fname, data, where in _folder_entries(path):
@@ -777,10 +778,10 @@ def apply_augmentation(x: torch.Tensor, kind: str, params: tuple) -> torch.Tenso
     return out.permute(0, 3, 1, 2)
 
 
-def normalize(x: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(x / 255 - mean) / std per channel, for uint8 NCHW images; computed in float32, returned as dtype."""
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(x / 255 - mean) / std per channel, for uint8 NCHW images, in float32."""
     if len(mean) != x.shape[1] or len(std) != x.shape[1]:
         raise ValueError(f"mean and std need one value per channel ({x.shape[1]}), got {mean} and {std}")
     mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)  # no copy if already there
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return ((x.float() / 255 - mean) / std).to(dtype)
+    return (x.float() / 255 - mean) / std

@@ -90,5 +90,5 @@ def build_model(arch, num_classes, *, width=1.0, in_channels=3, l2_normalize=Tru
 
 
 def num_parameters(model):
-    """The number of trainable values of `model` (3,125,908 for the 13-layer network on CIFAR-10)."""
+    """The number of parameter values of `model` (3,125,908 for the 13-layer network on CIFAR-10)."""
     return sum(p.numel() for p in model.parameters())

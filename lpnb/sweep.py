@@ -124,14 +124,19 @@ def summary(jobs):
 
 def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, poll=1.0, log=print):
     """Run the jobs as `lpnb run` processes, `workers` at a time. With CUDA each worker slot is pinned to one
-    visible GPU (CUDA_VISIBLE_DEVICES), `per_gpu` slots per GPU; workers defaults to the number of slots
-    (1 on a CPU). A job's output goes to runs/<run-id>/sweep.log. Returns the jobs, their state set."""
+    visible GPU (CUDA_VISIBLE_DEVICES), `per_gpu` slots per GPU; workers defaults to, and may not exceed,
+    the number of slots (on a CPU it defaults to 1). A job's output goes to runs/<run-id>/sweep.log. Returns
+    the jobs, their state set."""
     import torch
 
     count = torch.cuda.device_count()  # a worker's GPU is named as this process's CUDA_VISIBLE_DEVICES names it
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = visible.split(",")[:count] if visible else [str(g) for g in range(count)]
     slots = [g for _ in range(per_gpu) for g in gpus] or [None]  # round-robin: two workers use two GPUs
+    if gpus and workers and workers > len(slots):  # more would share GPUs beyond per_gpu
+        raise ValueError(f"--workers {workers} is more than the {len(gpus)} visible GPU(s) x --per-gpu {per_gpu}: "
+                         f"give --workers {len(slots)} or fewer, or --per-gpu {-(-workers // len(gpus))} to share "
+                         "each GPU between that many runs")
     workers = workers or len(slots)
     slots = (slots * workers)[:workers]
     free, by_id = list(slots), {j.run_id: j for j in jobs}

@@ -161,7 +161,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                   "on a GPU, days on a CPU); train=True trains the missing ones here anyway.")
     if results_dir is not None:
         results_dir = tables_dir = Path(results_dir)
-        if results_dir.exists() and not results_dir.is_dir() or not train and not results_dir.exists():
+        if (results_dir.exists() and not results_dir.is_dir()) or (not train and not results_dir.exists()):
             raise ValueError(f"notebook parameter results_dir: {results_dir} is "
                              f"{'not a folder' if results_dir.exists() else 'no folder, and train=False reads runs'}: "
                              "give the folder the runs are recorded in (or None: the repository's results/)")

@@ -201,10 +201,10 @@ class Trainer:
 
     # --- descriptors, pseudo-labels, evaluation ----------------------------------------
     @torch.no_grad()
-    def predict(self, model, images, kind, batch_size=None):
+    def predict(self, model, images, kind):
         """Eval-mode pass: descriptors (n, d) float32 and softmax probabilities (n, c), one `kind`-augmented view
         of each image."""
-        batch_size = batch_size or (2000 if self.device.type == "cuda" else 500)
+        batch_size = 2000 if self.device.type == "cuda" else 500
         model.eval()
         descs, probs = [], []
         for i in range(0, len(images), batch_size):

@@ -149,8 +149,8 @@ def test_killed_then_resumed_gives_the_uninterrupted_result(env, tmp_path, stop)
     assert proc.wait() == -stop
     assert not (ckpt.parent / "record.json").exists(), "the run finished before it could be killed"
     if stop == signal.SIGTERM:
-        assert "lpnb: stopped by SIGTERM (the epochs finished are checkpointed: the same command continues)" in \
-            proc.stderr.read().decode()
+        assert ("lpnb: stopped by SIGTERM (what finished is kept: decoded data, checkpointed epochs, records; "
+                "the same command continues)") in proc.stderr.read().decode()
 
     resumed = run(smoke("lp", **kw), data_root=root, results_dir=results, progress=False)
     assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [(1, 0), (1, 1)] + [(2, e) for e in range(6)]
@@ -473,12 +473,12 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
     monkeypatch.setattr(cli, "_status", interrupted)
     with pytest.raises(SystemExit) as stop:
         cli.main(["status"])
-    assert stop.value.code == 130 and "interrupted (the epochs finished are checkpointed: the same command " \
-        "continues)" in capsys.readouterr().err
+    assert stop.value.code == 130 and ("interrupted (what finished is kept: decoded data, checkpointed epochs, "
+                                       "records; the same command continues)") in capsys.readouterr().err
     monkeypatch.setattr(cli, "_run", interrupted)
     with pytest.raises(SystemExit) as stop:
         cli.main(args + ["--results-dir", str(results), "--force"])  # --force again would start over
-    assert "checkpointed: the same command without --force continues them; if none was trained yet, run it with " \
+    assert "records; the same command without --force continues them; if none was trained yet, run it with " \
         "--force again)" in capsys.readouterr().err
 
 

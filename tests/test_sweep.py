@@ -254,6 +254,10 @@ def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, mon
     lines = []
     run_local(jobs, tmp_path, workers=2, per_gpu=2, poll=0.01, log=lines.append)
     assert sorted(seen) == ["2", "3"] and lines[0] == "sweep: 2 runs to do, 2 at a time on GPUs 2, 3"
+    with pytest.raises(ValueError, match=r"--workers 5 is more than the 2 visible GPU\(s\) x --per-gpu 2: give "
+                       r"--workers 4 or fewer, or --per-gpu 3"):
+        run_local(jobs, tmp_path, workers=5, per_gpu=2, poll=0.01, log=lines.append)
+    assert len(seen) == 2, "a job was started"
 
 
 def test_a_stopped_local_sweep_stops_its_workers(tmp_path, monkeypatch):

@@ -66,7 +66,7 @@ def test_pick_labeled_per_class_nested_and_seeded():
 @pytest.mark.parametrize("m", [0, 101, "1", "1,2", 2.5, True])  # "1,2": `papermill -p n_labeled 1,2`
 def test_pick_labeled_rejects_bad_counts(m):
     _, labels = make_toy(seed=0)
-    with pytest.raises(ValueError, match=r"n_per_class must be an integer in \[1, 100\]"):
+    with pytest.raises(ValueError, match=r"labeled points per class must be an integer in \[1, 100\]"):
         pick_labeled(labels, m)
 
 
