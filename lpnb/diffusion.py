@@ -378,6 +378,9 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     array([0, 0, 0, 1, 1, 1])
     """
     alpha = _check_param("alpha", alpha, "fraction")
+    if np.float32(alpha) == 1:
+        raise ValueError(f"alpha = {alpha!r} is 1.0 in float32, in which the diffusion is solved, and I - alpha W "
+                         "is then singular: use alpha <= 0.9999999")
     max_iter = _check_param("max_iter", max_iter, "count")
     if knn not in ("exact", "approx"):
         raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
@@ -393,6 +396,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     x = _as_array(features)
     x = _to_device(x, device)
     n = len(x)
+    if n == 0:
+        raise ValueError("features have no rows: pass one row per point")
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)  # after the parameters: no warning before an error
     on = x.device
 
@@ -682,6 +687,8 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     x = _as_array(features)
     x = _to_device(x, device)
     n = len(x)
+    if n == 0:
+        raise ValueError("features have no rows: pass one row per point")
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
     W = affinity_graph(x, k, gamma=gamma, approx=knn == "approx")
     onehot = F.one_hot(torch.from_numpy(labels[idx]), c).float().to(x.device)
@@ -702,6 +709,14 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
             break
     X[_unlabeled_without_edges(graph_degrees(W), idx)] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
+
+
+def _tensor_as_numpy(X):
+    """A torch tensor as a numpy array (detached, on the CPU, half precision as float32); anything else as it is."""
+    if not isinstance(X, torch.Tensor):
+        return X
+    X = X.detach().cpu()
+    return (X.float() if X.dtype in (torch.float16, torch.bfloat16) else X).numpy()
 
 
 def _missing(value):
@@ -781,8 +796,11 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     label distributions of their k nearest training points (the weights of eq. 9, or the
     Gaussian ones). With zero total weight the Gaussian vote is unweighted (the nearest points
     by distance); the dot vote is uniform (no neighbour with a positive inner product: fit
-    leaves such a point without scores too), as is an all-zero vote. score counts points with
-    y = -1 as errors: score on labeled points only.
+    leaves such a point without scores too), as is an all-zero vote. So predict(X) on the
+    training points need not give transduction_ (a point's own row is one of its k votes).
+    predict uses the current k and gamma, and refuses a graph other than the fitted one. X may
+    be a torch tensor (on any device; half precision is read as float32). score counts points
+    with y = -1 as errors: score on labeled points only.
 
     Examples
     --------
@@ -814,7 +832,9 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self.
-        As in scikit-learn, another negative number is a class (with a warning: `propagate` takes it as unlabeled)."""
+        As in scikit-learn, another negative number is a class (with a warning, as it is easily meant as unlabeled;
+        `propagate` refuses it)."""
+        X = _tensor_as_numpy(X)
         given = np.asarray(y) if y is not None else np.zeros(0)  # None: validate_data says y is required
         if (given.dtype.kind == "f" and np.isnan(given).any()) or (
                 given.dtype == object and any(map(_missing, given.ravel()))):
@@ -832,7 +852,7 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
             kinds = sorted({type(v).__name__ for v in y[labeled]})
             raise ValueError(f"y mixes labels of types {kinds}: give every label the same type (all strings, or "
                              "all numbers)") from None
-        if classes.dtype.kind in "iuf" and (classes < 0).any():  # propagate takes any negative label as unlabeled
+        if classes.dtype.kind in "iuf" and (classes < 0).any():  # e.g. -2, meant as unlabeled?
             _warn(f"y holds {classes[classes < 0].tolist()}: only -1 marks an unlabeled point (scikit-learn's "
                   "convention), so these are taken as classes")
         labels = np.zeros(len(y), dtype=np.int64)
@@ -850,7 +870,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         """Class probabilities (n, c) of new points: the weighted vote of their k nearest
         training points' label distributions."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        fitted = "dot" if self.sigma_ is None else "gaussian"
+        if self.graph != fitted:
+            raise ValueError(f"graph is {self.graph!r}, but the model was fitted with graph={fitted!r}: fit it again")
+        X = validate_data(self, _tensor_as_numpy(X), reset=False, dtype=[np.float64, np.float32])
         train, frame = _rescale(_as_array(self.X_, "X_"), self.graph)
         queries, _ = _rescale(_as_array(X, "X"), self.graph, frame)
         metric = "dot" if self.graph == "dot" else "l2"

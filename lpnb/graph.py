@@ -41,7 +41,10 @@ _RULES = {  # rule: (type, test, what the message asks for)
 def visible_device(device, remedy):
     """torch.device(device), or a ValueError for a CUDA device that torch cannot see: it says what torch sees and
     `remedy` (what to pass instead)."""
-    where = torch.device(device)
+    try:
+        where = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device: use 'cpu', 'cuda' or 'cuda:N'") from None
     if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here "
                          f"(torch {torch.__version__}); {remedy}")
@@ -144,9 +147,12 @@ def _rescale(x, kind, frame=None):
     kind : {"dot", "gaussian"}
         "dot": each row divided by its largest |value|, then l2-normalised, so that inner
         products are cosine similarities (eq. 9); an all-zero row stays zero.
-        "gaussian": x / s0 - c, then divided by s1, with s0 = max |x|, c the mean row of x / s0
-        and s1 the largest |value| that is left: centred, within [-1, 1]. Distances shrink by
-        the factor s0 * s1 (divide a bandwidth sigma by it).
+        "gaussian": x / s0 - c, then divided by s1, with s0 = max |x|, c the coordinate-wise
+        median of x / s0 (of up to ~2^17 evenly spaced rows; not the mean, which one far outlier
+        moves) and s1 the largest |value| that is left: centred, within [-1, 1]. Distances
+        shrink by the factor s0 * s1 (divide a bandwidth sigma by it). Points that float32
+        cannot tell apart there (most within 1e-15 of the median: an outlier ~1e15 times
+        farther out) raise a ValueError, as do queries whose squared distances it cannot hold.
     frame : tuple, optional
         (s0, c, s1) of an earlier call: maps other points (queries) like those of that call.
 
@@ -165,10 +171,21 @@ def _rescale(x, kind, frame=None):
         return out, None
     if frame is None:
         s0 = _max_abs(x) or 1.0
-        c = (x / s0).mean(0)
+        sample = x[::max(1, len(x) >> 16)] / s0  # up to ~2^17 evenly spaced rows: medians in milliseconds
+        c = sample.median(0).values
         frame = (s0, c, _max_abs(x / s0 - c) or 1.0)
+        spread = (sample - c).abs().amax(1).median().item() / frame[2]  # of most points, against the farthest one
+        if 0 < spread < 1e-15:
+            raise ValueError(f"features: most points lie within {spread:.1e} of their median, relative to the "
+                             "farthest point: float32, in which the Gaussian graph is built, cannot tell them apart; "
+                             "remove or clip the outlying points")
     s0, c, s1 = frame
-    return ((x / s0 - c.to(x.device)) / s1).float(), frame
+    out = ((x / s0 - c.to(x.device)) / s1).float()
+    if _max_abs(out) >= 1e18:  # queries (frame given) so far out that float32 cannot hold their squared distances
+        raise ValueError(f"queries lie beyond float32's range relative to the training points (largest |value| "
+                         f"{_max_abs(x):.3g}, the training points' {s0:.3g}): their Gaussian weights cannot be "
+                         "computed; remove or clip them")
+    return out, frame
 
 
 def _scaled_sigma(sigma, frame):

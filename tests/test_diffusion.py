@@ -347,6 +347,12 @@ def test_bad_alpha_and_knn():
         propagate(x, y, np.array([0, 1, 2]), alpha=1.0)
     with pytest.raises(ValueError, match="knn"):
         propagate(x, y, np.array([0, 1, 2]), knn="hnsw")
+    with pytest.raises(ValueError, match=r"alpha = 0.99999999 is 1.0 in float32"):  # passes alpha < 1 in float64
+        propagate(x, y, np.array([0, 1, 2]), alpha=0.99999999)
+    with pytest.raises(ValueError, match="device 'tpu' is not a torch device: use 'cpu', 'cuda' or 'cuda:N'"):
+        propagate(x, y, np.array([0, 1, 2]), device="tpu")
+    with pytest.raises(ValueError, match="features have no rows"):
+        propagate(x[:0], y[:0], np.zeros(0, bool))
 
 
 # --- network and GTG pseudo-labels on hand-made cases ---
@@ -597,6 +603,22 @@ def test_gaussian_graph_does_not_depend_on_translation():
     x, y = raw_points(35)
     idx = np.arange(0, 240, 10)
     assert_same(propagate(x + 1e6, y, idx, k=10, graph="gaussian"), propagate(x, y, idx, k=10, graph="gaussian"), 5e-4)
+
+
+def test_gaussian_graph_of_the_other_points_is_kept_beside_one_far_outlier():
+    """The outlier is nobody's neighbour: the other points' labels are those found without it. Centred on the
+    mean (moved 5e7 by the outlier at 1e10), float32 could no longer tell them apart."""
+    x, y = raw_points(36)
+    idx = np.arange(0, 240, 10)
+    alone = propagate(x, y, idx, k=10, graph="gaussian", sigma=1.0)
+    far = np.vstack([x, [1e10] + [0] * (x.shape[1] - 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the outlier's own warning
+        res = propagate(far, np.r_[y, 0], idx, k=10, graph="gaussian", sigma=1.0)
+        np.testing.assert_array_equal(res.pseudo_labels[:-1], alone.pseudo_labels)
+        with pytest.raises(ValueError, match=r"most points lie within .* of their median, relative to the farthest "
+                                             r"point: float32, .* cannot tell them apart"):
+            propagate(np.vstack([x, [1e22] * x.shape[1]]), np.r_[y, 0], idx, k=10, graph="gaussian")
 
 
 def test_dot_graph_does_not_depend_on_row_norms():

@@ -131,6 +131,9 @@ def test_gaussian_graph_estimator():
     # the default sigma is the mean distance to the 8 nearest neighbours, in X's units
     d = np.sort(np.linalg.norm(X[:, None] - X[None], axis=2), axis=1)[:, 1:9]
     assert model.sigma_ == pytest.approx(d.mean(), rel=1e-4)
+    for far in (1e39, 1e300):  # finite, but their squared distances overflow float32 in the training points' frame
+        with pytest.raises(ValueError, match="queries lie beyond float32's range relative to the training points"):
+            model.predict([[far, 0.0]])
 
 
 def test_gaussian_default_sigma_comes_from_the_graphs_own_search(monkeypatch):
@@ -325,3 +328,25 @@ def test_labels_of_mixed_types_are_refused_by_name():
     X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
     with pytest.raises(ValueError, match=r"y mixes labels of types \['int', 'str'\]: give every label the same"):
         LabelPropagation(k=2).fit(X, np.array(["cat", -1, -1, 3, -1, -1], dtype=object))
+
+
+def test_torch_tensors_are_taken_as_propagate_takes_them(digits):
+    """A tensor that requires grad, or one in bfloat16, fits and predicts as its numpy values do."""
+    import torch
+    X, y = digits
+    y_train, _ = hide_labels(y, 0.1, 3)
+    ref = LabelPropagation(k=10).fit(X, y_train)
+    model = LabelPropagation(k=10).fit(torch.tensor(X, requires_grad=True), torch.tensor(y_train))
+    np.testing.assert_array_equal(model.transduction_, ref.transduction_)
+    half = torch.tensor(X).bfloat16()  # digits' values 0..16 are exact in bfloat16
+    np.testing.assert_array_equal(LabelPropagation(k=10).fit(half, y_train).transduction_, ref.transduction_)
+    np.testing.assert_array_equal(model.predict(half[:50]), ref.predict(X[:50]))
+
+
+def test_predict_refuses_a_graph_changed_since_fit(digits):
+    X, y = digits
+    model = LabelPropagation(k=10).fit(X, hide_labels(y, 0.1, 4)[0])
+    model.set_params(graph="gaussian")
+    with pytest.raises(ValueError, match="graph is 'gaussian', but the model was fitted with graph='dot': fit it"):
+        model.predict(X[:5])
+    assert model.set_params(graph="dot", k=5).predict(X[:5]).shape == (5,)  # k: the vote's, as in KNeighbors
