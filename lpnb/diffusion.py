@@ -114,6 +114,18 @@ def _informative(scores):
     return scores.any(1) if scores.shape[1] == 1 else (scores != scores[:, :1]).any(1)
 
 
+def _warn_isolated(without_edges, n_unlabeled, graph, gamma, sigma=None):
+    """Warn that the unlabeled points marked in `without_edges` have no edge of positive weight, and why."""
+    isolated = int(without_edges.sum())
+    if isolated:
+        why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
+               "larger sigma connects them" if graph == "gaussian" else
+               f"inner products with all k nearest neighbours <= 0, or so small that their power gamma={gamma} "
+               "is 0 in float32")
+        _warn(f"{isolated} of the {n_unlabeled} unlabeled points have no edge of positive weight ({why}): they "
+              "get no score, pseudo-label 0 and weight 0")
+
+
 def _unlabeled_without_edges(degrees, idx):
     """(n,) bool: the unlabeled points (not in idx) with no edge of positive weight; a labeled point keeps its
     label and weight 1."""
@@ -438,14 +450,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
     degrees = graph_degrees(W)
     without_edges = _unlabeled_without_edges(degrees, idx).cpu().numpy()
-    isolated = int(without_edges.sum())
-    if isolated:
-        why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
-               "larger sigma connects them" if graph == "gaussian" else
-               f"inner products with all k nearest neighbours <= 0, or so small that their power gamma={gamma} "
-               "is 0 in float32")
-        _warn(f"{isolated} of the {n - len(idx)} unlabeled points have no edge of positive weight ({why}): they "
-              "get no score, pseudo-label 0 and weight 0")
+    _warn_isolated(without_edges, n - len(idx), graph, gamma, sigma)
     Wn = normalize(W, degrees=degrees)
     del W, degrees
     timings["graph"] = clock() - t
@@ -707,7 +712,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
                                      "check the features and the graph")
         if change <= tol:
             break
-    X[_unlabeled_without_edges(graph_degrees(W), idx)] = 0
+    without_edges = _unlabeled_without_edges(graph_degrees(W), idx)
+    _warn_isolated(without_edges.cpu().numpy(), n - len(idx), "dot", gamma)
+    X[without_edges] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 

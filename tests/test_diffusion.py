@@ -419,14 +419,17 @@ def test_gtg_isolated_player_and_missing_class():
     x = np.abs(x)
     x[0] = -0.5  # no payoff: keeps its uniform start
     idx = np.flatnonzero(y != 2)[1:6]
-    with pytest.warns(UserWarning, match="no labeled example"):
+    with pytest.warns(UserWarning) as caught:
         res = gtg_pseudo_labels(x, y, idx, n_classes=3, k=5)
+    assert [str(w.message)[:60] for w in caught] == ["classes [2] have no labeled example: they get no score",
+                                                     "1 of the 55 unlabeled points have no edge of positive weight"]
     assert (res.scores[0] == 0).all() and res.weights[0] == 0 and not res.scored[0]  # no game, no pseudo-label
     assert (res.scores[:, 2] == 0).all() and np.isfinite(res.weights).all()
     counts = np.bincount(res.pseudo_labels[1:], minlength=3)
     np.testing.assert_allclose(res.class_weights, [20 / counts[0], 20 / counts[1], 0])  # class 2: no point carries it
     x2, y2 = x[:, :2], y % 2  # two classes: the player would keep a uniform start, counted in class 0 before
-    res2 = gtg_pseudo_labels(x2, y2, idx, k=5)
+    with pytest.warns(UserWarning, match="1 of the 55 unlabeled points have no edge of positive weight"):
+        res2 = gtg_pseudo_labels(x2, y2, idx, k=5)
     with pytest.warns(UserWarning, match="1 of the 55 unlabeled points have no edge of positive weight"):
         ref = propagate(x2, y2, idx, k=5)
     assert not res2.scored[0] and not ref.scored[0]
