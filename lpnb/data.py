@@ -269,7 +269,8 @@ def atomic_write(path, write) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as e:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):  # gone if the signal came just after os.replace
+            os.unlink(tmp)
         full = (isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "free space" in str(e))
                 or type(e) is RuntimeError)  # numpy: "Not enough free space"; torch.save: a bare RuntimeError
         if not full:

@@ -2,9 +2,12 @@
 
 A run is identified by its config (`lpnb.config.run_id`); its folder `results/runs/<run-id>/`
 holds `record.json` once it has finished and `checkpoint.pt`, written atomically after every
-epoch, from which a killed run resumes. A finished run is loaded, not recomputed, but only
-for the data it was made from: the record names the data's source and a fingerprint of its
-pixels, labels and labeled split, and a record or checkpoint made from other data is refused.
+epoch, from which a killed run resumes. A finished run that is trained again (--force, or a
+stage-1 run whose checkpoint a stage-2 run needs) keeps its record until the new one replaces
+it; the file `.retraining` beside them says that the checkpoint is of the new training. A
+finished run is loaded, not recomputed, but only for the data it was made from: the record
+names the data's source and a fingerprint of its pixels, labels and labeled split, and a
+record or checkpoint made from other data is refused.
 
 Stage 1 is shared: the stage-2 methods (`network`, `lp`, `gtg`) start from the finished
 `supervised` run of the same config and `mt+lp` from the `mt` run (docs/method.md), so the
@@ -22,7 +25,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +76,7 @@ class TimeLimitReached(Exception):
 class TimeBudget:
     """The time limit of one call of `run`, shared by the stage-1 run it trains first."""
     deadline: float       # a `clock()` time
-    longest: float = 0.0  # seconds of the longest epoch trained so far in this call (first epochs compile)
+    epochs: list = field(default_factory=list)  # (seconds, steps) of each epoch trained so far in this call
 
 
 def default_results_dir(preset=None):
@@ -192,9 +195,10 @@ def load_run_data(cfg, data_root=None, results_dir=None):
 def _reusable_record(run_dir, run_data, require_checkpoint=False):
     """The finished record in `run_dir` if it was made from `run_data`'s data (and has its checkpoint, if
     required), else None; a record of other data raises. A record and a checkpoint side by side are of the
-    same training: a run that retrains removes its record first (`_train`)."""
+    same training, unless the run is being trained again (RETRAINING, `_train`): then None, so that the
+    training continues."""
     path = run_dir / "record.json"
-    if not path.exists():
+    if not path.exists() or (run_dir / RETRAINING).exists():
         return None
     record = read_record(path)
     if record.get("data_fingerprint") != run_data.fingerprint:
@@ -328,6 +332,9 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
                                    forced=True, progressed=stop.progressed, expected=stop.expected) from None
 
 
+RETRAINING = ".retraining"  # in a run's folder: its record is of an earlier training, its checkpoint of a new one
+
+
 @contextlib.contextmanager
 def _locked(path, rid):
     """Hold an exclusive lock on `path` (flock) while a run trains, waiting for another process's."""
@@ -343,12 +350,15 @@ def _locked(path, rid):
 
 def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading=0.0):
     """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record.
-    Called with the run's lock held. A finished record it retrains is removed first, so that it is never
-    read beside the checkpoint of an unfinished training; force also removes the checkpoint (start over).
-    `loading`: seconds this call took to load the data, counted with the trainer's set-up as "setup"."""
+    Called with the run's lock held. A finished record it trains again stays until the new one replaces it,
+    marked RETRAINING meanwhile, so that it is never taken for the result of the unfinished checkpoint beside
+    it and a kill loses no result; force also removes the checkpoint (start over). `loading`: seconds this
+    call took to load the data, counted with the trainer's set-up as "setup"."""
     run_dir = results_dir / "runs" / run_id(cfg)
-    ckpt = run_dir / "checkpoint.pt"
-    for stale in [run_dir / "record.json", *([ckpt] if force else []), *run_dir.glob(".*.tmp")]:
+    ckpt, retraining = run_dir / "checkpoint.pt", run_dir / RETRAINING
+    if (run_dir / "record.json").exists():
+        retraining.touch()
+    for stale in [*([ckpt] if force else []), *run_dir.glob(".*.tmp")]:
         stale.unlink(missing_ok=True)  # .*.tmp: the temporary file of a write that was killed (atomic_write)
     resumed = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint) if ckpt.exists() else None
     if resumed is not None and "base" in resumed:  # the stage-1 record it began from, whatever record.json says now
@@ -378,6 +388,7 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
     train_stage(trainer, state, run_data, device, ckpt, progress, budget)
     record = make_record(cfg, trainer, state, run_data, base, device)
     write_json(run_dir / "record.json", record)
+    retraining.unlink(missing_ok=True)
     return read_record(run_dir / "record.json")  # exactly what a later call will load
 
 
@@ -404,7 +415,9 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     is raised instead. An epoch is expected to take as long as the longest of this stage's epochs in
     this call after its first, which compiles the step, so a compilation does not stop later epochs a
     minute early; the first two, as long as the longest epoch yet of this call or of the run's history
-    (its earlier calls and the stage-1 training it continues), so a resumed call judges its first too.
+    (its earlier calls and the stage-1 training it continues), so a resumed call judges its first too,
+    scaled up by training steps (a stage-2 epoch has ~20x the steps of a stage-1 epoch at the paper's
+    4000 labels). The refresh of a stage-2 epoch that no earlier one measured is not counted.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -425,14 +438,16 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
                mininterval=10, initial=state["epoch"], total=epochs, file=sys.stderr)
     budget = budget or TimeBudget(math.inf)
     first, steady = state["epoch"], 0.0  # steady: the longest epoch of this stage in this call after its first
-    before = max((e.get("seconds", 0.0) for e in [*(state["base"] or {}).get("history", []), *state["history"]]),
-                 default=0.0)  # the longest epoch of earlier calls, stage 1's included
-    for epoch in bar:
-        expected = max(budget.longest, before) if epoch <= first + 1 else steady
+    steps = trainer.steps_per_epoch(stage)
+    earlier = [(e["seconds"], e.get("steps", steps)) for e in [*(state["base"] or {}).get("history", []),
+                                                                *state["history"]] if "seconds" in e]
+    for epoch in bar:  # an epoch of fewer steps counts as if it had this stage's (never scaled down)
+        expected = (max((t * max(1.0, steps / n) for t, n in earlier + budget.epochs), default=0.0)
+                    if epoch <= first + 1 else steady)
         if clock() + expected > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
-                                   progressed=budget.longest > 0, expected=expected)
+                                   progressed=bool(budget.epochs), expected=expected)
         started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
@@ -464,13 +479,13 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
             evaluate(entry)
             state["timings"]["eval"] += time.perf_counter() - t1
             bar.set_postfix(test_error=f"{entry['test_error']:.2f}")
-        entry["seconds"] = clock() - started  # refresh, training and evaluation
+        entry["seconds"], entry["steps"] = clock() - started, steps  # refresh, training and evaluation
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         state["trainer"] = trainer.state_dict()
         save_checkpoint(ckpt, state)
         took = clock() - started  # refresh, training, evaluation and checkpoint
-        budget.longest = max(budget.longest, took)
+        budget.epochs.append((took, steps))
         steady = max(steady, took) if epoch > first else steady
 
 

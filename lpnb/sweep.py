@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
-from lpnb.experiment import PAPER_ON_CPU, default_results_dir, read_record, trains_on_cpu
+from lpnb.experiment import PAPER_ON_CPU, RETRAINING, default_results_dir, read_record, trains_on_cpu
 from lpnb.tables import TABLES, check_selection, table_configs
 
 STATES = ("done", "running", "waiting", "failed")
@@ -85,7 +85,8 @@ def plan(cells, results_dir):
             if recorded := (base_dir / "record.json").exists():
                 read_record(base_dir / "record.json")  # corrupt: named now, not when its stage-2 job fails
             started = (runs / rid / "checkpoint.pt").exists()  # an older checkpoint: stage 1's record is enough
-            if not recorded or (not started and not (base_dir / "checkpoint.pt").exists()):
+            finished = (base_dir / "checkpoint.pt").exists() and not (base_dir / RETRAINING).exists()
+            if not recorded or (not started and not finished):
                 after = run_id(base)
                 job = jobs.setdefault(after, Job(base))
                 job.require_checkpoint = job.require_checkpoint or not started
@@ -152,10 +153,14 @@ def _workers_stopped_on_exit(jobs):
     """Stop the `lpnb run` processes still running when the sweep ends early (Ctrl-C, SIGTERM, an error): each
     keeps its last checkpoint, and a later sweep resumes it."""
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None  # SIGTERM as Ctrl-C
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    if main and previous in (signal.SIG_DFL, None):  # SIGTERM as Ctrl-C; a caller's handler (the CLI's) is kept
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
     finally:
+        if main:  # a second Ctrl-C or SIGTERM would leave the workers below running, holding their runs' locks
+            handlers = [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]
         running = [j for j in jobs if j.state == "running" and j.process.poll() is None]
         for job in running:
             job.process.terminate()
@@ -166,6 +171,7 @@ def _workers_stopped_on_exit(jobs):
                 job.process.kill()
             job.state, job.error = "failed", "stopped with the sweep"
         if main:
+            signal.signal(signal.SIGINT, handlers[0])
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 

@@ -170,6 +170,12 @@ class Trainer:
         decay = min(1.0 - 1.0 / self.ema_steps, self.cfg.ema_decay)
         torch._foreach_lerp_(list(self.teacher.parameters()), list(self.model.parameters()), 1.0 - decay)
 
+    def steps_per_epoch(self, stage):
+        """The training steps of an epoch of `stage`, as `train_epoch` batches it."""
+        if stage == 1 and self.teacher is None:
+            return len(self.labeled_idx) // min(self.cfg.batch_size, len(self.labeled_idx))
+        return len(self.unlabeled_idx) // (self.cfg.batch_size - self.cfg.labeled_batch_size)
+
     def train_epoch(self, stage, epoch, progress=None):
         """One epoch of stage 1 (eq. 2, or MT) or stage 2 (eq. 12); returns the mean loss."""
         cfg = self.cfg

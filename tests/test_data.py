@@ -452,6 +452,18 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
         data.atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
 
 
+def test_a_signal_just_after_the_rename_is_passed_on_and_the_new_file_kept(tmp_path, monkeypatch):
+    path, replace = tmp_path / "record.json", os.replace
+
+    def replace_then_signal(src, dst):  # SIGTERM (lpnb's handler raises) between the rename and its return
+        replace(src, dst)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(data.os, "replace", replace_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        data.write_text(path, "new")
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
 def test_a_folder_not_writable_is_named_by_the_file_to_write(tmp_path, monkeypatch):
     def read_only(**kwargs):  # as mkstemp fails there (for a user other than root)
         raise PermissionError(13, "Permission denied", str(Path(kwargs["dir"]) / ".table2.csv.x1y2.tmp"))

@@ -21,7 +21,8 @@ from PIL import Image
 
 from lpnb import experiment
 from lpnb.config import base_config, make_config, run_id
-from lpnb.experiment import run
+from lpnb.experiment import load_record, run
+from lpnb.sweep import plan
 
 pytestmark = pytest.mark.slow
 
@@ -384,15 +385,17 @@ def test_smoke_runs_default_outside_the_repository(monkeypatch, tmp_path):
 
 @pytest.fixture()
 def minute_epochs(monkeypatch):
-    """A clock that every epoch advances by exactly one minute."""
+    """A clock that every epoch advances by one minute per training step: a minute for a supervised stage-1
+    epoch of the smoke configs here (50 labeled images, one batch), six for a stage-2 or Mean Teacher epoch
+    (200 unlabeled images, 32 a batch), as a stage-2 epoch at the paper's protocol is ~20 stage-1 epochs."""
     now = [0.0]
     monkeypatch.setattr(experiment, "clock", lambda: now[0])
     train_epoch = experiment.Trainer.train_epoch
 
-    def one_minute(self, *args, **kwargs):
-        now[0] += 60
-        return train_epoch(self, *args, **kwargs)
-    monkeypatch.setattr(experiment.Trainer, "train_epoch", one_minute)
+    def a_minute_a_step(self, stage, *args, **kwargs):
+        now[0] += 60 * self.steps_per_epoch(stage)
+        return train_epoch(self, stage, *args, **kwargs)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", a_minute_a_step)
 
 
 def same_run(a, b):
@@ -403,14 +406,15 @@ def same_run(a, b):
     assert a["test_error"] == pytest.approx(b["test_error"]) and a["run_id"] == b["run_id"]
 
 
-@pytest.mark.parametrize("method, limit, stage, epoch", [("lp", 4.5, 2, 2), ("lp", 1.5, 1, 1), ("mt+lp", 4.5, 2, 2),
-                                                         ("lp", 2.5, 2, 0)])  # 2.5: no room for stage 2's first
+@pytest.mark.parametrize("method, limit, stage, epoch", [("lp", 15, 2, 2), ("lp", 1.5, 1, 1), ("mt+lp", 27, 2, 2),
+                                                         ("lp", 4, 2, 0)])  # 4: no room for stage 2's first (6)
 def test_a_time_limit_stops_at_an_epoch_boundary_and_the_same_call_continues(env, tmp_path, minute_epochs,
                                                                              method, limit, stage, epoch):
     root, results = env
     cfg = smoke(method, epochs_stage1=2, epochs_stage2=4)
     reference = run(cfg, data_root=root, results_dir=tmp_path / "reference", progress=False)
-    # stage 1 takes 2 minutes, then stage-2 epochs of a minute each: the first that would end past the limit waits
+    # lp: stage 1 takes 2 minutes (Mean Teacher's 12), then stage-2 epochs of 6 minutes each, judged by stage 1's
+    # epochs scaled by their steps until one is timed: the first that would end past the limit waits
     start = experiment.clock()
     with pytest.raises(experiment.TimeLimitReached, match=f" {epoch} of .* stage {stage}") as stop:
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=limit)
@@ -421,7 +425,7 @@ def test_a_time_limit_stops_at_an_epoch_boundary_and_the_same_call_continues(env
     stopped = run_id(cfg) if stage == 2 else run_id(base_config(cfg))
     assert experiment.load_checkpoint(results / "runs" / stopped / "checkpoint.pt", stopped)["epoch"] == epoch
     assert not (results / "runs" / run_id(cfg) / "record.json").exists()
-    same_run(run(cfg, data_root=root, results_dir=results, progress=False, time_limit=10), reference)
+    same_run(run(cfg, data_root=root, results_dir=results, progress=False, time_limit=100), reference)
 
 
 def test_cli_time_limit_exits_with_its_own_status_and_says_how_to_continue(env, minute_epochs, capsys):
@@ -484,16 +488,21 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
 
 def test_a_stage1_record_retrained_and_stopped_is_finished_before_stage2_starts(env, tmp_path, minute_epochs):
     """A stage-1 record without a checkpoint (as committed) is retrained for stage 2: stopped midway, its
-    record is gone and the next call finishes it, instead of stage 2 starting from half a stage 1."""
+    record is kept (a kill loses no result) and the next call finishes the retraining, instead of stage 2
+    starting from half a stage 1."""
     root, results = env
     cfg = smoke("lp", epochs_stage1=3, epochs_stage2=2)
     reference = run(cfg, data_root=root, results_dir=tmp_path / "reference", progress=False)
     base = run(base_config(cfg), data_root=root, results_dir=results, progress=False)
-    (results / "runs" / base["run_id"] / "checkpoint.pt").unlink()
+    base_dir = results / "runs" / base["run_id"]
+    (base_dir / "checkpoint.pt").unlink()
     with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 1"):
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
-    assert not (results / "runs" / base["run_id"] / "record.json").exists()
+    assert load_record(base_config(cfg), results) == base and (base_dir / experiment.RETRAINING).exists()
+    assert [j.run_id for j in plan([cfg], results)] == [base["run_id"], run_id(cfg)]  # stage 1 to finish first
     same_run(run(cfg, data_root=root, results_dir=results, progress=False), reference)
+    assert not (base_dir / experiment.RETRAINING).exists()
+    same_run(load_record(base_config(cfg), results), base)
     ckpt = results / "runs" / base["run_id"] / "checkpoint.pt"  # a record beside an unfinished checkpoint
     experiment.save_checkpoint(ckpt, {**experiment.load_checkpoint(ckpt, base["run_id"]), "epoch": 1})
     with pytest.raises(RuntimeError, match="holds 1 of the 3 epochs .* not its finished training"):
@@ -508,8 +517,7 @@ def test_force_with_a_time_limit_starts_over_once_and_says_to_continue_without_i
     killed.write_bytes(b"partial")
     with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs.*without --force"):
         run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=1.5)
-    assert not (results / "runs" / first["run_id"] / "record.json").exists()  # the old record is not served
-    assert not killed.exists()
+    assert load_record(cfg, results) == first and not killed.exists()  # the old record stays until replaced
     with pytest.raises(experiment.TimeLimitReached, match="after 2 of 3 epochs"):  # continued, not restarted
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
     same_run(run(cfg, data_root=root, results_dir=results, progress=False), first)
@@ -541,13 +549,13 @@ def test_a_stopped_stage2_run_names_the_stage1_training_it_began_from(env, minut
     (base_dir / "checkpoint.pt").unlink()
     experiment.write_json(base_dir / "record.json", committed)
     with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 2"):
-        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=3.5)
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=10)
     retrained = experiment.read_record(base_dir / "record.json")
     assert retrained["finished"] != committed["finished"]
 
     experiment.write_json(base_dir / "record.json", committed)  # the committed record put back
     with pytest.raises(experiment.TimeLimitReached, match="after 2 of 3 epochs of stage 2"):
-        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=7)
     for stale in ("record.json", "checkpoint.pt"):
         (base_dir / stale).unlink()
     final = run(cfg, data_root=root, results_dir=results, progress=False)

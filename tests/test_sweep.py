@@ -272,6 +272,27 @@ def test_a_stopped_local_sweep_stops_its_workers(tmp_path, monkeypatch):
     assert jobs[0].process.poll() is not None and jobs[0].state == "failed"
 
 
+def test_sigterm_stops_a_local_sweep_and_its_workers_and_kills_it_as_lpnb_run_dies(tmp_path):
+    """SIGTERM to `lpnb sweep` stops its workers and ends it by SIGTERM (143, as `lpnb run`), not as Ctrl-C."""
+    root = write_standin(tmp_path / "data", train_per_class=60)
+    pids = tmp_path / "pids"
+    worker = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}} '); time.sleep(60)"
+    script = (f"import sys; from lpnb import cli, sweep; sweep.command = lambda *a: [sys.executable, '-c', "
+              f"{worker!r}]; cli.main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", script, "sweep", "--table", "2", "--preset", "smoke", "--labels",
+                             "500", "--methods", "supervised", "--splits", "1", "--results-dir", str(tmp_path / "r"),
+                             "--data-root", str(root)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pids.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert pids.exists(), proc.stderr.read() if proc.poll() is not None else "no worker started within 120 s"
+    proc.terminate()
+    assert proc.wait(timeout=60) == -15 and "lpnb: stopped by SIGTERM" in proc.stderr.read()
+    worker = int(pids.read_text().split()[0])
+    with pytest.raises(ProcessLookupError):  # terminated and reaped by the sweep
+        os.kill(worker, 0)
+
+
 def test_a_failing_squeue_is_no_empty_queue(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 1, "", "timeout"))
     assert sweep_module._slurm_queue() is None
