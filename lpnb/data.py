@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 import time
@@ -31,6 +32,11 @@ import torch
 import torchvision
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: files are not locked
+    fcntl = None
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ("cifar10", "cifar100", "miniimagenet", "fashion-mnist")
@@ -277,6 +283,21 @@ def atomic_write(path, write) -> None:
             raise
         raise type(e)(f"writing {path} failed ({e}); the file as it was is kept. If the disk is full, free space, "
                       "then run the same command again") from e
+
+
+@contextlib.contextmanager
+def locked(path, waiting=None):
+    """Hold an exclusive lock (flock) on the file `path` (created if missing), waiting for another process's;
+    `waiting` is printed when it has to wait. Not on a system without fcntl (not POSIX)."""
+    with open(path, "a") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting:
+                    print(waiting, file=sys.stderr, flush=True)
+                fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def write_text(path, text) -> None:

@@ -14,7 +14,6 @@ Stage 1 is shared: the stage-2 methods (`network`, `lp`, `gtg`) start from the f
 fully supervised baseline and Mean Teacher are exactly the stage 1 of the methods built on
 them, and Table 1's six rows train stage 1 once.
 """
-import contextlib
 import functools
 import hashlib
 import json
@@ -31,11 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: runs are not locked
-    fcntl = None
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, resolve, run_id
@@ -335,17 +329,9 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
 RETRAINING = ".retraining"  # in a run's folder: its record is of an earlier training, its checkpoint of a new one
 
 
-@contextlib.contextmanager
 def _locked(path, rid):
-    """Hold an exclusive lock on `path` (flock) while a run trains, waiting for another process's."""
-    with open(path, "a") as f:
-        if fcntl is not None:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"{rid}: another process is training this run; waiting for it", file=sys.stderr, flush=True)
-                fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    """Hold an exclusive lock on `path` while a run trains, waiting for another process's."""
+    return lpdata.locked(path, f"{rid}: another process is training this run; waiting for it")
 
 
 def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading=0.0):
@@ -373,6 +359,10 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
              "timings": {"train": 0.0, "eval": 0.0, "descriptors": 0.0, "pseudo_labels": 0.0}}
     if resumed is not None:
         state = {"base": base, **resumed}
+        if state.get("amp", trainer.cfg.amp) != trainer.cfg.amp:  # bf16 or fp32 steps: not mixed in one run
+            raise ValueError(f"{run_id(cfg)}: its checkpoint was trained with amp={state['amp']}, this call would "
+                             f"continue with amp={trainer.cfg.amp}: resume it with --amp {str(state['amp']).lower()}"
+                             " (in Python, amp=...), or start over with --force")
         trainer.load_state_dict(state["trainer"])
         print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epochs of stage {state['stage']}",
               file=sys.stderr, flush=True)
@@ -384,6 +374,9 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
                                f"{base_config(cfg).epochs_stage1} epochs of run {base['run_id']}, not its finished "
                                "training: delete its record.json and run again to finish it")
         trainer.load_state_dict(base_state["trainer"])
+    state["amp"], devices = trainer.cfg.amp, state.setdefault("devices", [])
+    if _device_name(device) not in devices:  # each device a call of this run trained on (the record names them)
+        devices.append(_device_name(device))
     state["timings"]["setup"] = state["timings"].get("setup", 0.0) + loading + time.perf_counter() - started
     train_stage(trainer, state, run_data, device, ckpt, progress, budget)
     record = make_record(cfg, trainer, state, run_data, base, device)
@@ -513,11 +506,13 @@ def _environment(device):
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
+    return {"device": _device_name(device), "versions": versions, "git_commit": commit, "host": platform.node()}
+
+
+def _device_name(device):
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-    return {"device": name, "versions": versions, "git_commit": commit, "host": platform.node()}
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def make_record(cfg, trainer, state, run_data, base, device):
@@ -544,4 +539,5 @@ def make_record(cfg, trainer, state, run_data, base, device):
         "base_run_finished": base["finished"] if base else None,  # which training of the stage-1 run it continued
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_environment(device),
+        "device": "; ".join(state.get("devices", [])) or _device_name(device),  # all the calls' devices
     }

@@ -477,15 +477,17 @@ def write_table(df, path):
     notebook run on part of a table (`-p labels 1000`) updates that column and leaves the rest. The columns
     are `df`'s, in its order, then any others the file has."""
     path = Path(path)
-    if path.exists():
-        old = _read_table(path)
-        columns = [*df.columns, *(c for c in old.columns if c not in df.columns)]
-        both = pd.concat([old, df], ignore_index=True)[columns] if len(df) else old
-        latest = {}  # cell -> position of its newest row, in the order the cells first appear
-        for i, cell in enumerate(both[TABLE_CELL].astype(str).itertuples(index=False)):
-            latest[cell] = i
-        df = both.iloc[list(latest.values())]
-    lpdata.write_text(path, df.to_csv(index=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lpdata.locked(path.with_name(f".{path.name}.lock")):  # two notebooks writing at once keep both's rows
+        if path.exists():
+            old = _read_table(path)
+            columns = [*df.columns, *(c for c in old.columns if c not in df.columns)]
+            both = pd.concat([old, df], ignore_index=True)[columns] if len(df) else old
+            latest = {}  # cell -> position of its newest row, in the order the cells first appear
+            for i, cell in enumerate(both[TABLE_CELL].astype(str).itertuples(index=False)):
+                latest[cell] = i
+            df = both.iloc[list(latest.values())]
+        lpdata.write_text(path, df.to_csv(index=False))
     return path
 
 

@@ -587,6 +587,20 @@ def test_a_slow_first_epoch_that_compiles_does_not_stop_the_later_ones_early(env
     assert len(calls) == 2 and len(record["history"]) == 6
 
 
+def test_a_resumed_run_keeps_its_precision_and_its_record_names_every_device(env, minute_epochs, monkeypatch):
+    root, results = env
+    cfg = smoke("supervised", epochs_stage1=3)
+    monkeypatch.setattr(experiment, "_device_name", lambda device: "the first GPU")
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+    with pytest.raises(ValueError, match="trained with amp=False, this call would continue with amp=True: resume it "
+                                         "with --amp false"):
+        run(replace(cfg, amp=True), data_root=root, results_dir=results, progress=False)
+    monkeypatch.setattr(experiment, "_device_name", lambda device: "another GPU")
+    record = run(cfg, data_root=root, results_dir=results, progress=False)
+    assert record["device"] == "the first GPU; another GPU" and record["config"]["amp"] is False
+
+
 def test_a_resumed_call_judges_its_first_epoch_by_the_earlier_calls(env, minute_epochs):
     """Minute-long epochs in the history: a new call with 50 seconds left does not start one (it would end past
     its limit), where an estimate from this call alone (nothing yet) would."""

@@ -2,6 +2,7 @@
 import ast
 import json
 import re
+import threading
 
 import pandas as pd
 import pytest
@@ -287,6 +288,32 @@ def test_table1_rows_are_named_by_their_weights():
     assert list(tables.side_by_side(tables.summarize(network)).index) == [  # two rows, not one averaged
         "Network prediction (1) + weights", "Network prediction (1), no weights"]
     assert tables.row_name("supervised", False, False) == "Fully supervised"  # no pseudo-labels to weight
+
+
+def test_two_notebooks_writing_one_table_at_once_keep_both_columns(tmp_path, monkeypatch):
+    """The first writer has read the file when the second comes: the second waits for it, instead of writing
+    a table that the first then overwrites without the second's rows."""
+    path = tmp_path / "table2.csv"
+    tables.write_table(tables.summarize([record(4000, "lp", 20.0)]), path)
+    read, has_read, go_on = tables._read_table, threading.Event(), threading.Event()
+
+    def slow_read(p):
+        table = read(p)
+        if threading.current_thread().name == "first":
+            has_read.set()
+            go_on.wait(10)
+        return table
+    monkeypatch.setattr(tables, "_read_table", slow_read)
+    writers = [threading.Thread(target=tables.write_table, args=(tables.summarize([record(n, "lp", 30.0)]), path),
+                                name=name) for n, name in ((500, "first"), (1000, "second"))]
+    writers[0].start()
+    assert has_read.wait(10)
+    writers[1].start()
+    writers[1].join(0.5)
+    go_on.set()
+    for writer in writers:
+        writer.join(10)
+    assert sorted(pd.read_csv(path).labels) == [500, 1000, 4000]
 
 
 def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
