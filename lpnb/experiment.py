@@ -86,11 +86,14 @@ RECORD_FIELDS = {"run_id": str, "method": str, "dataset": str, "preset": str, "l
                  "test_error": (int, float), "history": list, "device": str, "omega_histograms": list,
                  "confident_mistakes": list}  # what the readers of a record (tables, figures, status) rely on
 KIND_NAMES = {str: "a string", int: "an integer", (int, float): "a number", list: "a list"}
+ENTRY_FIELDS = {"history": ("stage", "epoch"), "omega_histograms": ("epoch", "edges", "correct", "incorrect"),
+                "confident_mistakes": ("index", "pseudo_label", "label", "omega")}  # of each entry of these lists
 
 
 def read_record(path):
     """A record.json as a dict; a corrupt file, or one without the fields every reader relies on
-    (RECORD_FIELDS, a test error in [0, 100]), raises an error that names it and the remedy."""
+    (RECORD_FIELDS, a test error in [0, 100], an epoch, ENTRY_FIELDS), raises an error that names it and the
+    remedy."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(record, dict):
@@ -100,6 +103,12 @@ def read_record(path):
                 raise ValueError(f"its field {name!r} is {record.get(name)!r}, not {KIND_NAMES[kind]}")
         if not 0 <= record["test_error"] <= 100:
             raise ValueError(f"its test_error {record['test_error']!r} is not a percentage")
+        if not record["history"]:
+            raise ValueError("its history has no epoch")
+        for name, keys in ENTRY_FIELDS.items():
+            for i, entry in enumerate(record[name]):
+                if not isinstance(entry, dict) or (missing := [k for k in keys if k not in entry]):
+                    raise ValueError(f"entry {i} of its {name!r} has no {', '.join(map(repr, missing or keys))}")
         return record
     except (ValueError, UnicodeDecodeError) as e:
         raise RuntimeError(f"record {path} is corrupt ({e}). Restore it (git checkout -- {path}, if it is "

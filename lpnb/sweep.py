@@ -194,7 +194,7 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log):
                 job.log_path.parent.mkdir(parents=True, exist_ok=True)
                 env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot is not None else {}))
                 with open(job.log_path, "ab") as out:  # kept across attempts, each after a line of its own
-                    out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+                    out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}{_by_this_sweep()}\n".encode())
                     out.flush()
                     job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
                                                    stderr=subprocess.STDOUT, env=env)
@@ -225,15 +225,22 @@ def _why(returncode, log_path):
     return why.strip("\n")
 
 
+def _by_this_sweep():
+    return f" by sweep {os.getpid()}"  # another sweep on the same results folder may append to the same log
+
+
 def _tail(path, lines=15):
-    """The last `lines` lines of a run's log written by its last attempt (an earlier one may have succeeded)."""
+    """The last `lines` lines of a run's log written by this sweep's last attempt (an earlier one may have
+    succeeded; another sweep's attempt, started meanwhile, may follow it)."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError as e:
         return f"(no log: {e})"
-    if ATTEMPT in text:
-        text = text.rpartition(ATTEMPT)[2].partition("\n")[2]
-    return "\n".join(text.splitlines()[-lines:])
+    log = text.splitlines()
+    starts = [i for i, line in enumerate(log) if line.startswith(ATTEMPT)]
+    ours = [i for i in starts if log[i].endswith(_by_this_sweep())] or starts
+    shown = [line for line in log[ours[-1] + 1 if ours else 0:] if not line.startswith(ATTEMPT)]
+    return "\n".join(shown[-lines:])
 
 
 def report(jobs, log=print):

@@ -347,10 +347,14 @@ def test_corrupt_record_names_the_file_and_the_remedy(env):
     ("test_error=null", "'test_error' is None, not a number"), ('test_error="abc"', "'test_error' is 'abc'"),
     ("test_error=NaN", "test_error nan is not a percentage"), ("test_error=150", "150 is not a percentage"),
     ("labels=true", "'labels' is True, not an integer"), ("device=null", "'device' is None, not a string"),
-    ("omega_histograms=null", "'omega_histograms' is None, not a list")])
+    ("omega_histograms=null", "'omega_histograms' is None, not a list"), ("history=[]", "its history has no epoch"),
+    ("history=[{}]", "entry 0 of its 'history' has no 'stage', 'epoch'"),
+    ('confident_mistakes=[{"index": 1}]', "entry 0 of its 'confident_mistakes' has no 'pseudo_label', 'label'"),
+    ("omega_histograms=[3]", "entry 0 of its 'omega_histograms' has no 'epoch', 'edges'")])
 def test_a_record_without_what_readers_rely_on_is_refused_with_the_remedy(tmp_path, text, why):
     good = {"run_id": "r", "method": "lp", "dataset": "cifar10", "preset": "cpu", "labels": 500, "split": 0,
-            "test_error": 12.5, "history": [], "device": "cpu", "omega_histograms": [], "confident_mistakes": []}
+            "test_error": 12.5, "history": [{"stage": 1, "epoch": 0}], "device": "cpu", "omega_histograms": [],
+            "confident_mistakes": []}
     path = tmp_path / "r" / "record.json"
     path.parent.mkdir()
     path.write_text(json.dumps(good))

@@ -28,8 +28,8 @@ def touch(results, cfg, *files):
     folder = results / "runs" / run_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"run_id": run_id(cfg), "method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset,
-              "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": [], "device": "cpu",
-              "omega_histograms": [], "confident_mistakes": []}
+              "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": [{"stage": 1, "epoch": 0}],
+              "device": "cpu", "omega_histograms": [], "confident_mistakes": []}
     for name in files:
         (folder / name).write_text(json.dumps(record) if name == "record.json" else "{}")
 
@@ -347,6 +347,9 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monke
         "epoch 3 of 180\nkilled by SIGKILL (out of memory?): its epochs finished are checkpointed, and the same "
         "sweep resumes it")
     assert "earlier attempt" in log.read_text()  # kept in the log, not quoted as this attempt's failure
+    with log.open("a") as f:  # another sweep on the same folder started an attempt after this sweep's
+        f.write(f"{sweep_module.ATTEMPT}2026-01-01 00:00:01 by sweep 1\nwaiting for the other process\n")
+    assert sweep_module._tail(log) == "epoch 3 of 180\nwaiting for the other process"
     assert sweep_module._why(-40, tmp_path / "no log").endswith("killed by signal 40: its epochs finished are "
                                                                 "checkpointed, and the same sweep resumes it")
 

@@ -479,8 +479,8 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
 
 def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     def write(run_id, **fields):
-        record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[], omega_histograms=[],
-                      confident_mistakes=[], **fields)
+        record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[{"stage": 1, "epoch": 0}],
+                      omega_histograms=[], confident_mistakes=[], **fields)
         tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
                                    lambda f: f.write(json.dumps(record).encode()))
     write("a", preset="paper", method="supervised", dataset="cifar10", device="NVIDIA H200")
@@ -523,7 +523,8 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert (trained[-1].preset, trained[-1].labels, trained[-1].split, trained[-1].method) == ("cpu", 500, 0, "lp")
     paper = tables.make_config("paper", dataset="cifar10", labels=500, split=0, method="lp")
     recorded = dict(run_id=tables.run_id(paper), preset="paper", method="lp", dataset="cifar10", labels=500, split=0,
-                    test_error=30.0, history=[], device="cpu", omega_histograms=[], confident_mistakes=[])
+                    test_error=30.0, history=[{"stage": 2, "epoch": 0}], device="cpu", omega_histograms=[],
+                    confident_mistakes=[])
     tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(paper) / "record.json",
                                lambda f: f.write(json.dumps(recorded).encode()))
     assert tables.figure_run(committed) == recorded and len(trained) == 1  # read, not trained
