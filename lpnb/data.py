@@ -274,6 +274,7 @@ def atomic_write(path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself on disk: a power loss cannot undo it
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):  # gone if the signal came just after os.replace
             os.unlink(tmp)
@@ -283,6 +284,19 @@ def atomic_write(path, write) -> None:
             raise
         raise type(e)(f"writing {path} failed ({e}); the file as it was is kept. If the disk is full, free space, "
                       "then run the same command again") from e
+
+
+def _fsync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a system where folders cannot be opened (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

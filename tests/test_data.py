@@ -452,6 +452,13 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
         data.atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
 
 
+def test_a_write_syncs_the_file_then_the_folder_that_names_it(tmp_path, monkeypatch):
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(data.os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or fsync(fd))
+    data.write_text(tmp_path / "a.txt", "x")
+    assert synced[0].startswith(str(tmp_path / ".a.txt.")) and synced[1:] == [str(tmp_path)]
+
+
 def test_a_signal_just_after_the_rename_is_passed_on_and_the_new_file_kept(tmp_path, monkeypatch):
     path, replace = tmp_path / "record.json", os.replace
 
