@@ -15,6 +15,7 @@ from matplotlib.patches import Patch
 from lpnb.data import REPO, atomic_write
 from lpnb.graph import _check_param
 from lpnb.tables import DATASET_NAMES, from_class_folders, stage2_history, summarize
+from lpnb.toy import unlabeled_accuracy
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
                 "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -117,7 +118,7 @@ def plot_figure3(points, labels, labeled_masks, results):
         _draw_pseudo_labels(ax, points, labels, mask, result)
         per_class = np.bincount(labels[mask])
         count = f"{per_class[0]}" if (per_class == per_class[0]).all() else "/".join(map(str, per_class))
-        accuracy = (result.pseudo_labels[~mask] == labels[~mask]).mean()
+        accuracy = unlabeled_accuracy(result, labels, mask)
         ax.set_title(f"{count} labeled per class\npseudo-label accuracy {100 * accuracy:.1f}%", fontsize=9)
     _legend(fig, labels.max() + 1, "unlabeled, coloured by pseudo-label, area $\\propto \\omega_i$")
     return fig

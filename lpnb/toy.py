@@ -47,3 +47,21 @@ def pick_labeled(labels, n_per_class, seed=0):
     for c in classes:
         mask[rng.permutation(np.flatnonzero(labels == c))[:n_per_class]] = True
     return mask
+
+
+def unlabeled_accuracy(result, labels, labeled):
+    """The share of the unlabeled points whose pseudo-label (eq. 7) is their class."""
+    unlabeled = ~np.asarray(labeled)
+    return float((np.asarray(result.pseudo_labels)[unlabeled] == np.asarray(labels)[unlabeled]).mean())
+
+
+def where_least_certain(points, labeled, result, share=0.1):
+    """Where the least certain pseudo-labels lie: the mean distance from the centre of the `share` of the
+    unlabeled points with the smallest omega (eq. 11) and of the others, and a sentence saying which is nearer."""
+    unlabeled = ~np.asarray(labeled)
+    omega, radius = result.weights[unlabeled], np.linalg.norm(np.asarray(points)[unlabeled], axis=1)
+    least = omega <= np.quantile(omega, share)
+    near, far = radius[least].mean(), radius[~least].mean()
+    return near, far, (f"the {least.sum()} least certain unlabeled points lie {near:.2f} from the centre on average, "
+                       f"the other {(~least).sum()} {far:.2f}: the least certain lie "
+                       f"{'nearer the centre' if near < far else 'farther out'}")

@@ -36,15 +36,15 @@ figures_dir = None  # None: figures/; build/cpu/figures/ for other values above;
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure1, save_figure
 from lpnb.tables import figure_dir, notebook_settings
-from lpnb.toy import make_toy, pick_labeled
+from lpnb.toy import make_toy, pick_labeled, unlabeled_accuracy, where_least_certain
 
 settings = notebook_settings(figures_dir=figures_dir)
 
 points, labels = make_toy(n_points, n_classes, noise=noise, seed=seed)
 labeled = pick_labeled(labels, n_labeled, seed=seed)
 result = propagate(points, labels, labeled, graph="gaussian", k=k, sigma=sigma, alpha=alpha)
-correct = result.pseudo_labels[~labeled] == labels[~labeled]
-print(f"pseudo-labels correct on {correct.sum()} of {correct.size} unlabeled points ({correct.mean():.1%})")
+print(f"pseudo-labels correct on {unlabeled_accuracy(result, labels, labeled):.1%} of the {(~labeled).sum()} "
+      "unlabeled points")
 
 # %%
 fig = plot_figure1(points, labels, labeled, result)
@@ -66,11 +66,4 @@ fig
 # at the arms' outer ends instead).
 
 # %%
-import numpy as np
-
-omega, radius = result.weights[~labeled], np.linalg.norm(points[~labeled], axis=1)
-least = omega <= np.quantile(omega, 0.1)
-nearer = radius[least].mean() < radius[~least].mean()
-print(f"the {least.sum()} least certain unlabeled points lie {radius[least].mean():.2f} from the centre on average, "
-      f"the other {(~least).sum()} {radius[~least].mean():.2f}: the least certain lie "
-      f"{'nearer the centre' if nearer else 'farther out'}")
+print(where_least_certain(points, labeled, result, share=0.1)[2])

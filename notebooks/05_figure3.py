@@ -33,7 +33,7 @@ figures_dir = None            # None: figures/; build/cpu/figures/ for other val
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure3, save_figure
 from lpnb.tables import figure_dir, notebook_settings, positive_ints
-from lpnb.toy import make_toy, pick_labeled
+from lpnb.toy import make_toy, pick_labeled, unlabeled_accuracy
 
 settings = notebook_settings(figures_dir=figures_dir)
 
@@ -63,5 +63,5 @@ fig
 
 # %%
 for m, mask, res in zip(per_class, masks, results):
-    print(f"{m:2d} labeled per class: {(res.pseudo_labels[~mask] == labels[~mask]).mean():.1%} of the unlabeled points "
+    print(f"{m:2d} labeled per class: {unlabeled_accuracy(res, labels, mask):.1%} of the unlabeled points "
           "pseudo-labeled correctly")

@@ -1,5 +1,6 @@
 """The toy data of Figures 1 and 3 (lpnb.toy) and the toy figures (lpnb.plots)."""
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from scipy.spatial import cKDTree
 
 from lpnb.diffusion import propagate
 from lpnb.plots import plot_figure1, plot_figure3, save_figure
-from lpnb.toy import make_toy, pick_labeled
+from lpnb.toy import make_toy, pick_labeled, unlabeled_accuracy, where_least_certain
 
 
 def test_make_toy_shapes_and_balance():
@@ -104,3 +105,14 @@ def test_toy_figures_and_save_figure(tmp_path):
             save_figure(fig, bad, tmp_path)
     with pytest.raises(ValueError, match="one result per labeled mask"):
         plot_figure3(points, labels, masks, results[:1])
+
+
+def test_the_toy_findings_count_the_unlabeled_points_by_hand():
+    labels = np.array([0, 0, 1, 1, 1])
+    labeled = np.array([True, False, False, True, False])
+    result = SimpleNamespace(pseudo_labels=np.array([0, 1, 1, 1, 1]), weights=np.array([1.0, 0.2, 0.9, 1.0, 0.5]))
+    assert unlabeled_accuracy(result, labels, labeled) == 2 / 3  # points 1, 2, 4: the first is wrong
+    points = np.array([[9, 9], [0.3, 0.4], [3, 4], [9, 9], [0, 2]])  # radii of the unlabeled: 0.5, 5, 2
+    near, far, text = where_least_certain(points, labeled, result, share=0.3)  # the smallest omega: point 1
+    assert (near, far) == (0.5, 3.5) and text.endswith("the least certain lie nearer the centre")
+    assert where_least_certain(points[[0, 2, 1, 3, 4]], labeled, result, share=0.3)[2].endswith("farther out")
