@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -417,9 +418,11 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     is raised instead. An epoch is expected to take as long as the longest of this stage's epochs in
     this call after its first, which compiles the step, so a compilation does not stop later epochs a
     minute early; the first two, as long as the longest epoch yet of this call or of the run's history
-    (its earlier calls and the stage-1 training it continues), so a resumed call judges its first too,
-    scaled up by training steps (a stage-2 epoch has ~20x the steps of a stage-1 epoch at the paper's
-    4000 labels). The refresh of a stage-2 epoch that no earlier one measured is not counted.
+    (its earlier calls and the stage-1 training it continues), so a resumed call judges its first too;
+    an epoch of fewer steps (stage 1's: ~1/20 of a stage-2 epoch's at the paper's 4000 labels) counts
+    with its missing steps at the median seconds per step of those epochs, so that neither a stage's
+    first epoch is judged by a shorter stage's nor a compilation is multiplied. The refresh of a stage-2
+    epoch that no earlier one measured is not counted.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -443,9 +446,8 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     steps = trainer.steps_per_epoch(stage)
     earlier = [(e["seconds"], e.get("steps", steps)) for e in [*(state["base"] or {}).get("history", []),
                                                                 *state["history"]] if "seconds" in e]
-    for epoch in bar:  # an epoch of fewer steps counts as if it had this stage's (never scaled down)
-        expected = (max((t * max(1.0, steps / n) for t, n in earlier + budget.epochs), default=0.0)
-                    if epoch <= first + 1 else steady)
+    for epoch in bar:
+        expected = _expected_epoch(earlier + budget.epochs, steps) if epoch <= first + 1 else steady
         if clock() + expected > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
@@ -489,6 +491,15 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
         took = clock() - started  # refresh, training, evaluation and checkpoint
         budget.epochs.append((took, steps))
         steady = max(steady, took) if epoch > first else steady
+
+
+def _expected_epoch(epochs, steps):
+    """Seconds an epoch of `steps` training steps is expected to take, from `epochs` (seconds, steps) timed
+    before: the longest of them, each with the steps it lacks at their median seconds per step."""
+    if not epochs:
+        return 0.0
+    rate = statistics.median(t / n for t, n in epochs)
+    return max(t + rate * max(0, steps - n) for t, n in epochs)
 
 
 def _relative(path, *roots):

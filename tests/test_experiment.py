@@ -591,6 +591,26 @@ def test_a_slow_first_epoch_that_compiles_does_not_stop_the_later_ones_early(env
     assert len(calls) == 2 and len(record["history"]) == 6
 
 
+def test_a_compiling_first_epoch_of_stage_1_is_not_multiplied_into_stage_2s_estimate(env, monkeypatch):
+    """A minute a step, and the call's first epoch 3 minutes more (compilation): stage 1 (1 step an epoch) takes
+    4 + 1 + 1 + 1 minutes, a stage-2 epoch (6 steps) 6. Stage 2's first is judged at 4 + 5 x 1 = 9 minutes,
+    not at 4 x 6 = 24, so with 17 minutes it starts (at 7, ending at 13), and the second (judged at 9) waits."""
+    root, results = env
+    now, calls = [0.0], []
+    monkeypatch.setattr(experiment, "clock", lambda: now[0])
+    train_epoch = experiment.Trainer.train_epoch
+
+    def timed(self, stage, *args, **kwargs):
+        calls.append(None)
+        now[0] += 60 * self.steps_per_epoch(stage) + (180 if len(calls) == 1 else 0)
+        return train_epoch(self, stage, *args, **kwargs)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", timed)
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 2"):
+        run(smoke("lp", epochs_stage1=4, epochs_stage2=3), data_root=root, results_dir=results, progress=False,
+            time_limit=17)
+    assert now[0] == 13 * 60
+
+
 def test_a_resumed_run_keeps_its_precision_and_its_record_names_every_device(env, minute_epochs, monkeypatch):
     root, results = env
     cfg = smoke("supervised", epochs_stage1=3)
