@@ -841,7 +841,7 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self.
         As in scikit-learn, another negative number is a class (with a warning, as it is easily meant as unlabeled;
         `propagate` refuses it)."""
-        X = _tensor_as_numpy(X)
+        X, y = _tensor_as_numpy(X), _tensor_as_numpy(y)
         given = np.asarray(y) if y is not None else np.zeros(0)  # None: validate_data says y is required
         if (given.dtype.kind == "f" and np.isnan(given).any()) or (
                 given.dtype == object and any(map(_missing, given.ravel()))):

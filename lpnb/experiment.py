@@ -419,10 +419,10 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     this call after its first, which compiles the step, so a compilation does not stop later epochs a
     minute early; the first two, as long as the longest epoch yet of this call or of the run's history
     (its earlier calls and the stage-1 training it continues), so a resumed call judges its first too;
-    an epoch of fewer steps (stage 1's: ~1/20 of a stage-2 epoch's at the paper's 4000 labels) counts
-    with its missing steps at the median seconds per step of those epochs, so that neither a stage's
-    first epoch is judged by a shorter stage's nor a compilation is multiplied. The refresh of a stage-2
-    epoch that no earlier one measured is not counted.
+    until an epoch of this stage's steps is timed, an epoch of fewer steps (stage 1's: ~1/20 of a stage-2
+    epoch's at the paper's 4000 labels) counts with its missing steps at the median seconds per step of
+    those epochs, so that neither a stage's first epoch is judged by a shorter stage's nor a compilation
+    is multiplied (`_expected_epoch`).
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -495,7 +495,10 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
 
 def _expected_epoch(epochs, steps):
     """Seconds an epoch of `steps` training steps is expected to take, from `epochs` (seconds, steps) timed
-    before: the longest of them, each with the steps it lacks at their median seconds per step."""
+    before: the longest of those of as many steps; without one, the longest, each with the steps it lacks at
+    their median seconds per step (an overestimate: their evaluation counts as steps)."""
+    if same := [t for t, n in epochs if n == steps]:
+        return max(same)
     if not epochs:
         return 0.0
     rate = statistics.median(t / n for t, n in epochs)

@@ -151,8 +151,8 @@ def _rescale(x, kind, frame=None):
         median of x / s0 (of up to ~2^17 evenly spaced rows; not the mean, which one far outlier
         moves) and s1 the largest |value| that is left: centred, within [-1, 1]. Distances
         shrink by the factor s0 * s1 (divide a bandwidth sigma by it). Points that float32
-        cannot tell apart there (most within 1e-15 of the median: an outlier ~1e15 times
-        farther out) raise a ValueError, as do queries whose squared distances it cannot hold.
+        cannot tell apart there (most of those not at the median within 1e-15 of it: an outlier
+        ~1e15 times farther out) raise a ValueError, as do queries whose squared distances it cannot hold.
     frame : tuple, optional
         (s0, c, s1) of an earlier call: maps other points (queries) like those of that call.
 
@@ -174,7 +174,9 @@ def _rescale(x, kind, frame=None):
         sample = x[::max(1, len(x) >> 16)] / s0  # up to ~2^17 evenly spaced rows: medians in milliseconds
         c = sample.median(0).values
         frame = (s0, c, _max_abs(x / s0 - c) or 1.0)
-        spread = (sample - c).abs().amax(1).median().item() / frame[2]  # of most points, against the farthest one
+        off = (sample - c).abs().amax(1)
+        off = off[off > 0]  # the points at the median (many identical ones) say nothing of the others' spread
+        spread = off.median().item() / frame[2] if len(off) else 0.0  # of most points, against the farthest one
         if 0 < spread < 1e-15:
             raise ValueError(f"features: most points lie within {spread:.1e} of their median, relative to the "
                              "farthest point: float32, in which the Gaussian graph is built, cannot tell them apart; "

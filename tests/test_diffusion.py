@@ -622,6 +622,9 @@ def test_gaussian_graph_of_the_other_points_is_kept_beside_one_far_outlier():
         with pytest.raises(ValueError, match=r"most points lie within .* of their median, relative to the farthest "
                                              r"point: float32, .* cannot tell them apart"):
             propagate(np.vstack([x, [1e22] * x.shape[1]]), np.r_[y, 0], idx, k=10, graph="gaussian")
+        many = np.vstack([x, np.zeros((300, x.shape[1])), [1e30] * x.shape[1]])  # most points at the median
+        with pytest.raises(ValueError, match="cannot tell them apart"):
+            propagate(many, np.r_[y, np.zeros(301, int)], idx, k=10, graph="gaussian")
 
 
 def test_dot_graph_does_not_depend_on_row_norms():

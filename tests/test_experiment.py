@@ -611,6 +611,26 @@ def test_a_compiling_first_epoch_of_stage_1_is_not_multiplied_into_stage_2s_esti
     assert now[0] == 13 * 60
 
 
+def test_a_stage_whose_epochs_were_timed_is_judged_by_them_not_by_stage_1s(env, monkeypatch):
+    """Each epoch costs two minutes of evaluation besides a minute a step: stage 1's (1 step) take 3 minutes,
+    which extrapolate to 3 + 5 x 3 = 18 for a stage-2 epoch (6 steps); the stage-2 epochs take 8. Once one is
+    timed, 8 is what counts: a resumed call with 9 minutes trains one, instead of saying that none fits."""
+    root, results = env
+    now = [0.0]
+    monkeypatch.setattr(experiment, "clock", lambda: now[0])
+    train_epoch = experiment.Trainer.train_epoch
+
+    def timed(self, stage, *args, **kwargs):
+        now[0] += 60 * self.steps_per_epoch(stage) + 120
+        return train_epoch(self, stage, *args, **kwargs)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", timed)
+    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=4)
+    with pytest.raises(experiment.TimeLimitReached, match="after 2 of 4 epochs of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=24)  # 6 + 18 for the first
+    with pytest.raises(experiment.TimeLimitReached, match="after 3 of 4 epochs of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=9)
+
+
 def test_a_resumed_run_keeps_its_precision_and_its_record_names_every_device(env, minute_epochs, monkeypatch):
     root, results = env
     cfg = smoke("supervised", epochs_stage1=3)
