@@ -166,7 +166,9 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
         labeled = labeled.astype(bool)
     if labeled.dtype == bool:
         if labeled.shape != (n,):
-            raise ValueError(f"labeled mask must have shape ({n},), got {labeled.shape}")
+            uint8 = (" (a torch uint8 tensor of 0s and 1s is read as a mask, torch's old mask type; pass indices "
+                     "as int64)" if torch_mask else "")
+            raise ValueError(f"labeled mask must have shape ({n},), got {labeled.shape}{uint8}")
         idx = np.flatnonzero(labeled)
     elif np.issubdtype(labeled.dtype, np.integer) and labeled.ndim == 1:
         if n > 2 and len(labeled) == n and labeled.min() >= 0 and labeled.max() <= 1:

@@ -293,6 +293,8 @@ def test_mask_wrong_length():
     mask[10:40] = 1
     with pytest.raises(ValueError, match=r"labeled mask must have shape \(240,\), got \(241,\)"):
         propagate(x, y, mask)
+    with pytest.raises(ValueError, match=r"got \(2,\) \(a torch uint8 tensor of 0s and 1s is read as a mask"):
+        propagate(x, y, torch.tensor([0, 1], dtype=torch.uint8))  # meant as indices 0 and 1
 
 
 def test_index_out_of_range():
