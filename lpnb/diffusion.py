@@ -140,9 +140,26 @@ def _divide(a, b):
     return torch.where(positive, a / torch.where(positive, b, torch.ones_like(b)), torch.zeros_like(a))
 
 
+def _tensor_as_numpy(a):
+    """A torch tensor as a numpy array (detached, on the CPU, half precision as float32); anything else as it is
+    (a pandas frame keeps its column names for scikit-learn)."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    a = a.detach().cpu()
+    return (a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).numpy()
+
+
 def _as_numpy(a):
     """a as a numpy array, as np.asarray reads it (lists, pandas); a tensor detached, on the CPU."""
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    return np.asarray(_tensor_as_numpy(a))
+
+
+def _points(features, device):
+    """The features as a checked tensor (`_as_array`) on `device` (None: where they are), at least one row."""
+    x = _to_device(_as_array(features), device)
+    if len(x) == 0:
+        raise ValueError("features have no rows: pass one row per point")
+    return x
 
 
 def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
@@ -407,11 +424,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     if sigma is not None and graph == "dot":
         raise ValueError("sigma is the bandwidth of graph='gaussian'; graph='dot' has none: leave sigma None, or "
                          "pass graph='gaussian'")
-    x = _as_array(features)
-    x = _to_device(x, device)
+    x = _points(features, device)
     n = len(x)
-    if n == 0:
-        raise ValueError("features have no rows: pass one row per point")
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)  # after the parameters: no warning before an error
     on = x.device
 
@@ -691,11 +705,8 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     tol = _check_param("tol", tol, "nonnegative")
     if knn not in ("exact", "approx"):
         raise ValueError(f"knn must be 'exact' or 'approx', got {knn!r}")
-    x = _as_array(features)
-    x = _to_device(x, device)
+    x = _points(features, device)
     n = len(x)
-    if n == 0:
-        raise ValueError("features have no rows: pass one row per point")
     labels, idx, c = _check_labels(labels, labeled, n, n_classes)
     W = affinity_graph(x, k, gamma=gamma, approx=knn == "approx")
     onehot = F.one_hot(torch.from_numpy(labels[idx]), c).float().to(x.device)
@@ -715,17 +726,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
         if change <= tol:
             break
     without_edges = _unlabeled_without_edges(graph_degrees(W), idx)
-    _warn_isolated(without_edges.cpu().numpy(), n - len(idx), "dot", gamma)
+    _warn_isolated(without_edges, n - len(idx), "dot", gamma)
     X[without_edges] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
-
-
-def _tensor_as_numpy(X):
-    """A torch tensor as a numpy array (detached, on the CPU, half precision as float32); anything else as it is."""
-    if not isinstance(X, torch.Tensor):
-        return X
-    X = X.detach().cpu()
-    return (X.float() if X.dtype in (torch.float16, torch.bfloat16) else X).numpy()
 
 
 def _missing(value):

@@ -384,9 +384,9 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
                                f"{base_config(cfg).epochs_stage1} epochs of run {base['run_id']}, not its finished "
                                "training: delete its record.json and run again to finish it")
         trainer.load_state_dict(base_state["trainer"])
-    state["amp"], devices = trainer.cfg.amp, state.setdefault("devices", [])
-    if _device_name(device) not in devices:  # each device a call of this run trained on (the record names them)
-        devices.append(_device_name(device))
+    state["amp"], devices, name = trainer.cfg.amp, state.setdefault("devices", []), _device_name(device)
+    if name not in devices:  # each device a call of this run trained on (the record names them)
+        devices.append(name)
     state["timings"]["setup"] = state["timings"].get("setup", 0.0) + loading + time.perf_counter() - started
     train_stage(trainer, state, run_data, device, ckpt, progress, budget)
     record = make_record(cfg, trainer, state, run_data, base, device)
