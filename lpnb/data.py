@@ -302,8 +302,9 @@ def _fsync_folder(folder):
 @contextlib.contextmanager
 def locked(path, waiting=None):
     """Hold an exclusive lock (flock) on the file `path` (created if missing), waiting for another process's;
-    `waiting` is printed when it has to wait. Not on a system without fcntl (not POSIX)."""
+    `waiting` is printed when it has to wait. Yields whether it waited. Not on a system without fcntl (not POSIX)."""
     with open(path, "a") as f:
+        waited = False
         if fcntl is not None:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -311,7 +312,8 @@ def locked(path, waiting=None):
                 if waiting:
                     print(waiting, file=sys.stderr, flush=True)
                 fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+                waited = True
+        yield waited
 
 
 def write_text(path, text) -> None:

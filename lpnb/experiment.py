@@ -56,7 +56,9 @@ class TimeLimitReached(Exception):
         super().__init__(f"{run_id}: stopped at the time limit {done}; run {again} again to continue")
         self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
         self.where = done
-        self.progressed = trained if progressed is None else progressed  # this call trained an epoch (of any stage)
+        # this call trained an epoch (of any stage), or waited while another process trained the run: either way
+        # the same call again gets further
+        self.progressed = trained if progressed is None else progressed
         self.expected = expected  # seconds the epoch not started was expected to take (0: no epoch timed yet)
 
     def no_epoch_fits(self, limit, remedy):
@@ -324,12 +326,14 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
     if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
         return record
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(run_dir / ".lock", run_id(cfg)):
+    with _locked(run_dir / ".lock", run_id(cfg)) as waited:
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited
         try:
             return _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading)
         except TimeLimitReached as stop:
+            # the time went waiting while another process trained the run: the next call gets further
+            stop.progressed = stop.progressed or waited
             if not force:
                 raise
             raise TimeLimitReached(stop.run_id, stop.stage, stop.epoch, stop.epochs, stop.trained,

@@ -295,8 +295,8 @@ class SlurmRun:
     """What a SLURM job runs: one `lpnb.experiment.run`, stopped by its time limit at an epoch boundary
     a few minutes before SLURM's. It then signals itself as SLURM does before a time limit (SIGUSR2), and
     submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
-    the run's checkpoint. A job that stops before training one epoch fails instead: requeued, it would
-    stop again."""
+    the run's checkpoint. A job that stops before training one epoch fails instead (requeued, it would
+    stop again), unless its time went waiting for another process that trained the run meanwhile."""
 
     def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         from lpnb.experiment import TimeLimitReached, run

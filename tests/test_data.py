@@ -7,6 +7,7 @@ import pickle
 import re
 import shutil
 import tarfile
+import threading
 import time
 import urllib.error
 import warnings
@@ -1048,3 +1049,19 @@ def test_a_split_asked_for_wrongly_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="class 'd e' has 2 training images, fewer than the 3 per class"):
         labeled_indices(d, 9, 0, root=tmp_path, results_dir=tmp_path)
     assert not (tmp_path / "splits").exists()
+
+
+def test_locked_says_whether_it_waited_for_another_holder(tmp_path):
+    path, got = tmp_path / ".lock", []
+
+    def take():
+        with data.locked(path) as waited:
+            got.append(waited)
+    with data.locked(path) as waited:
+        assert waited is False
+        other = threading.Thread(target=take)
+        other.start()
+        other.join(0.5)
+        assert other.is_alive()  # flock: waits for this holder
+    other.join(10)
+    assert got == [True]

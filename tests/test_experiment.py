@@ -674,3 +674,30 @@ def test_set_up_time_leaves_out_the_wait_for_another_process(env, monkeypatch):
     monkeypatch.setattr(experiment, "_locked", slow_to_get)
     record = run(smoke("supervised", epochs_stage1=1), data_root=root, results_dir=results, progress=False)
     assert 0 < record["timings"]["setup"] < 3600
+
+
+
+@pytest.mark.parametrize("waited, status", [(True, 3), (False, 2)])
+def test_a_call_whose_time_went_waiting_for_another_process_is_stopped_to_continue(env, minute_epochs, monkeypatch,
+                                                                                  capsys, waited, status):
+    """A call (a SLURM job) that got the run's lock only after another process had trained it for a minute, and
+    then has no time left for an epoch, stops to be run again (exit 3; SLURM requeues it); without the wait, the
+    same minute gone before the first epoch means that no call with this limit can train it (exit 2)."""
+    from lpnb.cli import main
+
+    root, results = env
+    locked = experiment._locked
+
+    @contextlib.contextmanager
+    def got_late(path, rid):
+        with locked(path, rid):
+            later = experiment.clock() + 60
+            monkeypatch.setattr(experiment, "clock", lambda: later)
+            yield waited
+    monkeypatch.setattr(experiment, "_locked", got_late)
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--preset", "smoke", "--method", "supervised", "--labels", "50", "--unlabeled-size", "200",
+              "--test-size", "100", "--device", "cpu", "--data-root", str(root), "--results-dir", str(results),
+              "--time-limit", "0.5"])
+    assert stop.value.code == status
+    assert ("run the same command again to continue" in capsys.readouterr().out) == waited
