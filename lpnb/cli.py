@@ -46,10 +46,12 @@ def _value(text):
         return json.loads(text)
     except json.JSONDecodeError:
         pass
-    try:
-        return float(text)  # Python's nan and inf (JSON's are NaN and Infinity)
-    except ValueError:
-        return text
+    for number in (int, float):  # int: 0100 and 1_000 (not JSON); float: Python's nan and inf (JSON's NaN, Infinity)
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _folder(text):
@@ -120,9 +122,24 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
     for cell in nb.cells:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = merged_streams(cell.outputs)
     text = nbformat.writes(nb)  # as nbformat.write writes it
     lpdata.write_text(out, text if text.endswith("\n") else text + "\n")
     shutil.rmtree(executed.parent)
+
+
+def merged_streams(outputs):
+    """A cell's outputs with each run of consecutive stream outputs of one stream (stdout, stderr) as one: where
+    the kernel cuts a cell's printed text into messages varies from one execution to the next."""
+    merged = []
+    for output in outputs:
+        if (output.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                and merged[-1].name == output.name):
+            merged[-1].text += output.text
+        else:
+            merged.append(output)
+    return merged
 
 
 def _reproduce(args):

@@ -133,6 +133,10 @@ def make_config(preset="paper", **overrides):
     return resolve(Config(preset=preset, **{**preset_fields, **overrides}))
 
 
+KINDS = {bool: "a bool (true or false)", int: "an integer", float: "a number", str: "a string",
+         tuple: "a list (e.g. [0, 90])", type(None): "None"}
+
+
 def _check_types(cfg):
     """Each field must hold its annotated type (a string "False" for a bool would silently mean True).
     Numpy integers and ints in float fields are converted, so equal configs get equal run ids."""
@@ -151,7 +155,7 @@ def _check_types(cfg):
         else:
             ok = tuple in allowed and isinstance(value, list)
         if not ok:
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            names = " or ".join(KINDS[t] for t in allowed)
             raise ValueError(f"config field {name} must be {names}, got {value!r} ({type(value).__name__})")
     return replace(cfg, **fixed)
 

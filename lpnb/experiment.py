@@ -94,9 +94,9 @@ ENTRY_FIELDS = {"history": ("stage", "epoch"), "omega_histograms": ("epoch", "ed
 
 
 def read_record(path):
-    """A record.json as a dict; a corrupt file, or one without the fields every reader relies on
-    (RECORD_FIELDS, a test error in [0, 100], an epoch, ENTRY_FIELDS), raises an error that names it and the
-    remedy."""
+    """A record.json as a dict; a corrupt file, one without the fields every reader relies on
+    (RECORD_FIELDS, a test error in [0, 100], an epoch, ENTRY_FIELDS), or a file named record.json in the folder
+    of another run than its own raises an error that names it and the remedy."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(record, dict):
@@ -112,10 +112,15 @@ def read_record(path):
             for i, entry in enumerate(record[name]):
                 if not isinstance(entry, dict) or (missing := [k for k in keys if k not in entry]):
                     raise ValueError(f"entry {i} of its {name!r} has no {', '.join(map(repr, missing or keys))}")
-        return record
     except (ValueError, UnicodeDecodeError) as e:
         raise RuntimeError(f"record {path} is corrupt ({e}). Restore it (git checkout -- {path}, if it is "
                            f"committed) or delete its folder {Path(path).parent} to run it again.") from e
+    folder = Path(path).parent
+    if Path(path).name == "record.json" and folder.name != record["run_id"]:  # runs/<run-id>/record.json
+        raise RuntimeError(f"{path} is the record of run {record['run_id']}, not of its folder's run {folder.name}: "
+                           f"it would be read as that run's result. Move it to {folder.parent / record['run_id']}/, "
+                           f"or delete the folder {folder} to run {folder.name} itself.")
+    return record
 
 
 def save_checkpoint(path, state):

@@ -14,6 +14,7 @@ import ast
 import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -127,6 +128,10 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
     (a fresh temporary folder if unset), never into the repository: the code paths, not the numbers.
     """
+    unknown, known = unknown_parameters()
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)} (papermill -p): this notebook's "
+                         f"parameters are {', '.join(known)}")
     results_dir = results_dir if results_dir is not None else os.environ.get("LPNB_RESULTS_DIR") or None
     labels = positive_ints(labels, "labels")
     known = table_methods(table) if table is not None else list(METHODS)
@@ -179,6 +184,30 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         figures_dir = Path(figures_dir) if figures_dir is not None else outputs / "figures"
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
                             train, workers, preset_defaulted)
+
+
+def unknown_parameters():
+    """(unknown, known): the names papermill's injected cell (its "# Parameters" comment first) assigns that no
+    cell executed before it assigns, parameters this notebook does not have, which papermill only logs (a misspelt
+    `-p label 1000` would run the whole table); and the names the cell before it, the parameters cell, assigns.
+    Read from the kernel's input history (IPython's `In`); both empty outside a kernel or without such a cell."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    history = list(shell.user_ns.get("In", [])) if shell is not None else []
+    injected = [i for i, source in enumerate(history) if source.startswith("# Parameters\n")]
+    if not injected or injected[-1] == 0:
+        return [], []
+
+    def assigned(source):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # IPython's magics
+            return []
+        return list(dict.fromkeys(target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                                  for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                                  if isinstance(target, ast.Name)))
+    at = injected[-1]
+    before = {name for source in history[:at] for name in assigned(source)}
+    return [name for name in assigned(history[at]) if name not in before], assigned(history[at - 1])
 
 
 def _smoke_settings(splits, labels, methods, datasets, workers):

@@ -175,11 +175,15 @@ def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env):
 
 def test_cli_reads_json_and_python_literals(capsys):
     from lpnb.cli import _value, main
-    assert [_value(t) for t in ("false", "False", "True", "None", "null", "3", "0.5", "[0, 7]", "reduce-overhead")] == \
-        [False, False, True, None, None, 3, 0.5, [0, 7], "reduce-overhead"]
+    assert [_value(t) for t in ("false", "False", "True", "None", "null", "3", "0.5", "[0, 7]", "reduce-overhead",
+                                "0100", "1_000")] == [False, False, True, None, None, 3, 0.5, [0, 7], "reduce-overhead",
+                                                      100, 1000]
+    assert type(_value("0100")) is int
     assert math.isnan(_value("nan")) and _value("inf") == math.inf and _value("-inf") == -math.inf
-    for args, message in [(["run", "--preset", "smoke", "--use-omega", "no"], "config field use_omega must be bool, "
-                                                                             "got 'no'"),  # before any training
+    for args, message in [(["run", "--preset", "smoke", "--use-omega", "no"], "config field use_omega must be a bool "
+                                                                             "(true or false), got 'no'"),  # before training
+                          (["run", "--preset", "smoke", "--hist-epochs", "0,1"], "hist_epochs must be a list (e.g. "
+                                                                                 "[0, 90]) or None, got '0,1'"),
                           (["run", "--preset", "smoke", "--width", "nan"], "config field width must be finite and "
                                                                            "positive, got nan"),
                           (["run", "--preset", "smoke", "--results-dir", ""], "argument --results-dir: an empty path: "
@@ -340,6 +344,22 @@ def test_corrupt_record_names_the_file_and_the_remedy(env):
     path.write_text('{"run_id": "trunc')
     with pytest.raises(RuntimeError, match=f"record {path} is corrupt.*delete its folder"):
         run(cfg, data_root=root, results_dir=results, progress=False)
+
+
+def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, capsys):
+    root, results = env
+    record = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    other = smoke("supervised", labels=100)  # a smoke record copied where a cell of other labels is looked for
+    folder = results / "runs" / run_id(other)
+    folder.mkdir()
+    (folder / "record.json").write_text(json.dumps(record))
+    with pytest.raises(RuntimeError, match=f"is the record of run {record['run_id']}, not of its folder's run "
+                                           f"{run_id(other)}: it would be read as that run's result. Move it"):
+        experiment.load_record(other, results)
+    from lpnb.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["status", "--results-dir", str(results)])
+    assert stop.value.code == 2 and f"not of its folder's run {run_id(other)}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text, why", [

@@ -14,7 +14,7 @@ import pytest
 from jupytext.combine import combine_inputs_with_outputs
 from jupytext.config import load_jupytext_configuration_file
 
-from lpnb.cli import execute_notebook
+from lpnb.cli import execute_notebook, merged_streams
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -157,6 +157,27 @@ def test_reexecuting_a_committed_notebook_writes_the_same_bytes(name, tmp_path, 
     execute_notebook(committed, out)
     assert out.read_text() == committed.read_text()
     assert table.read_bytes() == before
+
+
+def test_an_unknown_parameter_stops_the_notebook_naming_the_parameters_it_has(tmp_path, kernel_env):
+    with pytest.raises(papermill.PapermillExecutionError) as failed:  # papermill itself only logs a warning
+        papermill.execute_notebook(NOTEBOOKS / "02_table2.ipynb", tmp_path / "out.ipynb", cwd=str(ROOT),
+                                   parameters={"label": 1000, "train": False, "results_dir": str(tmp_path)},
+                                   progress_bar=False)
+    assert "unknown notebook parameter(s) label (papermill -p): this notebook's parameters are labels, methods, " \
+           "splits, preset, data_root, results_dir, device, train, workers" in str(failed.value)
+
+
+def test_a_cells_printed_text_cut_into_several_messages_is_kept_as_one_output():
+    out = [nbformat.v4.new_output("stream", name="stdout", text="a\n"), nbformat.v4.new_output("stream", name="stdout",
+                                                                                              text="b\n"),
+           nbformat.v4.new_output("stream", name="stderr", text="warning\n"),
+           nbformat.v4.new_output("stream", name="stdout", text="c\n"),
+           nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=1),
+           nbformat.v4.new_output("stream", name="stdout", text="d\n")]
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in merged_streams(out)] == [
+        ("stream", "stdout", "a\nb\n"), ("stream", "stderr", "warning\n"), ("stream", "stdout", "c\n"),
+        ("execute_result", None, None), ("stream", "stdout", "d\n")]
 
 
 def test_the_paper_protocol_section_counts_the_splits_asked_for(tmp_path, kernel_env):
