@@ -181,7 +181,7 @@ def test_cli_reads_json_and_python_literals(capsys):
     assert type(_value("0100")) is int
     assert math.isnan(_value("nan")) and _value("inf") == math.inf and _value("-inf") == -math.inf
     for args, message in [(["run", "--preset", "smoke", "--use-omega", "no"], "config field use_omega must be a bool "
-                                                                             "(true or false), got 'no'"),  # before training
+                                                                             "(true or false), got 'no'"),
                           (["run", "--preset", "smoke", "--hist-epochs", "0,1"], "hist_epochs must be a list (e.g. "
                                                                                  "[0, 90]) or None, got '0,1'"),
                           (["run", "--preset", "smoke", "--width", "nan"], "config field width must be finite and "
