@@ -269,8 +269,8 @@ def provenance(records):
         text += (" CIFAR from class-folder images: the project's copies are JPEG (quality 95), not the original "
                  "PNG pixels.")
     if presets != ["paper"]:
-        text += (" NOT the paper's protocol (smaller data, network and schedule): compare the shape of the "
-                 "results with the paper, not the numbers.")
+        text += (" NOT the paper's protocol (smaller data, network and schedule): neither its numbers nor always "
+                 "its ordering of methods stand for the paper's.")
     return text
 
 
@@ -566,10 +566,11 @@ def _row(row):
     return {"use_omega": True, "use_zeta": True, **({"method": row} if isinstance(row, str) else row)}
 
 
-def compare(records, row, baseline):
+def compare(records, row, baseline, paper_csv=None):
     """`row` minus `baseline` (test error, points) on every (dataset, labels, split) both ran, and a sentence
     that says what the differences show (negative: `row` has the lower error). A row is a method name (both
-    weights) or a dict such as {"method": "lp", "use_omega": False}."""
+    weights) or a dict such as {"method": "lp", "use_omega": False}. Given the paper's numbers (`paper_csv`),
+    the sentence also says where the mean difference orders the two as the paper's means do and where not."""
     def errors(row):
         row = _row(row)
         return {(r["dataset"], r["labels"], r["split"]): r["test_error"] for r in records
@@ -589,12 +590,42 @@ def compare(records, row, baseline):
     counts = [f"{int((e < 0).sum())} of {len(e)}{' splits' * (i == 0)} at {dataset + ' ' if many else ''}{labels}"
               f"{' labels' * (i == 0)}" for i, ((dataset, labels), e)
               in enumerate(diff.groupby(["dataset", "labels"], sort=False).difference)]
-    where = counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]
     spread = f"mean difference {d.mean():+.2f} points, from {d.min():+.2f} to {d.max():+.2f}" if len(d) > 1 else \
         f"difference {d.iloc[0]:+.2f} points"
-    text = f"{name} has a lower error than {other} on {where} ({spread})."
+    text = f"{name} has a lower error than {other} on {_and(counts)} ({spread})."
+    if paper_csv is not None:
+        text += _paper_order(diff, _row(row), _row(baseline), paper_csv, many)
     table = diff.pivot_table(index=["dataset", "labels"], columns="split", values="difference", sort=False)
     return table.round(2).rename(columns=lambda s: f"split {s}"), text
+
+
+def _paper_order(diff, row, baseline, paper_csv, many):
+    """A sentence: at which (dataset,) label counts of `diff` our mean difference has the sign of the paper's."""
+    paper = pd.read_csv(paper_csv)
+    for col in ("use_omega", "use_zeta"):
+        paper[col] = paper[col].astype(bool) if col in paper else True
+
+    def paper_error(r, dataset, labels):
+        hit = paper[(paper.method == r["method"]) & (paper.use_omega == r["use_omega"]) & (paper.use_zeta ==
+                    r["use_zeta"]) & (paper.dataset == dataset) & (paper.labels == labels) & (paper.metric == "top1")]
+        return hit.error.iloc[0] if len(hit) else None
+    same, reverse = [], []
+    key = {name: code for code, name in DATASET_NAMES.items()}
+    for (dataset, labels), d in diff.groupby(["dataset", "labels"], sort=False).difference:
+        ours, theirs = paper_error(row, key[dataset], labels), paper_error(baseline, key[dataset], labels)
+        if ours is not None and theirs is not None and ours != theirs and d.mean() != 0:
+            (same if (d.mean() < 0) == (ours < theirs) else reverse).append(f"{dataset + ' ' if many else ''}{labels}")
+    if not same and not reverse:
+        return ""
+    if not reverse:
+        return " The paper's means order the two the same way."
+    return f" Against the paper's means: the reverse order at {_and(reverse)} labels" + (
+        f", the same at {_and(same)}." if same else ".")
+
+
+def _and(items):
+    """'a', 'a and b', 'a, b and c'."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
 
 def pseudo_label_progress(records, method="lp"):

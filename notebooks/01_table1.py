@@ -67,7 +67,7 @@ from lpnb.tables import compare, per_split, pseudo_label_progress, run_times
 
 for other in (dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False),
               dict(method="lp", use_zeta=False), "gtg", "network"):
-    print(compare(records, "lp", other)[1])
+    print(compare(records, "lp", other, REPO / "results/paper/table1.csv")[1])
 per_split(records)
 
 # %%

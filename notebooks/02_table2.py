@@ -83,7 +83,7 @@ from lpnb.tables import compare, per_split, pseudo_label_progress, run_times
 
 for row, baseline in (("lp", "network"), ("lp", "supervised"), ("mt", "supervised"), ("mt+lp", "mt"),
                       ("mt+lp", "lp")):
-    print(compare(records, row, baseline)[1])
+    print(compare(records, row, baseline, REPO / "results/paper/table2.csv")[1])
 per_split(records)
 
 # %%

@@ -69,6 +69,6 @@ fig
 # %%
 from lpnb.tables import compare
 
-difference, finding = compare(records, "lp", "network")
+difference, finding = compare(records, "lp", "network", REPO / "results/paper/table2.csv")
 print(finding)
 difference

@@ -374,6 +374,26 @@ def test_compare_gives_the_differences_split_by_split_and_says_what_they_show():
         "on 1 of 1 splits at 500 labels (difference -1.00 points).")  # one split: no mean or range of one
 
 
+def test_compare_says_where_the_order_of_two_rows_is_the_paper_s_and_where_it_is_reversed(tmp_path):
+    paper = tmp_path / "paper.csv"
+    paper.write_text("method,dataset,labels,metric,error,std,source\nlp,cifar10,500,top1,30.0,1,paper\n"
+                     "network,cifar10,500,top1,32.0,1,paper\nlp,cifar10,4000,top1,12.0,1,paper\n"
+                     "network,cifar10,4000,top1,13.0,1,paper\nlp,cifar10,4000,top5,1.0,0,paper\n"
+                     "network,cifar10,4000,top5,2.0,0,paper\n")
+    records = [full_record(m, s, e, labels) for m, s, e, labels in [
+        ("lp", 0, 30.0, 500), ("network", 0, 31.0, 500), ("lp", 1, 33.0, 500), ("network", 1, 32.5, 500),
+        ("lp", 0, 20.0, 4000), ("network", 0, 19.0, 4000), ("lp", 0, 20.0, 2000), ("network", 0, 21.0, 2000)]]
+    text = tables.compare(records, "lp", "network", paper)[1]  # 500: -0.25 on average; 2000: no paper number
+    assert text.endswith("(mean difference -0.12 points, from -1.00 to +1.00). Against the paper's means: the "
+                         "reverse order at 4000 labels, the same at 500.")
+    assert tables.compare(records[:4], "lp", "network", paper)[1].endswith(
+        "to +0.50). The paper's means order the two the same way.")
+    assert tables.compare(records[4:6], "lp", "network", paper)[1].endswith(
+        "(difference +1.00 points). Against the paper's means: the reverse order at 4000 labels.")
+    assert tables.compare(records[6:], "lp", "network", paper)[1].endswith("(difference -1.00 points).")
+    assert tables.compare(records, "lp", "network")[1].endswith("to +1.00).")  # no paper numbers given
+
+
 def test_per_split_and_run_times():
     records = [full_record("lp", s, 30.0 + s, base="b") for s in (0, 1)] + [full_record("supervised", 0, 40.0)]
     assert tables.per_split(records).loc[("CIFAR-10", 500, "Ours: diffusion (7) + weights")].tolist() == [30.0, 31.0]
