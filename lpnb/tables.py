@@ -115,9 +115,10 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     else cpu. Tables and figures go to results/ and figures/ at COMMITTED_PRESET with its split count,
     and apart otherwise (`output_dir(preset)`/results and /figures). A results folder of the user's (results_dir, else
     $LPNB_RESULTS_DIR) holds the records and the tables, and its figures/ the figures, unless figures_dir
-    says where: a notebook given one never writes into the repository. splits: a positive count, or
-    None for the preset's count per dataset (DEFAULT_SPLITS: 10 for CIFAR-10 under paper, 3 for CIFAR-100 and
-    Mini-ImageNet; 3 under cpu, the splits recorded; 1 under smoke and for other datasets). labels, methods,
+    says where: a notebook given one never writes into the repository. splits: a positive count, split
+    numbers ([0, 2], "0,2"; their tables and figures go apart), or None for the preset's count per dataset
+    (DEFAULT_SPLITS: 10 for CIFAR-10 under paper, 3 for CIFAR-100 and Mini-ImageNet; 3 under cpu, the splits
+    recorded; 1 under smoke and for other datasets). labels, methods,
     datasets (those the notebook reads): one value, a list or a comma-separated string (checked against the
     paper's Table `table` when one is given: `check_selection`); train: train the
     missing runs (None: yes, unless that means the paper preset without CUDA, minutes per run on a GPU and days
@@ -140,9 +141,14 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                         required=False)
     if table is not None:
         check_selection(table, labels, methods, datasets or None)
-    if splits is not None and not _positive_int(splits):
-        raise ValueError(f"notebook parameter splits must be a positive integer (splits 0..splits-1) or None, "
-                         f"got {splits!r}")
+    if isinstance(splits, str) and "," not in splits:  # "3", as `papermill -r` passes it: a count, as in lpnb sweep
+        splits = _converted(splits, int)
+    if isinstance(splits, (str, list, tuple)):  # split numbers: [0, 2], "0,2", "4," (split 4 alone)
+        splits = _as_list(splits, "splits", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                          "a split number >= 0", convert=int)
+    elif splits is not None and not _positive_int(splits):
+        raise ValueError(f"notebook parameter splits must be a positive count (splits 0..splits-1), split numbers "
+                         f"([0, 2] or \"0,2\") or None, got {splits!r}")
     if train is not None and not isinstance(train, bool):
         raise ValueError(f"notebook parameter train must be None, True or False, got {train!r}"
                          + " (Python's spelling: -p train False)" * isinstance(train, str))
@@ -424,10 +430,12 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     if isinstance(split, bool) or not isinstance(split, int) or split < 0:
         raise ValueError(f"notebook parameter split must be one split number >= 0 (e.g. 0), got {split!r}")
     if settings.preset_defaulted:
-        paper = load_record(make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp"),
-                            settings.results_dir)
+        paper_cfg = make_config("paper", dataset="cifar10", labels=labels, split=split, method="lp")
+        paper = load_record(paper_cfg, settings.results_dir)
         if paper is not None:
             return paper
+        print(f"The paper-scale run {run_id(paper_cfg)} is not recorded yet: this figure is drawn from the "
+              f"{settings.preset} preset's run.")
     cfg = make_config(settings.preset, dataset="cifar10", labels=labels, split=split, method="lp", device=device)
     record = load_record(cfg, settings.results_dir)
     if record is not None:

@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 labels = [500, 1000, 2000, 4000]
 methods = ["supervised", "network", "lp", "mt", "mt+lp"]
-splits = None        # labeled splits 0..splits-1; None: 10 (paper preset), 3 (cpu), 1 (smoke)
+splits = None        # 3: splits 0-2; "0,2": those split numbers; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: the repository's results/ (recorded runs are reused)

@@ -180,9 +180,12 @@ def test_a_cells_printed_text_cut_into_several_messages_is_kept_as_one_output():
         ("execute_result", None, None), ("stream", "stdout", "d\n")]
 
 
-def test_the_paper_protocol_section_counts_the_splits_asked_for(tmp_path, kernel_env):
+@pytest.mark.parametrize("splits", [2, "7,9"])  # splits 0 and 1; splits 7 and 9
+def test_the_paper_protocol_section_counts_the_splits_asked_for(tmp_path, kernel_env, splits):
     out = tmp_path / "out.ipynb"
     papermill.execute_notebook(NOTEBOOKS / "02_table2.ipynb", out, cwd=str(ROOT), progress_bar=False,
-                               parameters={"results_dir": str(tmp_path), "labels": 4000, "methods": "lp", "splits": 2,
-                                           "train": False})
-    assert "2 paper-scale runs of this table still to do" in out.read_text()  # lp at 4000 labels, splits 0 and 1
+                               parameters={"results_dir": str(tmp_path), "labels": 4000, "methods": "lp",
+                                           "splits": splits, "train": False})
+    text = out.read_text()
+    assert "2 paper-scale runs of this table still to do" in text  # lp at 4000 labels
+    assert ("cifar10-4000-lp-split7-cpu" in text) == (splits == "7,9")  # the cpu-preset cells not run, listed

@@ -43,7 +43,8 @@ def test_one_value_means_a_one_element_list():
 
 @pytest.mark.parametrize("name, value", [("labels", "abc"), ("labels", -1), ("labels", 0), ("labels", True),
                                          ("labels", []), ("methods", "fixmatch"), ("methods", []),
-                                         ("datasets", "svhn"), ("splits", -1), ("splits", 0), ("splits", "3"),
+                                         ("datasets", "svhn"), ("splits", -1), ("splits", 0), ("splits", "0,-1"),
+                                         ("splits", "a,b"), ("splits", [True]), ("splits", []),
                                          ("train", "yes"), ("preset", "huge"), ("workers", 0), ("workers", "4")])
 def test_bad_notebook_parameters_are_refused_naming_them(name, value):
     with pytest.raises(ValueError, match=f"notebook parameter {name} must be"):
@@ -90,6 +91,9 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
                                                             REPO / "build/paper/figures")
     s = notebook_settings(None, splits=3, datasets="cifar10")  # the committed tables' split count: in place
     assert (s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "figures")
+    for given, splits in (("0,2", [0, 2]), ("4,", [4]), ([1, 1], [1]), ((0, 2), [0, 2]), ("3", 3)):  # "3": a count
+        s = notebook_settings(None, splits=given, datasets="cifar10")  # as `-p splits 0,2` or `-r splits 3` pass them
+        assert s.splits == splits and s.tables_dir == REPO / ("results" if splits == 3 else "build/cpu/results")
     s = notebook_settings(None, splits=1, datasets="cifar10")  # a cell of one split is not the committed mean
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "build/cpu/results",
                                                             REPO / "build/cpu/figures")
@@ -535,11 +539,13 @@ def test_lpnb_status_reads_the_folder_given_and_refuses_one_that_is_not_there(tm
     assert capsys.readouterr().out == tables.status_table() != shown
 
 
-def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path):
+def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path, capsys):
     trained = []
     monkeypatch.setattr(tables, "run", lambda cfg, **kw: trained.append(cfg) or {"preset": cfg.preset})
     committed = notebook_settings(None, results_dir=tmp_path)
     assert tables.figure_run(committed) == {"preset": COMMITTED_PRESET}  # no paper-scale run yet
+    assert re.search(r"The paper-scale run cifar10-500-lp-split0-paper-\w+ is not recorded yet: this figure is drawn "
+                     f"from the {COMMITTED_PRESET} preset's run", capsys.readouterr().out)
     assert (trained[-1].preset, trained[-1].labels, trained[-1].split, trained[-1].method) == ("cpu", 500, 0, "lp")
     paper = tables.make_config("paper", dataset="cifar10", labels=500, split=0, method="lp")
     recorded = dict(run_id=tables.run_id(paper), preset="paper", method="lp", dataset="cifar10", labels=500, split=0,
@@ -548,6 +554,7 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(paper) / "record.json",
                                lambda f: f.write(json.dumps(recorded).encode()))
     assert tables.figure_run(committed) == recorded and len(trained) == 1  # read, not trained
+    assert "not recorded yet" not in capsys.readouterr().out
     assert tables.figure_run(committed, split=1) == {"preset": COMMITTED_PRESET}  # split 1 has no paper-scale run
     other = notebook_settings("smoke", results_dir=tmp_path)
     assert tables.figure_run(other) == {"preset": "smoke"}  # another preset: its own run
