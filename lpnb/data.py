@@ -45,6 +45,7 @@ CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+PAPER_SPLITS = {"cifar10": (500, 1000, 2000, 4000), "cifar100": (4000, 10000)}  # label counts of its split files
 TORCHVISION = {
     "cifar10": torchvision.datasets.CIFAR10,
     "cifar100": torchvision.datasets.CIFAR100,
@@ -177,27 +178,29 @@ def find_dataset(name: str, root=None):
 def _find_source(name, roots):
     """(kind, path) of the first source of `name` under the first of roots that has one, or None."""
     idx_stems = ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")
-    candidates = []  # (kind, path, the files in path that make it a source, all of them)
+    candidates = []  # (root, kind, path, the files in path that make it a source, all of them)
     for root in roots:
         if name in CIFAR_STATS:
             tv = TORCHVISION[name]  # all its files: an empty or half-unpacked folder is no source
             files = [f for f, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]
-            candidates += [("torchvision", root / tv.base_folder, files),
-                           ("folders", root / f"{name}.tar.gz", [""]), ("folders", root / name, ["train"])]
+            candidates += [(root, "torchvision", root / tv.base_folder, files),
+                           (root, "folders", root / f"{name}.tar.gz", [""]), (root, "folders", root / name, ["train"])]
         elif name == "miniimagenet":
-            candidates += [("miniimagenet", root / "miniimagenet", ["train.csv"])]
+            candidates += [(root, "miniimagenet", root / "miniimagenet", ["train.csv"])]
         else:
-            candidates += [("idx", folder, [stem]) for folder in (root / "fashion-mnist", root / "FashionMNIST" / "raw")
+            candidates += [(root, "idx", folder, [stem]) for folder in (root / "fashion-mnist",
+                                                                        root / "FashionMNIST" / "raw")
                            for stem in idx_stems]
     if name == "fashion-mnist":  # the Debian package's copy, after every root
-        candidates += [("idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
-    for kind, path, files in candidates:
-        if all((path / f).exists() for f in files):
-            if path.name == f"{name}.tar.gz" and (folder := path.with_name(name) / "train").exists():
-                warnings.warn(f"{path} and {folder.parent}/ are both there: reading {path.name}, not the folder; "
-                              "move one away to read the other", stacklevel=3)
-            return kind, path
-    return None
+        candidates += [(None, "idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
+    found = [(root, kind, path) for root, kind, path, files in candidates if all((path / f).exists() for f in files)]
+    if not found:
+        return None
+    root, kind, path = found[0]
+    if other := next((p for r, _, p in found[1:] if r == root and p != path), None):  # e.g. your own folders
+        warnings.warn(f"{path}{'/' * path.is_dir()} and {other}{'/' * other.is_dir()} are both there: reading "
+                      f"{path.name}, not {other.name}; move one away to read the other", stacklevel=3)
+    return kind, path
 
 
 def _missing_message(name, root, searched):
@@ -638,6 +641,11 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
         if papers:  # a split number past the paper's: easy to take for one of them
             warnings.warn(f"split {split}: the paper's split files for {n_labels} labels are splits {papers[0]}.."
                           f"{papers[-1]}; this one is a seeded draw of our own, saved to {ours}", stacklevel=2)
+        elif n_labels in PAPER_SPLITS.get(data.name, ()) and len(data.train_labels) == 50_000:  # the official set
+            warnings.warn(f"no labels/{data.name}/{n_labels}_balanced_labels/{10 + split}.txt (the paper's split) in "
+                          f"{', '.join(map(str, roots))}: this split is a seeded draw of our own, saved to {ours}, "
+                          "and its runs are not the paper's cells. Copy the paper's labels/ folder beside the data "
+                          "for its splits.", stacklevel=2)
         lines = "".join(f"{i}_{data.classes[data.train_labels[i]]}.png {data.classes[data.train_labels[i]]}\n"
                         for i in idx)
         write_text(ours, lines)
@@ -668,7 +676,9 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
                   "draws one for this data")
         unreadable = "delete it, and the next run draws this split again"
     else:
-        remedy = "the split file does not match this copy of the dataset"
+        remedy = (f"the paper's split files index the official {data.name} training set, and "
+                  f"{Path(data.source).name} is not it. Give your own data a root of its own (--data-root, in Python "
+                  "root=): lpnb reads split files only from a root given, and draws a seeded split where it has none")
         unreadable = "restore it from the paper's split files"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -212,6 +212,13 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
     if not path.exists() or (run_dir / RETRAINING).exists():
         return None
     record = read_record(path)
+    if record.get("data_fingerprint") != run_data.fingerprint and record.get("split_file") != run_data.split_name \
+            and "splits/" in run_data.split_name and "labels/" in record.get("split_file", ""):
+        raise RuntimeError(
+            f"{path} was made with the paper's labeled split {record['split_file']}, which is not beside the data "
+            f"this run reads ({run_data.data.source}): it drew a split of its own ({run_data.split_name}). Copy the "
+            "paper's labels/ folder beside the data (then delete that drawn file), or use another results_dir "
+            "(--results-dir) for runs on drawn splits.")
     if record.get("data_fingerprint") != run_data.fingerprint:
         raise RuntimeError(
             f"{path} was made from other data ({record.get('data_source')}, fingerprint "

@@ -828,8 +828,39 @@ def test_paper_split_with_wrong_class_is_an_error(tmp_path):
     folder = tmp_path / "labels" / "toy" / "2_balanced_labels"
     folder.mkdir(parents=True)
     (folder / "10.txt").write_text("0_a_b.png a_b\n1_d e.png d e\n")
-    with pytest.raises(ValueError, match="image 1 is labeled 'd e'.*is 'c'"):
+    with pytest.raises(ValueError, match="image 1 is labeled 'd e'.*is 'c' in toy: the paper's split files index the "
+                                         "official toy training set, and .* is not it. Give your own data a root of "
+                                         "its own"):
         labeled_indices(d, 2, 0, root=tmp_path)
+
+
+@pytest.mark.parametrize("n_train, warned", [(50_000, True), (600, False)])  # the official set's size; your own
+def test_the_official_cifar10_without_the_papers_split_files_is_drawn_with_a_warning(tmp_path, n_train, warned):
+    labels = np.arange(n_train) % 10
+    images = np.zeros((n_train, 1, 1, 3), np.uint8)
+    d = ImageData("cifar10", images, labels, images[:1], labels[:1], [str(c) for c in range(10)], (0.5,) * 3,
+                  (0.25,) * 3, source=str(tmp_path / "cifar10.tar.gz"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data.split_file(d, 500, 0, root=tmp_path, results_dir=tmp_path / "results")
+    messages = [str(w.message) for w in caught]
+    assert any("no labels/cifar10/500_balanced_labels/10.txt (the paper's split) in" in m and "its runs are not the "
+               "paper's cells. Copy the paper's labels/ folder beside the data" in m for m in messages) == warned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # drawn once, then read: no warning again
+        data.split_file(d, 500, 0, root=tmp_path, results_dir=tmp_path / "results")
+
+
+def test_torchvisions_copy_beside_your_own_class_folders_is_not_read_silently(tmp_path):
+    tv = torchvision.datasets.CIFAR10
+    (tmp_path / tv.base_folder).mkdir()
+    for name in [f for f, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]:
+        (tmp_path / tv.base_folder / name).touch()
+    assert data.find_dataset("cifar10", tmp_path)[0] == "torchvision"
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    with pytest.warns(UserWarning, match="cifar-10-batches-py/ and .*cifar10/ are both there: reading "
+                                         "cifar-10-batches-py, not cifar10; move one away to read the other"):
+        assert data.find_dataset("cifar10", tmp_path)[0] == "torchvision"
 
 
 def test_seeded_balanced_split_is_written_and_reloaded(tmp_path):

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -282,6 +283,23 @@ def test_record_names_its_data_and_other_data_is_refused(env, tmp_path):
     (results / "runs" / again["run_id"] / "checkpoint.pt").unlink()  # as committed: not retrained in silence
     with pytest.raises(RuntimeError, match=f"made from other data.*retrain run {again['run_id']} with force"):
         run(smoke("lp"), data_root=root, results_dir=results, progress=False)
+
+
+def test_a_record_of_the_papers_split_and_a_run_that_drew_its_own_say_where_the_split_files_belong(env, tmp_path):
+    root, results = env
+    root = Path(shutil.copytree(root, tmp_path / "data"))  # the session's data root stays without labels/
+    run(smoke("supervised", split=1), data_root=root, results_dir=tmp_path / "draws", progress=False)
+    papers = root / "labels" / "cifar10" / "50_balanced_labels"
+    papers.mkdir(parents=True)
+    shutil.copy(tmp_path / "draws" / "splits" / "cifar10" / "50" / "1.txt", papers / "10.txt")  # "the paper's" split 0
+    assert run(smoke("supervised"), data_root=root, results_dir=results, progress=False)["split_file"] == \
+        "labels/cifar10/50_balanced_labels/10.txt"
+    elsewhere = tmp_path / "copy"  # the same images without labels/, e.g. copied to a GPU node's disk
+    shutil.copytree(root, elsewhere, ignore=shutil.ignore_patterns("labels"))
+    with pytest.raises(RuntimeError, match="made with the paper's labeled split labels/cifar10/50_balanced_labels/"
+                                           "10.txt, which is not beside the data this run reads .*: it drew a split of "
+                                           "its own \\(splits/cifar10/50/0.txt\\). Copy the paper's labels/ folder"):
+        run(smoke("supervised"), data_root=elsewhere, results_dir=results, progress=False)
 
 
 def test_same_pixels_elsewhere_have_the_same_fingerprint(env, tmp_path):
