@@ -248,6 +248,11 @@ def _status(args):
         print(f"updated the status table of {readme}")
     else:
         print(status_table(results), end="")
+    presets = [p.parent.name.split("-")[-2] for p in (results / "runs").glob("*/record.json")]
+    if not {"paper", "cpu"} & set(presets):  # a run id ends in -<preset>-<hash>
+        found = f"{len(presets)} run record(s), none" if presets else "no run record"
+        print(f"lpnb: note: {found} at the paper or cpu preset in {results / 'runs'}/: is it the folder the runs "
+              "were written to (`lpnb run --results-dir X` writes X/runs/<run-id>/record.json)?", file=sys.stderr)
 
 
 def _show_warning(show, message, category, filename, *args, **kwargs):

@@ -475,9 +475,10 @@ def _read_class_folders(name, path):
         raise ValueError(f"{path}: expected images in train/<class>/<file> and test/<class>/<file>")
     train_classes, test_classes = ({cls for cls, _, _ in items[split]} for split in ("train", "test"))
     if train_classes != test_classes:
-        raise ValueError(f"{path}: train/ and test/ hold different class folders (only in train/: "
+        raise ValueError(f"{path}: train/ and test/ hold images of different classes (only in train/: "
                          f"{sorted(train_classes - test_classes)}, only in test/: "
-                         f"{sorted(test_classes - train_classes)}); rename them so that both hold the same classes")
+                         f"{sorted(test_classes - train_classes)}; a class folder without images counts as absent): "
+                         "each class needs images in both; add them, or rename or remove class folders")
     classes = sorted(train_classes)
     if len(classes) < 2:
         raise ValueError(f"{path}: one class folder ({classes[0]!r}): classification needs two classes or more")
@@ -521,7 +522,7 @@ def _read_miniimagenet(name, path):
         csv = path / f"{split}.csv"
         if not csv.is_file():
             raise FileNotFoundError(f"{csv} is missing: Mini-ImageNet needs train.csv, val.csv and test.csv")
-        lines = csv.read_text(encoding="utf-8").splitlines()
+        lines = csv.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Excel) is not data
         if not lines or lines[0].strip() != "filename,label":
             raise ValueError(f"{csv}: expected the header 'filename,label'")
         for number, line in enumerate(lines[1:], 2):

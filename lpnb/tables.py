@@ -181,8 +181,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
         usual_splits = splits is None or all(splits == DEFAULT_SPLITS[preset].get(d, 1) for d in datasets)
         usual_labels = table is None or set(labels) <= set(TABLES[table]["labels"])  # the paper's columns
         committed = preset == COMMITTED_PRESET and usual_splits and usual_labels  # the committed cells
-        if preset == COMMITTED_PRESET and not committed:
-            other = (f"splits={splits}, not the {DEFAULT_SPLITS[preset].get(datasets[0], 1)}" if not usual_splits else
+        if not committed:
+            other = (f"preset {preset}, not the {COMMITTED_PRESET}" if preset != COMMITTED_PRESET else
+                     f"splits={splits}, not the {DEFAULT_SPLITS[preset].get(datasets[0], 1)}" if not usual_splits else
                      f"labels={labels}, not only the paper's columns")
             print(f"{other} of the committed tables: tables and figures go to {output_dir(preset)}")
         outputs = REPO if committed else output_dir(preset)
@@ -243,10 +244,12 @@ def notebook_defaults(notebook):
 def figure_dir(settings, notebook, **drawn):
     """Where a figure notebook writes its figure: settings.figures_dir, except when that is the repository's
     figures/ and `drawn` (the parameters that decide what the figure shows) differs from the notebook's
-    defaults: the committed figure is drawn from the defaults, so such a figure goes to
+    defaults, or a preset was given: the committed figure is drawn from the defaults, so such a figure goes to
     build/<preset>/figures/ instead of writing over it."""
     defaults = notebook_defaults(notebook)
     changed = sorted(name for name, value in drawn.items() if value != defaults[name])
+    if not settings.preset_defaulted:  # a preset given, even the committed one: its run, not the figure committed
+        changed.append("preset")       # (drawn from the paper-scale run once that is recorded)
     if settings.figures_dir != REPO / "figures" or not changed:
         return settings.figures_dir
     apart = output_dir(settings.preset) / "figures"
@@ -822,7 +825,8 @@ def status_table(results_dir=None):
 def _not_run_yet(results_dir=None):
     """Sentences naming the hardware of each preset's runs, the methods with no run at the paper preset and
     the datasets with no run at all."""
-    runs = [read_record(p) for p in sorted((Path(results_dir or default_results_dir()) / "runs").glob("*/record.json"))]
+    runs = [record for p in sorted((Path(results_dir or default_results_dir()) / "runs").glob("*/record.json"))
+            if (record := read_record(p))["preset"] in ("paper", "cpu")]  # the table's presets
     hardware = {preset: " and ".join(sorted({r["device"] for r in runs if r["preset"] == preset}))
                 for preset in ("paper", "cpu")}
     ran = [f"`{preset}` preset, {devices}" for preset, devices in hardware.items() if devices]

@@ -320,6 +320,12 @@ def test_class_folders_named_differently_in_train_and_test_are_an_error(tmp_path
     (tmp_path / "cifar10" / "test" / "cat").rename(tmp_path / "cifar10" / "test" / "kat")  # a typo
     with pytest.raises(ValueError, match=r"only in train/: \['cat'\], only in test/: \['kat'\]"):
         load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    (tmp_path / "cifar10" / "test" / "kat").rename(tmp_path / "cifar10" / "test" / "cat")
+    for image in (tmp_path / "cifar10" / "test" / "cat").iterdir():
+        image.unlink()  # an empty class folder
+    with pytest.raises(ValueError, match=r"only in train/: \['cat'\], only in test/: \[\]; a class folder without "
+                                         r"images counts as absent\): each class needs images in both"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
 
 def test_an_image_changed_behind_a_symlinked_folder_is_decoded_again(tmp_path):
@@ -505,7 +511,8 @@ def test_miniimagenet_csv_format(tmp_path, layout):
             Image.fromarray(image).save(path, format="PNG")  # lossless, whatever the name says
             written[fname] = (wnid, expected)
             lines.append(f"{fname},{wnid}")
-        (folder / f"{csv}.csv").write_text("\n".join(lines) + "\n")
+        bom = "\ufeff" * (csv == "train")  # a byte-order mark, as Excel writes: not part of the header
+        (folder / f"{csv}.csv").write_text(bom + "\n".join(lines) + "\n", encoding="utf-8")
 
     d = load_dataset("miniimagenet", tmp_path, cache_dir=tmp_path / "cache")
     assert d.classes == ["n01", "n02", "n03"]

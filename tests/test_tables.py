@@ -79,7 +79,7 @@ def test_a_results_dir_that_is_no_folder_is_refused_naming_it(tmp_path):
     assert notebook_settings(None, results_dir=tmp_path / "new", train=True).results_dir == tmp_path / "new"
 
 
-def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_path):
+def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))
     (tmp_path / "r").mkdir()
     (tmp_path / "env").mkdir()
@@ -89,6 +89,8 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
     s = notebook_settings("paper")
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "build/paper/results",
                                                             REPO / "build/paper/figures")
+    assert f"preset paper, not the cpu of the committed tables: tables and figures go to {REPO / 'build/paper'}" in \
+        capsys.readouterr().out
     s = notebook_settings(None, splits=3, datasets="cifar10")  # the committed tables' split count: in place
     assert (s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "figures")
     for given, splits in (("0,2", [0, 2]), ("4,", [4]), ([1, 1], [1]), ((0, 2), [0, 2]), ("3", 3)):  # "3": a count
@@ -124,6 +126,9 @@ def test_a_figure_of_other_cells_than_the_defaults_does_not_write_over_the_commi
     assert tables.figure_dir(committed, "06_figure4", labels=1000, split=0) == REPO / "build/cpu/figures"
     assert "other labels than 06_figure4's defaults" in capsys.readouterr().out
     assert tables.figure_dir(committed, "04_figure1", seed=1, n_points=300) == REPO / "build/cpu/figures"
+    explicit = notebook_settings(COMMITTED_PRESET)  # `-p preset cpu`: that preset's run, not the committed figure's
+    assert tables.figure_dir(explicit, "06_figure4", labels=500, split=0) == REPO / "build/cpu/figures"
+    assert "other preset than 06_figure4's defaults" in capsys.readouterr().out
     given = notebook_settings(None, figures_dir=tmp_path)  # a folder of the user's: used as given
     assert tables.figure_dir(given, "06_figure4", labels=1000, split=2) == tmp_path
 
@@ -533,8 +538,17 @@ def test_lpnb_status_reads_the_folder_given_and_refuses_one_that_is_not_there(tm
         assert stop.value.code == 2 and re.search(message, capsys.readouterr().err)
     assert (REPO / "README.md").read_bytes() == readme
     cli.main(["status", "--results-dir", str(tmp_path)])  # no records there
-    shown = capsys.readouterr().out
+    shown, err = capsys.readouterr()
     assert "| Ours: diffusion (7) + weights, CIFAR-10, 4000 labels | not run | not run |" in shown
+    assert f"note: no run record at the paper or cpu preset in {tmp_path / 'runs'}/: is it the folder" in err
+    smoke = tables.make_config("smoke", labels=50, method="supervised")
+    record = dict(run_id=tables.run_id(smoke), preset="smoke", method="supervised", dataset="cifar10", labels=50,
+                  split=0, test_error=90.0, history=[{"stage": 1, "epoch": 0}], device="cpu", omega_histograms=[],
+                  confident_mistakes=[])
+    tables.lpdata.write_json(tmp_path / "runs" / record["run_id"] / "record.json", record)
+    cli.main(["status", "--results-dir", str(tmp_path)])  # a smoke run only: not counted as the table's
+    shown, err = capsys.readouterr()
+    assert "1 run record(s), none at the paper or cpu preset" in err and "No run yet on CIFAR-10, CIFAR-100" in shown
     cli.main(["status"])  # the repository's
     assert capsys.readouterr().out == tables.status_table() != shown
 
