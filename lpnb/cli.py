@@ -122,6 +122,8 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
     for cell in nb.cells:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:  # papermill's; the paired .py has none (`jupytext --test` compares)
+            del cell.metadata["tags"]
         if cell.cell_type == "code":
             cell.outputs = merged_streams(cell.outputs)
     text = nbformat.writes(nb)  # as nbformat.write writes it

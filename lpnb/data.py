@@ -129,6 +129,8 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
         source = _find_source(name, roots)
     if source is None:
         raise FileNotFoundError(_missing_message(name, home, roots))
+    if root is not None and source[1] == FASHION_MNIST_SYSTEM:
+        warnings.warn(f"no {name} under {root}: reading Debian's copy in {FASHION_MNIST_SYSTEM}", stacklevel=2)
     kind, path = source[0], source[1].absolute()
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
     if not (cache / "meta.json").is_file():
@@ -490,6 +492,12 @@ def _read_class_folders(name, path):
     for split in ("train", "test"):
         entries = sorted(items[split], key=lambda e: e[:2])
         numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdigit()]
+        if split == "train" and len(entries) / 2 < len(numbers) < len(entries) and len(set(numbers)) == len(numbers):
+            others = [f"train/{cls}/{fname}" for cls, fname, _ in entries if not Path(fname).stem.isdigit()]
+            raise ValueError(f"{path}: the training images are named by their index except {', '.join(others[:3])}"
+                             f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}: remove those (copies?), "
+                             "or give every file a name that is not a number (the images are then ordered by class "
+                             "and file name)")
         if split == "train" and len(numbers) == len(entries) and len(set(numbers)) == len(numbers):
             _check_indices(path, numbers)  # named by their index, which split files name: no gap may shift them
             entries = sorted(entries, key=lambda e: int(Path(e[1]).stem))

@@ -221,6 +221,8 @@ def _smoke_settings(splits, labels, methods, datasets, workers):
     """A notebook's settings under SMOKE_TEST: the smoke preset on generated stand-ins of `datasets`, all
     under $LPNB_SMOKE_DIR (a fresh temporary folder if unset)."""
     smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
+    print(f"SMOKE_TEST is set: the smoke preset on generated stand-in data, training what is missing, everything "
+          f"under {smoke_dir} (the parameters preset, train, data_root and results_dir are not used)")
     data_root = smoke_dir / "data"
     for name in datasets:
         if name in STANDINS and not (data_root / name).is_dir():  # written apart, then moved in whole

@@ -192,6 +192,14 @@ def test_class_folders_numbered_with_a_gap_are_refused(tmp_path):
         load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
 
 
+def test_a_stray_file_among_images_named_by_their_index_is_named(tmp_path):
+    """Ordered by class and file name instead, the images would no longer be at the indices split files name."""
+    stems = ["00000", "00001", "00002", "00003", "00004", "00005", "00006", "00007", "00007 (copy)"]
+    write_class_folders(tmp_path, "cifar100", False, stems)
+    with pytest.raises(ValueError, match=r"named by their index except train/\w+/00007 \(copy\).png: remove those"):
+        load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize("stems", [["a", "b", "c", "d", "e", "f", "g", "h", "i"],  # not numbers
                                    ["0", "0", "0", "1", "1", "1", "2", "2", "2"]])  # numbered within each class
 def test_class_folders_without_an_index_are_ordered_by_class_and_name(tmp_path, stems):
@@ -596,6 +604,7 @@ def test_fashion_mnist_idx_files(tmp_path, monkeypatch, folder, gz):
     np.testing.assert_allclose(d.std, [x.std()], atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore:no fashion-mnist under")  # the "system" copy: the root holds none
 @pytest.mark.parametrize("where,damage", [("fashion-mnist", "truncate"), ("fashion-mnist", "truncate_gz"),
                                           ("fashion-mnist", "not_gzip"), ("system", "truncate_gz")])
 def test_a_damaged_idx_file_is_named_with_the_remedy(tmp_path, monkeypatch, where, damage):
@@ -633,7 +642,8 @@ def test_a_missing_idx_file_says_what_to_do(tmp_path, monkeypatch):
 @pytest.mark.skipif(not (data.FASHION_MNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_debian_package(tmp_path):
-    d = load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match=f"no fashion-mnist under {tmp_path}: reading Debian's copy in "):
+        d = load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")  # a root without it
     assert d.train_images.shape == (60000, 28, 28, 1) and d.test_images.shape == (10000, 28, 28, 1)
     np.testing.assert_array_equal(np.bincount(d.train_labels), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(d.test_labels), [1000] * 10)

@@ -60,6 +60,7 @@ def test_committed_notebooks_are_executed_and_carry_nothing_volatile(path):
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     assert path.stat().st_size < 1_000_000
     assert "papermill" not in nb.metadata and not [c for c in nb.cells if {"papermill", "execution"} & set(c.metadata)]
+    assert not [c for c in nb.cells if c.metadata.get("tags") == []], "papermill's empty tags: jupytext --test fails"
     text = path.read_text()
     for volatile in (str(ROOT), str(ROOT.parent), os.path.expanduser("~"), "iopub.", "start_time"):
         assert volatile not in text, f"{path.name} holds {volatile!r}, which changes from one machine or run to another"

@@ -145,10 +145,12 @@ def test_every_figure_notebook_passes_what_it_draws_to_figure_dir(notebook):
     assert {kw.arg for kw in calls[0].keywords} == set(tables.notebook_defaults(notebook)) - where
 
 
-def test_smoke_test_forces_smoke_training_and_stand_in_data(monkeypatch, tmp_path):
+def test_smoke_test_forces_smoke_training_and_stand_in_data(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("SMOKE_TEST", "1")
     monkeypatch.setenv("LPNB_SMOKE_DIR", str(tmp_path))
     s = notebook_settings("paper", results_dir="/committed/results", datasets="cifar10", train=False)
+    assert f"SMOKE_TEST is set: the smoke preset on generated stand-in data, training what is missing, everything " \
+           f"under {tmp_path} (the parameters preset, train" in capsys.readouterr().out
     assert (s.preset, s.results_dir, s.tables_dir, s.figures_dir, s.train) == (
         "smoke", tmp_path / "results", tmp_path / "results", tmp_path / "figures", True)
     assert s.data_root == tmp_path / "data"
