@@ -195,7 +195,15 @@ def _find_source(name, roots):
                            for stem in idx_stems]
     if name == "fashion-mnist":  # the Debian package's copy, after every root
         candidates += [(None, "idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
-    found = [(root, kind, path) for root, kind, path, files in candidates if all((path / f).exists() for f in files)]
+    found = []
+    for root, kind, path, files in candidates:
+        try:
+            if all((path / f).exists() for f in files):
+                found.append((root, kind, path))
+        except PermissionError as e:  # a root, or a folder in it, that cannot be searched
+            raise PermissionError(f"cannot read {e.filename} ({e.strerror}) in {root or path}, where lpnb looks for "
+                                  f"{name}: make it readable, or give another data root (--data-root, in Python "
+                                  "root=)") from None
     if not found:
         return None
     root, kind, path = found[0]

@@ -868,6 +868,16 @@ def test_the_official_cifar10_without_the_papers_split_files_is_drawn_with_a_war
         data.split_file(d, 500, 0, root=tmp_path, results_dir=tmp_path / "results")
 
 
+def test_an_unreadable_data_root_is_named(tmp_path, monkeypatch):
+    def denied(path):  # as chmod 000 does for a user other than root (the tests may run as root)
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(Path, "exists", denied)
+    with pytest.raises(PermissionError, match=f"cannot read {tmp_path / 'cifar-10-batches-py'}/data_batch_1 \\("
+                                              f"Permission denied\\) in {tmp_path}, where lpnb looks for cifar10: "
+                                              "make it readable, or give another"):
+        data.find_dataset("cifar10", tmp_path)
+
+
 def test_torchvisions_copy_beside_your_own_class_folders_is_not_read_silently(tmp_path):
     tv = torchvision.datasets.CIFAR10
     (tmp_path / tv.base_folder).mkdir()
