@@ -45,7 +45,7 @@ CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
-PAPER_SPLITS = {"cifar10": (500, 1000, 2000, 4000), "cifar100": (4000, 10000)}  # label counts of its split files
+PAPER_SPLITS = {"cifar10": ((500, 1000, 2000, 4000), 10), "cifar100": ((4000, 10000), 3)}  # its files: labels, splits
 TORCHVISION = {
     "cifar10": torchvision.datasets.CIFAR10,
     "cifar100": torchvision.datasets.CIFAR100,
@@ -129,7 +129,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
         source = _find_source(name, roots)
     if source is None:
         raise FileNotFoundError(_missing_message(name, home, roots))
-    if root is not None and source[1] == FASHION_MNIST_SYSTEM:
+    if root is not None and source[1] == FASHION_MNIST_SYSTEM and not source[1].is_relative_to(roots[0]):
         warnings.warn(f"no {name} under {root}: reading Debian's copy in {FASHION_MNIST_SYSTEM}", stacklevel=2)
     kind, path = source[0], source[1].absolute()
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
@@ -195,22 +195,25 @@ def _find_source(name, roots):
                            for stem in idx_stems]
     if name == "fashion-mnist":  # the Debian package's copy, after every root
         candidates += [(None, "idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
-    found = []
-    for root, kind, path, files in candidates:
-        try:
-            if all((path / f).exists() for f in files):
-                found.append((root, kind, path))
-        except PermissionError as e:  # a root, or a folder in it, that cannot be searched
-            raise PermissionError(f"cannot read {e.filename} ({e.strerror}) in {root or path}, where lpnb looks for "
-                                  f"{name}: make it readable, or give another data root (--data-root, in Python "
-                                  "root=)") from None
-    if not found:
-        return None
-    root, kind, path = found[0]
-    if other := next((p for r, _, p in found[1:] if r == root and p != path), None):  # e.g. your own folders
-        warnings.warn(f"{path}{'/' * path.is_dir()} and {other}{'/' * other.is_dir()} are both there: reading "
-                      f"{path.name}, not {other.name}; move one away to read the other", stacklevel=3)
-    return kind, path
+    for here in dict.fromkeys(root for root, *_ in candidates):  # root by root: a later one is not read
+        found = list(dict.fromkeys(path for root, kind, path, files in candidates
+                                   if root == here and _holds(path, files, root or path, name)))
+        if found:
+            if len(found) > 1 and here is not None:  # e.g. torchvision's copy beside your own class folders
+                warnings.warn(f"{found[0]}{'/' * found[0].is_dir()} and {found[1]}{'/' * found[1].is_dir()} are "
+                              f"both there: reading {found[0].relative_to(here)}, not {found[1].relative_to(here)}; "
+                              "move one away to read the other", stacklevel=3)
+            return next((kind, path) for _, kind, path, _ in candidates if path == found[0])
+    return None
+
+
+def _holds(path, files, root, name):
+    """Whether all `files` are in `path`; a folder that cannot be searched raises an error that says so."""
+    try:
+        return all((path / f).exists() for f in files)
+    except PermissionError as e:
+        raise PermissionError(f"cannot read {e.filename} ({e.strerror}) in {root}, where lpnb looks for {name}: make "
+                              "it readable, or give another data root (--data-root, in Python root=)") from None
 
 
 def _missing_message(name, root, searched):
@@ -500,7 +503,8 @@ def _read_class_folders(name, path):
     for split in ("train", "test"):
         entries = sorted(items[split], key=lambda e: e[:2])
         numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdigit()]
-        if split == "train" and len(entries) / 2 < len(numbers) < len(entries) and len(set(numbers)) == len(numbers):
+        if (split == "train" and len(entries) / 2 < len(numbers) < len(entries) and len(set(numbers)) == len(numbers)
+                and max(numbers) < len(entries)):  # indices, as far as they go
             others = [f"train/{cls}/{fname}" for cls, fname, _ in entries if not Path(fname).stem.isdigit()]
             raise ValueError(f"{path}: the training images are named by their index except {', '.join(others[:3])}"
                              f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}: remove those (copies?), "
@@ -658,7 +662,8 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
         if papers:  # a split number past the paper's: easy to take for one of them
             warnings.warn(f"split {split}: the paper's split files for {n_labels} labels are splits {papers[0]}.."
                           f"{papers[-1]}; this one is a seeded draw of our own, saved to {ours}", stacklevel=2)
-        elif n_labels in PAPER_SPLITS.get(data.name, ()) and len(data.train_labels) == 50_000:  # the official set
+        elif (n_labels in PAPER_SPLITS.get(data.name, ((), 0))[0] and split < PAPER_SPLITS[data.name][1]
+              and len(data.train_labels) == 50_000):  # the official set
             warnings.warn(f"no labels/{data.name}/{n_labels}_balanced_labels/{10 + split}.txt (the paper's split) in "
                           f"{', '.join(map(str, roots))}: this split is a seeded draw of our own, saved to {ours}, "
                           "and its runs are not the paper's cells. Copy the paper's labels/ folder beside the data "

@@ -115,7 +115,7 @@ def read_record(path):
     except (ValueError, UnicodeDecodeError) as e:
         raise RuntimeError(f"record {path} is corrupt ({e}). Restore it (git checkout -- {path}, if it is "
                            f"committed) or delete its folder {Path(path).parent} to run it again.") from e
-    folder = Path(path).parent
+    folder = Path(path).absolute().parent
     if Path(path).name == "record.json" and folder.name != record["run_id"]:  # runs/<run-id>/record.json
         raise RuntimeError(f"{path} is the record of run {record['run_id']}, not of its folder's run {folder.name}: "
                            f"it would be read as that run's result. Move it to {folder.parent / record['run_id']}/, "
@@ -215,10 +215,10 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
     if record.get("data_fingerprint") != run_data.fingerprint and record.get("split_file") != run_data.split_name \
             and "splits/" in run_data.split_name and "labels/" in record.get("split_file", ""):
         raise RuntimeError(
-            f"{path} was made with the paper's labeled split {record['split_file']}, which is not beside the data "
-            f"this run reads ({run_data.data.source}): it drew a split of its own ({run_data.split_name}). Copy the "
-            "paper's labels/ folder beside the data (then delete that drawn file), or use another results_dir "
-            "(--results-dir) for runs on drawn splits.")
+            f"{path} was made with the paper's labeled split {record['split_file']}; this run drew a split of its "
+            f"own ({run_dir.parent.parent / run_data.split_name}), as no such file is beside the data it reads "
+            f"({run_data.data.source}). If that is the same data, copy the paper's labels/ folder beside it and "
+            "delete the drawn file; else use another results_dir (--results-dir) for this data.")
     if record.get("data_fingerprint") != run_data.fingerprint:
         raise RuntimeError(
             f"{path} was made from other data ({record.get('data_source')}, fingerprint "

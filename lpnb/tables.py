@@ -195,26 +195,47 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
 
 def unknown_parameters():
     """(unknown, known): the names papermill's injected cell (its "# Parameters" comment first) assigns that no
-    cell executed before it assigns, parameters this notebook does not have, which papermill only logs (a misspelt
-    `-p label 1000` would run the whole table); and the names the cell before it, the parameters cell, assigns.
-    Read from the kernel's input history (IPython's `In`); both empty outside a kernel or without such a cell."""
+    other cell executed before it assigns, parameters this notebook does not have, which papermill only logs (a
+    misspelt `-p label 1000` would run the whole table); and the names of the parameters cell (the last cell
+    before it made of assignments only). Read from the kernel's input history (IPython's `In`); both empty
+    outside a kernel, without such a cell, or when no parameters cell ran before it (cells run out of order)."""
     shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     history = list(shell.user_ns.get("In", [])) if shell is not None else []
-    injected = [i for i, source in enumerate(history) if source.startswith("# Parameters\n")]
-    if not injected or injected[-1] == 0:
+    injected = [i for i, source in enumerate(history) if source.startswith(INJECTED)]
+    if not injected:
         return [], []
+    before = [_assignments(source) for source in history[:injected[-1]] if not source.startswith(INJECTED)]
+    parameters = [names for names, only in before if only and names]
+    if not parameters:
+        return [], []
+    known = {name for names, _ in before for name in names}
+    given = _assignments(history[injected[-1]])[0]
+    return [n for n in given if n not in known and not n.startswith("PAPERMILL_")], parameters[-1]  # --inject-paths
 
-    def assigned(source):
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:  # IPython's magics
-            return []
-        return list(dict.fromkeys(target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                                  for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                                  if isinstance(target, ast.Name)))
-    at = injected[-1]
-    before = {name for source in history[:at] for name in assigned(source)}
-    return [name for name in assigned(history[at]) if name not in before], assigned(history[at - 1])
+
+INJECTED = "# Parameters\n"  # the first line of the cell papermill injects after the parameters cell
+
+
+def _assignments(source):
+    """(the names a cell's top-level assignments bind, in order; whether it holds nothing else than assignments of
+    literals, as a parameters cell does)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # IPython's magics
+        return [], False
+    names = [target.id for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
+             for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+             if isinstance(target, ast.Name)]
+    return list(dict.fromkeys(names)), all(isinstance(node, (ast.Assign, ast.AnnAssign)) and _literal(node.value)
+                                           for node in body)
+
+
+def _literal(node):
+    try:
+        ast.literal_eval(node)
+        return True
+    except (ValueError, TypeError, SyntaxError, RecursionError):  # not a literal; {[]: 1}
+        return False
 
 
 def _smoke_settings(splits, labels, methods, datasets, workers):
@@ -222,7 +243,7 @@ def _smoke_settings(splits, labels, methods, datasets, workers):
     under $LPNB_SMOKE_DIR (a fresh temporary folder if unset)."""
     smoke_dir = Path(os.environ.get("LPNB_SMOKE_DIR") or tempfile.mkdtemp(prefix="lpnb-smoke-"))
     print(f"SMOKE_TEST is set: the smoke preset on generated stand-in data, training what is missing, everything "
-          f"under {smoke_dir} (the parameters preset, train, data_root and results_dir are not used)")
+          f"under {smoke_dir} (the parameters preset, train, data_root, results_dir and figures_dir are not used)")
     data_root = smoke_dir / "data"
     for name in datasets:
         if name in STANDINS and not (data_root / name).is_dir():  # written apart, then moved in whole
@@ -621,17 +642,17 @@ def _paper_order(diff, row, baseline, paper_csv, many):
     def paper_error(r, dataset, labels):
         hit = paper[(paper.method == r["method"]) & (paper.use_omega == r["use_omega"]) & (paper.use_zeta ==
                     r["use_zeta"]) & (paper.dataset == dataset) & (paper.labels == labels) & (paper.metric == "top1")]
-        return hit.error.iloc[0] if len(hit) else None
+        return hit.error.iloc[0] if len(hit) else float("nan")
     same, reverse = [], []
     key = {name: code for code, name in DATASET_NAMES.items()}
     for (dataset, labels), d in diff.groupby(["dataset", "labels"], sort=False).difference:
         ours, theirs = paper_error(row, key[dataset], labels), paper_error(baseline, key[dataset], labels)
-        if ours is not None and theirs is not None and ours != theirs and d.mean() != 0:
+        if pd.notna(ours) and pd.notna(theirs) and ours != theirs and d.mean() != 0:
             (same if (d.mean() < 0) == (ours < theirs) else reverse).append(f"{dataset + ' ' if many else ''}{labels}")
     if not same and not reverse:
         return ""
     if not reverse:
-        return " The paper's means order the two the same way."
+        return f" Against the paper's means: the same order at {_and(same)} labels."
     return f" Against the paper's means: the reverse order at {_and(reverse)} labels" + (
         f", the same at {_and(same)}." if same else ".")
 

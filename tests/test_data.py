@@ -201,6 +201,7 @@ def test_a_stray_file_among_images_named_by_their_index_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("stems", [["a", "b", "c", "d", "e", "f", "g", "h", "i"],  # not numbers
+                                   ["1000", "1037", "1042", "1100", "1203", "1500", "1501", "1777", "cover"],
                                    ["0", "0", "0", "1", "1", "1", "2", "2", "2"]])  # numbered within each class
 def test_class_folders_without_an_index_are_ordered_by_class_and_name(tmp_path, stems):
     train, train_cls, stems, _, _ = write_class_folders(tmp_path, "cifar100", True, stems)
@@ -639,6 +640,16 @@ def test_a_missing_idx_file_says_what_to_do(tmp_path, monkeypatch):
         load_dataset("fashion-mnist", tmp_path, cache_dir=tmp_path / "cache")
 
 
+def test_a_root_that_holds_debians_fashion_mnist_is_read_without_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", tmp_path / "datasets" / "fashion-mnist")
+    write_fashion_mnist(data.FASHION_MNIST_SYSTEM, gz=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset("fashion-mnist", tmp_path / "datasets", cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match=f"no fashion-mnist under {tmp_path / 'empty'}: reading Debian's copy"):
+        load_dataset("fashion-mnist", tmp_path / "empty", cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.skipif(not (data.FASHION_MNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_debian_package(tmp_path):
@@ -851,27 +862,37 @@ def test_paper_split_with_wrong_class_is_an_error(tmp_path):
         labeled_indices(d, 2, 0, root=tmp_path)
 
 
-@pytest.mark.parametrize("n_train, warned", [(50_000, True), (600, False)])  # the official set's size; your own
-def test_the_official_cifar10_without_the_papers_split_files_is_drawn_with_a_warning(tmp_path, n_train, warned):
+@pytest.mark.parametrize("n_train, split, warned", [(50_000, 0, True), (600, 0, False), (50_000, 12, False)])
+def test_the_official_cifar10_without_the_papers_split_files_is_drawn_with_a_warning(tmp_path, n_train, split,
+                                                                                   warned):
+    """The official set's size, without the paper's file for its split: warned; your own data, or a split past
+    the paper's ten: drawn without a word."""
     labels = np.arange(n_train) % 10
     images = np.zeros((n_train, 1, 1, 3), np.uint8)
     d = ImageData("cifar10", images, labels, images[:1], labels[:1], [str(c) for c in range(10)], (0.5,) * 3,
                   (0.25,) * 3, source=str(tmp_path / "cifar10.tar.gz"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data.split_file(d, 500, 0, root=tmp_path, results_dir=tmp_path / "results")
+        data.split_file(d, 500, split, root=tmp_path, results_dir=tmp_path / "results")
     messages = [str(w.message) for w in caught]
     assert any("no labels/cifar10/500_balanced_labels/10.txt (the paper's split) in" in m and "its runs are not the "
                "paper's cells. Copy the paper's labels/ folder beside the data" in m for m in messages) == warned
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # drawn once, then read: no warning again
-        data.split_file(d, 500, 0, root=tmp_path, results_dir=tmp_path / "results")
+        data.split_file(d, 500, split, root=tmp_path, results_dir=tmp_path / "results")
 
 
 def test_an_unreadable_data_root_is_named(tmp_path, monkeypatch):
+    exists, unreadable = Path.exists, tmp_path / "other"
+
     def denied(path):  # as chmod 000 does for a user other than root (the tests may run as root)
-        raise PermissionError(13, "Permission denied", str(path))
+        if path.is_relative_to(unreadable):
+            raise PermissionError(13, "Permission denied", str(path))
+        return exists(path)
     monkeypatch.setattr(Path, "exists", denied)
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)  # found in the first root: the second is not read
+    assert data._find_source("cifar10", [tmp_path, unreadable]) == ("folders", tmp_path / "cifar10")
+    tmp_path = unreadable
     with pytest.raises(PermissionError, match=f"cannot read {tmp_path / 'cifar-10-batches-py'}/data_batch_1 \\("
                                               f"Permission denied\\) in {tmp_path}, where lpnb looks for cifar10: "
                                               "make it readable, or give another"):

@@ -297,8 +297,9 @@ def test_a_record_of_the_papers_split_and_a_run_that_drew_its_own_say_where_the_
     elsewhere = tmp_path / "copy"  # the same images without labels/, e.g. copied to a GPU node's disk
     shutil.copytree(root, elsewhere, ignore=shutil.ignore_patterns("labels"))
     with pytest.raises(RuntimeError, match="made with the paper's labeled split labels/cifar10/50_balanced_labels/"
-                                           "10.txt, which is not beside the data this run reads .*: it drew a split of "
-                                           "its own \\(splits/cifar10/50/0.txt\\). Copy the paper's labels/ folder"):
+                                           f"10.txt; this run drew a split of its own \\({results}/splits/cifar10/50/"
+                                           "0.txt\\), as no such file is beside the data it reads .*If that is the "
+                                           "same data, copy the paper's labels/ folder beside it"):
         run(smoke("supervised"), data_root=elsewhere, results_dir=results, progress=False)
 
 
@@ -364,7 +365,7 @@ def test_corrupt_record_names_the_file_and_the_remedy(env):
         run(cfg, data_root=root, results_dir=results, progress=False)
 
 
-def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, capsys):
+def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, capsys, monkeypatch):
     root, results = env
     record = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
     other = smoke("supervised", labels=100)  # a smoke record copied where a cell of other labels is looked for
@@ -374,6 +375,8 @@ def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, c
     with pytest.raises(RuntimeError, match=f"is the record of run {record['run_id']}, not of its folder's run "
                                            f"{run_id(other)}: it would be read as that run's result. Move it"):
         experiment.load_record(other, results)
+    monkeypatch.chdir(results / "runs" / record["run_id"])
+    assert experiment.read_record("record.json") == record  # a relative path: its folder is still its run's
     from lpnb.cli import main
     with pytest.raises(SystemExit) as stop:
         main(["status", "--results-dir", str(results)])

@@ -2,7 +2,9 @@
 import ast
 import json
 import re
+import sys
 import threading
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -143,6 +145,23 @@ def test_every_figure_notebook_passes_what_it_draws_to_figure_dir(notebook):
              if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "figure_dir"]
     assert len(calls) == 1 and calls[0].args[1].value == notebook
     assert {kw.arg for kw in calls[0].keywords} == set(tables.notebook_defaults(notebook)) - where
+
+
+@pytest.mark.parametrize("history, unknown, known", [
+    (["", "labels = 500\nsplits = None", "# Parameters\nlabel = 1000\n", "settings = 1"], ["label"],
+     ["labels", "splits"]),  # as papermill runs it
+    (["", "labels = 500", "# Parameters\nlabels = 1000\nPAPERMILL_INPUT_PATH = 'a.ipynb'\n"], [], ["labels"]),
+    (["", "labels = 500", "# Parameters\nlabel = 1000\n", "x = f(labels)", "labels = 500",
+      "# Parameters\nlabel = 1000\n"], ["label"], ["labels"]),  # Run All twice in one kernel: still unknown
+    (["", "import lpnb", "# Parameters\nlabels = 1000\n"], [], []),  # the parameters cell not run: nothing to say
+    (["", "labels = 500", "y = g()", "# Parameters\nlabels = 1000\n"], [], ["labels"]),  # a cell between
+    (["", "labels = 500"], [], [])])  # no injected cell: JupyterLab, nbval
+def test_unknown_notebook_parameters_are_read_from_the_kernels_history(monkeypatch, history, unknown, known):
+    shell = SimpleNamespace(user_ns={"In": history})
+    monkeypatch.setitem(sys.modules, "IPython", SimpleNamespace(get_ipython=lambda: shell))
+    assert tables.unknown_parameters() == (unknown, known)
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert tables.unknown_parameters() == ([], [])  # not in a kernel
 
 
 def test_smoke_test_forces_smoke_training_and_stand_in_data(monkeypatch, tmp_path, capsys):
@@ -397,8 +416,8 @@ def test_compare_says_where_the_order_of_two_rows_is_the_paper_s_and_where_it_is
     text = tables.compare(records, "lp", "network", paper)[1]  # 500: -0.25 on average; 2000: no paper number
     assert text.endswith("(mean difference -0.12 points, from -1.00 to +1.00). Against the paper's means: the "
                          "reverse order at 4000 labels, the same at 500.")
-    assert tables.compare(records[:4], "lp", "network", paper)[1].endswith(
-        "to +0.50). The paper's means order the two the same way.")
+    assert tables.compare(records[:4] + records[6:], "lp", "network", paper)[1].endswith(
+        "to +0.50). Against the paper's means: the same order at 500 labels.")  # 2000: no paper number to say
     assert tables.compare(records[4:6], "lp", "network", paper)[1].endswith(
         "(difference +1.00 points). Against the paper's means: the reverse order at 4000 labels.")
     assert tables.compare(records[6:], "lp", "network", paper)[1].endswith("(difference -1.00 points).")
