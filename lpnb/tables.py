@@ -193,6 +193,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                             train, workers, preset_defaulted)
 
 
+INJECTED = "# Parameters\n"  # the first line of the cell papermill injects after the parameters cell
+
+
 def unknown_parameters():
     """(unknown, known): the names papermill's injected cell (its "# Parameters" comment first) assigns that no
     other cell executed before it assigns, parameters this notebook does not have, which papermill only logs (a
@@ -211,9 +214,6 @@ def unknown_parameters():
     known = {name for names, _ in before for name in names}
     given = _assignments(history[injected[-1]])[0]
     return [n for n in given if n not in known and not n.startswith("PAPERMILL_")], parameters[-1]  # --inject-paths
-
-
-INJECTED = "# Parameters\n"  # the first line of the cell papermill injects after the parameters cell
 
 
 def _assignments(source):
@@ -651,10 +651,8 @@ def _paper_order(diff, row, baseline, paper_csv, many):
             (same if (d.mean() < 0) == (ours < theirs) else reverse).append(f"{dataset + ' ' if many else ''}{labels}")
     if not same and not reverse:
         return ""
-    if not reverse:
-        return f" Against the paper's means: the same order at {_and(same)} labels."
-    return f" Against the paper's means: the reverse order at {_and(reverse)} labels" + (
-        f", the same at {_and(same)}." if same else ".")
+    text = f"the reverse order at {_and(reverse)} labels" if reverse else f"the same order at {_and(same)} labels"
+    return f" Against the paper's means: {text}{f', the same at {_and(same)}' if reverse and same else ''}."
 
 
 def _and(items):
