@@ -215,6 +215,9 @@ def _list(text, flag, kind=str):
 def _sweep(args):
     from lpnb.sweep import report, sweep, table_cells
 
+    if args.split is not None:
+        raise ValueError(f"lpnb sweep takes --splits, a count or split numbers: --splits {args.split}, for split "
+                         f"{args.split} alone")
     splits = _list(args.splits, "--splits", int)
     splits = splits[0] if splits and "," not in args.splits else splits  # "3": a count; "0,4" or "4,": numbers
     cells = table_cells(args.table, labels=_list(args.labels, "--labels", int),
@@ -303,6 +306,7 @@ def main(argv=None):
     w.add_argument("--datasets", help="e.g. cifar100 (default: the table's)")
     w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4; 4, for split 4 alone); "
                                     "default: the preset's count")
+    w.add_argument("--split", help=argparse.SUPPRESS)  # lpnb run's flag: refused with the one to use
     w.add_argument("--preset", default=None,
                    help="paper | cpu | smoke (default: paper; for local workers without CUDA, only given)")
     w.add_argument("--data-root", type=_folder, default=None)

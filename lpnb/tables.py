@@ -148,7 +148,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                           "a split number >= 0", convert=int)
     elif splits is not None and not _positive_int(splits):
         raise ValueError(f"notebook parameter splits must be a positive count (splits 0..splits-1), split numbers "
-                         f"([0, 2] or \"0,2\") or None, got {splits!r}")
+                         f"([0, 2] or \"0,2\"; \"0,\" for split 0 alone) or None, got {splits!r}")
     if train is not None and not isinstance(train, bool):
         raise ValueError(f"notebook parameter train must be None, True or False, got {train!r}"
                          + " (Python's spelling: -p train False)" * isinstance(train, str))

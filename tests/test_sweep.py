@@ -112,7 +112,7 @@ def test_reproduce_refuses_a_bad_preset_or_an_empty_selection(flags, message, ca
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--split", "4"], "unrecognized arguments: --split 4"),  # not --splits 4 (four splits)
+    (["--split", "4"], "lpnb sweep takes --splits, a count or split numbers: --splits 4, for split 4 alone"),
     (["--partition", "gpu"], "--partition: for --executor slurm, not local"),
     (["--executor", "slurm", "--workers", "2"], "--workers: for --executor local, not slurm")])
 def test_a_sweep_flag_is_taken_as_written_and_for_its_executor(flags, message, tmp_path, monkeypatch, capsys):

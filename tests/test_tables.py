@@ -49,8 +49,9 @@ def test_one_value_means_a_one_element_list():
                                          ("splits", "a,b"), ("splits", [True]), ("splits", []),
                                          ("train", "yes"), ("preset", "huge"), ("workers", 0), ("workers", "4")])
 def test_bad_notebook_parameters_are_refused_naming_them(name, value):
-    with pytest.raises(ValueError, match=f"notebook parameter {name} must be"):
+    with pytest.raises(ValueError, match=f"notebook parameter {name} must be") as refused:
         notebook_settings(**{name: value})
+    assert ('"0," for split 0 alone' in str(refused.value)) == (name == "splits" and isinstance(value, int))
 
 
 def test_a_table_notebook_takes_only_its_tables_methods_and_datasets(tmp_path):
