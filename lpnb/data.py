@@ -196,14 +196,18 @@ def _find_source(name, roots):
     if name == "fashion-mnist":  # the Debian package's copy, after every root
         candidates += [(None, "idx", FASHION_MNIST_SYSTEM, [stem]) for stem in idx_stems]
     for here in dict.fromkeys(root for root, *_ in candidates):  # root by root: a later one is not read
-        found = list(dict.fromkeys(path for root, kind, path, files in candidates
-                                   if root == here and _holds(path, files, root or path, name)))
+        found = {}  # path: kind, in the order read
+        for root, kind, path, files in candidates:
+            if root == here and path not in found and _holds(path, files, root or path, name):
+                found[path] = kind
         if found:
-            if len(found) > 1 and here is not None:  # e.g. torchvision's copy beside your own class folders
-                warnings.warn(f"{found[0]}{'/' * found[0].is_dir()} and {found[1]}{'/' * found[1].is_dir()} are "
-                              f"both there: reading {found[0].relative_to(here)}, not {found[1].relative_to(here)}; "
-                              "move one away to read the other", stacklevel=3)
-            return next((kind, path) for _, kind, path, _ in candidates if path == found[0])
+            (path, kind), *others = found.items()
+            if others and here is not None:  # e.g. torchvision's copy beside your own class folders
+                other = others[0][0]
+                warnings.warn(f"{path}{'/' * path.is_dir()} and {other}{'/' * other.is_dir()} are both there: "
+                              f"reading {path.relative_to(here)}, not {other.relative_to(here)}; move one away to "
+                              "read the other", stacklevel=3)
+            return kind, path
     return None
 
 

@@ -525,10 +525,8 @@ def summarize(records, paper_csv=None):
                   data=("data", lambda d: "; ".join(sorted(set(d)))))
              .reset_index())
     if paper_csv is not None:
-        paper = pd.read_csv(paper_csv)
-        for col in ("use_omega", "use_zeta"):
-            paper[col] = paper[col].astype(bool) if col in paper else True
-        paper = paper.rename(columns={"error": "paper_mean", "std": "paper_std"})[keys + ["paper_mean", "paper_std"]]
+        paper = read_paper(paper_csv).rename(columns={"error": "paper_mean", "std": "paper_std"})
+        paper = paper[keys + ["paper_mean", "paper_std"]]
         out = out.merge(paper, on=keys, how="left")
     return out.round(2)
 
@@ -633,11 +631,18 @@ def compare(records, row, baseline, paper_csv=None):
     return table.round(2).rename(columns=lambda s: f"split {s}"), text
 
 
-def _paper_order(diff, row, baseline, paper_csv, many):
-    """A sentence: at which (dataset,) label counts of `diff` our mean difference has the sign of the paper's."""
+def read_paper(paper_csv):
+    """The paper's numbers (results/paper/tableN.csv), with use_omega and use_zeta (both True where the table
+    has no such column: every row of Tables 2 and 3 weights by both)."""
     paper = pd.read_csv(paper_csv)
     for col in ("use_omega", "use_zeta"):
         paper[col] = paper[col].astype(bool) if col in paper else True
+    return paper
+
+
+def _paper_order(diff, row, baseline, paper_csv, many):
+    """A sentence: at which (dataset,) label counts of `diff` our mean difference has the sign of the paper's."""
+    paper = read_paper(paper_csv)
 
     def paper_error(r, dataset, labels):
         hit = paper[(paper.method == r["method"]) & (paper.use_omega == r["use_omega"]) & (paper.use_zeta ==
@@ -819,10 +824,9 @@ def status_table(results_dir=None):
     lines = ["| paper | notebook | cell or finding | ours, `paper` preset | ours, `cpu` preset | paper |",
              "| --- | --- | --- | --- | --- | --- |"]
     for item, notebook, dataset, labels, method in HEADLINES:
-        paper = pd.read_csv(REPO / "results" / "paper" / f"table{item[-1]}.csv")
-        both_weights = paper.get("use_omega", True) & paper.get("use_zeta", True)
+        paper = read_paper(REPO / "results" / "paper" / f"table{item[-1]}.csv")
         paper = paper[(paper.method == method) & (paper.dataset == dataset) & (paper.labels == labels)
-                      & (paper.metric == "top1") & both_weights].iloc[0]
+                      & (paper.metric == "top1") & paper.use_omega & paper.use_zeta].iloc[0]
         ours = [_mean_std(found) if (found := recorded([{"method": method}], labels, dataset=dataset, preset=preset,
                                                         results_dir=results_dir)[0]) else "not run"
                 for preset in ("paper", "cpu")]
