@@ -25,7 +25,7 @@ from pathlib import Path
 from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
 from lpnb.experiment import PAPER_ON_CPU, RETRAINING, default_results_dir, read_record, trains_on_cpu
-from lpnb.tables import TABLES, check_selection, table_configs
+from lpnb.tables import TABLES, check_selection, table_configs, training_time
 
 STATES = ("done", "running", "waiting", "failed")
 ATTEMPT = "--- sweep: attempt started "  # a line of a run's sweep.log before each attempt's output
@@ -273,6 +273,8 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     if not jobs:
         log("sweep: every cell is recorded already")
         return jobs
+    if estimate := training_time([job.cfg for job in jobs], results_dir):
+        log(f"sweep: the runs to do, one after another: {estimate}")
     if executor == "local":  # the data and the labeled splits, once here rather than failing in every run
         if any(job.cfg.preset == "paper" and trains_on_cpu(job.cfg) for job in jobs):
             warnings.warn(PAPER_ON_CPU, stacklevel=2)

@@ -485,6 +485,8 @@ def announce_training(cfgs, results_dir=None):
     stage1 = ", with the stage-1 runs they continue where those have no checkpoint" * any(map(base_config, cfgs))
     line = (f"training {len(cfgs)} run(s) not recorded in {results_dir}{stage1} ({cfgs[0].preset} preset; "
             "train=False shows only what is recorded)")
+    if estimate := training_time(cfgs, results_dir):
+        line += f": {estimate}"
     committed = REPO / "results"
     if results_dir.resolve() != committed.resolve():
         if found := sum(load_record(cfg, committed) is not None for cfg in cfgs):
@@ -492,6 +494,44 @@ def announce_training(cfgs, results_dir=None):
                 "results_dir=None"
             line += f"; {committed} holds {found} of them, which {how} would read instead"
     print(line, flush=True)
+
+
+def training_time(cfgs, results_dir):
+    """About how long training `cfgs` takes, with the stage-1 runs they continue that have no checkpoint in
+    results_dir (trained first, each once), as a phrase: the sum of each run's median time over the runs
+    recorded in results_dir and the repository's results/ of its preset, dataset and method, at its label count
+    or else the nearest one recorded, and the hardware those ran on; None when no run has a recorded run like it.
+    """
+    like = {}  # (preset, dataset, method) -> {labels: {run id: (minutes, device)}}
+    for path in {*Path(results_dir).glob("runs/*/record.json"), *(REPO / "results").glob("runs/*/record.json")}:
+        try:
+            r = read_record(path)
+        except RuntimeError:
+            continue  # a corrupt record: the run that reads it says so
+        if not isinstance(timings := r.get("timings"), dict):
+            continue
+        minutes = sum(v for v in timings.values() if isinstance(v, (int, float))) / 60  # its own stage only
+        like.setdefault((r["preset"], r["dataset"], r["method"]), {}).setdefault(r["labels"], {})[r["run_id"]] = (
+            minutes, r["device"])
+    runs = {run_id(cfg): cfg for cfg in cfgs}
+    for base in filter(None, map(base_config, cfgs)):
+        if not (Path(results_dir) / "runs" / run_id(base) / "checkpoint.pt").exists():
+            runs.setdefault(run_id(base), base)
+    total, devices, unknown = 0.0, set(), 0
+    for cfg in runs.values():
+        if not (by_labels := like.get((cfg.preset, cfg.dataset, cfg.method))):
+            unknown += 1
+            continue
+        times = by_labels[min(by_labels, key=lambda n: (abs(n - cfg.labels), n))].values()
+        total += pd.Series([minutes for minutes, _ in times]).median()
+        devices.update(device for _, device in times)
+    if unknown == len(runs):
+        return None
+    duration = f"{total:.0f} min" if total < 90 else f"{total / 60:.1f} h"
+    which = f" for {len(runs) - unknown} of the {len(runs)} runs to train" if unknown else ""
+    stage1 = " (the stage-1 runs included)" * (len(runs) > len(cfgs))
+    return (f"about {duration}{which}{stage1}, judged from like runs recorded on {' or '.join(sorted(devices))}"
+            + (f"; no run like the other {unknown} is recorded" if unknown else ""))
 
 
 def summarize(records, paper_csv=None):

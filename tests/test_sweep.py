@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import smoke
+from conftest import smoke, write_timed_record
 
 from lpnb import experiment
 from lpnb import sweep as sweep_module
@@ -377,6 +377,13 @@ def test_a_sweep_checks_the_labeled_splits_before_anything_runs(tmp_path, monkey
     assert "n_labels = 55 must be a positive multiple of the number of classes (10)" in capsys.readouterr().err
     assert not (tmp_path / "results" / "runs").exists()
     monkeypatch.setattr(sweep_module, "run_local", lambda jobs, *args, **kwargs: jobs)
+    write_timed_record(tmp_path / "results", make_config("smoke", method="supervised", labels=50, split=1), 90,
+                       device="NVIDIA H200")
+    lines = []
+    sweep([make_config("smoke", method="supervised", labels=50)], results_dir=tmp_path / "results",
+          data_root=tmp_path, log=lines.append)
+    assert lines == ["sweep: the runs to do, one after another: about 1.5 h, judged from like runs recorded on "
+                     "NVIDIA H200"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="training at the paper preset .* on a CPU: a full run takes days"):
         sweep([make_config("paper", method="supervised", labels=50)], results_dir=tmp_path / "results",

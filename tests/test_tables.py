@@ -4,16 +4,17 @@ import json
 import re
 import sys
 import threading
+from functools import partial
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
-from conftest import smoke
+from conftest import smoke, write_timed_record
 
 from lpnb import data as lpdata
 from lpnb import tables
-from lpnb.config import make_config
+from lpnb.config import make_config, run_id
 from lpnb.experiment import REPO, run
 from lpnb.tables import COMMITTED_PRESET, notebook_settings, output_dir, recorded, run_rows
 
@@ -204,18 +205,49 @@ def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, ca
 def test_training_is_announced_with_the_committed_records_a_results_dir_hides(capsys, tmp_path, monkeypatch):
     cells = [make_config("cpu", labels=500, method=m) for m in ("supervised", "lp")]  # both committed
     tables.announce_training(cells + [make_config("cpu", labels=500, method="lp", split=7)], tmp_path)
-    assert capsys.readouterr().out == (
-        f"training 3 run(s) not recorded in {tmp_path}, with the stage-1 runs they continue where those have no "
-        f"checkpoint (cpu preset; train=False shows only what is recorded); {REPO / 'results'} holds 2 of them, "
-        "which results_dir=None would read instead\n")
+    line, estimate = capsys.readouterr().out.split(": about ")  # the time, judged from the committed records
+    assert line == (f"training 3 run(s) not recorded in {tmp_path}, with the stage-1 runs they continue where those "
+                    "have no checkpoint (cpu preset; train=False shows only what is recorded)")
+    assert re.fullmatch(f"[0-9.]+ (min|h) \\(the stage-1 runs included\\), judged from like runs recorded on .+; "
+                        f"{re.escape(str(REPO / 'results'))} holds 2 of them, which results_dir=None would read "
+                        "instead\n", estimate)
     monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path))  # where results_dir=None reads now
     tables.announce_training(cells[:1], None)
-    assert capsys.readouterr().out == (
-        f"training 1 run(s) not recorded in {tmp_path} (cpu preset; train=False shows only what is recorded); "
-        f"{REPO / 'results'} holds 1 of them, which $LPNB_RESULTS_DIR unset and results_dir=None would read "
-        "instead\n")
+    line, estimate = capsys.readouterr().out.split(": about ")
+    assert line == f"training 1 run(s) not recorded in {tmp_path} (cpu preset; train=False shows only what is recorded)"
+    assert estimate.endswith(f"; {REPO / 'results'} holds 1 of them, which $LPNB_RESULTS_DIR unset and "
+                             "results_dir=None would read instead\n")
     tables.announce_training([make_config("smoke", labels=500, method="supervised")], tmp_path)
     assert capsys.readouterr().out.endswith(f"{tmp_path} (smoke preset; train=False shows only what is recorded)\n")
+
+
+def test_the_training_time_is_judged_from_like_runs_recorded(tmp_path):
+    write = partial(write_timed_record, tmp_path)
+    cell = partial(make_config, "smoke", labels=500)
+    write(cell(method="supervised", split=0), 2)
+    write(cell(method="supervised", split=1), 4)
+    write(cell(method="supervised", split=2, labels=4000), 100)  # another label count
+    write(cell(method="lp", split=0), 5, device="GPU")  # its own stage only: not the 999 s of the stage 1 it nests
+    (tmp_path / "runs" / "broken").mkdir()
+    (tmp_path / "runs" / "broken" / "record.json").write_text("{")  # skipped
+    untimed = cell(method="supervised", split=9)
+    write(untimed, 0)
+    record = json.loads((tmp_path / "runs" / run_id(untimed) / "record.json").read_text())
+    del record["timings"]  # a record need not have its times: skipped
+    (tmp_path / "runs" / run_id(untimed) / "record.json").write_text(json.dumps(record))
+    lp = cell(method="lp", split=5, labels=1000)  # the nearest label count recorded: 500
+    assert tables.training_time([lp], tmp_path) == ("about 8 min (the stage-1 runs included), judged from like "
+                                                    "runs recorded on GPU or cpu (2 cores, x86_64)")  # 5 + median 3
+    (tmp_path / "runs" / run_id(cell(method="supervised", split=5, labels=1000))).mkdir()
+    (tmp_path / "runs" / run_id(cell(method="supervised", split=5, labels=1000)) / "checkpoint.pt").touch()
+    assert tables.training_time([lp], tmp_path) == "about 5 min, judged from like runs recorded on GPU"
+    both = [cell(method=m, split=3) for m in ("supervised", "lp", "gtg")]  # one stage 1, counted once
+    assert tables.training_time(both, tmp_path) == (
+        "about 8 min for 2 of the 3 runs to train, judged from like runs recorded on GPU or cpu (2 cores, x86_64); "
+        "no run like the other 1 is recorded")
+    assert tables.training_time([cell(method="mt+lp", split=0)], tmp_path) is None  # nor its stage 1 (mt)
+    assert tables.training_time([cell(method="supervised", labels=3000)], tmp_path) == (
+        "about 1.7 h, judged from like runs recorded on cpu (2 cores, x86_64)")
 
 
 def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsys, tmp_path):
