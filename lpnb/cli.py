@@ -22,7 +22,8 @@ from pathlib import Path
 from lpnb import data as lpdata
 from lpnb.config import PRESETS, Config, make_config
 from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, load_record, run, trains_on_cpu
-from lpnb.tables import COMMITTED_PRESET, output_dir, readme_with_status, status_table
+from lpnb.notebook import output_dir
+from lpnb.tables import COMMITTED_PRESET, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
 NONE_MEANS = {"unlabeled_size": "all", "test_size": "all", "lr_rampdown_epochs": "210/180 of a stage's epochs",

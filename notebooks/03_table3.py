@@ -37,7 +37,8 @@ workers = 1          # runs trained at a time, each in its own process (spread o
 
 # %%
 from lpnb.experiment import REPO
-from lpnb.tables import notebook_settings, provenance, recorded, run_rows, side_by_side, summarize, write_table
+from lpnb.notebook import notebook_settings
+from lpnb.tables import provenance, recorded, run_rows, side_by_side, summarize, write_table
 
 settings = notebook_settings(preset, table=3, results_dir=results_dir, data_root=data_root, splits=splits,
                              labels=labels, methods=methods, datasets=datasets, train=train, workers=workers)

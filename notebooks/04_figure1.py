@@ -34,8 +34,8 @@ figures_dir = None  # None: figures/; build/cpu/figures/ for other values above;
 
 # %%
 from lpnb.diffusion import propagate
+from lpnb.notebook import figure_dir, notebook_settings
 from lpnb.plots import plot_figure1, save_figure
-from lpnb.tables import figure_dir, notebook_settings
 from lpnb.toy import make_toy, pick_labeled, unlabeled_accuracy, where_least_certain
 
 settings = notebook_settings(figures_dir=figures_dir)

@@ -31,8 +31,8 @@ figures_dir = None            # None: figures/; build/cpu/figures/ for other val
 
 # %%
 from lpnb.diffusion import propagate
+from lpnb.notebook import figure_dir, notebook_settings, positive_ints
 from lpnb.plots import plot_figure3, save_figure
-from lpnb.tables import figure_dir, notebook_settings, positive_ints
 from lpnb.toy import make_toy, pick_labeled, unlabeled_accuracy
 
 settings = notebook_settings(figures_dir=figures_dir)

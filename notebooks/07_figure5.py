@@ -34,8 +34,9 @@ device = "auto"      # auto | cpu | cuda
 train = None         # None: train the run if missing, unless at the paper preset without CUDA; False: never
 
 # %%
+from lpnb.notebook import figure_dir, figure_run, notebook_settings
 from lpnb.plots import plot_figure5, save_figure
-from lpnb.tables import figure_dir, figure_run, notebook_settings, provenance
+from lpnb.tables import provenance
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, labels=labels, train=train)

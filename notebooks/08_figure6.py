@@ -34,8 +34,9 @@ workers = 1          # runs trained at a time, each in its own process (spread o
 import pandas as pd
 
 from lpnb.experiment import REPO
+from lpnb.notebook import figure_dir, notebook_settings
 from lpnb.plots import plot_figure6, save_figure
-from lpnb.tables import figure_dir, notebook_settings, provenance, recorded, run_rows
+from lpnb.tables import provenance, recorded, run_rows
 
 settings = notebook_settings(preset, table=2, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, splits=splits, labels=labels, methods=methods, train=train,

@@ -38,8 +38,9 @@ train = None         # None: train the run if missing, unless at the paper prese
 
 # %%
 from lpnb.data import load_dataset
+from lpnb.notebook import figure_dir, figure_run, notebook_settings
 from lpnb.plots import plot_figure7, save_figure
-from lpnb.tables import figure_dir, figure_run, notebook_settings, provenance
+from lpnb.tables import provenance
 
 settings = notebook_settings(preset, datasets="cifar10", results_dir=results_dir, figures_dir=figures_dir,
                              data_root=data_root, labels=labels, train=train)
