@@ -29,6 +29,7 @@ from lpnb.tables import COMMITTED_PRESET, DEFAULT_SPLITS, TABLES, announce_train
 STANDINS = {"cifar10": dict(n_classes=10, train_per_class=420, test_per_class=10),
             "cifar100": dict(n_classes=100, train_per_class=102, test_per_class=5)}
 
+
 @dataclass
 class NotebookSettings:
     """A notebook's checked parameters: where records, tables and figures go, and what to run."""
@@ -45,10 +46,12 @@ class NotebookSettings:
     workers: int = 1    # runs trained at a time (lpnb.sweep), each in its own process
     preset_defaulted: bool = False  # the notebook left preset at None: the committed tables and figures
 
+
 def output_dir(preset):
     """Where a notebook at a preset other than COMMITTED_PRESET writes its tables, figures and executed copy:
     build/<preset>/ (git-ignored), or for the smoke preset a cache folder outside the repository."""
     return lpdata.default_cache_dir() / "smoke" if preset == "smoke" else REPO / "build" / preset
+
 
 def _as_list(value, name, check, what, required=True, convert=str):
     """A notebook parameter as a list: one value, a list, or text as `papermill -p` passes it ("lp",
@@ -62,19 +65,23 @@ def _as_list(value, name, check, what, required=True, convert=str):
         raise ValueError(f"notebook parameter {name} must be {what} (or a list of them), got {value!r}")
     return list(dict.fromkeys(values))  # a value given twice is one cell
 
+
 def _converted(text, convert):
     try:
         return convert(text.strip("'\""))
     except ValueError:
         return text
 
+
 def _positive_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
 
 def positive_ints(value, name):
     """A notebook parameter of positive integers as a list: 1000, [500, 1000], "500,1000" or "[500, 1000]"
     (as `papermill -p` passes them); anything else raises ValueError naming the parameter."""
     return _as_list(value, name, _positive_int, "a positive integer", convert=int)
+
 
 def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_root=None, splits=None,
                       labels=(4000,), methods=("lp",), datasets=(), train=None, workers=1, table=None):
@@ -161,7 +168,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     return NotebookSettings(preset, results_dir, tables_dir, figures_dir, data_root, splits, labels, methods, datasets,
                             train, workers, preset_defaulted)
 
+
 INJECTED = "# Parameters\n"  # the first line of the cell papermill injects after the parameters cell
+
 
 def unknown_parameters():
     """(unknown, known): the names papermill's injected cell (its "# Parameters" comment first) assigns that no
@@ -182,6 +191,7 @@ def unknown_parameters():
     given = _assignments(history[injected[-1]])[0]
     return [n for n in given if n not in known and not n.startswith("PAPERMILL_")], parameters[-1]  # --inject-paths
 
+
 def _assignments(source):
     """(the names a cell's top-level assignments bind, in order; whether it holds nothing else than assignments of
     literals, as a parameters cell does)."""
@@ -195,12 +205,14 @@ def _assignments(source):
     return list(dict.fromkeys(names)), all(isinstance(node, (ast.Assign, ast.AnnAssign)) and _literal(node.value)
                                            for node in body)
 
+
 def _literal(node):
     try:
         ast.literal_eval(node)
         return True
     except (ValueError, TypeError, SyntaxError, RecursionError):  # not a literal; {[]: 1}
         return False
+
 
 def _smoke_settings(splits, labels, methods, datasets, workers):
     """A notebook's settings under SMOKE_TEST: the smoke preset on generated stand-ins of `datasets`, all
@@ -218,6 +230,7 @@ def _smoke_settings(splits, labels, methods, datasets, workers):
     return NotebookSettings("smoke", smoke_dir / "results", smoke_dir / "results", smoke_dir / "figures", data_root,
                             splits, labels, methods, datasets, True, workers)
 
+
 def notebook_defaults(notebook):
     """The values of the parameters cell of notebooks/<notebook>.ipynb: what the notebook runs with when
     given no parameters, as `lpnb reproduce` runs it at the committed preset."""
@@ -225,6 +238,7 @@ def notebook_defaults(notebook):
     source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
     return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
             if isinstance(node, ast.Assign)}
+
 
 def figure_dir(settings, notebook, **drawn):
     """Where a figure notebook writes its figure: settings.figures_dir, except when that is the repository's
@@ -241,6 +255,7 @@ def figure_dir(settings, notebook, **drawn):
     print(f"other {', '.join(changed)} than {notebook}'s defaults: the figure goes to {apart}, "
           f"and figures/ keeps the committed one")
     return apart
+
 
 def figure_run(settings, labels=500, split=0, device="auto"):
     """The record of the LP run on CIFAR-10 that Figures 4, 5 and 7 are drawn from. For the committed figures
