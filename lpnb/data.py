@@ -45,6 +45,7 @@ CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+OFFICIAL_TRAIN_IMAGES = 50_000  # CIFAR-10's and CIFAR-100's training sets, which the paper's split files index
 PAPER_SPLITS = {"cifar10": ((500, 1000, 2000, 4000), 10), "cifar100": ((4000, 10000), 3)}  # its files: labels, splits
 TORCHVISION = {
     "cifar10": torchvision.datasets.CIFAR10,
@@ -250,7 +251,10 @@ def _missing_message(name, root, searched):
     }[name]
     shell = (f"\nFrom a shell (the command line has no --download): python -c \"import lpnb.data; "
              f"lpnb.data.load_dataset('{name}', '{root}', download=True)\"") if name in TORCHVISION else ""
-    return (f"no {name} data found under {' or '.join(map(str, searched))}. Provide it in one of these forms:\n"
+    inside = [r for r in searched if (r / "train").is_dir() and (r / "test").is_dir()]
+    hint = (f"{inside[0]} holds train/ and test/ itself: give the folder above it as the data root, with this folder "
+            f"named {name}/ in it.\n") if inside else ""
+    return (f"no {name} data found under {' or '.join(map(str, searched))}. {hint}Provide it in one of these forms:\n"
             f"{where}\nThe data root is root=... in Python, --data-root on the command line and data_root in the\n"
             "notebooks, else $LPNB_DATA_ROOT (that folder only), else the first of <repo>/data and\n"
             "<repo>/../shared/data that holds the dataset."
@@ -476,16 +480,16 @@ def _read_class_folders(name, path):
     """train/<class>/<file> and test/<class>/<file>, from a tar.gz or a directory.
 
     Class index = position of the folder name in the sorted class names. When every training
-    file stem is a distinct number, that number is the image's index, and the stems must be
-    exactly 0..N-1 (a gap is refused); otherwise, and for the test set, images are ordered by
-    (class, file name).
+    file stem is a distinct number below 2N, that number is the image's index, and the stems must
+    be exactly 0..N-1 (a gap is refused); otherwise (numbers spread wider are ids of your own), and
+    for the test set, images are ordered by (class, file name).
     """
     items, shapes = {"train": [], "test": []}, {}
     for split, cls, fname, data, where in _folder_entries(path):
         if cls != cls.strip() or ".png " in cls:  # a split file's line, '<index>_<class>.png <class>', cannot hold it
             raise ValueError(f"{where}: the class folder name {cls!r} has spaces at an end or '.png ' in it, which "
                              "the split files' lines cannot hold: rename the folder in train/ and test/")
-        image = _decode_image(data, where, removable=split == "test" or not Path(fname).stem.isdigit())
+        image = _decode_image(data, where, removable=split == "test" or not Path(fname).stem.isdecimal())
         items[split].append((cls, fname, image))
         shapes.setdefault(image.shape, where)  # the first file of each size, to name
     if not items["train"] or not items["test"]:
@@ -506,15 +510,16 @@ def _read_class_folders(name, path):
     arrays = []
     for split in ("train", "test"):
         entries = sorted(items[split], key=lambda e: e[:2])
-        numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdigit()]
+        numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdecimal()]
         if (split == "train" and len(entries) / 2 < len(numbers) < len(entries) and len(set(numbers)) == len(numbers)
                 and max(numbers) < len(entries)):  # indices, as far as they go
-            others = [f"train/{cls}/{fname}" for cls, fname, _ in entries if not Path(fname).stem.isdigit()]
+            others = [f"train/{cls}/{fname}" for cls, fname, _ in entries if not Path(fname).stem.isdecimal()]
             raise ValueError(f"{path}: the training images are named by their index except {', '.join(others[:3])}"
                              f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}: remove those (copies?), "
                              "or give every file a name that is not a number (the images are then ordered by class "
                              "and file name)")
-        if split == "train" and len(numbers) == len(entries) and len(set(numbers)) == len(numbers):
+        if (split == "train" and len(numbers) == len(entries) and len(set(numbers)) == len(numbers)
+                and max(numbers) < 2 * len(numbers)):  # more numbers missing than there are images: ids, not indices
             _check_indices(path, numbers)  # named by their index, which split files name: no gap may shift them
             entries = sorted(entries, key=lambda e: int(Path(e[1]).stem))
         arrays += [np.stack([im for _, _, im in entries]),
@@ -639,9 +644,10 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     It is the paper's file root/labels/<name>/<n_labels>_balanced_labels/<10+split>.txt
     (Mean Teacher's format, one '<index>_<class>.png <class>' line per image) when it exists.
     Without root, it is looked for in the one of data_roots() that `data` was loaded from,
-    then in the others; for data loaded from elsewhere, only beside it (the folder holding the
-    dataset's file or folder). Otherwise draws n_labels/c images per class with numpy seed `split`,
-    saves them in the same format to <results_dir>/splits/<name>/<n_labels>/<split>.txt
+    then, for a training set of the official size, in the others; for data loaded from elsewhere,
+    only beside it (the folder holding the dataset's file or folder). Otherwise draws n_labels/c
+    images per class with numpy seed `split`, saves them in the same format to
+    <results_dir>/splits/<name>/<n_labels>/<split>.txt
     (default <repo>/results) and returns that file from then on, so every run can be repeated
     (delete it to draw again, e.g. for other data).
     """
@@ -652,7 +658,9 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
     if root is None and data.source:  # data's own root first (a stable sort keeps the others' order)
         source = Path(os.path.abspath(data.source))
         ours = [r for r in roots if source.is_relative_to(os.path.abspath(r))]
-        roots = ours + [r for r in roots if r not in ours] if ours else [source.parent]  # not the paper's CIFAR
+        official = len(data.train_labels) == OFFICIAL_TRAIN_IMAGES  # what the paper's split files index
+        others = [r for r in roots if r not in ours] if official else []
+        roots = ours + others if ours else [source.parent]
     for root in roots:
         paper = root / "labels" / data.name / f"{n_labels}_balanced_labels" / f"{10 + split}.txt"
         if paper.is_file():
@@ -661,13 +669,13 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
         / str(n_labels) / f"{split}.txt"
     if not ours.is_file():
         idx = _balanced_split(data.train_labels, data.classes, n_labels, split)
-        papers = sorted(int(p.stem) - 10 for root in roots for p in
-                        (root / "labels" / data.name / f"{n_labels}_balanced_labels").glob("*.txt") if p.stem.isdigit())
+        papers = sorted(int(p.stem) - 10 for root in roots for p in (root / "labels" / data.name /
+                        f"{n_labels}_balanced_labels").glob("*.txt") if p.stem.isdecimal())
         if papers:  # a split number past the paper's: easy to take for one of them
             warnings.warn(f"split {split}: the paper's split files for {n_labels} labels are splits {papers[0]}.."
                           f"{papers[-1]}; this one is a seeded draw of our own, saved to {ours}", stacklevel=2)
         elif (n_labels in PAPER_SPLITS.get(data.name, ((), 0))[0] and split < PAPER_SPLITS[data.name][1]
-              and len(data.train_labels) == 50_000):  # the official set
+              and len(data.train_labels) == OFFICIAL_TRAIN_IMAGES):
             warnings.warn(f"no labels/{data.name}/{n_labels}_balanced_labels/{10 + split}.txt (the paper's split) in "
                           f"{', '.join(map(str, roots))}: this split is a seeded draw of our own, saved to {ours}, "
                           "and its runs are not the paper's cells. Copy the paper's labels/ folder beside the data "
@@ -716,7 +724,7 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
             continue
         head, sep, cls = line.strip().partition(".png ")
         stem, _, file_cls = head.partition("_")
-        if not sep or not stem.isdigit():
+        if not sep or not stem.isdecimal():
             raise ValueError(f"{path}:{k}: expected '<index>_<class>.png <class>', got {line!r}: {unreadable}")
         i = int(stem)
         if i >= len(data.train_labels):

@@ -36,6 +36,7 @@ from lpnb.graph import (
     _scaled_sigma,
     _to_device,
     _warn,
+    _warn_one_column,
     affinity_graph,
     default_sigma,
     faiss,
@@ -440,6 +441,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     block = _check_memory(n, c, budget, graph_bytes, max_memory is not None, build_bytes)  # before any work
     t = clock()
     x, frame = _rescale(x, graph)
+    _warn_one_column(x, graph)
     if reorder:  # near points next to each other: the k-NN search and the products with W reuse the caches
         order, cluster = locality_order(x)
         x = x[order]

@@ -36,7 +36,7 @@ from lpnb import data as lpdata
 from lpnb.config import base_config, resolve, run_id
 from lpnb.data import REPO, write_json
 from lpnb.graph import visible_device
-from lpnb.models import build_model
+from lpnb.models import CNN13, build_model
 from lpnb.train import Trainer, confident_mistakes, correct_pseudo_labels, omega_histogram
 
 clock = time.monotonic  # the clock of time limits (a test may replace it)
@@ -233,6 +233,10 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
 def build_trainer(cfg, run_data, device):
     """The `Trainer` of a run: a fresh network (seeded by cfg.seed) and the run's images on `device`."""
     data = run_data.data
+    if cfg.arch == "cnn13" and min(data.train_images.shape[1:3]) < CNN13.MIN_SIZE:
+        raise ValueError(f"{cfg.dataset}: its images are {'x'.join(map(str, data.train_images.shape[1:3]))} pixels, "
+                         f"and cnn13 needs {CNN13.MIN_SIZE}x{CNN13.MIN_SIZE} or more: resize them (32x32, as CIFAR's), "
+                         "or use arch resnet18")
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_model(cfg.arch, len(data.classes), width=cfg.width, in_channels=data.train_images.shape[-1],
                         l2_normalize=not cfg.method.startswith("mt"), two_heads=cfg.method.startswith("mt"))

@@ -90,6 +90,9 @@ def _as_array(x, name="features"):
         raise ValueError(f"{name} is a scipy.sparse matrix: pass a dense array ({name}.toarray()); the k-NN search "
                          "compares dense rows")
     if isinstance(x, torch.Tensor):
+        if x.layout != torch.strided:
+            raise ValueError(f"{name} is a torch sparse tensor ({x.layout}): pass a dense one ({name}.to_dense()); "
+                             "the k-NN search compares dense rows")
         x = x.detach()
     else:
         given, x = x, np.asarray(x)
@@ -133,6 +136,14 @@ def _as_tensor(x, name="features"):
         raise ValueError(f"{name} exceed float32's range (largest |value| {_max_abs(x):.3g}): "
                          "divide them by a constant first")
     return x32
+
+
+def _warn_one_column(x, kind):
+    """Warn when points of one column meet the dot graph, which cannot tell them apart."""
+    if kind == "dot" and x.shape[1] == 1:
+        _warn("the features have one column: on unit descriptors (graph 'dot', cosine similarity) every nonzero "
+              "point is +1 or -1, so the graph cannot tell apart the points of one sign; use graph='gaussian' "
+              "for such points")
 
 
 def _rescale(x, kind, frame=None):
@@ -397,6 +408,7 @@ def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=
     gamma = _check_param("gamma", gamma, "positive")
     sigma = _check_param("sigma", sigma, "positive", optional=True)
     x, frame = _rescale(_as_array(features), kind)
+    _warn_one_column(x, kind)
     S, I = knn(x, k, backend=backend, approx=approx, metric="dot" if kind == "dot" else "l2")
     del x  # the rescaled copy: the graph needs only the neighbours
     # sigma in the units of the rescaled points

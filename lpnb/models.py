@@ -23,8 +23,10 @@ class CNN13(nn.Module):
     """The "13-layer" network of Laine & Aila / Mean Teacher, weight-normalised (~3.1M parameters at width 1).
 
     `width` scales every channel count (0.25 gives a small network for CPU runs); the descriptor
-    has 128 * width dimensions.
+    has 128 * width dimensions. Images must be MIN_SIZE pixels or more a side (two 2x2 poolings, then
+    an unpadded 3x3 convolution).
     """
+    MIN_SIZE = 12
 
     def __init__(self, width=1.0, in_channels=3):
         super().__init__()

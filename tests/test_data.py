@@ -192,6 +192,13 @@ def test_class_folders_numbered_with_a_gap_are_refused(tmp_path):
         load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
 
 
+def test_a_data_root_that_is_the_dataset_folder_itself_is_named(tmp_path):
+    write_class_folders(tmp_path, "cifar10", False)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'cifar10'} holds train/ and test/ itself: give the "
+                                                "folder above it as the data root, with this folder named cifar10/"):
+        load_dataset("cifar10", tmp_path / "cifar10", cache_dir=tmp_path / "cache")
+
+
 def test_a_stray_file_among_images_named_by_their_index_is_named(tmp_path):
     """Ordered by class and file name instead, the images would no longer be at the indices split files name."""
     stems = ["00000", "00001", "00002", "00003", "00004", "00005", "00006", "00007", "00007 (copy)"]
@@ -201,7 +208,9 @@ def test_a_stray_file_among_images_named_by_their_index_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("stems", [["a", "b", "c", "d", "e", "f", "g", "h", "i"],  # not numbers
+                                   ["a", "b", "c", "d", "e", "f", "g", "h", "²7"],  # a digit that is no decimal
                                    ["1000", "1037", "1042", "1100", "1203", "1500", "1501", "1777", "cover"],
+                                   ["1000", "1037", "1042", "1100", "1203", "1500", "1501", "1777", "1999"],  # ids
                                    ["0", "0", "0", "1", "1", "1", "2", "2", "2"]])  # numbered within each class
 def test_class_folders_without_an_index_are_ordered_by_class_and_name(tmp_path, stems):
     train, train_cls, stems, _, _ = write_class_folders(tmp_path, "cifar100", True, stems)
@@ -799,7 +808,11 @@ def test_each_dataset_and_its_split_files_are_looked_for_in_every_data_root(tmp_
         papers[root, name].touch()
     results = tmp_path / "results"
     assert data.split_file(d10, 3, 0, results_dir=results) == papers[shared, "cifar10"]  # its own root's first
-    assert data.split_file(d100, 3, 0, results_dir=results) == papers[shared, "cifar100"]  # then the others'
+    # then the others', for the official training set only: those of other data index another set
+    assert data.split_file(d100, 3, 0, results_dir=results).is_relative_to(results)
+    (results / "splits").rename(tmp_path / "drawn")
+    monkeypatch.setattr(data, "OFFICIAL_TRAIN_IMAGES", len(d100.train_labels))
+    assert data.split_file(d100, 3, 0, results_dir=results) == papers[shared, "cifar100"]
     # a data root given is that folder only
     assert data.find_dataset("cifar10", repo / "data") is None
     assert data.split_file(d100, 3, 0, root=repo / "data", results_dir=results).is_relative_to(results)
@@ -942,7 +955,8 @@ def test_a_split_drawn_for_other_data_says_it_can_be_deleted(tmp_path):
 
 
 @pytest.mark.parametrize("content, why", [(b"\xf1\x00\xff", " is not a text file of split lines"),
-                                          (b"3 a\n", ":1: expected '<index>_<class>.png <class>', got '3 a'")])
+                                          (b"3 a\n", ":1: expected '<index>_<class>.png <class>', got '3 a'"),
+                                          ("\u00b2_a.png a\n".encode(), ":1: expected '<index>_<class>.png <class>'")])
 def test_an_unreadable_split_file_is_named_with_the_remedy(tmp_path, content, why):
     results, d = tmp_path / "results", toy_data([0, 1, 2] * 4)
     labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)

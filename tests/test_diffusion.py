@@ -953,6 +953,23 @@ def test_pandas_nullable_columns_are_read_and_sparse_matrices_refused_clearly():
         propagate(text, y, [0, 1, 2], k=5)
     with pytest.raises(ValueError, match=r"features is a scipy.sparse matrix: pass a dense array \(features.toarray"):
         propagate(scipy.sparse.csr_matrix(x), y, [0, 1, 2])
+    for sparse in (torch.tensor(x).to_sparse(), torch.tensor(x).to_sparse_csr()):
+        with pytest.raises(ValueError, match=r"features is a torch sparse tensor \(torch.sparse_\w+\): pass a dense "
+                                             r"one \(features.to_dense\(\)\)"):
+            propagate(sparse, y, [0, 1, 2])
+
+
+def test_one_column_features_on_the_dot_graph_are_warned_about():
+    """Unit descriptors of one column are +1 or -1: the dot graph cannot tell apart the points of one sign."""
+    x = np.r_[np.linspace(1, 2, 10), np.linspace(5, 6, 10)][:, None]
+    y, labeled = np.repeat([0, 1], 10), [0, 1, 10, 11]
+    for fit in (lambda: propagate(x, y, labeled, k=5), lambda: affinity_graph(x, 5)):
+        with pytest.warns(UserWarning, match="the features have one column: .* use graph='gaussian'"):
+            fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (propagate(x, y, labeled, k=5, graph="gaussian").pseudo_labels == y).all()
+        propagate(np.c_[x, x ** 2], y, labeled, k=5)  # two columns
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64, bool])

@@ -742,3 +742,20 @@ def test_a_call_whose_time_went_waiting_for_another_process_is_stopped_to_contin
               "--time-limit", "0.5"])
     assert stop.value.code == status
     assert ("run the same command again to continue" in capsys.readouterr().out) == waited
+
+
+def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
+    for split, count in (("train", 10), ("test", 2)):
+        for cls, colour in (("a", 0), ("b", 255)):
+            (tmp_path / "cifar10" / split / cls).mkdir(parents=True)
+            for k in range(count):
+                Image.fromarray(np.full((8, 8, 3), colour, np.uint8)).save(tmp_path / "cifar10" / split / cls
+                                                                           / f"{cls}{k}.png")
+    cfg = smoke("supervised", labels=4, unlabeled_size=10, test_size=None)
+    with pytest.raises(ValueError, match=r"cifar10: its images are 8x8 pixels, and cnn13 needs 12x12 or more: resize "
+                                         "them .*or use arch resnet18"):
+        run(cfg, data_root=tmp_path, results_dir=tmp_path / "results", progress=False)
+    record = run(replace(cfg, arch="resnet18", width=1.0), data_root=tmp_path, results_dir=tmp_path / "results",
+                 progress=False)  # the network it names takes them
+    assert record["n_labeled"] == 4
