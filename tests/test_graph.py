@@ -135,6 +135,23 @@ def test_approx_without_faiss_warns_and_is_exact(monkeypatch):
         graph.knn(x, 5, backend="faiss")
 
 
+@needs_faiss
+def test_approx_with_the_torch_search_asked_for_says_why_it_is_exact():
+    x = unit_points(60, 4)
+    with pytest.warns(UserWarning, match="approx=True needs backend 'faiss' or 'auto': using an exact torch search"):
+        D, I = graph.knn(x, 5, approx=True, backend="torch")
+    np.testing.assert_array_equal(I.numpy(), dense_knn(x, 5, "dot")[1])
+
+
+@needs_faiss
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_approx_on_cuda_points_with_a_cpu_only_faiss_names_faiss_gpu(monkeypatch):
+    monkeypatch.setattr(graph, "_faiss_gpu", lambda: False)
+    with pytest.warns(UserWarning, match="approx=True on CUDA points needs a faiss with GPU support"):
+        graph.knn(unit_points(60, 4).cuda(), 5, approx=True)
+
+
 def test_affinity_graph_matches_dense():
     x = unit_points(200, 8, seed=6)
     x[:20] *= -1  # some negative similarities: [.]_+ must clip them
