@@ -11,7 +11,7 @@ import argparse
 from datetime import datetime
 
 from lpnb.experiment import read_record
-from lpnb.tables import time_split
+from lpnb.tables import data_said, time_split
 
 
 def main():
@@ -28,7 +28,8 @@ def main():
         print(f"stage 1 (run {record['base_run']}) finished before these processes started: left out")
     epochs = {stage: sum(h["stage"] == stage for h in record["history"]) for stage in (1, 2)}
     print(f"{record['run_id']}: {record['preset']} preset, {record['n_train']} training images, "
-          f"{epochs[1]} + {epochs[2]} epochs, test error {record['test_error']:.2f}%, on {record['device']}")
+          f"{epochs[1]} + {epochs[2]} epochs, test error {record['test_error']:.2f}%, on {record['device']}; "
+          f"{data_said(record)}")
     try:
         print(time_split(record, args.wall, with_stage1).to_string(index=False))
     except ValueError as e:

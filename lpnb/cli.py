@@ -23,7 +23,7 @@ from lpnb import data as lpdata
 from lpnb.config import PRESETS, Config, make_config
 from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, load_record, run, trains_on_cpu
 from lpnb.notebook import output_dir
-from lpnb.tables import COMMITTED_PRESET, readme_with_status, status_table
+from lpnb.tables import COMMITTED_PRESET, data_said, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
 NONE_MEANS = {"unlabeled_size": "all", "test_size": "all", "lr_rampdown_epochs": "210/180 of a stage's epochs",
@@ -91,7 +91,8 @@ def _run(args):
         sys.exit(TIME_LIMIT_EXIT)
     top5 = f", top-5 {record['test_error_top5']:.2f}%" if cfg.dataset in ("cifar100", "miniimagenet") else ""
     print(f"{record['run_id']}: test error {record['test_error']:.2f}%{top5} ({record['n_labeled']} labeled, "
-          f"{record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']})")
+          f"{record['n_unlabeled']} unlabeled, {record['n_test']} test images; {record['device']}; "
+          f"{data_said(record)})")
 
 
 class NotebookFailed(RuntimeError):
@@ -289,10 +290,12 @@ def main(argv=None):
     p.add_argument("--data-root", type=_folder, default=None,
                    help="folder holding the dataset (torchvision files, <name>.tar.gz or <name>/)")
     p.add_argument("--results-dir", type=_folder, default=None,
-                   help="default: the repository's results/ ($LPNB_RESULTS_DIR; smoke: ~/.cache/lpnb/smoke/results)")
+                   help="default: $LPNB_RESULTS_DIR, else the repository's results/ (smoke: smoke/results in "
+                        "$LPNB_CACHE_DIR, default ~/.cache/lpnb)")
     p.add_argument("--force", action="store_true",
-                   help="recompute this run even if a record or checkpoint exists (its stage-1 run is kept: force "
-                        "that with --method supervised)")
+                   help="recompute this run even if a record or checkpoint exists (its stage-1 run, supervised or "
+                        "mt, is kept where it has a checkpoint, else retrained; force it with --method supervised "
+                        "or mt)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help=f"stop at the last epoch boundary that fits in MINUTES, checkpoint written, with exit status "
                         f"{TIME_LIMIT_EXIT}; the same command continues the run")
@@ -314,7 +317,7 @@ def main(argv=None):
     w.add_argument("--results-dir", type=_folder, default=None)
     w.add_argument("--executor", choices=("local", "slurm"), default="local")
     w.add_argument("--workers", type=int,
-                   help="local: runs at a time (default and most: visible GPUs times --per-gpu; 1 on a CPU)")
+                   help="local: runs at a time (default: visible GPUs times --per-gpu, and no more; 1 on a CPU)")
     w.add_argument("--per-gpu", type=int, help="local: runs sharing one GPU (default 1)")
     w.add_argument("--partition", help="slurm: the partition (default: the cluster's)")
     w.add_argument("--timeout-min", type=int, help="slurm: minutes per job before it is requeued (default 60)")

@@ -49,6 +49,13 @@ def from_class_folders(data):
     return data.startswith("cifar") and data.endswith((".tar.gz", "cifar10", "cifar100"))
 
 
+def data_said(record):
+    """"data: ..." for a line that reports a record's number: its data, with a note where it is CIFAR from
+    class-folder images (the project's copies are JPEG, quality 95); empty for a record without its data."""
+    data = record.get("data")
+    return f"data: {data}{' (the project CIFAR copies: JPEG, quality 95)' * from_class_folders(data)}" if data else ""
+
+
 def provenance(records):
     """A sentence saying what produced these records, and whether it is the paper's protocol."""
     if not records:

@@ -29,7 +29,7 @@ methods = ["supervised", "network", "lp", "mt", "mt+lp"]
 splits = None        # 3: splits 0-2; "0,2": those split numbers; None: 10 (paper preset), 3 (cpu), 1 (smoke)
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (recorded runs are reused)
+results_dir = None   # None: $LPNB_RESULTS_DIR, else the repository's results/ (smoke: a cache folder); runs reused
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
                      # the runs already recorded (and list the missing ones)

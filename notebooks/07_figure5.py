@@ -29,7 +29,7 @@ split = 0
 figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (recorded runs are reused)
+results_dir = None   # None: $LPNB_RESULTS_DIR, else the repository's results/ (smoke: a cache folder); runs reused
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train the run if missing, unless at the paper preset without CUDA; False: never
 

@@ -24,7 +24,7 @@ splits = None        # 3: splits 0-2; "0,2": those split numbers; None: 10 (pape
 figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
-results_dir = None   # None: the repository's results/ (recorded runs are reused)
+results_dir = None   # None: $LPNB_RESULTS_DIR, else the repository's results/ (smoke: a cache folder); runs reused
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train missing runs, unless at the paper preset without CUDA; False: only show
                      # the runs already recorded (and list the missing ones)

@@ -32,7 +32,7 @@ n_images = 12
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 download = True      # no CIFAR-10 copy found: fetch torchvision's (170 MB) into the data root
-results_dir = None   # None: the repository's results/ (recorded runs are reused)
+results_dir = None   # None: $LPNB_RESULTS_DIR, else the repository's results/ (smoke: a cache folder); runs reused
 device = "auto"      # auto | cpu | cuda
 train = None         # None: train the run if missing, unless at the paper preset without CUDA; False: never
 

@@ -744,7 +744,7 @@ def test_a_call_whose_time_went_waiting_for_another_process_is_stopped_to_contin
     assert ("run the same command again to continue" in capsys.readouterr().out) == waited
 
 
-def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, monkeypatch):
+def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
     for split, count in (("train", 10), ("test", 2)):
         for cls, colour in (("a", 0), ("b", 255)):
@@ -759,3 +759,10 @@ def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, 
     record = run(replace(cfg, arch="resnet18", width=1.0), data_root=tmp_path, results_dir=tmp_path / "results",
                  progress=False)  # the network it names takes them
     assert record["n_labeled"] == 4
+    from lpnb.cli import main
+
+    main(["run", "--preset", "smoke", "--method", "supervised", "--labels", "4", "--unlabeled-size", "10",
+          "--device", "cpu", "--arch", "resnet18", "--width", "1", "--data-root", str(tmp_path), "--results-dir",
+          str(tmp_path / "results")])  # recorded: read, and said with its data
+    assert re.search(r"test images; cpu .*; data: cifar10 from cifar10 \(the project CIFAR copies: JPEG, quality "
+                     r"95\)\)\n$", capsys.readouterr().out)

@@ -460,6 +460,8 @@ def test_provenance_says_what_made_the_records(data, jpeg):
     assert ("JPEG (quality 95)" in text) == jpeg and "NOT the paper's protocol" in text
     assert "NOT the paper's" not in tables.provenance([{**records[0], "preset": "paper"}])
     assert tables.provenance([]).startswith("No runs recorded")
+    assert tables.data_said(records[0]) == f"data: {data}" + " (the project CIFAR copies: JPEG, quality 95)" * jpeg
+    assert tables.data_said({}) == ""
 
 
 def test_standin_records_say_their_data_was_generated(tmp_path):
