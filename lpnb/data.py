@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import re
 import sys
 import tarfile
 import tempfile
@@ -302,8 +303,9 @@ def atomic_write(path, write) -> None:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):  # gone if the signal came just after os.replace
             os.unlink(tmp)
-        full = (isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "free space" in str(e))
-                or type(e) is RuntimeError)  # numpy: "Not enough free space"; torch.save: a bare RuntimeError
+        full = (isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "free space" in str(e)
+                                             or re.fullmatch(r"\d+ requested and \d+ written", str(e)))
+                or type(e) is RuntimeError)  # numpy: "Not enough free space", a short write; torch.save: RuntimeError
         if not full:
             raise
         raise type(e)(f"writing {path} failed ({e}); the file as it was is kept. If the disk is full, free space, "

@@ -76,7 +76,7 @@ def plan(cells, results_dir):
     jobs = {}
     for cfg in cells:
         rid = run_id(cfg)
-        if (runs / rid / "record.json").exists():
+        if (runs / rid / "record.json").exists() and not (runs / rid / RETRAINING).exists():  # else being retrained
             read_record(runs / rid / "record.json")  # a corrupt one is named with its remedy, not counted as done
             continue
         after, base = None, base_config(cfg)

@@ -457,6 +457,7 @@ def test_a_killed_cache_write_leaves_no_temporary_files_for_long(tmp_path):
 
 
 @pytest.mark.parametrize("error", [OSError(28, "No space left on device"), OSError("Not enough free space"),
+                                   OSError("9216000 requested and 5242752 written"),  # numpy's short write
                                    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")])
 def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
     path = tmp_path / "record.json"
