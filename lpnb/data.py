@@ -326,9 +326,10 @@ def _fsync_folder(folder):
 
 
 @contextlib.contextmanager
-def locked(path, waiting=None):
+def locked(path, waiting=None, timeout=None):
     """Hold an exclusive lock (flock) on the file `path` (created if missing), waiting for another process's;
-    `waiting` is printed when it has to wait. Yields whether it waited. Not on a system without fcntl (not POSIX)."""
+    `waiting` is printed when it has to wait; with `timeout` (seconds), a lock still held after that long raises
+    TimeoutError. Yields whether it waited. Not on a system without fcntl (not POSIX)."""
     with open(path, "a") as f:
         waited = False
         if fcntl is not None:
@@ -337,9 +338,23 @@ def locked(path, waiting=None):
             except BlockingIOError:
                 if waiting:
                     print(waiting, file=sys.stderr, flush=True)
-                fcntl.flock(f, fcntl.LOCK_EX)
                 waited = True
+                if timeout is None:
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                else:
+                    _lock_by(f, time.monotonic() + timeout, path)
         yield waited
+
+
+def _lock_by(f, deadline, path):
+    """Take the lock on the open file f, trying every second until `deadline` (time.monotonic()), then TimeoutError."""
+    while True:
+        try:
+            return fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{path} is still locked by another process") from None
+            time.sleep(min(1.0, max(0.01, deadline - time.monotonic())))
 
 
 def write_text(path, text) -> None:

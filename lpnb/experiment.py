@@ -14,6 +14,7 @@ Stage 1 is shared: the stage-2 methods (`network`, `lp`, `gtg`) start from the f
 fully supervised baseline and Mean Teacher are exactly the stage 1 of the methods built on
 them, and Table 1's six rows train stage 1 once.
 """
+import contextlib
 import functools
 import hashlib
 import json
@@ -50,14 +51,15 @@ class TimeLimitReached(Exception):
     continues it."""
 
     def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False, progressed=None, expected=0.0):
-        done = (f"after {epoch} of {epochs} epochs of stage {stage}, its checkpoint written" if trained else
+        done = ("while another process trained it (this call waited for its lock)" if stage is None else
+                f"after {epoch} of {epochs} epochs of stage {stage}, its checkpoint written" if trained else
                 f"before epoch {epoch} of {epochs} of stage {stage}: too little time was left to train it")
         again = "the same command without --force (in Python, force=False)" if forced else "the same command"
         super().__init__(f"{run_id}: stopped at the time limit {done}; run {again} again to continue")
         self.run_id, self.stage, self.epoch, self.epochs, self.trained = run_id, stage, epoch, epochs, trained
         self.where = done
-        # this call trained an epoch (of any stage), or waited while another process trained the run: either way
-        # the same call again gets further
+        # this call trained an epoch (of any stage), or waited while another process trained one of its runs
+        # (stage None: stopped waiting): either way the same call again gets further
         self.progressed = trained if progressed is None else progressed
         self.expected = expected  # seconds the epoch not started was expected to take (0: no epoch timed yet)
 
@@ -74,6 +76,7 @@ class TimeBudget:
     """The time limit of one call of `run`, shared by the stage-1 run it trains first."""
     deadline: float       # a `clock()` time
     epochs: list = field(default_factory=list)  # (seconds, steps) of each epoch trained so far in this call
+    waited: bool = False  # this call waited for another process training one of its runs (which got further)
 
 
 def default_results_dir(preset=None):
@@ -285,7 +288,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         Minutes this call may take (a runtime setting, not part of the run): it stops at the last
         epoch boundary that fits, judged by the epochs this call has trained (`train_stage`), with
         the checkpoint written, and raises `TimeLimitReached`; the same call again continues the run
-        and ends with the record an uninterrupted run writes.
+        and ends with the record an uninterrupted run writes. A wait for another process that trains
+        the run (or its stage-1 run) ends at the limit too.
     require_checkpoint : bool
         Retrain a finished run that has no checkpoint (a stage-2 run starts from its stage-1 run's
         checkpoint; committed records carry none).
@@ -342,14 +346,12 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
     if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
         return record
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(run_dir / ".lock", run_id(cfg)) as waited:
+    with _locked(run_dir / ".lock", run_id(cfg), budget):
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited
         try:
             return _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading)
         except TimeLimitReached as stop:
-            # the time went waiting while another process trained the run: the next call gets further
-            stop.progressed = stop.progressed or waited
             if not force:
                 raise
             raise TimeLimitReached(stop.run_id, stop.stage, stop.epoch, stop.epochs, stop.trained,
@@ -359,9 +361,20 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
 RETRAINING = ".retraining"  # in a run's folder: its record is of an earlier training, its checkpoint of a new one
 
 
-def _locked(path, rid):
-    """Hold an exclusive lock on `path` while a run trains, waiting for another process's."""
-    return lpdata.locked(path, f"{rid}: another process is training this run; waiting for it")
+@contextlib.contextmanager
+def _locked(path, rid, budget=None):
+    """Hold an exclusive lock on `path` while a run trains, waiting for another process's: with a time
+    budget, until its deadline (then TimeLimitReached). A wait counts as progress of the call (`TimeBudget`)."""
+    timeout = None if budget is None else max(0.0, budget.deadline - clock())
+    with contextlib.ExitStack() as stack:
+        try:
+            waited = stack.enter_context(lpdata.locked(path, f"{rid}: another process is training this run; "
+                                                             "waiting for it", timeout))
+        except TimeoutError:
+            raise TimeLimitReached(rid, None, 0, 0, trained=False, progressed=True) from None
+        if waited and budget is not None:
+            budget.waited = True
+        yield waited
 
 
 def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading=0.0):
@@ -471,7 +484,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
         if clock() + expected > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
-                                   progressed=bool(budget.epochs), expected=expected)
+                                   progressed=bool(budget.epochs) or budget.waited, expected=expected)
         started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:

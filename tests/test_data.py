@@ -1145,6 +1145,28 @@ def test_a_split_asked_for_wrongly_is_refused_by_name(tmp_path):
     assert not (tmp_path / "splits").exists()
 
 
+def test_locked_gives_up_at_its_timeout(tmp_path):
+    path, holding, release = tmp_path / ".lock", threading.Event(), threading.Event()
+
+    def hold():
+        with data.locked(path):
+            holding.set()
+            release.wait(60)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(60)
+    for timeout in (0, 0.2):
+        with pytest.raises(TimeoutError, match=f"{path} is still locked by another process"):
+            with data.locked(path, timeout=timeout):
+                pytest.fail("locked while another holds it")
+    threading.Timer(0.3, release.set).start()
+    with data.locked(path, timeout=60) as waited:  # let go before the timeout: taken
+        assert waited is True
+    holder.join(10)
+    with data.locked(path, timeout=0) as waited:  # free: taken at once
+        assert waited is False
+
+
 def test_locked_says_whether_it_waited_for_another_holder(tmp_path):
     path, got = tmp_path / ".lock", []
 

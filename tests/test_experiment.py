@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import replace
@@ -708,9 +709,9 @@ def test_set_up_time_leaves_out_the_wait_for_another_process(env, monkeypatch):
                                                          strftime=time.strftime))
 
     @contextlib.contextmanager
-    def slow_to_get(path, rid):  # another process trains this run for an hour first
+    def slow_to_get(path, rid, budget=None):  # another process trains this run for an hour first
         waited[0] += 3600.0
-        with locked(path, rid):
+        with locked(path, rid, budget):
             yield
     monkeypatch.setattr(experiment, "_locked", slow_to_get)
     record = run(smoke("supervised", epochs_stage1=1), data_root=root, results_dir=results, progress=False)
@@ -730,10 +731,11 @@ def test_a_call_whose_time_went_waiting_for_another_process_is_stopped_to_contin
     locked = experiment._locked
 
     @contextlib.contextmanager
-    def got_late(path, rid):
-        with locked(path, rid):
+    def got_late(path, rid, budget=None):
+        with locked(path, rid, budget):
             later = experiment.clock() + 60
             monkeypatch.setattr(experiment, "clock", lambda: later)
+            budget.waited = waited  # as the real lock says
             yield waited
     monkeypatch.setattr(experiment, "_locked", got_late)
     with pytest.raises(SystemExit) as stop:
@@ -742,6 +744,51 @@ def test_a_call_whose_time_went_waiting_for_another_process_is_stopped_to_contin
               "--time-limit", "0.5"])
     assert stop.value.code == status
     assert ("run the same command again to continue" in capsys.readouterr().out) == waited
+
+
+def lp_call(root, results, minutes):
+    """`lpnb run` of smoke("lp") with a time limit; returns its exit status."""
+    from lpnb.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--preset", "smoke", "--method", "lp", "--labels", "50", "--unlabeled-size", "200", "--test-size",
+              "100", "--device", "cpu", "--data-root", str(root), "--results-dir", str(results), "--time-limit",
+              str(minutes)])
+    return stop.value.code
+
+
+def test_a_call_that_waited_for_another_process_training_its_stage_1_run_is_stopped_to_continue(
+        env, tmp_path, monkeypatch, capsys):
+    """Its time went waiting for the stage-1 run that another process trained; no time is left for stage 2: it
+    stops to be run again (exit 3; SLURM requeues it), as the next call starts stage 2 at once."""
+    root, results = env
+    trained = run(smoke("supervised"), data_root=root, results_dir=tmp_path / "elsewhere", progress=False)
+    base = results / "runs" / trained["run_id"]
+    base.mkdir(parents=True)
+    now, blocked, lock_by = [0.0], threading.Event(), experiment.lpdata._lock_by
+    monkeypatch.setattr(experiment, "clock", lambda: now[0])
+    monkeypatch.setattr(experiment.lpdata, "_lock_by", lambda *args: blocked.set() or lock_by(*args))
+
+    def the_other_process():  # trains the stage-1 run for a minute, then lets go
+        with experiment.lpdata.locked(base / ".lock"):
+            blocked.wait(60)
+            for name in ("record.json", "checkpoint.pt"):
+                shutil.copy(tmp_path / "elsewhere" / "runs" / trained["run_id"] / name, base / name)
+            now[0] += 60
+    other = threading.Thread(target=the_other_process)
+    other.start()
+    assert lp_call(root, results, 0.5) == 3
+    other.join()
+    assert "stopped at the time limit before epoch 0 of 2 of stage 2" in capsys.readouterr().out
+
+
+def test_a_call_stops_waiting_for_another_process_at_its_time_limit(env, capsys):
+    root, results = env
+    base = results / "runs" / run_id(smoke("supervised"))
+    base.mkdir(parents=True)
+    with experiment.lpdata.locked(base / ".lock"):  # another process trains the stage-1 run, for longer
+        assert lp_call(root, results, 0.01) == 3
+    assert "stopped at the time limit while another process trained it" in capsys.readouterr().out
 
 
 def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, monkeypatch, capsys):
