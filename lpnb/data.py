@@ -528,15 +528,14 @@ def _read_class_folders(name, path):
     for split in ("train", "test"):
         entries = sorted(items[split], key=lambda e: e[:2])
         numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdecimal()]
-        if (split == "train" and len(entries) / 2 < len(numbers) < len(entries) and len(set(numbers)) == len(numbers)
-                and max(numbers) < len(entries)):  # indices, as far as they go
+        distinct = split == "train" and len(set(numbers)) == len(numbers) > 0  # perhaps their indices
+        if distinct and len(entries) / 2 < len(numbers) < len(entries) and max(numbers) < len(entries):
             others = [f"train/{cls}/{fname}" for cls, fname, _ in entries if not Path(fname).stem.isdecimal()]
             raise ValueError(f"{path}: the training images are named by their index except {', '.join(others[:3])}"
                              f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}: remove those (copies?), "
                              "or give every file a name that is not a number (the images are then ordered by class "
                              "and file name)")
-        if (split == "train" and len(numbers) == len(entries) and len(set(numbers)) == len(numbers)
-                and max(numbers) < 2 * len(numbers)):  # more numbers missing than there are images: ids, not indices
+        if distinct and len(numbers) == len(entries) and max(numbers) < 2 * len(numbers):  # (spread wider: ids)
             _check_indices(path, numbers)  # named by their index, which split files name: no gap may shift them
             entries = sorted(entries, key=lambda e: int(Path(e[1]).stem))
         arrays += [np.stack([im for _, _, im in entries]),

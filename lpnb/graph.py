@@ -359,9 +359,13 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     if backend == "auto":
         backend = "faiss" if faiss is not None and (not x.is_cuda or _faiss_gpu()) else "torch"
     if approx and backend == "torch":
-        _warn("approx=True " + ("needs faiss (pip install faiss-cpu)" if faiss is None else
-                                "on CUDA points needs a faiss with GPU support (conda's faiss-gpu), not this one"
-                                if x.is_cuda else "needs backend 'faiss' or 'auto'") + ": using an exact torch search")
+        if faiss is None:
+            why = "needs faiss (pip install faiss-cpu)"
+        elif x.is_cuda:
+            why = "on CUDA points needs a faiss with GPU support (conda's faiss-gpu), not this one"
+        else:
+            why = "needs backend 'faiss' or 'auto'"
+        _warn(f"approx=True {why}: using an exact torch search")
         approx = False
     if len(q) == 0:  # no queries: no neighbours (the torch search has no block to concatenate)
         return x.new_empty(0, k), torch.empty(0, k, dtype=torch.int64, device=x.device)

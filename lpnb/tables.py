@@ -234,6 +234,11 @@ def announce_training(cfgs, results_dir=None):
     print(line, flush=True)
 
 
+def _minutes(timings):
+    """The minutes of a record's timings: its own stage's parts (a stage-1 run's that it nests left out)."""
+    return sum(v for v in timings.values() if isinstance(v, (int, float))) / 60
+
+
 def training_time(cfgs, results_dir):
     """About how long training `cfgs` takes, with the stage-1 runs they continue that have no checkpoint in
     results_dir (trained first, each once), as a phrase: the sum of each run's median time over the runs
@@ -248,9 +253,8 @@ def training_time(cfgs, results_dir):
             continue  # a corrupt record: the run that reads it says so
         if not isinstance(timings := r.get("timings"), dict):
             continue
-        minutes = sum(v for v in timings.values() if isinstance(v, (int, float))) / 60  # its own stage only
         like.setdefault((r["preset"], r["dataset"], r["method"]), {}).setdefault(r["labels"], {})[r["run_id"]] = (
-            minutes, r["device"])
+            _minutes(timings), r["device"])
     runs = {run_id(cfg): cfg for cfg in cfgs}
     for base in filter(None, map(base_config, cfgs)):
         if not (Path(results_dir) / "runs" / run_id(base) / "checkpoint.pt").exists():
@@ -519,14 +523,12 @@ def run_times(records):
     """Minutes per run, median over the runs of each (preset, dataset, labels, method, device): stage 1 and
     stage 2 (training, test evaluations, descriptor passes, k-NN + diffusion); runs on other hardware are
     other rows."""
-    def minutes(t):
-        return sum(v for v in t.values() if isinstance(v, (int, float))) / 60
     rows = []
     for r in {r["run_id"]: r for r in records}.values():  # each run once; a stage-2 record nests its stage-1's timings
         stage1 = r["timings"]["stage1"] if r["base_run"] else r["timings"]
         rows.append({"preset": r["preset"], "dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"],
-                     "method": _name(r), "stage 1 (min)": minutes(stage1),
-                     "stage 2 (min)": minutes(r["timings"]) if r["base_run"] else 0.0, "device": r["device"]})
+                     "method": _name(r), "stage 1 (min)": _minutes(stage1),
+                     "stage 2 (min)": _minutes(r["timings"]) if r["base_run"] else 0.0, "device": r["device"]})
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
