@@ -204,9 +204,11 @@ def _check_values(cfg):
            f"true, false, None (CUDA only) or a torch.compile mode {COMPILE_MODES}", cfg.compile)
     if cfg.device != "auto":
         try:
-            torch.device(cfg.device)
+            kind = torch.device(cfg.device).type
         except RuntimeError:
-            _check(False, "device", "'auto', 'cpu', 'cuda' or 'cuda:<index>'", cfg.device)
+            kind = None
+        _check(kind in ("cpu", "cuda"), "device", "'auto', 'cpu', 'cuda' or 'cuda:<index>' (lpnb trains on those)",
+               cfg.device)
 
 
 def resolve(cfg):

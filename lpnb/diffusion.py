@@ -99,7 +99,7 @@ def _unscored_message(Wn, scores, unscored, idx, alpha, n_iter, max_iter):
         tied = unscored & scores.any(1)
         _, component = scipy.sparse.csgraph.connected_components(to_scipy(Wn), directed=False)
         no_label = unscored & ~tied & ~np.isin(component, component[idx])
-        reach = (f"raise max_iter={max_iter}" if n_iter >= max_iter else
+        reach = (f"raise max_iter={max_iter}, a run's cg_iters" if n_iter >= max_iter else
                  "it met its tolerance first: a larger k, or more labels, shortens the paths")
         why = [f"{int(points.sum())} {text}" for points, text in [
             (no_label, "in a part of the graph without labels"),

@@ -241,8 +241,15 @@ def build_trainer(cfg, run_data, device):
                          f"and cnn13 needs {CNN13.MIN_SIZE}x{CNN13.MIN_SIZE} or more: resize them (32x32, as CIFAR's), "
                          "or use arch resnet18")
     torch.manual_seed(cfg.seed)  # the initial weights
-    model = build_model(cfg.arch, len(data.classes), width=cfg.width, in_channels=data.train_images.shape[-1],
-                        l2_normalize=not cfg.method.startswith("mt"), two_heads=cfg.method.startswith("mt"))
+    try:
+        model = build_model(cfg.arch, len(data.classes), width=cfg.width, in_channels=data.train_images.shape[-1],
+                            l2_normalize=not cfg.method.startswith("mt"), two_heads=cfg.method.startswith("mt"))
+    except (MemoryError, RuntimeError) as e:  # torch's allocator: "can't allocate memory"
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise ValueError(f"config field width={cfg.width}: the network's weights do not fit in this machine's memory "
+                         f"({str(e)[:200]}). The paper's network is width 1 (3.1M parameters); the parameters grow "
+                         "as width squared.") from None
     labels = np.asarray(data.train_labels[run_data.train_index], dtype=np.int64)
     return Trainer(cfg, model, lpdata.to_device(data.train_images[run_data.train_index], device),
                    torch.as_tensor(labels, device=device), torch.as_tensor(run_data.labeled, device=device),

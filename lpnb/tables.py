@@ -35,6 +35,7 @@ TABLES = {  # the cells of the paper's tables: datasets, label counts and rows (
     3: {"datasets": ["cifar100", "miniimagenet"], "labels": [4000, 10000],
         "rows": [dict(method=m) for m in ("supervised", "lp", "mt", "mt+lp")]},
 }
+NO_RECORD = "no run recorded here of the cells selected (not run yet, or none selected)"
 TABLES_DATASETS = list(dict.fromkeys(d for t in TABLES.values() for d in t["datasets"]))
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "miniimagenet": "Mini-ImageNet",
                  "fashion-mnist": "Fashion-MNIST"}
@@ -102,15 +103,21 @@ def mean_std(mean, std, splits):
     return f"{mean:.2f}" + (f" ± {std:.2f}" if splits > 1 else "")
 
 
+def _says(text):
+    """A one-cell table holding `text`: what a notebook shows where a table has no row, instead of pandas'
+    "Empty DataFrame" and its columns."""
+    return pd.DataFrame({"": [text]}, index=[""])
+
+
 def side_by_side(table, rows=None):
     """The paper's layout: a row per method (the paper's names), a column per (dataset, labels, metric),
     'ours ± std (paper)' (the std only over two or more splits); a cell without a record reads 'not run'.
     `rows` (the notebook's, dicts of method and weights) are shown even without any record; without them a
     method with no record at all has no row."""
     names = list(dict.fromkeys(row_name(**row) for row in rows or []))
-    if table.empty:  # shown as such, not as pandas' "Empty DataFrame" and its columns
-        return pd.DataFrame({"": ["not run"] * len(names) or ["not run: no record of the cells selected"]},
-                            index=names or [""])
+    if table.empty:
+        return pd.DataFrame({"": ["not run"] * len(names)}, index=names) if names else \
+            _says(f"not run: {NO_RECORD}")
 
     def cell(r):
         paper = "" if pd.isna(r.get("paper_mean")) else f" ({r.paper_mean:.2f})"
@@ -368,7 +375,7 @@ def _name(record):
 def per_split(records):
     """Test error (%) of every run: a row per (dataset, labels, method), a column per split."""
     if not records:
-        return pd.DataFrame()
+        return _says(NO_RECORD)
     df = pd.DataFrame([{"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "method": _name(r),
                         "split": r["split"], "error": r["test_error"]} for r in records])
     table = df.pivot_table(index=["dataset", "labels", "method"], columns="split", values="error", sort=False)
@@ -393,10 +400,11 @@ def compare(records, row, baseline, paper_csv=None):
     name, other = row_name(**_row(row)), row_name(**_row(baseline))
     cells = sorted(set(ours) & set(theirs))
     if absent := [n for n, e in ((name, ours), (other, theirs)) if not e]:
-        return pd.DataFrame(), (f"No comparison of {name} with {other}: {' and '.join(absent)} "
-                                f"{'has' if len(absent) == 1 else 'have'} no run here (not selected, or not run yet).")
+        text = (f"No comparison of {name} with {other}: {' and '.join(absent)} "
+                f"{'has' if len(absent) == 1 else 'have'} no run here (not selected, or not run yet).")
+        return _says(text), text
     if not cells:
-        return pd.DataFrame(), f"{name} and {other} share no recorded split yet."
+        return _says(text := f"{name} and {other} share no recorded split yet."), text
     diff = pd.DataFrame([{"dataset": DATASET_NAMES[d], "labels": n, "split": s,
                           "difference": ours[d, n, s] - theirs[d, n, s]} for d, n, s in cells])
     d = diff.difference
@@ -458,7 +466,9 @@ def pseudo_label_progress(records, method="lp"):
             rows.append({"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "split": r["split"],
                          "ours, first epoch": first["pseudo_label_acc"], "ours, last epoch": last["pseudo_label_acc"],
                          "network, first epoch": first["network_acc"], "network, last epoch": last["network_acc"]})
-    return pd.DataFrame(rows).set_index(["dataset", "labels", "split"]).round(1) if rows else pd.DataFrame()
+    if not rows:
+        return _says(f"no stage-2 run of {row_name(method)} recorded here (not selected, or not run yet)")
+    return pd.DataFrame(rows).set_index(["dataset", "labels", "split"]).round(1)
 
 
 def pseudo_label_accuracy(record):
@@ -530,7 +540,7 @@ def run_times(records):
                      "method": _name(r), "stage 1 (min)": _minutes(stage1),
                      "stage 2 (min)": _minutes(r["timings"]) if r["base_run"] else 0.0, "device": r["device"]})
     if not rows:
-        return pd.DataFrame()
+        return _says(NO_RECORD)
     df = pd.DataFrame(rows)
     return (df.groupby(["preset", "dataset", "labels", "method", "device"], sort=False)
               .agg(**{"runs": ("labels", "size"), "stage 1 (min)": ("stage 1 (min)", "median"),

@@ -17,7 +17,8 @@
 # trained with pseudo-labels from diffusion (eq. 7) with and without the per-image weights
 # $\omega_i$ (eq. 11) and the per-class weights $\zeta_j$, and with pseudo-labels from GTG
 # or from the network itself (eq. 1), all with both weights. All six rows share one
-# supervised stage 1 per split. Writes `results/table1.csv`.
+# supervised stage 1 per split. Writes `results/table1.csv` (other parameters: the folder
+# it prints).
 #
 # The committed outputs are those of the `cpu` preset, computed from its run records under
 # `results/runs/`; the lines printed below name the runs, preset, splits, hardware and data.

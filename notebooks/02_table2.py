@@ -17,8 +17,8 @@
 # images, pseudo-labels from the network (eq. 1) with our weights, ours (diffusion, eq. 7,
 # with weights), Mean Teacher, and Mean Teacher + ours. `papermill notebooks/02_table2.ipynb
 # out.ipynb -p labels 1000` runs the 1000-label column only. Writes the cells it ran into
-# `results/table2.csv` (the file's other cells are kept); the rows the paper copies from
-# prior work are in `results/paper/table2.csv`.
+# `results/table2.csv`, keeping the file's other cells (other parameters: the folder it
+# prints); the rows the paper copies from prior work are in `results/paper/table2.csv`.
 #
 # The committed outputs are those of the `cpu` preset, computed from its run records under
 # `results/runs/`; the lines printed below name the runs, preset, splits, hardware and data.

@@ -17,7 +17,7 @@
 # (13-layer network) and Mini-ImageNet (ResNet-18, top-1 and top-5 error). Mini-ImageNet
 # must be supplied by the user (class folders + Ravi & Larochelle csv files under
 # `<data_root>/miniimagenet/`); where it is missing its columns are skipped and say so.
-# Writes `results/table3.csv`.
+# Writes `results/table3.csv` (other parameters: the folder it prints).
 #
 # The committed outputs are those of the `cpu` preset, computed from its run records under
 # `results/runs/`; the lines printed below name the runs, preset, splits, hardware and data.

@@ -17,7 +17,7 @@
 # Learning* (CVPR 2019): 300 points on three interleaved spiral arms, a few of them
 # labeled. Labels are propagated over a k-NN graph of the points (eq. 10) and every
 # unlabeled point gets a pseudo-label and a certainty weight $\omega_i$ (eq. 11).
-# Writes `figures/figure1.pdf` and `figures/figure1.png`.
+# Writes `figures/figure1.pdf` and `figures/figure1.png` (other parameters: the folder it prints).
 
 # %% tags=["parameters"]
 seed = 0            # seeds the toy data and the choice of labeled points
@@ -56,7 +56,8 @@ fig
 # Top: the labeled points (triangles) in their class colour, the unlabeled ones in gray.
 # Bottom: the pseudo-labels found by diffusion; the area of each circle is proportional
 # to $\omega_i = 1 - H(\hat z_i) / \log c$, normalised by its maximum. Propagation
-# follows the arms rather than Euclidean proximity, so a few labels per class suffice.
+# follows the arms rather than Euclidean proximity: the line printed above says how many of
+# the unlabeled points it labels correctly from `n_labeled` labels per class.
 #
 # ## What we see
 #

@@ -15,7 +15,8 @@
 #
 # Regenerates Figure 3 of Iscen et al., *Label Propagation for Deep Semi-supervised
 # Learning* (CVPR 2019): the toy data of Figure 1 (`04_figure1`), propagated once per
-# number of labeled points per class. Writes `figures/figure3.pdf` and `figures/figure3.png`.
+# number of labeled points per class. Writes
+# `figures/figure3.pdf` and `figures/figure3.png` (other parameters: the folder it prints).
 
 # %% tags=["parameters"]
 seed = 0                      # seeds the toy data and the choice of labeled points

@@ -17,7 +17,7 @@
 # unlabeled CIFAR-10 images at every epoch of stage 2, from diffusion (eq. 7) and from the
 # network's own predictions (eq. 1) on the same descriptor pass. Both come from the record
 # of our method's run with 500 labels (the run Table 1 also uses). Writes
-# `figures/figure4.{pdf,png}`.
+# `figures/figure4.{pdf,png}` (other parameters: the folder it prints).
 #
 # The committed figure is drawn from the run at the paper's full protocol once it is recorded,
 # as the paper's is, and from the `cpu` preset's run until then: the line printed above the

@@ -17,7 +17,7 @@
 # $\omega_i$ (eq. 11) of the unlabeled CIFAR-10 images (500 labels) at the first epoch of
 # stage 2 and at its middle (epoch 90 of 180 in the paper), split by whether the pseudo-label
 # is correct (blue) or not (red, stacked on the blue). From the record of our method's run. Writes
-# `figures/figure5.{pdf,png}`.
+# `figures/figure5.{pdf,png}` (other parameters: the folder it prints).
 #
 # The committed figure is drawn from the run at the paper's full protocol once it is recorded,
 # as the paper's is, and from the `cpu` preset's run until then: the line printed above the

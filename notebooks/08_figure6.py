@@ -15,7 +15,8 @@
 #
 # Regenerates Figure 6 of Iscen et al. (CVPR 2019) from the runs of Table 2 (the same
 # records): the test error of each method against the number of labeled images, with
-# the paper's numbers as dashed lines. Writes `figures/figure6.{pdf,png}`.
+# the paper's numbers as dashed lines. Writes
+# `figures/figure6.{pdf,png}` (other parameters: the folder it prints).
 
 # %% tags=["parameters"]
 labels = [500, 1000, 2000, 4000]

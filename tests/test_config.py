@@ -35,7 +35,8 @@ def test_wrong_types_are_rejected(field, value):
     ("alpha", 1.0), ("alpha", -0.1), ("alpha", math.nan), ("lr", -0.1), ("lr", math.inf), ("momentum", 1.0),
     ("weight_decay", -1e-4), ("ema_decay", 1.5), ("consistency", -1.0), ("consistency_rampup", math.nan),
     ("logit_distance_cost", -0.01), ("lr_rampdown_epochs", 0.0), ("hist_epochs", (0, 2)), ("hist_epochs", (-1,)),
-    ("arch", "vgg"), ("knn", "fast"), ("compile", "fast"), ("device", "tpu0"), ("momentum", 0.0),
+    ("arch", "vgg"), ("knn", "fast"), ("compile", "fast"), ("device", "tpu0"), ("device", "mps"),
+    ("device", "meta"), ("momentum", 0.0),
 ])
 def test_degenerate_settings_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"config field {field} must be"):

@@ -188,7 +188,8 @@ def test_points_beyond_the_solves_reach_or_tied_are_told_apart_from_parts_withou
                                          r"tolerance first: a larger k, or more labels, shortens the paths\)\. They"):
         res = propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=1000)
     assert res.n_iter == 100 and np.array_equal(np.flatnonzero(res.scored), np.r_[0:101, 299:400])  # 100 edges
-    with pytest.warns(UserWarning, match=r": 378 farther .* 10 iterations reach \(raise max_iter=10\)\. They"):
+    with pytest.warns(UserWarning, match=r": 378 farther .* 10 iterations reach \(raise max_iter=10, a run's "
+                                         r"cg_iters\)\. They"):
         propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=10)
     with pytest.warns(UserWarning, match=r"^8 of the 8 unlabeled points have edges but no pseudo-label: 8 with equal "
                                          r"scores for every class\. They"):

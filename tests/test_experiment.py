@@ -791,6 +791,19 @@ def test_a_call_stops_waiting_for_another_process_at_its_time_limit(env, capsys)
     assert "stopped at the time limit while another process trained it" in capsys.readouterr().out
 
 
+def test_a_network_too_wide_for_memory_is_named_by_its_width(env, monkeypatch):
+    root, results = env
+    cfg = smoke("supervised", width=3e4)  # its second convolution alone: 530 TB, more than any address space
+
+    def allocation_fails(*args, **kwargs):  # what torch raises there, without the seconds it spends on the first layer
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 530841600000000 bytes. Error code 12 (Cannot allocate memory)")
+    monkeypatch.setattr(experiment, "build_model", allocation_fails)
+    with pytest.raises(ValueError, match=r"config field width=30000.0: the network's weights do not fit in this "
+                                         r"machine's memory \(.*can't allocate.*\)\. The paper's network is width 1"):
+        run(cfg, data_root=root, results_dir=results, progress=False)
+
+
 def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
     for split, count in (("train", 10), ("test", 2)):

@@ -139,7 +139,7 @@ def record(labels, method, error, preset="cpu", dataset="cifar10", use_omega=Tru
 
 
 def test_no_record_at_all_reads_not_run_and_a_long_list_of_runs_to_do_is_cut(capsys):
-    assert tables.side_by_side(tables.summarize([])).iloc[0, 0] == "not run: no record of the cells selected"
+    assert tables.side_by_side(tables.summarize([])).iloc[0, 0] == f"not run: {tables.NO_RECORD}"
     rows = [dict(method="supervised"), dict(method="lp", use_omega=False, use_zeta=True)]
     empty = tables.side_by_side(tables.summarize([]), rows)
     assert list(empty.index) == ["Fully supervised", "Diffusion (7) + ζ"] and set(empty.iloc[:, 0]) == {"not run"}
@@ -313,6 +313,16 @@ def test_per_split_and_run_times():
     times = tables.run_times(records[:1] + [elsewhere])
     assert times.xs("Ours: diffusion (7) + weights", level="method")["runs"].to_dict() == {
         ("cpu", "CIFAR-10", 500, "cpu"): 1, ("cpu", "CIFAR-10", 500, "NVIDIA H100"): 1}
+
+
+def test_a_table_without_rows_says_so_in_its_one_cell():
+    supervised = [full_record("supervised", 0, 40.0)]
+    shown = {"per split": tables.per_split([]), "run times": tables.run_times([]),
+             "progress": tables.pseudo_label_progress(supervised),
+             "compare": tables.compare(supervised, "lp", "network")[0]}
+    for what, table in shown.items():
+        assert table.shape == (1, 1) and "not run yet" in table.iloc[0, 0], what  # not pandas' "Empty DataFrame"
+    assert "Ours: diffusion (7) + weights" in shown["progress"].iloc[0, 0]
 
 
 def test_time_split_adds_up_the_parts_of_both_stages_and_the_slow_first_epochs():
