@@ -262,8 +262,8 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_
     x0 = 0. A column stops once its relative residual ||b - A x|| / ||b|| is at most tol, so
     its solution does not depend on the other columns (solving the classes in blocks gives
     the same result); the iteration stops when every column has, or after max_iter (a
-    positive integer) iterations; tol is a finite number >= 0. Returns (X, iterations, final
-    relative residual, max over columns).
+    positive integer) iterations; tol is a finite number >= 0. Returns (X, iterations, the
+    final relative residual: its largest over the columns).
 
     Memory: X, the residual, the search direction and matvec's output, four (n, c) tensors.
     `out` (n, c), possibly a view of a larger tensor, receives X; overwrite_b=True lets the

@@ -381,7 +381,7 @@ def _locked(path, rid, budget=None):
             raise TimeLimitReached(rid, None, 0, 0, trained=False, progressed=True) from None
         if waited and budget is not None:
             budget.waited = True
-        yield waited
+        yield
 
 
 def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading=0.0):
@@ -429,7 +429,7 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
         devices.append(name)
     state["timings"]["setup"] = state["timings"].get("setup", 0.0) + loading + time.perf_counter() - started
     train_stage(trainer, state, run_data, device, ckpt, progress, budget)
-    record = make_record(cfg, trainer, state, run_data, base, device)
+    record = make_record(cfg, trainer, state, run_data, base)
     write_json(run_dir / "record.json", record)
     retraining.unlink(missing_ok=True)
     return read_record(run_dir / "record.json")  # exactly what a later call will load
@@ -557,7 +557,7 @@ def _relative(path, *roots):
     return Path(path).name
 
 
-def _environment(device):
+def _environment():
     try:
         git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
         commit = git.stdout.strip() or None
@@ -569,7 +569,7 @@ def _environment(device):
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    return {"device": _device_name(device), "versions": versions, "git_commit": commit, "host": platform.node()}
+    return {"versions": versions, "git_commit": commit, "host": platform.node()}
 
 
 def _device_name(device):
@@ -578,7 +578,7 @@ def _device_name(device):
     return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
-def make_record(cfg, trainer, state, run_data, base, device):
+def make_record(cfg, trainer, state, run_data, base):
     """The record of a finished run (what `run` writes as record.json)."""
     final = state["history"][-1]
     reported = "teacher_test_error" if cfg.method.startswith("mt") else "test_error"  # MT: its EMA teacher's
@@ -592,6 +592,7 @@ def make_record(cfg, trainer, state, run_data, base, device):
         "history": (base["history"] if base else []) + state["history"],
         "omega_histograms": state["extras"]["omega_histograms"],
         "confident_mistakes": state["extras"].get("confident_mistakes", []),
+        "classes": list(run_data.data.classes),  # the names of the labels above, by number
         "n_train": len(run_data.train_index), "n_labeled": int(run_data.labeled.sum()),
         "n_unlabeled": int((~run_data.labeled).sum()), "n_test": len(run_data.test_index),
         "data": f"{cfg.dataset} from {lpdata.describe_source(source)}", "data_source": source.name,
@@ -601,6 +602,6 @@ def make_record(cfg, trainer, state, run_data, base, device):
         "base_run": base["run_id"] if base else None,
         "base_run_finished": base["finished"] if base else None,  # which training of the stage-1 run it continued
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **_environment(device),
-        "device": "; ".join(state.get("devices", [])) or _device_name(device),  # all the calls' devices
+        **_environment(),
+        "device": "; ".join(state["devices"]),  # of every call that trained it
     }

@@ -324,7 +324,7 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
 
     The point itself is removed by index, not by rank: with duplicates another point may
     come first, and if ties push the point out of the k+1 results the last one is dropped.
-    k >= n is clamped to n - 1 with a warning.
+    k >= n is clamped to n - 1 with a warning (to n, the database's size, when `queries` are given).
 
     The search is in float32 and in the features' own units: features whose largest |value|
     would overflow or underflow float32 inner products (above about 3e18 / sqrt(d), below

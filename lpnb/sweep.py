@@ -141,11 +141,20 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
     workers = workers or len(slots)
     slots = (slots * workers)[:workers]
     free, by_id = list(slots), {j.run_id: j for j in jobs}
-    where = "GPUs " + ", ".join(sorted(set(slots))) if gpus else "the CPU"
-    log(f"sweep: {len(jobs)} runs to do, {workers} at a time on {where}")
+    where, threads = ("GPUs " + ", ".join(sorted(set(slots))), {}) if gpus else ("the CPU", _cpu_threads(workers))
+    log(f"sweep: {len(jobs)} runs to do, {workers} at a time on {where}"
+        + (f" ({threads['OMP_NUM_THREADS']} threads each)" if threads else ""))
     with _workers_stopped_on_exit(jobs):
-        _run_local(jobs, results_dir, data_root, free, by_id, poll, log)
+        _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads)
     return jobs
+
+
+def _cpu_threads(workers):
+    """The environment that shares this machine's cores between `workers` runs on the CPU (torch's threads,
+    OMP_NUM_THREADS), so that they do not each start a thread per core; none where OMP_NUM_THREADS is set."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
 
 
 @contextlib.contextmanager
@@ -175,8 +184,9 @@ def _workers_stopped_on_exit(jobs):
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _run_local(jobs, results_dir, data_root, free, by_id, poll, log):
-    """`run_local`'s loop: each waiting job starts on a free slot once its stage-1 run is done."""
+def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
+    """`run_local`'s loop: each waiting job starts on a free slot once its stage-1 run is done (`threads`: more
+    environment for a CPU worker)."""
     shown = None
     while any(j.state in ("waiting", "running") for j in jobs):
         for job in jobs:
@@ -192,7 +202,7 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log):
                 job.slot = free.pop(0)
                 job.log_path = Path(results_dir) / "runs" / job.run_id / "sweep.log"
                 job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot is not None else {}))
+                env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot is not None else threads))
                 with open(job.log_path, "ab") as out:  # kept across attempts, each after a line of its own
                     out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}{_by_this_sweep()}\n".encode())
                     out.flush()

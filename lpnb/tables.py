@@ -172,8 +172,9 @@ def table_configs(rows, labels, splits, dataset, preset, overrides):
 
 
 def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", results_dir=None, **overrides):
-    """The records already on disk for every row, label count and split 0..splits-1 (default: the
-    preset's split count for this dataset), and the run ids of the cells not run yet. Trains nothing."""
+    """The records already on disk for every row, label count and split (`splits`: a count, splits 0..splits-1,
+    or a list of split numbers; default: the preset's split count for this dataset), and the run ids of the
+    cells not run yet. Trains nothing."""
     cells = list(table_configs(rows, labels, splits, dataset, preset, overrides))
     found = [load_record(cfg, results_dir) for cfg in cells]
     return [r for r in found if r], [run_id(cfg) for cfg, r in zip(cells, found) if not r]
@@ -182,7 +183,7 @@ def recorded(rows, labels, splits=None, *, dataset="cifar10", preset="paper", re
 def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", data_root=None, results_dir=None,
              progress=None, train=True, workers=1, **overrides):
     """The records of every row (a dict of Config overrides, e.g. {"method": "lp", "use_omega": False}) for
-    every label count and split 0..splits-1; `labels` may be an int or a list.
+    every label count and split (`splits` as in `recorded`); `labels` may be an int or a list.
 
     A cell already recorded is read as recorded, without its data (the record and `provenance` name the
     data it was made from), unless others are to be trained: then every record must be of the data they
@@ -512,10 +513,15 @@ def certainty_split(record, threshold=0.5):
     return table, text
 
 
-def confusions(record, classes=CIFAR10_CLASSES):
+def confusions(record, classes=None):
     """The confident mistakes of a run (Figure 7) counted by (pseudo-label, true class), most frequent first,
-    and a sentence."""
-    pairs = pd.DataFrame([{"taken for": classes[m["pseudo_label"]], "true class": classes[m["label"]]}
+    and a sentence. Classes are named by `classes`, else by the record's (CIFAR-10's for a CIFAR-10 record
+    without them), else by number."""
+    classes = classes or record.get("classes") or (CIFAR10_CLASSES if record.get("dataset") == "cifar10" else None)
+
+    def name(label):
+        return classes[label] if classes else f"class {label}"
+    pairs = pd.DataFrame([{"taken for": name(m["pseudo_label"]), "true class": name(m["label"])}
                           for m in record["confident_mistakes"]])
     if pairs.empty:
         return pairs, "The run's last epoch has no wrong pseudo-label."

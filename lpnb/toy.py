@@ -4,6 +4,8 @@ Each class is one arm of a spiral, a noisy curved 1-D manifold in the plane; the
 interleave, so nearby points of different classes are common in Euclidean distance but
 rare along the manifolds, which is what label propagation exploits.
 """
+import math
+
 import numpy as np
 
 from lpnb.graph import _check_param
@@ -60,7 +62,10 @@ def where_least_certain(points, labeled, result, share=0.1):
     unlabeled points with the smallest omega (eq. 11) and of the others, and a sentence saying which is nearer."""
     unlabeled = ~np.asarray(labeled)
     omega, radius = result.weights[unlabeled], np.linalg.norm(np.asarray(points)[unlabeled], axis=1)
-    least = omega <= np.quantile(omega, share)
+    if len(omega) < 2 or omega.min() == omega.max():
+        return math.nan, math.nan, f"the {len(omega)} unlabeled points have the same omega: none is less certain"
+    least = np.zeros(len(omega), bool)  # by rank, so that ties do not change how many are taken
+    least[np.argsort(omega, kind="stable")[:min(len(omega) - 1, max(1, math.ceil(share * len(omega))))]] = True
     near, far = radius[least].mean(), radius[~least].mean()
     return near, far, (f"the {least.sum()} least certain unlabeled points lie {near:.2f} from the centre on average, "
                        f"the other {(~least).sum()} {far:.2f}: the least certain lie "

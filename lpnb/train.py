@@ -280,8 +280,9 @@ def omega_histogram(pl: PseudoLabels, labels, labeled, bins=20):
 
 
 def confident_mistakes(pl: PseudoLabels, labels, labeled, train_index, top=40):
-    """The wrong pseudo-labels with the highest omega (Figure 7): dataset index, pseudo-label, true label, omega."""
-    wrong = np.flatnonzero(~labeled & (pl.pseudo_labels != labels))
+    """The wrong pseudo-labels with the highest omega (Figure 7): dataset index, pseudo-label, true label, omega.
+    A point the graph left without scores has no pseudo-label, so it is no mistake."""
+    wrong = np.flatnonzero(~labeled & pl.scored & (pl.pseudo_labels != labels))
     order = wrong[np.argsort(-pl.weights[wrong], kind="stable")[:top]]
     return [{"index": int(train_index[i]), "pseudo_label": int(pl.pseudo_labels[i]), "label": int(labels[i]),
              "omega": float(pl.weights[i])} for i in order]

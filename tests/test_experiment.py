@@ -58,7 +58,7 @@ def test_every_method_runs_end_to_end(env, method):
         hist = rec["omega_histograms"][0]
         assert sum(hist["correct"]) + sum(hist["incorrect"]) == 200
         mistakes = rec["confident_mistakes"]
-        assert all(m["pseudo_label"] != m["label"] for m in mistakes)
+        assert all(m["pseudo_label"] != m["label"] for m in mistakes) and rec["classes"][:2] == ["class000", "class001"]
         assert [m["omega"] for m in mistakes] == sorted((m["omega"] for m in mistakes), reverse=True)
     if method.startswith("mt"):
         assert "teacher_test_error" in rec["history"][-1]

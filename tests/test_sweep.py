@@ -263,6 +263,22 @@ def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, mon
     assert len(seen) == 2, "a job was started"
 
 
+def test_workers_on_the_cpu_share_its_cores_unless_omp_num_threads_is_set(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]  # what the worker's torch uses
+    monkeypatch.setattr(sweep_module, "command", lambda *args: threads)
+    for workers, expected, omp in ((3, "2", None), (16, "1", None), (1, "1", "1")):  # the user's choice kept: 1, not 8
+        if omp:
+            monkeypatch.setenv("OMP_NUM_THREADS", omp)
+        jobs, lines = [Job(smoke("supervised", split=s, labels=10 + workers)) for s in (0, 1)], []
+        run_local(jobs, tmp_path, workers=workers, poll=0.01, log=lines.append)
+        assert lines[0] == f"sweep: 2 runs to do, {workers} at a time on the CPU" + (
+            "" if omp else f" ({expected} threads each)")
+        assert [j.log_path.read_text().splitlines()[-1] for j in jobs] == [expected] * 2
+
+
 def test_a_stopped_local_sweep_stops_its_workers(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "command", lambda *args: [sys.executable, "-c", "import time; time.sleep(60)"])
     jobs = [Job(smoke("supervised"))]
@@ -329,7 +345,8 @@ def test_a_smoke_sweep_with_two_workers_records_every_cell_stage_1_first(tmp_pat
     base = next(j for j in jobs if j.after is None)
     assert all(j.started >= base.ended for j in jobs if j.after)  # stage 2 after its stage 1
     assert max(sum(j.started <= t < j.ended for j in jobs) for t in (j.started for j in jobs)) == 2  # 2 at a time
-    assert lines[0] == "sweep: 7 runs to do, 2 at a time on the CPU" and lines[-1].startswith("sweep: 7 done")
+    assert lines[0].startswith("sweep: 7 runs to do, 2 at a time on the CPU (")
+    assert lines[-1].startswith("sweep: 7 done")
     for cfg in cells:
         record = json.loads((tmp_path / "results" / "runs" / run_id(cfg) / "record.json").read_text())
         assert record["base_run"] == base.run_id and record["base_run_finished"]

@@ -376,6 +376,15 @@ def test_the_figure_findings_are_computed_from_the_record():
     assert progress.iloc[0].tolist() == [40.0, 50.0, 35.0, 48.0]
 
 
+def test_confusions_name_the_classes_of_the_record_s_dataset():
+    mistakes = [{"pseudo_label": 42, "label": 3}]
+    named = tables.confusions({"dataset": "cifar100", "classes": [f"c{i}" for i in range(100)],
+                               "confident_mistakes": mistakes})[0]
+    assert named.iloc[0].tolist() == ["c42", "c3", 1]
+    assert tables.confusions({"dataset": "cifar100", "confident_mistakes": mistakes})[0].iloc[0].tolist() == [
+        "class 42", "class 3", 1]  # a record that does not name its classes
+
+
 def test_the_figure_findings_count_before_rounding_and_name_ties():
     history = [{"stage": 2, "epoch": e, "pseudo_label_acc": d, "network_acc": n}
                for e, d, n in ((0, 40.0, 38.0), (1, 48.04, 47.96), (2, 50.0, 49.0))]  # epoch 1: 48.0 and 48.0 shown
@@ -385,11 +394,11 @@ def test_the_figure_findings_count_before_rounding_and_name_ties():
     mistakes = [{"pseudo_label": 6, "label": 2}] * 2 + [{"pseudo_label": 1, "label": 9}] * 2 + [
         {"pseudo_label": 3, "label": 5}]
     for order in (mistakes, mistakes[::-1]):  # the same words whatever the order of the records
-        counts, text = tables.confusions({"confident_mistakes": order})
+        counts, text = tables.confusions({"dataset": "cifar10", "confident_mistakes": order})
         assert counts["images"].tolist() == [2, 2, 1] and text == (
             "Of the 5 wrong pseudo-labels with the highest ω, 2 each are bird images taken for frog and truck images "
             "taken for automobile, the most frequent confusion (tied).")
-        assert tables._figure7({"confident_mistakes": order}) == (
+        assert tables._figure7({"dataset": "cifar10", "confident_mistakes": order}) == (
             "2 of 5 each: bird taken for frog and truck taken for automobile")
 
 

@@ -116,3 +116,9 @@ def test_the_toy_findings_count_the_unlabeled_points_by_hand():
     near, far, text = where_least_certain(points, labeled, result, share=0.3)  # the smallest omega: point 1
     assert (near, far) == (0.5, 3.5) and text.endswith("the least certain lie nearer the centre")
     assert where_least_certain(points[[0, 2, 1, 3, 4]], labeled, result, share=0.3)[2].endswith("farther out")
+    tied = SimpleNamespace(pseudo_labels=result.pseudo_labels, weights=np.array([1.0, 0.2, 0.2, 1.0, 0.9]))
+    near, far, _ = where_least_certain(points, labeled, tied, share=0.3)  # one point, by rank: not both of the 0.2s
+    assert (near, far) == (0.5, 3.5)
+    same = SimpleNamespace(pseudo_labels=result.pseudo_labels, weights=np.full(5, 0.5))
+    assert where_least_certain(points, labeled, same)[2] == ("the 3 unlabeled points have the same omega: none is "
+                                                            "less certain")

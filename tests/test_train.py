@@ -226,18 +226,19 @@ def test_a_point_without_scores_gets_no_weight_with_or_without_omega(monkeypatch
 
 
 def test_omega_histogram_and_confident_mistakes():
-    pseudo = np.array([0, 1, 1, 0, 1, 0])
+    pseudo = np.array([0, 1, 1, 0, 1, 0, 0])
     scores = np.eye(2, dtype=np.float32)[pseudo]
-    scores[5] = 0  # a point the graph left without scores: class 0, weight 0, no pseudo-label
-    pl = PseudoLabels(pseudo_labels=pseudo, weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95, 0.0], np.float32),
+    scores[5:] = 0  # points the graph left without scores: class 0, weight 0, no pseudo-label
+    pl = PseudoLabels(pseudo_labels=pseudo, weights=np.array([1.0, 0.92, 0.2, 0.75, 0.95, 0.0, 0.0], np.float32),
                       class_weights=np.ones(2, np.float32), scores=scores)  # scored: the positive weights
-    labels = np.array([0, 1, 0, 1, 1, 0])
-    labeled = np.array([True, False, False, False, False, False])
+    labels = np.array([0, 1, 0, 1, 1, 0, 1])
+    labeled = np.array([True, False, False, False, False, False, False])
     h = omega_histogram(pl, labels, labeled, bins=10)
-    assert sum(h["correct"]) == 2 and sum(h["incorrect"]) == 3  # unlabeled only; no scores: not a correct label
-    assert h["incorrect"][0] == 1 and h["incorrect"][2] == 1 and h["incorrect"][7] == 1 and h["correct"][9] == 2
-    wrong = confident_mistakes(pl, labels, labeled, train_index=np.array([10, 11, 12, 13, 14, 15]), top=5)
+    assert sum(h["correct"]) == 2 and sum(h["incorrect"]) == 4  # unlabeled only; no scores: not a correct label
+    assert h["incorrect"][0] == 2 and h["incorrect"][2] == 1 and h["incorrect"][7] == 1 and h["correct"][9] == 2
+    wrong = confident_mistakes(pl, labels, labeled, train_index=np.arange(10, 17), top=5)
     assert [w["index"] for w in wrong] == [13, 12] and wrong[0]["pseudo_label"] == 0 and wrong[0]["label"] == 1
+    # 16 (label 1, no scores, so the pseudo-label 0 it is given) is no mistake: it has no pseudo-label
 
 
 @pytest.mark.parametrize("stage, epoch", [(1, 0), (2, 1)])
