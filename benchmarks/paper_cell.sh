@@ -13,14 +13,19 @@
 # copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here.
 # Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again). Once the cell is
 # recorded, the log ends with where its time went (benchmarks/time_split.py, with the wall-clock of every call of
-# this script that trained it). The decoded data and torch.compile's caches are kept in build/ too. PRESET and
-# RESULTS_DIR (default paper and build/paper_cell_results) let the script be tried on a CPU (OUT: where the log goes):
+# this script that trained it). The decoded data and torch.compile's caches are kept in build/ too.
+# A job stopped at its time limit also sends back the stopped run's checkpoint, in pieces (benchmarks/run_state.py),
+# and its wall-clock (<run-id>.wall): put what came back in carry-resume/ (git-ignored) to continue the run on a
+# fresh machine (another session): this script restores what it finds there where the machine has none yet.
+# PRESET, RESULTS_DIR and RESUME_DIR (default paper, build/paper_cell_results and carry-resume) let the script be
+# tried on a CPU (OUT: where the log goes):
 #   PRESET=smoke RESULTS_DIR=/tmp/r OUT=/tmp/o benchmarks/paper_cell.sh cifar10 4000 lp 0
 set -uo pipefail
-if [ $# -lt 4 ]; then sed -n 2,18p "$0"; exit 2; fi
+if [ $# -lt 4 ]; then sed -n 2,22p "$0"; exit 2; fi
 dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
 case "$labels$split" in *[!0-9]*) echo "LABELS and SPLIT are numbers, e.g. 4000 0; got $labels $split"; exit 2;; esac
 preset=${PRESET:-paper} results=${RESULTS_DIR:-build/paper_cell_results} out=${OUT:-build/paper_cell}
+resume=${RESUME_DIR:-carry-resume}
 mkdir -p "$out"
 [ -f "carry/$dataset.tar.gz" ] || { echo "carry/$dataset.tar.gz is missing: see the top of $0"; exit 2; }
 split_file="carry/labels/$dataset/${labels}_balanced_labels/$((10 + split)).txt"  # else lpnb draws a split of its own
@@ -41,6 +46,11 @@ print(run_id(cfg), run_id(base_config(cfg)) if base_config(cfg) else "")' "$pres
 start=$(date +%s.%N)
 wall_file="$results/paper_cell_wall/$run"  # "seconds since" of the calls that trained it so far
 mkdir -p "$(dirname "$wall_file")"
+if [ -d "$resume" ]; then  # a run stopped on another machine: its checkpoint and records, where this one has none
+    python3 benchmarks/run_state.py restore "$resume" "$results" $run $base 2>&1 | tee -a "$out/log.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || exit 2
+    [ -f "$resume/$run.wall" ] && [ ! -f "$wall_file" ] && cp "$resume/$run.wall" "$wall_file"
+fi
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
 python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
@@ -52,8 +62,12 @@ record="$results/runs/$run/record.json"
 if [ "$status" = 0 ] && [ "$record" -nt "$marker" ]; then
     python3 benchmarks/time_split.py "$record" --wall "$wall" --since "$since" 2>&1 | tee -a "$out/log.txt"
 fi
-for id in $run $base; do  # this cell's records only: a job brings back few files
+for id in $run $base; do  # this cell's records only: a job brings back few files (8)
     [ -f "$results/runs/$id/record.json" ] && cp "$results/runs/$id/record.json" "$out/$id.json"
 done
+if [ "$status" = 3 ]; then  # what continuing on a fresh machine needs: the checkpoint (2-3 pieces) and wall-clock
+    python3 benchmarks/run_state.py send "$results" "$out" $run $base 2>&1 | tee -a "$out/log.txt"
+    cp "$wall_file" "$out/$run.wall"
+fi
 echo "exit status $status" | tee -a "$out/log.txt"
 exit "$status"

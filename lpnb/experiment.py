@@ -522,7 +522,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
         if (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch == epochs - 1:
             evaluate(entry)
             state["timings"]["eval"] += time.perf_counter() - t1
-            bar.set_postfix(test_error=f"{entry['test_error']:.2f}")
+            bar.set_postfix(test_error=f"{entry.get('teacher_test_error', entry['test_error']):.2f}")  # as recorded
         entry["seconds"], entry["steps"] = clock() - started, steps  # refresh, training and evaluation
         state["history"].append(entry)
         state["epoch"] = epoch + 1

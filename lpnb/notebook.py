@@ -61,8 +61,10 @@ def _as_list(value, name, check, what, required=True, convert=str):
     if isinstance(value, str):
         values = [_converted(v, convert) for v in value.strip("[]() ").replace(",", " ").split()]
     values = list(values) if isinstance(values, (list, tuple)) else [values]
-    if (required and not values) or not all(check(v) for v in values):
-        raise ValueError(f"notebook parameter {name} must be {what} (or a list of them), got {value!r}")
+    bad = [v for v in values if not check(v)]
+    if (required and not values) or bad:
+        which = f" ({', '.join(map(repr, bad))} not)" if bad and len(values) > 1 else ""
+        raise ValueError(f"notebook parameter {name} must be {what} (or a list of them), got {value!r}{which}")
     return list(dict.fromkeys(values))  # a value given twice is one cell
 
 
@@ -122,6 +124,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     if isinstance(splits, (str, list, tuple)):  # split numbers: [0, 2], "0,2", "4," (split 4 alone)
         splits = _as_list(splits, "splits", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                           "a split number >= 0", convert=int)
+        splits = len(splits) if sorted(splits) == list(range(len(splits))) else splits  # "0,1,2": the first 3, as 3
     elif splits is not None and not _positive_int(splits):
         raise ValueError(f"notebook parameter splits must be a positive count (splits 0..splits-1), split numbers "
                          f"([0, 2] or \"0,2\"; \"0,\" for split 0 alone) or None, got {splits!r}")
@@ -153,6 +156,7 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
                              f"{'not a folder' if results_dir.exists() else 'no folder, and train=False reads runs'}: "
                              "give the folder the runs are recorded in (or None: the repository's results/)")
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
+        print(f"records and tables go to {results_dir}, figures to {figures_dir}")
     else:
         usual_splits = splits is None or all(splits == DEFAULT_SPLITS[preset].get(d, 1) for d in datasets)
         usual_labels = table is None or set(labels) <= set(TABLES[table]["labels"])  # the paper's columns
@@ -279,9 +283,13 @@ def figure_run(settings, labels=500, split=0, device="auto"):
     if record is not None:
         return record
     if not settings.train:
+        where = "".join(f" --{flag} {value}" for flag, value in (
+            ("results-dir", settings.results_dir if settings.results_dir != default_results_dir(cfg.preset) else None),
+            ("data-root", settings.data_root)) if value is not None)  # the notebook's own, where not the defaults
         raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
-                           f"--method lp --split {split}`{' on a GPU' if cfg.preset == 'paper' else ''}, or pass "
+                           f"--method lp --split {split}{where}`{' on a GPU' if cfg.preset == 'paper' else ''}, "
+                           "or pass "
                            + ("train=True to the notebook" if cfg.preset != "paper" or torch.cuda.is_available() else
                               "preset='cpu' to the notebook (its small runs, recorded)"))
     announce_training([cfg], settings.results_dir)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from lpnb.data import REPO, atomic_write
 from lpnb.graph import _check_param
@@ -205,6 +206,7 @@ def plot_figure4(record):
     ax.plot(epochs, [h["network_acc"] for h in hist], color="#ff7f0e", label="Network (1)")
     ax.set(xlabel="epoch", ylabel="pseudo-label accuracy (%)",
            title=f"{DATASET_NAMES.get(record['dataset'], record['dataset'])}, {record['labels']} labels")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no 0.2 of one on a short run
     ax.grid(alpha=0.3)
     ax.legend()
     _caption(fig, describe_runs([record]))
@@ -232,17 +234,19 @@ def plot_figure5(record):
     return fig
 
 
-def plot_figure6(records, paper=None, full_records=None):
+def plot_figure6(records, paper=None, full_records=None, methods=None):
     """Error (%) vs number of labels per method: ours as solid lines with std bars, the paper's dashed.
 
     `records` are the runs of Table 2's cells; `paper` the DataFrame of results/paper/table2.csv;
     `full_records`, if given, the runs of cells at the paper's full protocol (preset `paper`) when
-    `records` are a smaller preset's, drawn as squares on dotted lines. The caption says what each
-    set of lines is drawn from.
+    `records` are a smaller preset's, drawn as squares on dotted lines; `methods`, the methods drawn
+    (None: every one). The caption says what each set of lines is drawn from.
     """
     table, full = summarize(records), summarize(full_records) if full_records else None
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for method, (name, color) in METHOD_STYLE.items():
+        if methods is not None and method not in methods:
+            continue
         ours = _top1(table, method)
         if len(ours):
             ax.errorbar(ours.labels, ours.ours_mean, yerr=ours.ours_std, color=color, marker="o", capsize=3, label=name)

@@ -277,10 +277,11 @@ def training_time(cfgs, results_dir):
         devices.update(device for _, device in times)
     if unknown == len(runs):
         return None
-    duration = f"{total:.0f} min" if total < 90 else f"{total / 60:.1f} h"
+    duration = "under a minute" if total < 0.5 else f"about {total:.0f} min" if total < 90 else \
+        f"about {total / 60:.1f} h"
     which = f" for {len(runs) - unknown} of the {len(runs)} runs to train" if unknown else ""
     stage1 = " (the stage-1 runs included)" * (len(runs) > len(cfgs))
-    return (f"about {duration}{which}{stage1}, judged from like runs recorded on {' or '.join(sorted(devices))}"
+    return (f"{duration}{which}{stage1}, judged from like runs recorded on {' or '.join(sorted(devices))}"
             + (f"; no run like the other {unknown} is recorded" if unknown else ""))
 
 

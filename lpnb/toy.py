@@ -41,9 +41,10 @@ def pick_labeled(labels, n_per_class, seed=0):
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     if (isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 1
-            or n_per_class > counts.min()):
-        raise ValueError(f"labeled points per class must be an integer in [1, {counts.min()}] (the smallest "
-                         f"class's size), got {n_per_class!r}")
+            or n_per_class >= counts.min()):
+        raise ValueError(f"n_labeled, the labeled points per class, must be an integer in [1, {counts.min() - 1}] "
+                         f"(the smallest class's size less one: a point of each class left to propagate to), "
+                         f"got {n_per_class!r}")
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(labels), bool)
     for c in classes:

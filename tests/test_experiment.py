@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import smoke
+from conftest import same_run, smoke
 from PIL import Image
 
 from lpnb import experiment
@@ -427,29 +427,6 @@ def test_smoke_runs_default_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path))
     assert experiment.default_results_dir("smoke") == tmp_path / "smoke" / "results"
     assert experiment.default_results_dir("cpu") == experiment.REPO / "results"
-
-
-@pytest.fixture()
-def minute_epochs(monkeypatch):
-    """A clock that every epoch advances by one minute per training step: a minute for a supervised stage-1
-    epoch of the smoke configs here (50 labeled images, one batch), six for a stage-2 or Mean Teacher epoch
-    (200 unlabeled images, 32 a batch), as a stage-2 epoch at the paper's protocol is ~20 stage-1 epochs."""
-    now = [0.0]
-    monkeypatch.setattr(experiment, "clock", lambda: now[0])
-    train_epoch = experiment.Trainer.train_epoch
-
-    def a_minute_a_step(self, stage, *args, **kwargs):
-        now[0] += 60 * self.steps_per_epoch(stage)
-        return train_epoch(self, stage, *args, **kwargs)
-    monkeypatch.setattr(experiment.Trainer, "train_epoch", a_minute_a_step)
-
-
-def same_run(a, b):
-    assert [(h["stage"], h["epoch"]) for h in a["history"]] == [(h["stage"], h["epoch"]) for h in b["history"]]
-    for key in ("loss", "test_error", "teacher_test_error", "pseudo_label_acc"):  # the teacher's too (Mean Teacher)
-        values = [[h.get(key, np.nan) for h in run["history"]] for run in (a, b)]
-        np.testing.assert_allclose(*values, rtol=1e-5, err_msg=key)
-    assert a["test_error"] == pytest.approx(b["test_error"]) and a["run_id"] == b["run_id"]
 
 
 @pytest.mark.parametrize("method, limit, stage, epoch", [("lp", 15, 2, 2), ("lp", 1.5, 1, 1), ("mt+lp", 27, 2, 2),

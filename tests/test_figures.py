@@ -49,6 +49,9 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
         "1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class folders) dotted: paper preset, "
         "splits 0, 1, 2, on NVIDIA H100 80GB HBM3; NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
     assert plot_figure6([], paper).axes[0].get_title() == "CIFAR-10: no run of ours recorded, paper dashed"
+    selected = plot_figure6(cpu, paper, methods=["lp"]).axes[0]  # the paper's lines of the methods selected only
+    assert [c.get_label() for c in selected.containers] == ["Ours (diffusion + weights)"]
+    assert sum(ln.get_linestyle() == "--" for ln in selected.lines) == 1
     without = plot_figure6(cpu)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
     assert captions(without) == [captions(fig)[0].split(" dotted: ")[0]]
@@ -79,6 +82,10 @@ def test_figure4_draws_both_pseudo_label_accuracies_of_every_stage2_epoch():
         np.testing.assert_allclose(lines[label].get_ydata(), [h[key] for h in stage2])
         np.testing.assert_allclose(lines[label].get_xdata(), range(180))
     assert ax.get_title() == "CIFAR-10, 500 labels"
+    short = _lp_record()
+    short["history"] = short["history"][:3]  # two stage-2 epochs, as at the smoke preset: whole epochs on the axis
+    ticks = plot_figure4(short).axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
 
 
 def test_figure5_shows_the_recorded_epochs_correct_in_blue_and_incorrect_in_red():

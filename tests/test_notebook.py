@@ -30,6 +30,8 @@ def test_one_value_means_a_one_element_list():
     for bad in ("1,x", "\u00b2", "", "5.0"):  # named, with the value as given (a superscript digit is no int)
         with pytest.raises(ValueError, match=f"notebook parameter n_labeled must be a positive integer .*{bad!r}"):
             notebook.positive_ints(bad, "n_labeled")
+    with pytest.raises(ValueError, match=r"got 'lp,supervized' \('supervized' not\)$"):  # the one misspelt
+        notebook_settings(methods="lp,supervized")
     with pytest.raises(ValueError, match=r"got 'false' \(Python's spelling: -p train False\)"):
         notebook_settings(train="false")
     assert notebook_settings(labels=[500, 4000], methods=["supervised", "mt+lp"]).methods == ["supervised", "mt+lp"]
@@ -92,7 +94,8 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
         capsys.readouterr().out
     s = notebook_settings(None, splits=3, datasets="cifar10")  # the committed tables' split count: in place
     assert (s.tables_dir, s.figures_dir) == (REPO / "results", REPO / "figures")
-    for given, splits in (("0,2", [0, 2]), ("4,", [4]), ([1, 1], [1]), ((0, 2), [0, 2]), ("3", 3)):  # "3": a count
+    for given, splits in (("0,2", [0, 2]), ("4,", [4]), ([1, 1], [1]), ((0, 2), [0, 2]), ("3", 3), ("0,1,2", 3),
+                          ("2,1,0", 3)):  # "3": a count; "0,1,2": the same cells
         s = notebook_settings(None, splits=given, datasets="cifar10")  # as `-p splits 0,2` or `-r splits 3` pass them
         assert s.splits == splits and s.tables_dir == REPO / ("results" if splits == 3 else "build/cpu/results")
     s = notebook_settings(None, splits=1, datasets="cifar10")  # a cell of one split is not the committed mean
@@ -105,8 +108,11 @@ def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_
     s = notebook_settings("paper", results_dir=tmp_path / "r", figures_dir=tmp_path / "f")  # given: used as given
     assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "r", tmp_path / "r", tmp_path / "f")
     for preset in (None, "paper", "smoke"):  # a results folder given: the tables in it, the figures in its figures/
+        capsys.readouterr()
         s = notebook_settings(preset, results_dir=tmp_path / "r")
         assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "r", tmp_path / "r", tmp_path / "r/figures")
+        assert capsys.readouterr().out.endswith(f"records and tables go to {tmp_path / 'r'}, figures to "
+                                                f"{tmp_path / 'r/figures'}\n")  # said: no "goes apart" line says it
         monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path / "env"))  # the same for $LPNB_RESULTS_DIR
         s = notebook_settings(preset)
         assert (s.results_dir, s.tables_dir, s.figures_dir) == (tmp_path / "env", tmp_path / "env",
@@ -197,7 +203,8 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert notebook.figure_run(given) == {"preset": COMMITTED_PRESET}  # the preset given, not the paper's run
     shown = notebook_settings("paper", results_dir=tmp_path, train=False)
     with pytest.raises(RuntimeError, match=r"no run cifar10-500-lp-split1-paper-\w+ recorded .*`lpnb run --preset "
-                                           "paper --dataset cifar10 --labels 500 --method lp --split 1` on a GPU, "
+                                           "paper --dataset cifar10 --labels 500 --method lp --split 1 --results-dir "
+                                           f"{re.escape(str(tmp_path))}` on a GPU, "  # the notebook's own folder
                                            "or pass " + ("train=True" if torch.cuda.is_available() else
                                                          "preset='cpu' to the notebook")):
         notebook.figure_run(shown, split=1)  # on a CPU, train=True would mean days

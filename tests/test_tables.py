@@ -91,6 +91,9 @@ def test_the_training_time_is_judged_from_like_runs_recorded(tmp_path):
     assert tables.training_time([cell(method="mt+lp", split=0)], tmp_path) is None  # nor its stage 1 (mt)
     assert tables.training_time([cell(method="supervised", labels=3000)], tmp_path) == (
         "about 1.7 h, judged from like runs recorded on cpu (2 cores, x86_64)")
+    write(cell(method="supervised", split=0, labels=20), 0.2)  # seconds: not "about 0 min"
+    assert tables.training_time([cell(method="supervised", labels=20, split=1)], tmp_path).startswith(
+        "under a minute, judged")
 
 
 def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsys, tmp_path):

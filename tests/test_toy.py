@@ -64,10 +64,10 @@ def test_pick_labeled_per_class_nested_and_seeded():
     assert not np.array_equal(pick_labeled(labels, 3, seed=6), masks[1])
 
 
-@pytest.mark.parametrize("m", [0, 101, "1", "1,2", 2.5, True])  # "1,2": `papermill -p n_labeled 1,2`
+@pytest.mark.parametrize("m", [0, 100, 101, "1", "1,2", 2.5, True])  # "1,2": `papermill -p n_labeled 1,2`
 def test_pick_labeled_rejects_bad_counts(m):
-    _, labels = make_toy(seed=0)
-    with pytest.raises(ValueError, match=r"labeled points per class must be an integer in \[1, 100\]"):
+    _, labels = make_toy(seed=0)  # 100 points a class: 100 labeled would leave none to propagate to
+    with pytest.raises(ValueError, match=r"n_labeled, the labeled points per class, must be an integer in \[1, 99\]"):
         pick_labeled(labels, m)
 
 
