@@ -287,8 +287,9 @@ def training_time(cfgs, results_dir):
 
 def summarize(records, paper_csv=None):
     """One row per (dataset, labels, method, weights, metric): our mean +/- std over splits, the number
-    of splits, their preset, hardware and data (CIFAR from class folders marked JPEG q95), and the paper's
-    number for the same cell when `paper_csv` is given. Records of one preset: their splits are averaged."""
+    of splits and which ("0 1 2": a table file that several selections updated says what each row averages),
+    their preset, hardware and data (CIFAR from class folders marked JPEG q95), and the paper's number for the
+    same cell when `paper_csv` is given. Records of one preset: their splits are averaged."""
     presets = sorted({r["preset"] for r in records})
     if len(presets) > 1:
         raise ValueError(f"records of the presets {presets}: summarize one preset at a time (their errors are not "
@@ -300,18 +301,21 @@ def summarize(records, paper_csv=None):
         base = {"dataset": r["dataset"], "labels": r["labels"], "method": r["method"], "use_omega": use_omega,
                 "use_zeta": use_zeta, "preset": r["preset"], "device": r["device"],
                 "data": data + " (JPEG q95)" * from_class_folders(data)}
+        base["split"] = r["split"]
         rows.append({**base, "metric": "top1", "error": r["test_error"]})
         if r["dataset"] == "miniimagenet":
             rows.append({**base, "metric": "top5", "error": r["test_error_top5"]})
     keys = ["dataset", "labels", "method", "use_omega", "use_zeta", "metric"]
     if not rows:
-        columns = keys + ["ours_mean", "ours_std", "splits", "preset", "device", "data", "paper_mean", "paper_std"]
+        columns = keys + ["ours_mean", "ours_std", "splits", "split_numbers", "preset", "device", "data", "paper_mean",
+                          "paper_std"]
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows)
     out = (df.groupby(keys, sort=False)
              .agg(ours_mean=("error", "mean"),
                   ours_std=("error", lambda e: e.std(ddof=0) if len(e) > 1 else float("nan")),  # one split: none
-                  splits=("error", "size"), preset=("preset", "first"),
+                  splits=("error", "size"), split_numbers=("split", lambda n: " ".join(map(str, sorted(n)))),
+                  preset=("preset", "first"),
                   device=("device", lambda d: "; ".join(sorted(set(d)))),
                   data=("data", lambda d: "; ".join(sorted(set(d)))))
              .reset_index())

@@ -136,8 +136,8 @@ def test_recorded_returns_finished_runs_and_the_missing_ids(env):
         recorded([{"method": "lp"}], 50, split=0, **kw)  # a typo for splits
 
 
-def record(labels, method, error, preset="cpu", dataset="cifar10", use_omega=True, use_zeta=True):
-    return {"dataset": dataset, "labels": labels, "method": method, "preset": preset, "device": "cpu",
+def record(labels, method, error, preset="cpu", dataset="cifar10", use_omega=True, use_zeta=True, split=0):
+    return {"dataset": dataset, "labels": labels, "method": method, "preset": preset, "device": "cpu", "split": split,
             "config": {"use_omega": use_omega, "use_zeta": use_zeta}, "test_error": error}
 
 
@@ -167,13 +167,14 @@ def test_side_by_side_uses_the_papers_names_and_marks_a_cell_not_run():
 def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp_path):
     """A supervised run trained for Table 1's 'no weights' row carries use_omega = use_zeta = False in its config
     (before base_config reset them): it is the same cell as the others, with the paper's number beside it."""
-    records = [record(500, "supervised", 60.0, use_omega=False, use_zeta=False), record(500, "supervised", 62.0),
-               {**record(500, "supervised", 70.0), "device": "gpu b"},
-               {**record(500, "supervised", 68.0), "device": "gpu a"}]
+    records = [record(500, "supervised", 60.0, use_omega=False, use_zeta=False, split=3),
+               record(500, "supervised", 62.0, split=1), {**record(500, "supervised", 70.0, split=0), "device": "gpu b"},
+               {**record(500, "supervised", 68.0, split=2), "device": "gpu a"}]
     paper = dict(dataset="cifar10", labels=500, method="supervised", metric="top1", error=49.08, std=1.0)
     pd.DataFrame([paper]).to_csv(csv := tmp_path / "table.csv", index=False)
     table = tables.summarize(records, csv)
     assert len(table) == 1 and table.ours_mean[0] == 65.0 and table.splits[0] == 4 and table.paper_mean[0] == 49.08
+    assert table.split_numbers[0] == "0 1 2 3"  # which splits the mean is over
     assert table.device[0] == "cpu; gpu a; gpu b"  # every device the cell's runs ran on
     copies = [{**records[0], "data": "cifar10 from cifar10.tar.gz"}, {**records[1], "data": "cifar10 from cifar-10-py"}]
     assert tables.summarize(copies).data[0] == (  # every copy of the data, ours marked JPEG
