@@ -29,6 +29,7 @@ from lpnb.tables import TABLES, check_selection, table_configs, training_time
 
 STATES = ("done", "running", "waiting", "failed")
 ATTEMPT = "--- sweep: attempt started "  # a line of a run's sweep.log before each attempt's output
+MAX_REQUEUES = 20  # times SLURM may requeue a job stopped at its time limit (each continues the run)
 
 
 @dataclass
@@ -267,7 +268,7 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     or on SLURM (`executor="slurm"`, with `slurm` options for `run_slurm`). Returns the jobs, each with its
     final state ("done" or "failed")."""
     counts = {"workers": workers, "per_gpu": per_gpu,  # None: not given
-              **{k: slurm.get(k) for k in ("timeout_min", "gpus_per_job", "cpus_per_job", "max_requeues")}}
+              **{k: slurm.get(k) for k in ("timeout_min", "gpus_per_job", "cpus_per_job")}}
     for name, value in counts.items():
         least = 0 if name == "gpus_per_job" else 1
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
@@ -340,16 +341,16 @@ def _slurm_queue():
 
 
 def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
-              cpus_per_job=4, folder=None, max_requeues=20, poll=10.0, log=print):
+              cpus_per_job=4, poll=10.0, log=print):
     """Submit the jobs to SLURM with submitit: the stage-1 runs as one job array, the stage-2 runs as a
     second that starts after the first has ended (`afterany`: a stage-2 run trains a missing stage-1 run
     itself). Each job has `timeout_min` minutes, `gpus_per_job` GPUs and `cpus_per_job` CPUs, and is
-    requeued up to `max_requeues` times at its time limit; logs go to `folder` (default
-    <results_dir>/slurm). Waits for every job, showing progress; returns the jobs with their states."""
+    requeued up to MAX_REQUEUES times at its time limit; logs go to <results_dir>/slurm. Waits for every
+    job, showing progress; returns the jobs with their states."""
     import submitit
 
-    folder = Path(folder) if folder is not None else Path(results_dir) / "slurm"
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=max_requeues)
+    folder = Path(results_dir) / "slurm"
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
     executor.update_parameters(timeout_min=timeout_min, cpus_per_task=cpus_per_job, tasks_per_node=1, nodes=1,
                                name="lpnb")
     if gpus_per_job:

@@ -91,8 +91,8 @@ def row_name(method, use_omega=True, use_zeta=True):
 
 def weights_of(record):
     """(use_omega, use_zeta) of a record's table row: both True for a method that weighs no pseudo-label
-    (supervised, mt), whatever its config says (records made before `base_config` reset the flags carry
-    those of the stage-2 run that trained them)."""
+    (supervised, mt), whatever its config says (`lpnb run --method supervised --use-omega false` is the same
+    run, and so were the stage-1 runs of Table 1's variants before `base_config` reset the flags)."""
     if record["method"] not in WEIGHTED:
         return True, True
     return record["config"]["use_omega"], record["config"]["use_zeta"]

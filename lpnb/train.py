@@ -111,13 +111,13 @@ class Trainer:
         """Continue from a `state_dict()`."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.teacher is not None and state.get("teacher") is not None:
+        if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])
-        self.ema_steps = state.get("ema_steps", 0)
+        self.ema_steps = state["ema_steps"]
         self.batch_generator.set_state(state["batch_generator"])
         self.aug_generator.set_state(state["aug_generator"])
         torch.set_rng_state(state["torch_rng"])  # dropout
-        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+        if self.device.type == "cuda" and state["cuda_rng"] is not None:  # None: saved on a CPU
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     # --- one optimisation step ----------------------------------------------------------

@@ -74,6 +74,13 @@ def test_table1_variants_share_stage1_and_have_distinct_ids(env):
     assert len(list((results / "runs").glob("*supervised*"))) == 1
 
 
+def test_the_progress_bar_shows_the_test_error_the_record_reports(env, capsys):
+    root, results = env
+    record = run(smoke("mt", epochs_stage1=3), data_root=root, results_dir=results, progress=True)
+    assert record["test_error"] != record["student_test_error"]  # Mean Teacher: its teacher's error is reported
+    assert capsys.readouterr().err.rstrip().endswith(f"test_error={record['test_error']:.2f}]")
+
+
 def test_training_the_paper_preset_on_a_cpu_warns_that_it_takes_days(env, capsys):
     root, results = env
     tiny_paper = make_config("paper", method="lp", labels=50, unlabeled_size=200, test_size=100, width=0.125,

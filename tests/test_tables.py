@@ -168,7 +168,8 @@ def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp
     """A supervised run trained for Table 1's 'no weights' row carries use_omega = use_zeta = False in its config
     (before base_config reset them): it is the same cell as the others, with the paper's number beside it."""
     records = [record(500, "supervised", 60.0, use_omega=False, use_zeta=False, split=3),
-               record(500, "supervised", 62.0, split=1), {**record(500, "supervised", 70.0, split=0), "device": "gpu b"},
+               record(500, "supervised", 62.0, split=1),
+               {**record(500, "supervised", 70.0, split=0), "device": "gpu b"},
                {**record(500, "supervised", 68.0, split=2), "device": "gpu a"}]
     paper = dict(dataset="cifar10", labels=500, method="supervised", metric="top1", error=49.08, std=1.0)
     pd.DataFrame([paper]).to_csv(csv := tmp_path / "table.csv", index=False)
