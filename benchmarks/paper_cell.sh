@@ -50,6 +50,8 @@ if [ -d "$resume" ]; then  # a run stopped on another machine: its checkpoint an
     python3 benchmarks/run_state.py restore "$resume" "$results" $run $base 2>&1 | tee -a "$out/log.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || exit 2
     [ -f "$resume/$run.wall" ] && [ ! -f "$wall_file" ] && cp "$resume/$run.wall" "$wall_file"
+else
+    echo "no $resume/: nothing to restore (a run stopped on another machine starts over)" | tee -a "$out/log.txt"
 fi
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
@@ -62,11 +64,13 @@ record="$results/runs/$run/record.json"
 if [ "$status" = 0 ] && [ "$record" -nt "$marker" ]; then
     python3 benchmarks/time_split.py "$record" --wall "$wall" --since "$since" 2>&1 | tee -a "$out/log.txt"
 fi
-for id in $run $base; do  # this cell's records only: a job brings back few files (8)
-    [ -f "$results/runs/$id/record.json" ] && cp "$results/runs/$id/record.json" "$out/$id.json"
+for id in $run $base; do  # this cell's records only (not one being retrained): a job brings back few files (8)
+    [ -f "$results/runs/$id/record.json" ] && [ ! -f "$results/runs/$id/.retraining" ] &&
+        cp "$results/runs/$id/record.json" "$out/$id.json"
 done
 if [ "$status" = 3 ]; then  # what continuing on a fresh machine needs: the checkpoint (2-3 pieces) and wall-clock
     python3 benchmarks/run_state.py send "$results" "$out" $run $base 2>&1 | tee -a "$out/log.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || echo "the checkpoint was NOT sent back (above)" | tee -a "$out/log.txt"
     cp "$wall_file" "$out/$run.wall"
 fi
 echo "exit status $status" | tee -a "$out/log.txt"

@@ -17,6 +17,7 @@ from pathlib import Path
 from lpnb.data import atomic_write
 
 PIECE = 15 * 2**20  # bytes: under the 16 MiB a device job brings back per file
+MAX_PIECES = 3  # a job brings back 8 files: these, the manifest, log.txt, two records and <run-id>.wall
 
 
 def _sha256(data):
@@ -30,7 +31,8 @@ def _write(path, data):
 def send(results_dir, out, run_ids, piece=PIECE):
     """Write the checkpoint of the first run of `run_ids` that has one into `out` as <run-id>.ckpt.0, .1, ...
     and <run-id>.ckpt.sha256 (each piece's hash, then the whole's); returns the files written (none if no run
-    has a checkpoint). Pass the stage-2 run first: its checkpoint holds the stage-1 record it continues."""
+    has a checkpoint). Pass the stage-2 run first: its checkpoint holds the stage-1 record it continues. A
+    checkpoint of more than MAX_PIECES pieces (a ResNet-18's) raises ValueError: it would not come back."""
     for rid in run_ids:
         checkpoint = Path(results_dir) / "runs" / rid / "checkpoint.pt"
         if checkpoint.exists():
@@ -38,8 +40,12 @@ def send(results_dir, out, run_ids, piece=PIECE):
     else:
         return []
     data, out = checkpoint.read_bytes(), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    if len(pieces) > MAX_PIECES:
+        raise ValueError(f"{checkpoint} is {len(data) / 2**20:.0f} MiB, {len(pieces)} pieces: more than the "
+                         f"{MAX_PIECES} a job can bring back beside its other files; the run continues only on this "
+                         "machine")
+    out.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, chunk in enumerate(pieces):
         (out / f"{rid}.ckpt.{i}").write_bytes(chunk)
@@ -52,8 +58,14 @@ def send(results_dir, out, run_ids, piece=PIECE):
 def restore(source, results_dir, run_ids):
     """Put back, for each of `run_ids`, its record (<run-id>.json, as paper_cell.sh sends it back) and the
     checkpoint that `send` wrote into `source`, each only where `results_dir` has none yet; returns the files
-    restored. A piece missing or changed raises ValueError naming it, and that checkpoint is not written."""
-    restored = []
+    restored. A piece missing or changed, a damaged manifest, or manifests in `source` of other runs only (a
+    checkpoint of another cell, or of this cell under another run id: the run would start over) raise
+    ValueError naming them, and no checkpoint is written."""
+    restored, manifests = [], sorted(p.name for p in Path(source).glob("*.ckpt.sha256"))
+    if manifests and not any(f"{rid}.ckpt.sha256" in manifests for rid in run_ids):
+        held = ", ".join(m.removesuffix(".ckpt.sha256") for m in manifests)
+        raise ValueError(f"{source} holds the checkpoint of {held}, not of {' or '.join(run_ids)}: continue that cell, "
+                         f"or empty {source} to start this one")
     for rid in run_ids:
         record, folder = Path(source) / f"{rid}.json", Path(results_dir) / "runs" / rid
         if record.exists() and not (folder / "record.json").exists():  # a finished stage-1 run's, sent back with it
@@ -62,7 +74,11 @@ def restore(source, results_dir, run_ids):
         manifest, target = Path(source) / f"{rid}.ckpt.sha256", folder / "checkpoint.pt"
         if not manifest.exists() or target.exists():
             continue
-        *pieces, (whole, _) = [line.split("  ") for line in manifest.read_text().splitlines()]
+        lines = [line.split("  ") for line in manifest.read_text().splitlines()]
+        if len(lines) < 2 or any(len(line) != 2 for line in lines):
+            raise ValueError(f"{manifest} is damaged (not '<sha256>  <file>' lines, a piece's and the whole's): "
+                             f"bring it back again, or delete it to start run {rid} over")
+        *pieces, (whole, _) = lines
         data = b""
         for digest, name in pieces:
             path = Path(source) / name
@@ -98,8 +114,12 @@ def main(argv=None):
             print(f"checkpoint sent back in {pieces} piece{'s' * (pieces > 1)}: {written[-1].name}" if written else
                   "no checkpoint to send back")
         else:
-            for path in restore(args.source, args.results_dir, args.run_ids):
+            restored = restore(args.source, args.results_dir, args.run_ids)
+            for path in restored:
                 print(f"restored {path} from {args.source}/")
+            if not restored:
+                print(f"nothing restored from {args.source}/: this machine has what it holds of "
+                      f"{' and '.join(args.run_ids)}, or it holds none")
     except ValueError as e:
         sys.exit(f"run_state.py: {e}")
 
