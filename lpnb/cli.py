@@ -278,7 +278,8 @@ def _terminated(signum, frame):
     raise Terminated
 
 
-def main(argv=None):
+def _parser():
+    """`lpnb`'s command line: its commands run, sweep, reproduce and status, and their flags."""
     # no abbreviated flags: `sweep --split 4` must not be read as `--splits 4` (four splits)
     parser = argparse.ArgumentParser(prog="lpnb", description=__doc__.split("\n\n")[0].replace("\n", " "),
                                      allow_abbrev=False)
@@ -340,6 +341,11 @@ def main(argv=None):
     s.add_argument("--readme", action="store_true",
                    help="write the table of the repository's results/ into README.md instead of printing it")
     s.set_defaults(func=_status)
+    return parser
+
+
+def main(argv=None):
+    parser = _parser()
     args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
