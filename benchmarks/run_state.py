@@ -1,10 +1,10 @@
 """A stopped run's checkpoint, carried from one lent GPU machine to the next (benchmarks/paper_cell.sh).
 
-A device job brings back at most 8 files of at most 16 MiB each, and a paper-scale checkpoint is 25-38 MB
-(the network, its SGD momentum, and Mean Teacher's teacher). `send` writes the checkpoint of the first of the
-runs named that has one in pieces, with a manifest of their SHA-256 hashes; `restore` puts it back in place on
-a fresh machine, checked, with the records sent back beside it, where that run has none yet (a newer one on a
-machine still warm is kept).
+A device job brings back at most 8 files of at most 16 MiB each, and a paper-scale checkpoint is 25.1 MB (the
+13-layer network and its SGD momentum; 37.6 MB with Mean Teacher's teacher: benchmarks/README.md). `send` writes
+the checkpoint of the first of the runs named that has one in pieces, with a manifest of their SHA-256 hashes;
+`restore` puts it back in place on a fresh machine, checked, with the records sent back beside it, where that run
+has none yet (a newer one on a machine still warm is kept).
 
     python benchmarks/run_state.py send RESULTS_DIR OUT RUN_ID [RUN_ID ...]
     python benchmarks/run_state.py restore FROM RESULTS_DIR RUN_ID [RUN_ID ...]
