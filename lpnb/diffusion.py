@@ -100,7 +100,8 @@ def _unscored_message(Wn, scores, unscored, idx, alpha, n_iter, max_iter):
         _, component = scipy.sparse.csgraph.connected_components(to_scipy(Wn), directed=False)
         no_label = unscored & ~tied & ~np.isin(component, component[idx])
         reach = (f"raise max_iter={max_iter}, a run's cg_iters" if n_iter >= max_iter else
-                 "it met its tolerance first: a larger k, or more labels, shortens the paths")
+                 f"it met its tolerance first: a larger k or more labels shorten the paths, a larger alpha={alpha:g} "
+                 "carries the labels farther")
         why = [f"{int(points.sum())} {text}" for points, text in [
             (no_label, "in a part of the graph without labels"),
             (unscored & ~tied & ~no_label, f"farther from every label than the solve's {n_iter} iterations reach "
@@ -158,6 +159,9 @@ def _as_numpy(a):
 def _points(features, device):
     """The features as a checked tensor (`_as_array`) on `device` (None: where they are), at least one row."""
     x = _to_device(_as_array(features), device)
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"features on device {str(x.device)!r}: propagation runs on 'cpu' or 'cuda'; pass one as "
+                         "device")
     if len(x) == 0:
         raise ValueError("features have no rows: pass one row per point")
     return x
@@ -196,6 +200,10 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
         if labeled.min() < 0 or labeled.max() >= n:
             raise ValueError(f"labeled indices must lie in [0, {n}), got [{labeled.min()}, {labeled.max()}]")
         idx = np.unique(labeled).astype(np.int64)
+        if len(idx) < len(labeled):  # e.g. the labels themselves passed as `labeled`
+            raise ValueError(f"labeled holds {len(labeled) - len(idx)} repeated indices ({len(labeled)} values, "
+                             f"{len(idx)} distinct): an index array lists each labeled point once; if it holds "
+                             "labels, pass a boolean mask instead (e.g. labels >= 0)")
     else:
         raise ValueError(f"labeled must be a boolean mask or a 1-D integer index array, got "
                          f"dtype {labeled.dtype} and shape {labeled.shape}")
@@ -208,6 +216,11 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
                          "another negative number) is unlabeled: leave it out of `labeled`")
     if y.max() >= c:
         raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
+    beyond = labels[labels >= c] if n_classes is None and warn_missing else labels[:0]
+    if len(beyond):  # the true labels given for the unlabeled points too, a top class without a labeled point
+        _warn(f"{len(beyond)} unlabeled points carry labels up to {beyond.max()}, beyond the labeled classes "
+              f"0..{c - 1}: n_classes defaults to {c} (the largest label of a labeled point plus one), so no point is "
+              "scored for those classes; pass n_classes to count them")
     present = np.unique(y)
     if len(present) < c and warn_missing:  # the first ten missing lie below len(present) + 10: no arange(c)
         missing = np.setdiff1d(np.arange(min(c, len(present) + 10)), present)[:10]
@@ -325,14 +338,16 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         Anything np.asarray reads (a pandas DataFrame, a view); integers and bools are
         converted to floats, a tensor that requires grad is detached.
     labels : array-like of shape (n,)
-        Integer classes in [0, n_classes), read only where `labeled` says.
+        Integer classes in [0, n_classes) where `labeled` says; any integer elsewhere (e.g. -1).
     labeled : array-like
         A boolean mask (n,) or an index array of any integer type of the labeled points (at
-        least one). An integer array (n,) of 0s and 1s is refused as ambiguous for n > 2 (pass
-        it as bool; for n <= 2 it is read as indices); a torch uint8 tensor (n,) of 0s and 1s
-        is read as a mask, as torch does.
+        least one; repeated indices are refused: labels passed here by mistake). An integer
+        array (n,) of 0s and 1s is refused as ambiguous for n > 2 (pass it as bool; for n <= 2
+        it is read as indices); a torch uint8 tensor (n,) of 0s and 1s is read as a mask, as
+        torch does.
     n_classes : int, optional
-        c, a positive integer; default labels[labeled].max() + 1.
+        c, a positive integer; default labels[labeled].max() + 1 (with a warning when unlabeled
+        points carry larger labels).
     k : int, default=50
         Neighbours per point in the graph of eq. (9).
     gamma : float, default=3.0
@@ -340,7 +355,8 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     alpha : float in [0, 1), default=0.99
         The alpha of eq. (10).
     max_iter : int, default=20
-        Conjugate-gradient iterations at most (tolerance 1e-6); a positive integer.
+        Conjugate-gradient iterations at most (tolerance 1e-6); a positive integer. A solve that
+        ends with a relative residual above FAR_FROM_CONVERGED (0.5) is warned about.
     knn : {"exact", "approx"}, default="exact"
         Exact k-NN search, or an approximate faiss IVF index for large n (see `lpnb.graph.knn`;
         its settings grow with n: sqrt(n) lists, a few probed).
@@ -477,6 +493,10 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         block = _check_memory(n, c, available_memory(Wn.device))
     Z, n_iter, residual = diffuse(Wn, labels, idx, c, alpha=alpha, max_iter=max_iter, block=block)
     timings["cg"] = clock() - t
+    if residual > FAR_FROM_CONVERGED:
+        _warn(f"the conjugate gradient stopped at max_iter={max_iter} with relative residual {residual:.3g}, far "
+              f"from the solution of eq. (10) (above {FAR_FROM_CONVERGED}): the scores and the weights omega are "
+              f"unreliable; raise max_iter (alpha={alpha:g}: the closer to 1, the more iterations it needs)")
     t = clock()
     result = _pseudo_labels(Z, labels, idx, n_iter, residual, inplace=True)
     del Z
@@ -524,6 +544,7 @@ def diffuse(Wn, labels, idx, n_classes, *, alpha=0.99, max_iter=20, block=None):
     return Z, n_iter, residual
 
 
+FAR_FROM_CONVERGED = 0.5  # propagate warns above this final relative residual (cpu-preset refreshes: 0.044 at most)
 REORDER_MIN = 100_000  # points from which propagate reorders them by k-means cluster (graph="dot", CPU)
 
 
@@ -813,8 +834,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     leaves such a point without scores too), as is an all-zero vote. So predict(X) on the
     training points need not give transduction_ (a point's own row is one of its k votes).
     predict uses the current k and gamma, and refuses a graph other than the fitted one. X may
-    be a torch tensor (on any device; half precision is read as float32). score counts points
-    with y = -1 as errors: score on labeled points only.
+    be a torch tensor (on any device; half precision is read as float32), but fit and predict
+    run on the CPU: on a GPU, call `propagate` with CUDA tensors. Labels in bytes (as h5py
+    reads strings) are decoded as UTF-8. score counts points with y = -1 as errors: score on
+    labeled points only.
 
     Examples
     --------
@@ -854,6 +877,8 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
                 given.dtype == object and any(map(_missing, given.ravel()))):
             raise ValueError("y holds NaN or None: mark the unlabeled points with -1")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if y.dtype.kind == "S":  # bytes, as h5py reads strings (scikit-learn refuses them): as UTF-8 strings
+            y = np.char.decode(y, "utf-8")
         labeled = np.asarray(y != -1)  # elementwise for any labels: strings with -1 (object dtype) too
         if y.dtype.kind in "UO":  # np.array(["cat", -1]) holds the string "-1", as do pandas' strings (objects)
             labeled &= np.asarray(y != "-1", dtype=bool)
@@ -862,8 +887,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         try:
             check_classification_targets(y[labeled])
             classes, codes = np.unique(y[labeled], return_inverse=True)
-        except TypeError:  # both sort the labels: "cat" < 1 has no answer
+        except TypeError as error:  # both sort the labels: "cat" < 1 has no answer
             kinds = sorted({type(v).__name__ for v in y[labeled]})
+            if len(kinds) == 1:  # bytes among objects: scikit-learn's own message says so
+                raise ValueError(str(error)) from None
             raise ValueError(f"y mixes labels of types {kinds}: give every label the same type (all strings, or "
                              "all numbers)") from None
         if classes.dtype.kind in "iuf" and (classes < 0).any():  # e.g. -2, meant as unlabeled?

@@ -185,16 +185,19 @@ def test_points_beyond_the_solves_reach_or_tied_are_told_apart_from_parts_withou
     labels[-1] = 1
     with pytest.warns(UserWarning, match=r"^198 of the 398 unlabeled points have edges but no pseudo-label: 198 "
                                          r"farther from every label than the solve's 100 iterations reach \(it met its "
-                                         r"tolerance first: a larger k, or more labels, shortens the paths\)\. They"):
+                                         r"tolerance first: a larger k or more labels shorten the paths, a larger "
+                                         r"alpha=0\.99 carries the labels farther\)\. They"):
         res = propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=1000)
     assert res.n_iter == 100 and np.array_equal(np.flatnonzero(res.scored), np.r_[0:101, 299:400])  # 100 edges
     with pytest.warns(UserWarning, match=r": 378 farther .* 10 iterations reach \(raise max_iter=10, a run's "
                                          r"cg_iters\)\. They"):
         propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=10)
-    with pytest.warns(UserWarning, match=r"^8 of the 8 unlabeled points have edges but no pseudo-label: 8 with equal "
+    # a point as near one label as the other, in a graph the same seen from either (no order of a k-NN search's
+    # ties or of a sum can favour one class)
+    with pytest.warns(UserWarning, match=r"^1 of the 1 unlabeled points have edges but no pseudo-label: 1 with equal "
                                          r"scores for every class\. They"):
-        res = propagate(np.ones((10, 2)), np.r_[0, 1, np.zeros(8, int)], [0, 1], k=3, graph="gaussian")
-    assert (res.scores[2:] == 0.5).all() and not res.scored[2:].any()
+        res = propagate(np.array([[1.0, 0], [0, 1], [1, 1]]), np.r_[0, 1, -1], [0, 1], k=2)
+    assert (res.scores[2] == 0.5).all() and not res.scored[2] and res.scored[:2].all()
 
 
 def test_all_zero_or_uniform_probability_rows_are_not_counted_in_zeta():
@@ -252,6 +255,32 @@ def test_class_without_labeled_example_warns_and_stays_zero():
     assert res.class_weights[2] == 0 and np.isfinite(res.class_weights).all()
 
 
+def test_a_top_class_without_labeled_example_is_warned_about_when_n_classes_is_left_to_default():
+    x, y = blobs(seed=8)
+    idx = np.flatnonzero(y != 2)[:10]
+    with pytest.warns(UserWarning, match=r"80 unlabeled points carry labels up to 2, beyond the labeled classes "
+                                         r"0\.\.1: n_classes defaults to 2 .* pass n_classes"):
+        assert propagate(x, y, idx, k=10).scores.shape == (240, 2)
+    with warnings.catch_warnings():  # -1 for the unlabeled points, or n_classes given: nothing to say
+        warnings.simplefilter("error")
+        propagate(x, np.where(np.isin(np.arange(240), idx), y, -1), idx, k=10)
+        with pytest.warns(UserWarning, match=r"classes \[2\] have no labeled example"):
+            propagate(x, y, idx, n_classes=3, k=10)
+
+
+def test_a_solve_stopped_far_from_convergence_is_warned_about():
+    """alpha near 1 needs many more iterations than 20: the residual then says the scores are not eq. (10)'s."""
+    x, y = blobs(n=1000, c=5, d=16, seed=7, spread=1.2)
+    idx = np.flatnonzero(np.random.default_rng(7).random(1000) < 0.05)
+    with pytest.warns(UserWarning, match=r"stopped at max_iter=20 with relative residual .* raise max_iter "
+                                         r"\(alpha=0\.99999"):
+        res = propagate(x, y, idx, k=10, alpha=0.99999)
+    assert res.n_iter == 20 and res.residual > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert propagate(x, y, idx, k=10, alpha=0.99999, max_iter=2000).residual <= 1e-6
+
+
 def test_k_too_large_warns():
     x, y = blobs(n=12, c=2)
     with pytest.warns(UserWarning, match="k=50"):
@@ -296,6 +325,13 @@ def test_mask_wrong_length():
         propagate(x, y, mask)
     with pytest.raises(ValueError, match=r"got \(2,\) \(a torch uint8 tensor of 0s and 1s is read as a mask"):
         propagate(x, y, torch.tensor([0, 1], dtype=torch.uint8))  # meant as indices 0 and 1
+
+
+def test_labels_passed_as_the_index_array_are_refused():
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"labeled holds 237 repeated indices \(240 values, 3 distinct\).*pass a "
+                                         r"boolean mask instead"):
+        propagate(x, y, y, k=10)
 
 
 def test_index_out_of_range():
@@ -673,6 +709,13 @@ def test_propagate_refuses_bad_setting(name, value):
     graph = "gaussian" if name == "sigma" else "dot"
     with pytest.raises(ValueError, match=f"^{name} must be"):
         propagate(x, y, np.array([0, 1, 2]), graph=graph, **{name: value})
+
+
+@pytest.mark.parametrize("pseudo_labeler", [propagate, gtg_pseudo_labels])
+def test_a_device_other_than_cpu_or_cuda_is_refused_by_name(pseudo_labeler):
+    x, y = blobs()
+    with pytest.raises(ValueError, match="features on device 'meta': propagation runs on 'cpu' or 'cuda'"):
+        pseudo_labeler(x, y, [0, 1, 2], k=10, device="meta")
 
 
 @pytest.mark.parametrize("pseudo_labeler", [propagate, gtg_pseudo_labels])

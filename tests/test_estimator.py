@@ -330,6 +330,14 @@ def test_labels_of_mixed_types_are_refused_by_name():
         LabelPropagation(k=2).fit(X, np.array(["cat", -1, -1, 3, -1, -1], dtype=object))
 
 
+def test_bytes_labels_are_read_as_strings():
+    X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
+    model = LabelPropagation(k=2).fit(X, np.array([b"cat", b"-1", b"-1", b"dog", b"-1", b"-1"]))
+    assert model.classes_.tolist() == ["cat", "dog"] and model.transduction_.tolist() == ["cat"] * 3 + ["dog"] * 3
+    with pytest.raises(ValueError, match="labels represented as bytes is not supported"):  # not "mixes types"
+        LabelPropagation(k=2).fit(X, np.array([b"cat", -1, -1, b"dog", -1, -1], dtype=object))
+
+
 def test_torch_tensors_are_taken_as_propagate_takes_them(digits):
     """A tensor that requires grad, or one in bfloat16, fits and predicts as its numpy values do."""
     import torch
