@@ -215,10 +215,10 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
         else:
             records = [record or run(cfg, data_root=data_root, results_dir=results_dir, progress=progress)
                        for cfg, record in zip(cells, records)]
-    missing = [run_id(cfg) for cfg, record in zip(cells, records) if record is None]
+    missing = [cfg for cfg, record in zip(cells, records) if record is None]
     if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        print(f"not run yet ({len(missing)}): {shown}")
+        shown = ", ".join(map(run_id, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        print(f"not run yet ({len(missing)}): {shown}{_held_in_the_repository(missing, results_dir)}")
     return [record for record in records if record is not None]
 
 
@@ -233,13 +233,20 @@ def announce_training(cfgs, results_dir=None):
             "train=False shows only what is recorded)")
     if estimate := training_time(cfgs, results_dir):
         line += f": {estimate}"
+    print(line + _held_in_the_repository(cfgs, results_dir), flush=True)
+
+
+def _held_in_the_repository(cfgs, results_dir=None):
+    """"; <repo>/results holds N of them, which ... would read instead" when results_dir is another folder and
+    the repository's results/ records some of `cfgs`; else "": a notebook given a results_dir reads only there."""
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir(cfgs[0].preset)
     committed = REPO / "results"
-    if results_dir.resolve() != committed.resolve():
-        if found := sum(load_record(cfg, committed) is not None for cfg in cfgs):
-            how = "$LPNB_RESULTS_DIR unset and results_dir=None" if os.environ.get("LPNB_RESULTS_DIR") else \
-                "results_dir=None"
-            line += f"; {committed} holds {found} of them, which {how} would read instead"
-    print(line, flush=True)
+    if results_dir.resolve() == committed.resolve():
+        return ""
+    if not (found := sum(load_record(cfg, committed) is not None for cfg in cfgs)):
+        return ""
+    how = "$LPNB_RESULTS_DIR unset and results_dir=None" if os.environ.get("LPNB_RESULTS_DIR") else "results_dir=None"
+    return f"; {committed} holds {found} of them, which {how} would read instead"
 
 
 def _minutes(timings):
@@ -331,8 +338,11 @@ def write_table(df, path):
     a row of the existing file for a cell that `df` also has (same dataset, labels, method, weights,
     metric and preset) is replaced in place, the others are kept, and new cells are appended. So a
     notebook run on part of a table (`-p labels 1000`) updates that column and leaves the rest. The columns
-    are `df`'s, in its order, then any others the file has."""
+    are `df`'s, in its order, then any others the file has. An empty `df` leaves the file as it is, and
+    writes none where there is none (returns None then)."""
     path = Path(path)
+    if df.empty and not path.exists():
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     with lpdata.locked(path.with_name(f".{path.name}.lock")):  # two notebooks writing at once keep both's rows
         if path.exists():
@@ -520,8 +530,9 @@ def certainty_split(record, threshold=0.5):
 
 def confusions(record, classes=None):
     """The confident mistakes of a run (Figure 7) counted by (pseudo-label, true class), most frequent first,
-    and a sentence. Classes are named by `classes`, else by the record's (CIFAR-10's for a CIFAR-10 record
-    without them), else by number."""
+    and a sentence: the most frequent pair, and the pseudo-label most of them carry where that says more.
+    Classes are named by `classes`, else by the record's (CIFAR-10's for a CIFAR-10 record without them),
+    else by number. No mistake: a one-cell table (`_says`)."""
     classes = classes or record.get("classes") or (CIFAR10_CLASSES if record.get("dataset") == "cifar10" else None)
 
     def name(label):
@@ -529,7 +540,8 @@ def confusions(record, classes=None):
     pairs = pd.DataFrame([{"taken for": name(m["pseudo_label"]), "true class": name(m["label"])}
                           for m in record["confident_mistakes"]])
     if pairs.empty:
-        return pairs, "The run's last epoch has no wrong pseudo-label."
+        text = "The run's last epoch has no wrong pseudo-label."
+        return _says(text), text
     table = (pairs.value_counts().rename("images").reset_index()
              .sort_values(["images", "true class", "taken for"], ascending=[False, True, True], ignore_index=True))
     top = table[table.images == table.images[0]]
@@ -537,6 +549,10 @@ def confusions(record, classes=None):
     each = " each" if len(top) > 1 else ""
     text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images.iloc[0]}{each} are {names}, "
             f"the most frequent confusion{' (tied)' if each else ''}.")
+    taken = table.groupby("taken for")["images"].sum().reset_index().sort_values(
+        ["images", "taken for"], ascending=[False, True], ignore_index=True)
+    if taken.images[0] > top.images.iloc[0] and (len(taken) == 1 or taken.images[1] < taken.images[0]):
+        text += f" In all, {taken.images[0]} of the {len(pairs)} are taken for {taken['taken for'][0]}."
     return table, text
 
 
@@ -693,9 +709,9 @@ def _figure5(record):
 
 
 def _figure7(record):
-    table = confusions(record)[0]
-    if table.empty:
+    if not record["confident_mistakes"]:
         return "no wrong pseudo-label"
+    table = confusions(record)[0]
     top = table[table.images == table.images[0]]
     pairs = " and ".join(f"{t} taken for {p}" for t, p in zip(top["true class"], top["taken for"]))
     return f"{top.images.iloc[0]} of {table.images.sum()}{' each' if len(top) > 1 else ''}: {pairs}"

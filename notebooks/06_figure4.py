@@ -16,7 +16,7 @@
 # Regenerates Figure 4 of Iscen et al. (CVPR 2019): the accuracy of the pseudo-labels on the
 # unlabeled CIFAR-10 images at every epoch of stage 2, from diffusion (eq. 7) and from the
 # network's own predictions (eq. 1) on the same descriptor pass. Both come from the record
-# of our method's run with 500 labels (the run Table 1 also uses). Writes
+# of our method's run with 500 labels by default (the run Table 1 also uses; `labels`). Writes
 # `figures/figure4.{pdf,png}` (other parameters: the folder it prints).
 #
 # The committed figure is drawn from the run at the paper's full protocol once it is recorded,

@@ -14,7 +14,7 @@
 # # Figure 5: distribution of the weights ω
 #
 # Regenerates Figure 5 of Iscen et al. (CVPR 2019): histograms of the certainty weights
-# $\omega_i$ (eq. 11) of the unlabeled CIFAR-10 images (500 labels) at the first epoch of
+# $\omega_i$ (eq. 11) of the unlabeled CIFAR-10 images (500 labels by default) at the first epoch of
 # stage 2 and at its middle (epoch 90 of 180 in the paper), split by whether the pseudo-label
 # is correct (blue) or not (red, stacked on the blue). From the record of our method's run. Writes
 # `figures/figure5.{pdf,png}` (other parameters: the folder it prints).

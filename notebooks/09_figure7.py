@@ -14,7 +14,7 @@
 # # Figure 7: confident mistakes
 #
 # Regenerates Figure 7 of Iscen et al. (CVPR 2019): the unlabeled CIFAR-10 images (500
-# labels) whose pseudo-label is wrong yet has the highest weight $\omega_i$, at the last
+# labels by default) whose pseudo-label is wrong yet has the highest weight $\omega_i$, at the last
 # epoch of stage 2, with the predicted class and $\omega_i$ under each. From the record of
 # our method's run. Writes `figures/figure7.{pdf,png}`
 # (other parameters: the folder it prints).

@@ -64,6 +64,15 @@ def test_training_is_announced_with_the_committed_records_a_results_dir_hides(ca
     assert capsys.readouterr().out.endswith(f"{tmp_path} (smoke preset; train=False shows only what is recorded)\n")
 
 
+def test_runs_not_run_in_a_results_dir_say_when_the_repository_records_them(capsys, tmp_path):
+    records = run_rows([{"method": "supervised"}, {"method": "lp"}], 500, 1, preset="cpu", results_dir=tmp_path,
+                       train=False)
+    assert records == [] and capsys.readouterr().out == (
+        f"not run yet (2): {run_id(make_config('cpu', labels=500, method='supervised'))}, "
+        f"{run_id(make_config('cpu', labels=500, method='lp'))}; {REPO / 'results'} holds 2 of them, which "
+        "results_dir=None would read instead\n")
+
+
 def test_the_training_time_is_judged_from_like_runs_recorded(tmp_path):
     write = partial(write_timed_record, tmp_path)
     cell = partial(make_config, "smoke", labels=500)
@@ -235,6 +244,8 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
     tables.write_table(tables.summarize([record(500, "lp", 33.5)]), path)  # `-p labels 500 -p splits 1`
     tables.write_table(tables.summarize([record(500, "lp", 30.0, preset="paper")]), path)
     tables.write_table(tables.summarize([]), path)  # nothing recorded: the file is left as it is
+    assert tables.write_table(tables.summarize([]), tmp_path / "none.csv") is None  # and none is made
+    assert not (tmp_path / "none.csv").exists()
     rows = [(r.labels, r.method, r.preset, r.ours_mean, r.splits) for r in pd.read_csv(path).itertuples()]
     assert rows == [(500, "supervised", "cpu", 51.0, 2), (500, "lp", "cpu", 33.5, 1),
                     (1000, "supervised", "cpu", 41.0, 2), (1000, "lp", "cpu", 41.0, 2), (500, "lp", "paper", 30.0, 1)]
@@ -405,6 +416,18 @@ def test_the_figure_findings_count_before_rounding_and_name_ties():
             "taken for automobile, the most frequent confusion (tied).")
         assert tables._figure7({"dataset": "cifar10", "confident_mistakes": order}) == (
             "2 of 5 each: bird taken for frog and truck taken for automobile")
+
+
+def test_confusions_say_which_pseudo_label_most_mistakes_carry_and_show_no_empty_table():
+    mistakes = [{"pseudo_label": 1, "label": 9}] * 3 + [{"pseudo_label": 1, "label": 3}] * 2 + [
+        {"pseudo_label": 6, "label": 2}]
+    text = tables.confusions({"dataset": "cifar10", "confident_mistakes": mistakes})[1]
+    assert text.endswith("3 are truck images taken for automobile, the most frequent confusion. In all, 5 of the 6 "
+                         "are taken for automobile.")
+    mistakes[3:5] = [{"pseudo_label": 6, "label": 3}] * 2  # frog: 3, automobile: 3, as many as the top pair
+    assert tables.confusions({"dataset": "cifar10", "confident_mistakes": mistakes})[1].endswith("confusion.")
+    table, text = tables.confusions({"dataset": "cifar10", "confident_mistakes": []})
+    assert text == "The run's last epoch has no wrong pseudo-label." and table.equals(tables._says(text))
 
 
 def test_certainty_split_takes_only_a_bin_edge_as_threshold():
