@@ -14,14 +14,15 @@
 # Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again). Once the cell is
 # recorded, the log ends with where its time went (benchmarks/time_split.py, with the wall-clock of every call of
 # this script that trained it). The decoded data and torch.compile's caches are kept in build/ too.
-# A job stopped at its time limit also sends back the stopped run's checkpoint, in pieces (benchmarks/run_state.py),
-# and its wall-clock (<run-id>.wall): put what came back in carry-resume/ (git-ignored) to continue the run on a
-# fresh machine (another session): this script restores what it finds there where the machine has none yet.
+# A job that did not record the cell (stopped at its time limit, or failed) also sends back the run's checkpoint,
+# in pieces (benchmarks/run_state.py), and its wall-clock (<run-id>.wall): empty carry-resume/ (git-ignored) and put
+# what came back there to continue the run on a fresh machine (another session): this script restores what it
+# finds there where the machine has none yet.
 # PRESET, RESULTS_DIR and RESUME_DIR (default paper, build/paper_cell_results and carry-resume) let the script be
 # tried on a CPU (OUT: where the log goes):
 #   PRESET=smoke RESULTS_DIR=/tmp/r OUT=/tmp/o benchmarks/paper_cell.sh cifar10 4000 lp 0
 set -uo pipefail
-if [ $# -lt 4 ]; then sed -n 2,22p "$0"; exit 2; fi
+if [ $# -lt 4 ]; then sed -n 2,23p "$0"; exit 2; fi
 dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
 case "$labels$split" in *[!0-9]*) echo "LABELS and SPLIT are numbers, e.g. 4000 0; got $labels $split"; exit 2;; esac
 preset=${PRESET:-paper} results=${RESULTS_DIR:-build/paper_cell_results} out=${OUT:-build/paper_cell}
@@ -68,7 +69,7 @@ for id in $run $base; do  # this cell's records only (not one being retrained): 
     [ -f "$results/runs/$id/record.json" ] && [ ! -f "$results/runs/$id/.retraining" ] &&
         cp "$results/runs/$id/record.json" "$out/$id.json"
 done
-if [ "$status" = 3 ]; then  # what continuing on a fresh machine needs: the checkpoint (2-3 pieces) and wall-clock
+if [ "$status" != 0 ]; then  # what continuing on a fresh machine needs: the checkpoint (2-3 pieces) and wall-clock
     python3 benchmarks/run_state.py send "$results" "$out" $run $base 2>&1 | tee -a "$out/log.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || echo "the checkpoint was NOT sent back (above)" | tee -a "$out/log.txt"
     cp "$wall_file" "$out/$run.wall"

@@ -11,8 +11,12 @@ has none yet (a newer one on a machine still warm is kept).
 """
 import argparse
 import hashlib
+import io
+import json
 import sys
 from pathlib import Path
+
+import torch
 
 from lpnb.data import atomic_write
 
@@ -58,9 +62,10 @@ def send(results_dir, out, run_ids, piece=PIECE):
 def restore(source, results_dir, run_ids):
     """Put back, for each of `run_ids`, its record (<run-id>.json, as paper_cell.sh sends it back) and the
     checkpoint that `send` wrote into `source`, each only where `results_dir` has none yet; returns the files
-    restored. A piece missing or changed, a damaged manifest, or manifests in `source` of other runs only (a
-    checkpoint of another cell, or of this cell under another run id: the run would start over) raise
-    ValueError naming them, and no checkpoint is written."""
+    restored. A piece missing or changed, a damaged manifest, manifests in `source` of other runs only (a
+    checkpoint of another cell, or of this cell under another run id: the run would start over), or the
+    checkpoint of a run that `source` brings the finished record of, but not of its finished training (pieces
+    of an earlier job left beside the last one's) raise ValueError naming them, and no checkpoint is written."""
     restored, manifests = [], sorted(p.name for p in Path(source).glob("*.ckpt.sha256"))
     if manifests and not any(f"{rid}.ckpt.sha256" in manifests for rid in run_ids):
         held = ", ".join(m.removesuffix(".ckpt.sha256") for m in manifests)
@@ -68,31 +73,48 @@ def restore(source, results_dir, run_ids):
                          f"or empty {source} to start this one")
     for rid in run_ids:
         record, folder = Path(source) / f"{rid}.json", Path(results_dir) / "runs" / rid
+        manifest, target = Path(source) / f"{rid}.ckpt.sha256", folder / "checkpoint.pt"
+        data = _pieces(manifest, source, rid) if manifest.exists() and not target.exists() else None
+        if data is not None and record.exists():
+            _check_finished(data, json.loads(record.read_bytes()), manifest, source)
         if record.exists() and not (folder / "record.json").exists():  # a finished stage-1 run's, sent back with it
             _write(folder / "record.json", record.read_bytes())
             restored.append(folder / "record.json")
-        manifest, target = Path(source) / f"{rid}.ckpt.sha256", folder / "checkpoint.pt"
-        if not manifest.exists() or target.exists():
-            continue
-        lines = [line.split("  ") for line in manifest.read_text().splitlines()]
-        if len(lines) < 2 or any(len(line) != 2 for line in lines):
-            raise ValueError(f"{manifest} is damaged (not '<sha256>  <file>' lines, a piece's and the whole's): "
-                             f"bring it back again, or delete it to start run {rid} over")
-        *pieces, (whole, _) = lines
-        data = b""
-        for digest, name in pieces:
-            path = Path(source) / name
-            if not path.exists() or _sha256(chunk := path.read_bytes()) != digest:
-                raise ValueError(f"{path} is {'missing' if not path.exists() else 'not the piece its manifest names'}"
-                                 f" ({manifest}): bring back every file of the job that stopped run {rid}, or delete "
-                                 f"{manifest} to start that run over")
-            data += chunk
-        if _sha256(data) != whole:
-            raise ValueError(f"the pieces named in {manifest} do not make up the checkpoint it names: bring them back "
-                             f"again, or delete {manifest} to start run {rid} over")
-        _write(target, data)
-        restored.append(target)
+        if data is not None:
+            _write(target, data)
+            restored.append(target)
     return restored
+
+
+def _pieces(manifest, source, rid):
+    """The checkpoint (bytes) that the manifest's pieces in `source` make up, each checked against its hash."""
+    lines = [line.split("  ") for line in manifest.read_text().splitlines()]
+    if len(lines) < 2 or any(len(line) != 2 for line in lines):
+        raise ValueError(f"{manifest} is damaged (not '<sha256>  <file>' lines, a piece's and the whole's): "
+                         f"bring it back again, or delete it to start run {rid} over")
+    *pieces, (whole, _) = lines
+    data = b""
+    for digest, name in pieces:
+        path = Path(source) / name
+        if not path.exists() or _sha256(chunk := path.read_bytes()) != digest:
+            raise ValueError(f"{path} is {'missing' if not path.exists() else 'not the piece its manifest names'}"
+                             f" ({manifest}): bring back every file of the job that stopped run {rid}, or delete "
+                             f"{manifest} to start that run over")
+        data += chunk
+    if _sha256(data) != whole:
+        raise ValueError(f"the pieces named in {manifest} do not make up the checkpoint it names: bring them back "
+                         f"again, or delete {manifest} to start run {rid} over")
+    return data
+
+
+def _check_finished(checkpoint, record, manifest, source):
+    """The checkpoint (bytes) beside a finished record must be of that training's end: a ValueError otherwise."""
+    state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=False)
+    epochs = sum(entry["stage"] == state["stage"] for entry in record["history"])
+    if state["stage"] != record["history"][-1]["stage"] or state["epoch"] != epochs:
+        raise ValueError(f"{manifest} is a checkpoint after {state['epoch']} epochs of stage {state['stage']}, "
+                         f"beside the record of the finished run ({record['run_id']}.json): pieces of an earlier job. "
+                         f"Empty {source}/ and copy in the files of the last job alone")
 
 
 def main(argv=None):

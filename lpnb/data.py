@@ -251,7 +251,8 @@ def _missing_message(name, root, searched):
             f"    https://github.com/zalandoresearch/fashion-mnist in {root}/fashion-mnist/."),
     }[name]
     shell = (f"\nFrom a shell (the command line has no --download): python -c \"import lpnb.data; "
-             f"lpnb.data.load_dataset('{name}', '{root}', download=True)\"") if name in TORCHVISION else ""
+             f"lpnb.data.load_dataset('{name}', '{root}', download=True)\"; in notebook 09_figure7: -p download "
+             "True") if name in TORCHVISION else ""
     inside = [r for r in searched if (r / "train").is_dir() and (r / "test").is_dir()]
     hint = (f"{inside[0]} holds train/ and test/ itself: give the folder above it as the data root, with this folder "
             f"named {name}/ in it.\n") if inside else ""
@@ -334,23 +335,36 @@ def locked(path, waiting=None, timeout=None):
         waited = False
         if fcntl is not None:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
             except BlockingIOError:
                 if waiting:
                     print(waiting, file=sys.stderr, flush=True)
                 waited = True
                 if timeout is None:
-                    fcntl.flock(f, fcntl.LOCK_EX)
+                    _flock(f, fcntl.LOCK_EX, path)
                 else:
                     _lock_by(f, time.monotonic() + timeout, path)
         yield waited
+
+
+def _flock(f, flags, path):
+    """fcntl.flock(f, flags); a file system that has no such locks raises an OSError that names `path` and why."""
+    try:
+        fcntl.flock(f, flags)
+    except BlockingIOError:
+        raise
+    except OSError as e:
+        raise OSError(e.errno, f"cannot lock {path} ({e.strerror}): lpnb locks its files so that two processes never "
+                               "train one run or write one file at once; put the results folder (or the data cache) "
+                               "on a file system with flock locks: a local disk, NFS with its lock service, Lustre "
+                               "mounted with -o flock") from None
 
 
 def _lock_by(f, deadline, path):
     """Take the lock on the open file f, trying every second until `deadline` (time.monotonic()), then TimeoutError."""
     while True:
         try:
-            return fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return _flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{path} is still locked by another process") from None

@@ -117,7 +117,8 @@ def read_record(path):
                     raise ValueError(f"entry {i} of its {name!r} has no {', '.join(map(repr, missing or keys))}")
     except (ValueError, UnicodeDecodeError) as e:
         raise RuntimeError(f"record {path} is corrupt ({e}). Restore it (git checkout -- {path}, if it is "
-                           f"committed) or delete its folder {Path(path).parent} to run it again.") from e
+                           "committed), or delete that file alone and run again: from the checkpoint.pt beside it, "
+                           "if there is one, the run writes its record again without training.") from e
     folder = Path(path).absolute().parent
     if Path(path).name == "record.json" and folder.name != record["run_id"]:  # runs/<run-id>/record.json
         raise RuntimeError(f"{path} is the record of run {record['run_id']}, not of its folder's run {folder.name}: "
@@ -417,19 +418,14 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
         print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epochs of stage {state['stage']}",
               file=sys.stderr, flush=True)
     elif base is not None:  # stage 2 starts from stage 1's weights and optimiser state; the lr schedule restarts
-        base_ckpt = results_dir / "runs" / base["run_id"] / "checkpoint.pt"
-        base_state = load_checkpoint(base_ckpt, base["run_id"], run_data.fingerprint)
-        if base_state["epoch"] != base_config(cfg).epochs_stage1:
-            raise RuntimeError(f"checkpoint {base_ckpt} holds {base_state['epoch']} of the "
-                               f"{base_config(cfg).epochs_stage1} epochs of run {base['run_id']}, not its finished "
-                               "training: delete its record.json and run again to finish it")
+        state["base"], base_state = _finished_stage1(base_config(cfg), base["run_id"], results_dir, run_data, budget)
         trainer.load_state_dict(base_state["trainer"])
     state["amp"], devices, name = trainer.cfg.amp, state.setdefault("devices", []), _device_name(device)
     if name not in devices:  # each device a call of this run trained on (the record names them)
         devices.append(name)
     state["timings"]["setup"] = state["timings"].get("setup", 0.0) + loading + time.perf_counter() - started
     train_stage(trainer, state, run_data, device, ckpt, progress, budget)
-    record = make_record(cfg, trainer, state, run_data, base)
+    record = make_record(cfg, trainer, state, run_data, state["base"])
     write_json(run_dir / "record.json", record)
     retraining.unlink(missing_ok=True)
     return read_record(run_dir / "record.json")  # exactly what a later call will load
@@ -445,6 +441,24 @@ def _stage1(cfg, results_dir, data_root, progress, resuming, budget=None):
     if base_cfg is None:
         return None
     return _run(resolve(base_cfg), data_root, results_dir, progress, False, budget, require_checkpoint=not resuming)
+
+
+def _finished_stage1(base_cfg, base_id, results_dir, run_data, budget=None):
+    """(record, checkpoint) of the finished stage-1 run that stage 2 starts from, read together under that run's
+    lock: a process training it again meanwhile (force) is waited for, and its record is the one the stage-2
+    record names."""
+    base_dir = results_dir / "runs" / base_id
+    with _locked(base_dir / ".lock", base_id, budget):
+        base = _reusable_record(base_dir, run_data, require_checkpoint=True)
+        if base is None:
+            raise RuntimeError(f"run {base_id}, the stage-1 run this one continues, was being trained again, or lost "
+                               "its checkpoint, as this run started: run this again, and it finishes that run first")
+        ckpt = base_dir / "checkpoint.pt"
+        state = load_checkpoint(ckpt, base_id, run_data.fingerprint)
+    if state["epoch"] != base_cfg.epochs_stage1:
+        raise RuntimeError(f"checkpoint {ckpt} holds {state['epoch']} of the {base_cfg.epochs_stage1} epochs of run "
+                           f"{base_id}, not its finished training: delete its record.json and run again to finish it")
+    return base, state
 
 
 def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=None):

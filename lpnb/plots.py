@@ -63,8 +63,9 @@ def _draw_ground_truth(ax, points, labels, mask):
 
 
 def _draw_pseudo_labels(ax, points, labels, mask, result):
-    """Unlabeled points coloured by pseudo-label, marker area proportional to omega."""
-    area = MAX_AREA * np.asarray(result.weights)[~mask]
+    """Unlabeled points coloured by pseudo-label, marker area proportional to omega (to 3 decimals: float32 sums
+    that differ in their last bits from one CPU to another draw the same figure, to the byte)."""
+    area = MAX_AREA * np.round(np.asarray(result.weights, np.float64)[~mask], 3)
     ax.scatter(*points[~mask].T, s=area, c=_class_colors(result.pseudo_labels[~mask]),
                alpha=0.85, linewidths=0, zorder=2)
     _draw_labeled(ax, points, labels, mask)
@@ -296,7 +297,8 @@ def plot_figure7(record, data, n_images=12):
     if other:
         raise ValueError(f"these are not the images of run {record['run_id']} ({record.get('data', 'its data')}): "
                          f"training images {other[:5]} have another class here, or none. Pass the dataset the run "
-                         "was made from (lpnb.data.load_dataset with its data root).")
+                         "was made from (lpnb.data.load_dataset with its data root; in the notebook: data_root, the "
+                         "folder that holds that copy).")
     source = Path(data.source).name
     other_copy = source and source != record.get("data_source", source)
     recorded = len(record["confident_mistakes"])

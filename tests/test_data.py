@@ -716,7 +716,7 @@ def test_missing_data_says_what_to_get_and_where(tmp_path, monkeypatch):
     for text in (str(tmp_path), "torchvision.datasets.CIFAR10(", "download=True",
                  "cifar-10-python.tar.gz", "cifar10.tar.gz", "train/<class>/",
                  "--data-root", "$LPNB_DATA_ROOT", f"python -c \"import lpnb.data; lpnb.data.load_dataset('cifar10', "
-                 f"'{tmp_path}', download=True)\""):
+                 f"'{tmp_path}', download=True)\"; in notebook 09_figure7: -p download True"):
         assert text in message
     with pytest.raises(FileNotFoundError, match="(?s)train.csv.*meta-learning-lstm.*miniimagenet/images"):
         load_dataset("miniimagenet", tmp_path)
@@ -1181,3 +1181,18 @@ def test_locked_says_whether_it_waited_for_another_holder(tmp_path):
         assert other.is_alive()  # flock: waits for this holder
     other.join(10)
     assert got == [True]
+
+
+def test_a_file_system_without_locks_is_named_with_the_lock_it_could_not_take(tmp_path, monkeypatch):
+    """Lustre mounted without -o flock, or NFS without its lock service: flock fails with ENOSYS or ENOLCK."""
+    import errno
+    import fcntl
+
+    def no_locks(f, flags):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match=f"cannot lock {tmp_path / '.lock'} \\(Function not implemented\\): .* a file "
+                                      "system with flock locks") as error:
+        with data.locked(tmp_path / ".lock"):
+            pytest.fail("went on without the lock")
+    assert error.value.errno == errno.ENOSYS

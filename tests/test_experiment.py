@@ -363,14 +363,54 @@ def test_a_diverging_stage_stops_with_a_message_and_writes_no_record(env, monkey
     assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [0]  # the last finite epoch
 
 
+def test_stage2_starts_from_the_stage1_training_finished_when_it_loads_its_checkpoint(env, monkeypatch):
+    """Another process may train the stage-1 run again (force) between the stage-2 run finding its record and
+    loading its checkpoint: the weights and the record stage 2 names are read together, under its lock."""
+    root, results = env
+    cfg = smoke("lp", epochs_stage2=1)
+    base = run(base_config(cfg), data_root=root, results_dir=results, progress=False)
+    base_dir = results / "runs" / base["run_id"]
+    base["finished"] = "2000-01-01T00:00:00+0000"  # told apart from the training again below, in the same second
+    (base_dir / "record.json").write_text(json.dumps(base))
+    stage1 = experiment._stage1
+
+    def retrained_meanwhile(*args, **kwargs):
+        found = stage1(*args, **kwargs)
+        if found is not None:  # the stage-2 run's call, not the retraining's own
+            run(base_config(cfg), data_root=root, results_dir=results, progress=False, force=True)
+        return found
+    monkeypatch.setattr(experiment, "_stage1", retrained_meanwhile)
+    record = run(cfg, data_root=root, results_dir=results, progress=False)
+    assert record["base_run_finished"] == load_record(base_config(cfg), results)["finished"] != base["finished"]
+    (base_dir / experiment.RETRAINING).touch()  # a retraining that another process has begun, as stage 2 starts
+    monkeypatch.setattr(experiment, "_stage1", lambda *args, **kwargs: base)
+    with pytest.raises(RuntimeError, match=f"run {base['run_id']}, the stage-1 run this one continues, was being "
+                                           "trained again.*run this again"):
+        run(cfg, data_root=root, results_dir=results, progress=False, force=True)
+
+
 def test_corrupt_record_names_the_file_and_the_remedy(env):
     root, results = env
     cfg = smoke("supervised")
     path = results / "runs" / run_id(cfg) / "record.json"
     path.parent.mkdir(parents=True)
     path.write_text('{"run_id": "trunc')
-    with pytest.raises(RuntimeError, match=f"record {path} is corrupt.*delete its folder"):
+    with pytest.raises(RuntimeError, match=f"record {path} is corrupt.*delete that file alone and run again"):
         run(cfg, data_root=root, results_dir=results, progress=False)
+
+
+def test_a_corrupt_record_deleted_as_told_is_written_again_from_its_checkpoint_without_training(env, monkeypatch):
+    root, results = env
+    cfg = smoke("lp", epochs_stage2=2)
+    first = run(cfg, data_root=root, results_dir=results, progress=False)
+    path = results / "runs" / run_id(cfg) / "record.json"
+    path.write_text(path.read_text()[:100])
+    with pytest.raises(RuntimeError, match="delete that file alone and run again"):
+        run(cfg, data_root=root, results_dir=results, progress=False)
+    path.unlink()
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    again = run(cfg, data_root=root, results_dir=results, progress=False)
+    assert again["history"] == first["history"] and again["test_error"] == first["test_error"]
 
 
 def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, capsys, monkeypatch):
@@ -412,7 +452,7 @@ def test_a_record_without_what_readers_rely_on_is_refused_with_the_remedy(tmp_pa
         field, value = text.split("=")
         text = json.dumps(good).replace(f'"{field}": {json.dumps(good[field])}', f'"{field}": {value}')
     path.write_text(text)
-    with pytest.raises(RuntimeError, match=f"record {path} is corrupt \\(.*{re.escape(why)}.*delete its folder"):
+    with pytest.raises(RuntimeError, match=f"record {path} is corrupt \\(.*{re.escape(why)}.*delete that file alone"):
         experiment.read_record(path)
 
 

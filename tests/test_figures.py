@@ -143,7 +143,8 @@ def test_figure7_names_another_copy_of_the_images_and_refuses_other_data():
         "run r"]
     for index in (2, 5):  # another class here; no such image
         bad = {**record, "confident_mistakes": [*mistakes, {**mistakes[0], "index": index}]}
-        with pytest.raises(ValueError, match=rf"not the images of run r .*training images \[{index}\]"):
+        with pytest.raises(ValueError, match=rf"not the images of run r .*training images \[{index}\].*in the "
+                                             "notebook: data_root, the folder that holds that copy"):
             plot_figure7(bad, data)
 
 

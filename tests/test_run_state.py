@@ -73,3 +73,23 @@ def test_what_cannot_be_restored_is_named_and_no_checkpoint_is_written(env, tmp_
     with pytest.raises(ValueError, match=rf"{pieces[1].name} is missing .*delete .*{manifest.name} to start"):
         run_state.restore(out, fresh, [run_id(cfg)])
     assert not (fresh / "runs" / run_id(cfg) / "checkpoint.pt").exists()
+
+
+def test_a_checkpoint_left_from_an_earlier_job_beside_a_finished_record_is_refused(env, tmp_path, minute_epochs):
+    """Stage 1 stopped in one job (its checkpoint sent back), finished in the next (its record sent back): the
+    earlier pieces, left in the folder, are not put back beside the record as its training."""
+    root, results = env
+    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=4)
+    ids, back = [run_id(cfg), run_id(base_config(cfg))], tmp_path / "back"
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 2 epochs of stage 1"):
+        experiment.run(cfg, data_root=root, results_dir=results, progress=False, time_limit=1.5)
+    run_state.send(results, back, ids)
+    with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 4 of stage 2"):
+        experiment.run(cfg, data_root=root, results_dir=results, progress=False, time_limit=3)
+    shutil.copy(results / "runs" / ids[1] / "record.json", back / f"{ids[1]}.json")
+    with pytest.raises(ValueError, match=rf"{ids[1]}.ckpt.sha256 is a checkpoint after 1 epochs of stage 1, beside "
+                                         rf"the record of the finished run \({ids[1]}.json\).*Empty {back}/"):
+        run_state.restore(back, tmp_path / "fresh", ids)
+    assert not (tmp_path / "fresh" / "runs").exists()  # neither the record nor the checkpoint
+    run_state.send(results, back, ids)  # the last job's pieces: the finished stage 1's checkpoint
+    assert len(run_state.restore(back, tmp_path / "fresh", ids)) == 2

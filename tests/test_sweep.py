@@ -208,7 +208,7 @@ def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
     (tmp_path / "runs" / run_id(gtg) / experiment.RETRAINING).unlink()
     record = tmp_path / "runs" / run_id(gtg) / "record.json"
     record.write_text(record.read_text()[:20])  # cut short: named with its remedy, not taken for done
-    with pytest.raises(RuntimeError, match=f"record {record} is corrupt .* delete its folder"):
+    with pytest.raises(RuntimeError, match=f"record {record} is corrupt .* delete that file alone and run again"):
         plan([gtg], tmp_path)
     base = tmp_path / "runs" / run_id(smoke("supervised")) / "record.json"
     base.write_text(base.read_text()[:20])  # the stage-1 record lp needs: named before any job starts

@@ -107,6 +107,18 @@ def test_toy_figures_and_save_figure(tmp_path):
         plot_figure3(points, labels, masks, results[:1])
 
 
+def test_a_toy_figure_is_the_same_bytes_for_weights_that_differ_in_their_last_bits(tmp_path):
+    """omega comes from float32 sums whose last bits differ from one CPU to another: the figure must not."""
+    points, labels = make_toy(seed=0)
+    mask = pick_labeled(labels, 3)
+    result = propagate(points, labels, mask, graph="gaussian", k=10)
+    other = SimpleNamespace(**vars(result))
+    other.weights = np.nextafter(result.weights, np.float32(0))  # one float32 step down, all of them
+    files = [save_figure(plot_figure1(points, labels, mask, r), "toy", tmp_path / name)[0].read_bytes()
+             for r, name in ((result, "a"), (other, "b"))]
+    assert files[0] == files[1]
+
+
 def test_the_toy_findings_count_the_unlabeled_points_by_hand():
     labels = np.array([0, 0, 1, 1, 1])
     labeled = np.array([True, False, False, True, False])
