@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from lpnb import data as lpdata
-from lpnb.config import PRESETS, Config, make_config
+from lpnb.config import DATASET_DEFAULTS, METHODS, PRESETS, Config, make_config
 from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, load_record, run, trains_on_cpu
 from lpnb.notebook import output_dir
 from lpnb.tables import COMMITTED_PRESET, data_said, readme_with_status, status_table
@@ -30,6 +31,8 @@ NONE_MEANS = {"unlabeled_size": "all", "test_size": "all", "lr_rampdown_epochs":
               "hist_epochs": "(0, T'/2)", "amp": "on for CUDA", "channels_last": "on for CUDA",
               "compile": "reduce-overhead for CUDA", **dict.fromkeys(  # lpnb.config.DATASET_DEFAULTS
                   ("lr", "batch_size", "labeled_batch_size", "arch"), "the paper's for the dataset")}
+CHOICES = {"dataset": " | ".join(DATASET_DEFAULTS), "method": " | ".join(METHODS), "arch": "cnn13 | resnet18",
+           "knn": "exact | approx", **dict.fromkeys(("use_omega", "use_zeta", "nesterov"), "true | false")}
 SELECTED = ("preset", "dataset", "labels", "split", "method", "use_omega", "use_zeta")  # a sweep's cells set these
 PAPER_NOT_GIVEN = ("no --preset given: the default, paper (the full protocol), would train for days on this machine's "
                    "CPU. Pass --preset paper to train it anyway, or --preset cpu (minutes, a small version of the "
@@ -62,6 +65,17 @@ def _folder(text):
     return text
 
 
+def _minutes(text):
+    """A --time-limit: a positive number of minutes."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not minutes > 0:
+        raise argparse.ArgumentTypeError(f"a positive number of minutes, e.g. 8.5; got {text!r}")
+    return minutes
+
+
 def _overrides(args, skip=("preset",)):
     """The Config fields given as flags (`--unlabeled-size null` too: None is a value of its own)."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
@@ -73,8 +87,9 @@ def _config_flags(parser, skip=("preset",)):
     for f in dataclasses.fields(Config):
         if f.name not in skip:
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_value, default=argparse.SUPPRESS,
-                                help=f"default: the preset's, else {f.default!r}"
-                                     + (f" ({NONE_MEANS[f.name]})" if f.name in NONE_MEANS else ""))
+                                help=(f"{CHOICES[f.name]}; " if f.name in CHOICES else "")
+                                + f"default: the preset's, else {f.default!r}"
+                                + (f" ({NONE_MEANS[f.name]})" if f.name in NONE_MEANS else ""))
 
 
 def _run(args):
@@ -287,7 +302,8 @@ def _parser():
     command = functools.partial(sub.add_parser, allow_abbrev=False)
     p = command("run", help="train one experiment and write results/runs/<run-id>/record.json")
     p.add_argument("--preset", default=None,
-                   help="paper | cpu | smoke (default: paper; without CUDA, only given: it trains for days there)")
+                   help="paper | cpu | smoke (default: paper, the full protocol; without CUDA it must be given, as "
+                        "the paper preset trains for days on a CPU)")
     p.add_argument("--data-root", type=_folder, default=None,
                    help="folder holding the dataset (torchvision files, <name>.tar.gz or <name>/)")
     p.add_argument("--results-dir", type=_folder, default=None,
@@ -297,7 +313,7 @@ def _parser():
                    help="recompute this run even if a record or checkpoint exists (its stage-1 run, supervised or "
                         "mt, is kept where it has a checkpoint, else retrained; force it with --method supervised "
                         "or mt)")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--time-limit", type=_minutes, default=None, metavar="MINUTES",
                    help=f"stop at the last epoch boundary that fits in MINUTES, checkpoint written, with exit status "
                         f"{TIME_LIMIT_EXIT}; the same command continues the run")
     p.add_argument("--require-checkpoint", action="store_true",
@@ -305,7 +321,7 @@ def _parser():
     _config_flags(p)
     p.set_defaults(func=_run)
     w = command("sweep", help="run the cells of a table not recorded yet, on local workers or SLURM")
-    w.add_argument("--table", type=int, required=True, choices=(1, 2, 3))
+    w.add_argument("--table", type=int, required=True, choices=(1, 2, 3), help="the paper's table")
     w.add_argument("--labels", help="label counts, e.g. 500,1000 (default: the table's)")
     w.add_argument("--methods", help="e.g. supervised,lp (default: the table's)")
     w.add_argument("--datasets", help="e.g. cifar100 (default: the table's)")
@@ -313,10 +329,11 @@ def _parser():
                                     "default: the preset's count")
     w.add_argument("--split", help=argparse.SUPPRESS)  # lpnb run's flag: refused with the one to use
     w.add_argument("--preset", default=None,
-                   help="paper | cpu | smoke (default: paper; for local workers without CUDA, only given)")
-    w.add_argument("--data-root", type=_folder, default=None)
-    w.add_argument("--results-dir", type=_folder, default=None)
-    w.add_argument("--executor", choices=("local", "slurm"), default="local")
+                   help="paper | cpu | smoke (default: paper; for local workers without CUDA it must be given)")
+    w.add_argument("--data-root", type=_folder, default=None, help="as for lpnb run")
+    w.add_argument("--results-dir", type=_folder, default=None, help="as for lpnb run")
+    w.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: workers on this machine (default); slurm: jobs submitted through submitit")
     w.add_argument("--workers", type=int,
                    help="local: runs at a time (default: visible GPUs times --per-gpu, and no more; 1 on a CPU)")
     w.add_argument("--per-gpu", type=int, help="local: runs sharing one GPU (default 1)")
@@ -330,7 +347,9 @@ def _parser():
     r.add_argument("--preset", default="auto",
                    help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "
                         "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
-                        "build/<preset>/ (smoke: ~/.cache/lpnb/smoke/)")
+                        "build/<preset>/ (smoke: smoke/ in $LPNB_CACHE_DIR, default ~/.cache/lpnb). The notebooks "
+                        "train the cells not recorded: on a GPU, auto means the paper preset, every cell of the "
+                        "paper not yet recorded (days of GPU time: lpnb sweep spreads them)")
     r.add_argument("--data-root", type=_folder, default=None)
     r.add_argument("--only", nargs="+", help="notebook names containing any of these (e.g. table2 figure4)")
     r.add_argument("--verbose", action="store_true", help="stream the notebooks' output")

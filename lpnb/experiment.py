@@ -415,7 +415,8 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
                              f"continue with amp={trainer.cfg.amp}: resume it with --amp {str(state['amp']).lower()}"
                              " (in Python, amp=...), or start over with --force")
         trainer.load_state_dict(state["trainer"])
-        print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epochs of stage {state['stage']}",
+        print(f"{run_id(cfg)}: resuming from its checkpoint after {state['epoch']} epoch{'s' * (state['epoch'] != 1)} "
+              f"of stage {state['stage']}",
               file=sys.stderr, flush=True)
     elif base is not None:  # stage 2 starts from stage 1's weights and optimiser state; the lr schedule restarts
         state["base"], base_state = _finished_stage1(base_config(cfg), base["run_id"], results_dir, run_data, budget)

@@ -365,11 +365,16 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
             continue
         after = {"dependency": f"afterany:{previous}"} if previous else {}
         executor.update_parameters(slurm_additional_parameters=after)
-        with executor.batch():
-            for job in group:
-                job.process = executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
-                                              None if data_root is None else str(data_root), job.require_checkpoint,
-                                              time_limit)
+        try:
+            with executor.batch():
+                for job in group:
+                    job.process = executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
+                                                  None if data_root is None else str(data_root),
+                                                  job.require_checkpoint, time_limit)
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as e:
+            said = (str(e).strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"sbatch could not submit the runs ({said}): run the sweep where sbatch reaches the "
+                               "cluster's SLURM controller (a login node), or use --executor local") from None
         previous = group[0].process.job_id.split("_")[0]
         log(f"sweep: submitted {len(group)} runs as SLURM job array {previous}"
             + (" (to start after the first)" if waits else ""))

@@ -699,8 +699,8 @@ def readme_with_status(readme_text, results_dir=None):
 
 def _figure4(record):
     table, ahead = pseudo_label_accuracy(record)[0], _diffusion_ahead(record)
-    return (f"diffusion ahead at {ahead} of {len(table)} epochs; last epoch {table.iloc[-1, 0]:.1f}% "
-            f"against {table.iloc[-1, 1]:.1f}%")
+    return (f"diffusion ahead at {ahead} of {len(table)} epochs; last epoch {table.iloc[-1, 0]:.1f}% correct "
+            f"against the network's {table.iloc[-1, 1]:.1f}%")
 
 
 def _figure5(record):

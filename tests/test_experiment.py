@@ -204,6 +204,16 @@ def test_cli_reads_json_and_python_literals(capsys):
         assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_cli_help_lists_the_choices_of_the_fields_that_have_few():
+    from lpnb.cli import _parser
+    from lpnb.config import DATASET_DEFAULTS, METHODS
+
+    run_help = " ".join(_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert f"--method METHOD {' | '.join(METHODS)}; default" in run_help
+    assert f"--dataset DATASET {' | '.join(DATASET_DEFAULTS)}; default" in run_help
+    assert "--use-omega USE_OMEGA true | false; default" in run_help
+
+
 def test_miniimagenet_stand_in_trains_resnet18_end_to_end(tmp_path, monkeypatch):
     """Ravi & Larochelle's csv layout (images/ folder), 4 classes x 24 images at 84x84: the ResNet-18 and
     the Mini-ImageNet augmentation through both stages, with top-5 error recorded."""
@@ -518,6 +528,11 @@ def test_cli_time_limit_exits_with_its_own_status_and_says_how_to_continue(env, 
     err = capsys.readouterr().err
     assert "Not one epoch fits in --time-limit 0.5 minutes (an epoch of this run takes about 60 s)" in err
     assert "again to continue" not in err
+    for bad in ("0", "-5", "nan", "soon"):  # named by its flag, before anything is loaded
+        with pytest.raises(SystemExit) as stop:
+            main(args + ["--time-limit", bad])
+        assert stop.value.code == 2 and f"argument --time-limit: a positive number of minutes, e.g. 8.5; got " \
+            f"'{bad}'" in capsys.readouterr().err
     main(args + ["--time-limit", "1.5"])
     assert "test error" in capsys.readouterr().out
     stop = experiment.TimeLimitReached("r", 1, 0, 3, trained=False, expected=0.0)  # no epoch timed yet

@@ -70,6 +70,23 @@ def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, m
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_slurm_controller_sbatch_cannot_reach_is_said_in_one_line(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"  # an sbatch that fails as a machine outside the cluster's network does
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Unable to contact "
+                                    "slurm controller (connect failure)' >&2\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--table", "2", "--labels", "500", "--methods", "supervised", "--splits", "1", "--preset",
+              "smoke", "--results-dir", str(tmp_path / "results"), "--executor", "slurm"])
+    assert stop.value.code == 2 and capsys.readouterr().err.endswith(
+        "lpnb: error: sbatch could not submit the runs (sbatch: error: Batch job submission failed: Unable to contact "
+        "slurm controller (connect failure)): run the sweep where sbatch reaches the cluster's SLURM controller (a "
+        "login node), or use --executor local\n")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="trains the paper preset on a GPU")
 def test_a_local_sweep_without_preset_on_a_cpu_asks_for_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("lpnb.sweep.sweep", lambda *args, **kwargs: pytest.fail("the sweep started"))

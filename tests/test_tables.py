@@ -406,7 +406,8 @@ def test_the_figure_findings_count_before_rounding_and_name_ties():
                for e, d, n in ((0, 40.0, 38.0), (1, 48.04, 47.96), (2, 50.0, 49.0))]  # epoch 1: 48.0 and 48.0 shown
     rec = {"history": history}
     assert "at 3 of 3 stage-2 epochs" in tables.pseudo_label_accuracy(rec)[1]
-    assert tables._figure4(rec).startswith("diffusion ahead at 3 of 3 epochs")
+    assert tables._figure4(rec) == ("diffusion ahead at 3 of 3 epochs; last epoch 50.0% correct against the "
+                                    "network's 49.0%")
     mistakes = [{"pseudo_label": 6, "label": 2}] * 2 + [{"pseudo_label": 1, "label": 9}] * 2 + [
         {"pseudo_label": 3, "label": 5}]
     for order in (mistakes, mistakes[::-1]):  # the same words whatever the order of the records
