@@ -3,12 +3,14 @@
     run_rows(rows, labels) / recorded(rows, labels)      the records of a table's cells (trained or loaded)
     summarize(records, paper_csv) -> side_by_side(...)   ours (mean ± std over splits) beside the paper's
     compare(records, row, baseline, paper_csv)           two rows split by split, and what that shows
+    labeled_exposure(records)                            the labeled images each method trains on
     status_table()                                       the README's table, from the records
 
 The tables and figures committed in results/ and figures/ are those of one preset, COMMITTED_PRESET
 (what a notebook's parameters change: `lpnb.notebook`).
 """
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -18,6 +20,7 @@ import pandas as pd
 from lpnb import data as lpdata
 from lpnb.config import METHODS, base_config, make_config, run_id
 from lpnb.experiment import REPO, default_results_dir, load_record, read_record, run
+from lpnb.train import epoch_batches
 
 COMMITTED_PRESET = "cpu"  # the preset of the committed results/table*.csv and figures/
 # paper: the paper's split counts; cpu: the three splits recorded under results/runs/, so that
@@ -469,6 +472,30 @@ def _paper_order(diff, row, baseline, paper_csv, many):
 def _and(items):
     """'a', 'a and b', 'a, b and c'."""
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def labeled_exposure(records):
+    """The labeled images each run trains on, counted each time a step uses one, in stage 1 and stage 2
+    (`lpnb.train.epoch_batches`), a row per (dataset, labels, method); and a sentence: Mean Teacher's stage 1
+    against supervised training's, per label count. An epoch of supervised training is one pass over the
+    labeled images; one of Mean Teacher, or of stage 2, a pass over the unlabeled ones with B_L labeled images
+    a step: with few unlabeled images (the cpu preset's 5,000) it sees the labels less often."""
+    rows = {}
+    for r in records:
+        c, mt = r["config"], r["method"] in ("mt", "mt+lp")
+        batches = [epoch_batches(stage, mt, r["n_labeled"], r["n_unlabeled"], c["batch_size"],
+                                 c["labeled_batch_size"]) for stage in (1, 2)]
+        rows.setdefault((DATASET_NAMES[r["dataset"]], r["labels"], r["method"]), {
+            "stage 1": math.prod(batches[0]) * c["epochs_stage1"],
+            "stage 2": math.prod(batches[1]) * c["epochs_stage2"] if r["base_run"] else 0})
+    rows = dict(sorted(rows.items(), key=lambda item: (item[0][:2], METHODS.index(item[0][2]))))
+    ratios = [f"{rows[d, n, 'mt']['stage 1'] / rows[d, n, 'supervised']['stage 1']:.2f}x at {d} {n} labels"
+              for d, n, m in rows if m == "mt" and (d, n, "supervised") in rows]
+    if not ratios:
+        return _says(text := "no Mean Teacher run beside a supervised run of the same cell here"), text
+    text = ("Mean Teacher's stage 1 against supervised training, in labeled images trained on (each counted every "
+            f"time a step uses it): {_and(ratios)}.")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["dataset", "labels", "method"]), text
 
 
 def pseudo_label_progress(records, method="lp"):

@@ -60,6 +60,16 @@ def two_stream_batches(labeled_idx, unlabeled_idx, batch_size, labeled_batch_siz
                        unlabeled[i * n_unlabeled_per_batch:(i + 1) * n_unlabeled_per_batch]]) for i in range(n_batches)]
 
 
+def epoch_batches(stage, mean_teacher, n_labeled, n_unlabeled, batch_size, labeled_batch_size):
+    """(steps, labeled images per step) of an epoch of `stage`, as `train_epoch` batches it: stage 1 without
+    Mean Teacher passes over the labeled images (`labeled_batches`); stage 2 and Mean Teacher over the
+    unlabeled ones, B_L labeled images a step (`two_stream_batches`)."""
+    if stage == 1 and not mean_teacher:
+        per_step = min(batch_size, n_labeled)
+        return n_labeled // per_step, per_step
+    return n_unlabeled // (batch_size - labeled_batch_size), labeled_batch_size
+
+
 class Trainer:
     """Model, optional EMA teacher, optimiser and the device-resident data of one run.
 
@@ -172,9 +182,8 @@ class Trainer:
 
     def steps_per_epoch(self, stage):
         """The training steps of an epoch of `stage`, as `train_epoch` batches it."""
-        if stage == 1 and self.teacher is None:
-            return len(self.labeled_idx) // min(self.cfg.batch_size, len(self.labeled_idx))
-        return len(self.unlabeled_idx) // (self.cfg.batch_size - self.cfg.labeled_batch_size)
+        return epoch_batches(stage, self.teacher is not None, len(self.labeled_idx), len(self.unlabeled_idx),
+                             self.cfg.batch_size, self.cfg.labeled_batch_size)[0]
 
     def train_epoch(self, stage, epoch, progress=None):
         """One epoch of stage 1 (eq. 2, or MT) or stage 2 (eq. 12); returns the mean loss."""
