@@ -11,9 +11,9 @@
 # warm (30 s after a job), and which a job's fresh copy of the tracked tree cannot overwrite: the same command sent
 # again at once continues a run stopped at its time limit. The cell's record and its stage-1 run's, and the log, are
 # copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here.
-# Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again). Once the cell is
-# recorded, the log ends with where its time went (benchmarks/time_split.py, with the wall-clock of every call of
-# this script that trained it). The decoded data and torch.compile's caches are kept in build/ too.
+# Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again; 124: an epoch overran
+# the limit by 30 s and was stopped, run it again). Once the cell is recorded, the log ends with where its time went
+# (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it). The decoded data and torch.compile's caches are kept in build/ too.
 # A job that did not record the cell (stopped at its time limit, or failed) also sends back the run's checkpoint,
 # in pieces (benchmarks/run_state.py), and its wall-clock (<run-id>.wall): empty carry-resume/ (git-ignored) and put
 # what came back there to continue the run on a fresh machine (another session): this script restores what it
@@ -56,8 +56,13 @@ else
 fi
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
-python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" --labels "$labels" --method "$method" \
-    --split "$split" --data-root carry --results-dir "$results" --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt"
+# an epoch that overruns the time limit is stopped 30 s past it (SIGTERM: lpnb keeps its checkpointed epochs), so
+# that the checkpoint is still sent back below before a job limit of MINUTES * 60 + 60 s
+deadline=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * 60 + 30))' "$minutes") \
+    || { echo "MINUTES is a number, e.g. 8.5; got $minutes" | tee -a "$out/log.txt"; exit 2; }
+timeout --kill-after=15 "$deadline" python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" \
+    --labels "$labels" --method "$method" --split "$split" --data-root carry --results-dir "$results" \
+    --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt"
 status=${PIPESTATUS[0]}
 wall=$(python3 -c "import sys; print(float(sys.argv[1]) + $(date +%s.%N) - $start)" "$wall_before")
 if [ "$status" = 0 ]; then rm -f "$wall_file"; else echo "$wall $since" > "$wall_file"; fi  # kept until it is done
