@@ -564,6 +564,7 @@ def _follow_neighbours(S, I, order, cluster, rounds=2):
 
 
 CGROUP = "/sys/fs/cgroup"  # a container's memory limit and use (cgroup v2)
+MEMINFO = "/proc/meminfo"  # the system's available memory (MemAvailable)
 
 
 def available_memory(device=None):
@@ -576,7 +577,7 @@ def available_memory(device=None):
         return torch.cuda.mem_get_info(device)[0] + cached
     found = []
     try:
-        with open("/proc/meminfo") as f:
+        with open(MEMINFO) as f:
             meminfo = dict(line.split(":", 1) for line in f)
         found.append(int(meminfo["MemAvailable"].split()[0]) * 1024)
     except (OSError, KeyError, ValueError):

@@ -841,6 +841,18 @@ def test_available_memory_is_a_positive_number_of_bytes():
     assert isinstance(free, int) and 0 < free < 1 << 50
 
 
+def test_available_memory_is_the_systems_memavailable_outside_a_container(monkeypatch, tmp_path):
+    (tmp_path / "meminfo").write_text("MemTotal:       16000000 kB\nMemFree:          500000 kB\n"
+                                      "MemAvailable:    3000000 kB\n")
+    monkeypatch.setattr("lpnb.diffusion.MEMINFO", str(tmp_path / "meminfo"))
+    monkeypatch.setattr("lpnb.diffusion.CGROUP", str(tmp_path / "no-cgroup"))
+    assert available_memory() == 3_000_000 * 1024  # MemAvailable, not MemTotal or MemFree
+    (tmp_path / "cgroup").mkdir()  # a container whose limit is "max": the system's figure
+    (tmp_path / "cgroup" / "memory.max").write_text("max\n")
+    monkeypatch.setattr("lpnb.diffusion.CGROUP", str(tmp_path / "cgroup"))
+    assert available_memory() == 3_000_000 * 1024
+
+
 @pytest.mark.skipif(__import__("lpnb.graph").graph.faiss is None, reason="the reordering uses faiss's k-means")
 def test_reordering_the_points_for_locality_changes_nothing_but_the_speed(monkeypatch):
     """From REORDER_MIN points propagate works on the points sorted by k-means cluster, then puts everything back."""
@@ -879,8 +891,12 @@ def test_available_memory_counts_a_containers_file_cache_as_free(monkeypatch, tm
     (tmp_path / "memory.max").write_text(f"{2 << 30}\n")
     (tmp_path / "memory.current").write_text(f"{3 << 29}\n")  # 1.5 GiB used, of which 1 GiB inactive file cache
     (tmp_path / "memory.stat").write_text(f"anon {1 << 29}\nfile {1 << 30}\ninactive_file {1 << 30}\n")
+    (tmp_path / "meminfo").write_text(f"MemAvailable: {8 << 20} kB\n")  # 8 GiB on the host: the container's is less
     monkeypatch.setattr("lpnb.diffusion.CGROUP", str(tmp_path))
+    monkeypatch.setattr("lpnb.diffusion.MEMINFO", str(tmp_path / "meminfo"))
     assert available_memory() == (2 << 30) - (1 << 29)  # the limit less what cannot be reclaimed
+    (tmp_path / "meminfo").write_text(f"MemAvailable: {1 << 20} kB\n")  # 1 GiB on the host: less than the container's
+    assert available_memory() == 1 << 30
 
 
 def test_available_memory_closes_its_files():

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -450,20 +451,49 @@ def test_a_sweep_without_its_data_says_so_once_before_anything_runs(tmp_path, mo
     assert "sweep: every cell is recorded already" in capsys.readouterr().out
 
 
+HOLD_AT_EPOCH_1 = """import os, time
+from pathlib import Path
+import lpnb.train
+train_epoch = lpnb.train.Trainer.train_epoch
+def held(self, stage, epoch, *args, **kwargs):  # epoch 1 waits for the test to let it go
+    release = Path(os.environ["LPNB_TEST_RELEASE"])
+    if epoch == 1:
+        release.with_suffix(".held").touch()
+    while epoch == 1 and not release.exists():
+        time.sleep(0.05)
+    return train_epoch(self, stage, epoch, *args, **kwargs)
+lpnb.train.Trainer.train_epoch = held
+"""
+
+
 @pytest.mark.slow
-def test_a_run_is_never_trained_twice_at_once(env, monkeypatch, capsys):
+def test_a_run_is_never_trained_twice_at_once(env, tmp_path, monkeypatch, capsys):
     """A second process (here: this one) asking for a run that another is training waits for it and reads its
-    record instead of training it again."""
+    record instead of training it again. The other is held at its second epoch until this one waits."""
     root, results = env
-    cfg = smoke("supervised", epochs_stage1=40)
+    cfg = smoke("supervised", epochs_stage1=3)
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOLD_AT_EPOCH_1)
+    release = tmp_path / "release"
     other = subprocess.Popen(command(plan([cfg], results)[0], results, root), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": f"{tmp_path / 'hook'}:{ROOT}",
+                                                          "LPNB_TEST_RELEASE": str(release)})
     ckpt = results / "runs" / run_id(cfg) / "checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and other.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert other.poll() is None, other.stderr.read().decode()[-2000:]
     monkeypatch.setattr(experiment.Trainer, "train_epoch", lambda *a, **k: pytest.fail("trained a second time"))
-    record = experiment.run(cfg, data_root=root, results_dir=results, progress=False)
-    assert "another process is training this run; waiting for it" in capsys.readouterr().err
-    assert other.wait() == 0 and record["history"][-1]["epoch"] == 39
+    found = {}
+    this = threading.Thread(target=lambda: found.update(record=experiment.run(cfg, data_root=root,
+                                                                              results_dir=results, progress=False)))
+    this.start()
+    said = ""
+    while "waiting for it" not in said and time.time() < deadline:
+        said += capsys.readouterr().err
+        time.sleep(0.05)
+    assert (tmp_path / "release.held").exists() and other.poll() is None  # held: this one waited while it trained
+    release.touch()
+    this.join(300)
+    assert "another process is training this run; waiting for it" in said
+    assert other.wait() == 0 and found["record"]["history"][-1]["epoch"] == 2

@@ -4,10 +4,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 from scipy.spatial import cKDTree
 
 from lpnb.diffusion import propagate
-from lpnb.plots import plot_figure1, plot_figure3, save_figure
+from lpnb.plots import CLASS_COLORS, MAX_AREA, plot_figure1, plot_figure3, save_figure
 from lpnb.toy import make_toy, pick_labeled, unlabeled_accuracy, where_least_certain
 
 
@@ -114,9 +115,23 @@ def test_a_toy_figure_is_the_same_bytes_for_weights_that_differ_in_their_last_bi
     result = propagate(points, labels, mask, graph="gaussian", k=10)
     other = SimpleNamespace(**vars(result))
     other.weights = np.nextafter(result.weights, np.float32(0))  # one float32 step down, all of them
+    moved = SimpleNamespace(**{**vars(result), "weights": result.weights * 0.98})  # a change the eye could see
     files = [save_figure(plot_figure1(points, labels, mask, r), "toy", tmp_path / name)[0].read_bytes()
-             for r, name in ((result, "a"), (other, "b"))]
-    assert files[0] == files[1]
+             for r, name in ((result, "a"), (other, "b"), (moved, "c"))]
+    assert files[0] == files[1] != files[2]
+
+
+def test_the_toy_figures_draw_each_unlabeled_point_in_its_pseudo_labels_colour_and_area_omega():
+    points, labels = make_toy(seed=0)
+    mask = pick_labeled(labels, 2)
+    result = propagate(points, labels, mask, graph="gaussian", k=10)
+    result.pseudo_labels[np.flatnonzero(~mask)[:20]] = 2  # some pseudo-labels that are not the true labels
+    for fig in (plot_figure1(points, labels, mask, result), plot_figure3(points, labels, [mask], [result])):
+        circles = fig.axes[-1].collections[0]  # the panel of pseudo-labels: the unlabeled points, then triangles
+        np.testing.assert_array_equal(circles.get_offsets(), points[~mask])
+        np.testing.assert_allclose(circles.get_sizes(), MAX_AREA * np.round(result.weights[~mask], 3))
+        np.testing.assert_allclose(circles.get_facecolors(), [to_rgba(CLASS_COLORS[c], 0.85)
+                                                              for c in result.pseudo_labels[~mask]])
 
 
 def test_the_toy_findings_count_the_unlabeled_points_by_hand():
