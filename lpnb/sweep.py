@@ -135,6 +135,10 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = visible.split(",")[:count] if visible else [str(g) for g in range(count)]
     slots = [g for _ in range(per_gpu) for g in gpus] or [None]  # round-robin: two workers use two GPUs
+    if gpus and (numbered := sorted({j.cfg.device for j in jobs if str(j.cfg.device).startswith("cuda:")})):
+        raise ValueError(f"--device {numbered[0]}: each local worker sees one GPU, its own, as 'cuda' "
+                         "(CUDA_VISIBLE_DEVICES): give --device cuda or auto, and choose the GPUs with "
+                         "CUDA_VISIBLE_DEVICES")
     if gpus and workers and workers > len(slots):  # more would share GPUs beyond per_gpu
         raise ValueError(f"--workers {workers} is more than the {len(gpus)} visible GPU(s) x --per-gpu {per_gpu}: "
                          f"give --workers {len(slots)} or fewer, or --per-gpu {-(-workers // len(gpus))} to share "
@@ -155,7 +159,11 @@ def _cpu_threads(workers):
     OMP_NUM_THREADS), so that they do not each start a thread per core; none where OMP_NUM_THREADS is set."""
     if "OMP_NUM_THREADS" in os.environ:
         return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    try:  # the cores this process may use: a SLURM allocation's, a container's, taskset's
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        cores = os.cpu_count() or 1
+    return {"OMP_NUM_THREADS": str(max(1, cores // workers))}
 
 
 @contextlib.contextmanager

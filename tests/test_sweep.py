@@ -278,13 +278,17 @@ def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, mon
     with pytest.raises(ValueError, match=r"--workers 5 is more than the 2 visible GPU\(s\) x --per-gpu 2: give "
                        r"--workers 4 or fewer, or --per-gpu 3"):
         run_local(jobs, tmp_path, workers=5, per_gpu=2, poll=0.01, log=lines.append)
+    numbered = [Job(smoke("supervised", split=s, labels=30, device="cuda:1")) for s in (0, 1)]
+    with pytest.raises(ValueError, match=r"--device cuda:1: each local worker sees one GPU, its own, as 'cuda'"):
+        run_local(numbered, tmp_path, workers=2, per_gpu=2, poll=0.01, log=lines.append)
     assert len(seen) == 2, "a job was started"
 
 
 def test_workers_on_the_cpu_share_its_cores_unless_omp_num_threads_is_set(tmp_path, monkeypatch):
     monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
     cores = os.cpu_count()  # torch in the worker uses no more threads than the machine has
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's; this process may use 8 of them (affinity)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     threads = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]  # what the worker's torch uses
     monkeypatch.setattr(sweep_module, "command", lambda *args: threads)
