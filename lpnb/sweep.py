@@ -354,7 +354,8 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
     second that starts after the first has ended (`afterany`: a stage-2 run trains a missing stage-1 run
     itself). Each job has `timeout_min` minutes, `gpus_per_job` GPUs and `cpus_per_job` CPUs, and is
     requeued up to MAX_REQUEUES times at its time limit; logs go to <results_dir>/slurm. Waits for every
-    job, showing progress; returns the jobs with their states."""
+    job, showing progress; returns the jobs with their states. Stopped while it waits (Ctrl-C, SIGTERM), it
+    cancels the jobs not finished, so that none runs on unwatched and the same sweep submits them again."""
     import submitit
 
     folder = Path(results_dir) / "slurm"
@@ -386,6 +387,21 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
         previous = group[0].process.job_id.split("_")[0]
         log(f"sweep: submitted {len(group)} runs as SLURM job array {previous}"
             + (" (to start after the first)" if waits else ""))
+    try:
+        _follow_slurm(jobs, folder, poll, log)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: left queued, its jobs would run on and a new sweep submit them again
+        pending = [j for j in jobs if j.state in ("waiting", "running")]
+        for job in pending:
+            job.process.cancel(check=False)
+            job.state, job.error = "failed", "cancelled with the sweep"
+        log(f"sweep: cancelled {len(pending)} SLURM job(s): each keeps its last checkpoint, and the same command "
+            "submits what is not recorded again")
+        raise
+    return jobs
+
+
+def _follow_slurm(jobs, folder, poll, log):
+    """Poll the SLURM jobs until each is done or failed (with why), showing progress."""
     shown, gone = None, set()
     while any(j.state in ("waiting", "running") for j in jobs):
         queue = _slurm_queue()
@@ -408,4 +424,3 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
             if state in ("RUNNING", "PENDING", "REQUEUED"):  # a requeued job waits again
                 job.state = "running" if state == "RUNNING" else "waiting"
         shown = _show_progress(jobs, shown, poll, log)
-    return jobs

@@ -88,6 +88,28 @@ def test_a_slurm_controller_sbatch_cannot_reach_is_said_in_one_line(tmp_path, mo
         "login node), or use --executor local\n")
 
 
+def test_a_slurm_sweep_stopped_while_it_waits_cancels_its_jobs(tmp_path, monkeypatch):
+    """Left queued, the jobs would run on unwatched, and the same command would submit them a second time."""
+    pytest.importorskip("submitit")
+    bin_dir, cancelled = tmp_path / "bin", tmp_path / "cancelled"
+    bin_dir.mkdir()
+    for name, script in (("sbatch", "echo 'Submitted batch job 4242'"), ("scancel", f'echo "$@" >> {cancelled}'),
+                         ("sacct", "exit 1"), ("squeue", "exit 1")):  # a cluster that takes the jobs, then waits
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sweep_module, "_show_progress", interrupted)
+    cells, lines = table_cells(2, labels=[500], methods=["supervised", "lp"], splits=1, preset="smoke"), []
+    with pytest.raises(KeyboardInterrupt):
+        sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lines.append)
+    assert cancelled.read_text().split() == ["4242", "4242"]  # the stage-1 job, the stage-2 job (one run each)
+    assert lines[-1] == ("sweep: cancelled 2 SLURM job(s): each keeps its last checkpoint, and the same command "
+                         "submits what is not recorded again")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="trains the paper preset on a GPU")
 def test_a_local_sweep_without_preset_on_a_cpu_asks_for_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("lpnb.sweep.sweep", lambda *args, **kwargs: pytest.fail("the sweep started"))
