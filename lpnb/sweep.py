@@ -146,7 +146,7 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
     workers = workers or len(slots)
     slots = (slots * workers)[:workers]
     free, by_id = list(slots), {j.run_id: j for j in jobs}
-    where, threads = ("GPUs " + ", ".join(sorted(set(slots))), {}) if gpus else ("the CPU", _cpu_threads(workers))
+    where, threads = "GPUs " + ", ".join(sorted(set(slots))) if gpus else "the CPU", _cpu_threads(workers)
     log(f"sweep: {len(jobs)} runs to do, {workers} at a time on {where}"
         + (f" ({threads['OMP_NUM_THREADS']} threads each)" if threads else ""))
     with _workers_stopped_on_exit(jobs):
@@ -155,8 +155,8 @@ def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, pol
 
 
 def _cpu_threads(workers):
-    """The environment that shares this machine's cores between `workers` runs on the CPU (torch's threads,
-    OMP_NUM_THREADS), so that they do not each start a thread per core; none where OMP_NUM_THREADS is set."""
+    """The environment that shares this machine's cores between `workers` runs (torch's threads, OMP_NUM_THREADS),
+    so that they do not each start a thread per core; none where OMP_NUM_THREADS is set."""
     if "OMP_NUM_THREADS" in os.environ:
         return {}
     try:  # the cores this process may use: a SLURM allocation's, a container's, taskset's
@@ -195,7 +195,7 @@ def _workers_stopped_on_exit(jobs):
 
 def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
     """`run_local`'s loop: each waiting job starts on a free slot once its stage-1 run is done (`threads`: more
-    environment for a CPU worker)."""
+    environment for every worker)."""
     shown = None
     while any(j.state in ("waiting", "running") for j in jobs):
         for job in jobs:
@@ -211,7 +211,7 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
                 job.slot = free.pop(0)
                 job.log_path = Path(results_dir) / "runs" / job.run_id / "sweep.log"
                 job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot is not None else threads))
+                env = dict(os.environ, **threads, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot else {}))
                 with open(job.log_path, "ab") as out:  # kept across attempts, each after a line of its own
                     out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}{_by_this_sweep()}\n".encode())
                     out.flush()

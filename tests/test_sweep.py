@@ -289,14 +289,17 @@ def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, mon
     monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     monkeypatch.setattr(sweep_module, "command", lambda *args: [sys.executable, "-c", ""])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     seen = []
     popen = subprocess.Popen
-    monkeypatch.setattr(subprocess, "Popen", lambda cmd, env, **kw: seen.append(env["CUDA_VISIBLE_DEVICES"])
-                        or popen(cmd, env=env, **kw))
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, env, **kw: seen.append(
+        (env["CUDA_VISIBLE_DEVICES"], env["OMP_NUM_THREADS"])) or popen(cmd, env=env, **kw))
     jobs = [Job(smoke("supervised", split=s)) for s in (0, 1)]
     lines = []
     run_local(jobs, tmp_path, workers=2, per_gpu=2, poll=0.01, log=lines.append)
-    assert sorted(seen) == ["2", "3"] and lines[0] == "sweep: 2 runs to do, 2 at a time on GPUs 2, 3"
+    assert sorted(seen) == [("2", "8"), ("3", "8")]  # each its GPU, and half the cores (not a thread per core each)
+    assert lines[0] == "sweep: 2 runs to do, 2 at a time on GPUs 2, 3 (8 threads each)"
     with pytest.raises(ValueError, match=r"--workers 5 is more than the 2 visible GPU\(s\) x --per-gpu 2: give "
                        r"--workers 4 or fewer, or --per-gpu 3"):
         run_local(jobs, tmp_path, workers=5, per_gpu=2, poll=0.01, log=lines.append)
