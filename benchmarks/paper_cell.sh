@@ -13,7 +13,8 @@
 # copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here.
 # Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again; 124: an epoch overran
 # the limit by 30 s and was stopped, run it again). Once the cell is recorded, the log ends with where its time went
-# (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it). The decoded data and torch.compile's caches are kept in build/ too.
+# (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it). The decoded data
+# and torch.compile's caches are kept in build/ too.
 # A job that did not record the cell (stopped at its time limit, or failed) also sends back the run's checkpoint,
 # in pieces (benchmarks/run_state.py), and its wall-clock (<run-id>.wall): empty carry-resume/ (git-ignored) and put
 # what came back there to continue the run on a fresh machine (another session): this script restores what it
@@ -22,7 +23,7 @@
 # tried on a CPU (OUT: where the log goes):
 #   PRESET=smoke RESULTS_DIR=/tmp/r OUT=/tmp/o benchmarks/paper_cell.sh cifar10 4000 lp 0
 set -uo pipefail
-if [ $# -lt 4 ]; then sed -n 2,23p "$0"; exit 2; fi
+if [ $# -lt 4 ]; then sed -n 2,24p "$0"; exit 2; fi
 dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
 case "$labels$split" in *[!0-9]*) echo "LABELS and SPLIT are numbers, e.g. 4000 0; got $labels $split"; exit 2;; esac
 preset=${PRESET:-paper} results=${RESULTS_DIR:-build/paper_cell_results} out=${OUT:-build/paper_cell}
