@@ -316,13 +316,14 @@ class SlurmRun:
     """What a SLURM job runs: one `lpnb.experiment.run`, stopped by its time limit at an epoch boundary
     a few minutes before SLURM's. It then signals itself as SLURM does before a time limit (SIGUSR2), and
     submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
-    the run's checkpoint. A job that stops before training one epoch fails instead (requeued, it would
-    stop again), unless its time went waiting for another process that trained the run meanwhile."""
+    the run's checkpoint. A job that checkpoints no epoch in its time fails instead (requeued, it would
+    stop again, for ever), unless its time went waiting for another process that trained the run meanwhile."""
 
     def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         from lpnb.experiment import TimeLimitReached, run
 
         cfg = make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
+        self.started, self.checkpoints = time.time(), self._checkpoints(cfg, results_dir)
         try:
             return run(cfg, results_dir=results_dir, data_root=data_root, require_checkpoint=require_checkpoint,
                        time_limit=time_limit, progress=False)["run_id"]
@@ -333,10 +334,29 @@ class SlurmRun:
             os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler checkpoints, requeues and exits
             time.sleep(600)
 
-    def checkpoint(self, *args, **kwargs):
+    def checkpoint(self, fields, results_dir, data_root, require_checkpoint, time_limit):
+        """Called by submitit in the job, on SLURM's signal before its time limit or a preemption (or on ours):
+        the same run again, which resumes from its checkpoint. An error instead when the signal comes past the
+        run's time limit and no checkpoint was written since the job started: its first epoch outlasts the
+        job, and requeued it would be stopped in the same epoch again."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)  # the same run, which resumes
+        cfg = make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
+        if time.time() - self.started >= time_limit * 60 and self._checkpoints(cfg, results_dir) == self.checkpoints:
+            raise RuntimeError(f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed one epoch; "
+                               "requeued, it would be stopped in the same epoch again: give the jobs more time "
+                               "(--timeout-min)")
+        return submitit.helpers.DelayedSubmission(self, fields, results_dir, data_root, require_checkpoint, time_limit)
+
+    @staticmethod
+    def _checkpoints(cfg, results_dir):
+        """The run's checkpoint files as they are now, and its stage-1 run's (which it may train first): each
+        written anew (atomically, by a rename) is another file. Compared, not read: no clock is involved."""
+        def written(path):
+            with contextlib.suppress(FileNotFoundError):
+                return path.stat().st_ino, path.stat().st_mtime_ns
+        return [written(Path(results_dir) / "runs" / run_id(c) / "checkpoint.pt")
+                for c in (cfg, base_config(cfg)) if c is not None]
 
 
 def _slurm_queue():
@@ -350,12 +370,13 @@ def _slurm_queue():
 
 def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
               cpus_per_job=4, poll=10.0, log=print):
-    """Submit the jobs to SLURM with submitit: the stage-1 runs as one job array, the stage-2 runs as a
-    second that starts after the first has ended (`afterany`: a stage-2 run trains a missing stage-1 run
-    itself). Each job has `timeout_min` minutes, `gpus_per_job` GPUs and `cpus_per_job` CPUs, and is
-    requeued up to MAX_REQUEUES times at its time limit; logs go to <results_dir>/slurm. Waits for every
-    job, showing progress; returns the jobs with their states. Stopped while it waits (Ctrl-C, SIGTERM), it
-    cancels the jobs not finished, so that none runs on unwatched and the same sweep submits them again."""
+    """Submit the jobs to SLURM with submitit: the stage-1 runs as one job array, then the stage-2 runs that
+    continue each as a job (an array for several) that starts once that stage-1 job has succeeded
+    (`afterok`); those of a stage-1 job that fails are cancelled and fail with it. Each job has `timeout_min`
+    minutes, `gpus_per_job` GPUs and `cpus_per_job` CPUs, and is requeued up to MAX_REQUEUES times at its
+    time limit; logs go to <results_dir>/slurm. Waits for every job, showing progress; returns the jobs with
+    their states. Stopped while it waits (Ctrl-C, SIGTERM), it cancels the jobs not finished, so that none
+    runs on unwatched and the same sweep submits them again."""
     import submitit
 
     folder = Path(results_dir) / "slurm"
@@ -367,28 +388,23 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
     if partition:
         executor.update_parameters(slurm_partition=partition)
     time_limit = max(timeout_min - 3, 1)  # minutes: stop at an epoch boundary before SLURM's signal
-    previous = None
-    for waits in (False, True):  # the runs that wait for nothing, then those that wait for a stage-1 run
-        group = [j for j in jobs if (j.after is not None) == waits]
-        if not group:
-            continue
-        after = {"dependency": f"afterany:{previous}"} if previous else {}
-        executor.update_parameters(slurm_additional_parameters=after)
-        try:
-            with executor.batch():
-                for job in group:
-                    job.process = executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
-                                                  None if data_root is None else str(data_root),
-                                                  job.require_checkpoint, time_limit)
-        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as e:
-            said = (str(e).strip().splitlines() or ["no message"])[-1]
-            raise RuntimeError(f"sbatch could not submit the runs ({said}): run the sweep where sbatch reaches the "
-                               "cluster's SLURM controller (a login node), or use --executor local") from None
-        previous = group[0].process.job_id.split("_")[0]
-        log(f"sweep: submitted {len(group)} runs as SLURM job array {previous}"
-            + (" (to start after the first)" if waits else ""))
+    first = [j for j in jobs if j.after is None]  # the runs that wait for nothing
+    by_stage1 = {}  # the stage-2 runs of each stage-1 job
+    for job in jobs:
+        if job.after is not None:
+            by_stage1.setdefault(job.after, []).append(job)
+    if first:
+        _submit(executor, first, results_dir, data_root, time_limit)
+        log(f"sweep: submitted {len(first)} runs as SLURM job array {first[0].process.job_id.split('_')[0]}")
+    stage1 = {j.run_id: j for j in first}
+    for after, group in by_stage1.items():
+        _submit(executor, group, results_dir, data_root, time_limit, f"afterok:{stage1[after].process.job_id}")
+    if by_stage1:
+        log(f"sweep: submitted {sum(map(len, by_stage1.values()))} runs as {len(by_stage1)} SLURM job(s) or "
+            "array(s), each to start once the stage-1 run it continues has succeeded")
     try:
-        _follow_slurm(jobs, folder, poll, log)
+        with _sacct_failure_said_once(log):
+            _follow_slurm(jobs, folder, poll, log)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: left queued, its jobs would run on and a new sweep submit them again
         pending = [j for j in jobs if j.state in ("waiting", "running")]
         for job in pending:
@@ -400,13 +416,58 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
     return jobs
 
 
+def _submit(executor, group, results_dir, data_root, time_limit, dependency=None):
+    """Submit `group` as one SLURM job, or one job array for several, that waits for `dependency` (sbatch's)."""
+    import submitit
+
+    executor.update_parameters(slurm_additional_parameters={"dependency": dependency} if dependency else {})
+    try:
+        with executor.batch():
+            for job in group:
+                job.process = executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
+                                              None if data_root is None else str(data_root),
+                                              job.require_checkpoint, time_limit)
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as e:
+        said = (str(e).strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"sbatch could not submit the runs ({said}): run the sweep where sbatch reaches the "
+                           "cluster's SLURM controller (a login node), or use --executor local") from None
+
+
+@contextlib.contextmanager
+def _sacct_failure_said_once(log):
+    """On a cluster without accounting, submitit warns at every poll that sacct failed: say it once instead
+    (the job states are then read from squeue)."""
+    import logging
+
+    said = []
+
+    def once(record):
+        if "Bypassing sacct error" not in record.getMessage():
+            return True
+        if not said:
+            said.append(record)
+            log("sweep: sacct fails on this cluster (no job accounting?): job states are read from squeue")
+        return False
+    logger = logging.getLogger("submitit")
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+
+
 def _follow_slurm(jobs, folder, poll, log):
-    """Poll the SLURM jobs until each is done or failed (with why), showing progress."""
-    shown, gone = None, set()
+    """Poll the SLURM jobs until each is done or failed (with why), showing progress; the jobs waiting for a
+    stage-1 job that failed are cancelled (their dependency can no longer be met)."""
+    shown, gone, by_id = None, set(), {j.run_id: j for j in jobs}
     while any(j.state in ("waiting", "running") for j in jobs):
         queue = _slurm_queue()
-        for job in jobs:
+        for job in jobs:  # the stage-1 runs first
             if job.state not in ("waiting", "running"):
+                continue
+            if job.after is not None and by_id[job.after].state == "failed":
+                job.process.cancel(check=False)
+                job.state, job.error = "failed", f"its stage-1 run {job.after} failed (this SLURM job is cancelled)"
                 continue
             if job.process.done():
                 try:

@@ -18,7 +18,7 @@ from conftest import smoke, write_timed_record
 from lpnb import experiment
 from lpnb import sweep as sweep_module
 from lpnb.cli import main
-from lpnb.config import make_config, run_id
+from lpnb.config import base_config, make_config, run_id
 from lpnb.data import write_standin
 from lpnb.sweep import Job, SlurmRun, command, plan, report, run_local, sweep, table_cells
 
@@ -88,16 +88,22 @@ def test_a_slurm_controller_sbatch_cannot_reach_is_said_in_one_line(tmp_path, mo
         "login node), or use --executor local\n")
 
 
-def test_a_slurm_sweep_stopped_while_it_waits_cancels_its_jobs(tmp_path, monkeypatch):
-    """Left queued, the jobs would run on unwatched, and the same command would submit them a second time."""
-    pytest.importorskip("submitit")
-    bin_dir, cancelled = tmp_path / "bin", tmp_path / "cancelled"
+def fake_slurm(tmp_path, monkeypatch, sbatch="echo 'Submitted batch job 4242'"):
+    """sbatch, scancel, sacct and squeue on PATH: a cluster that takes the jobs (scancel's arguments go to the
+    file `cancelled`), then never answers about them."""
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, script in (("sbatch", "echo 'Submitted batch job 4242'"), ("scancel", f'echo "$@" >> {cancelled}'),
-                         ("sacct", "exit 1"), ("squeue", "exit 1")):  # a cluster that takes the jobs, then waits
+    for name, script in (("sbatch", sbatch), ("scancel", f'echo "$@" >> {tmp_path / "cancelled"}'),
+                         ("sacct", "exit 1"), ("squeue", "exit 1")):
         (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_slurm_sweep_stopped_while_it_waits_cancels_its_jobs(tmp_path, monkeypatch):
+    """Left queued, the jobs would run on unwatched, and the same command would submit them a second time."""
+    pytest.importorskip("submitit")
+    fake_slurm(tmp_path, monkeypatch)
 
     def interrupted(*args):
         raise KeyboardInterrupt
@@ -105,9 +111,85 @@ def test_a_slurm_sweep_stopped_while_it_waits_cancels_its_jobs(tmp_path, monkeyp
     cells, lines = table_cells(2, labels=[500], methods=["supervised", "lp"], splits=1, preset="smoke"), []
     with pytest.raises(KeyboardInterrupt):
         sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lines.append)
-    assert cancelled.read_text().split() == ["4242", "4242"]  # the stage-1 job, the stage-2 job (one run each)
+    assert (tmp_path / "cancelled").read_text().split() == ["4242", "4242"]  # stage 1, stage 2 (one run each)
     assert lines[-1] == ("sweep: cancelled 2 SLURM job(s): each keeps its last checkpoint, and the same command "
                          "submits what is not recorded again")
+
+
+def test_a_slurm_sweep_starts_each_stage_2_job_after_its_own_stage_1_job(tmp_path, monkeypatch):
+    """Not after the whole stage-1 array: a stage-2 run would wait for the slowest stage-1 run, and each run
+    continuing a failed one would train it again, one after another."""
+    pytest.importorskip("submitit")
+    fake_slurm(tmp_path, monkeypatch, sbatch=f"cat \"$1\" >> {tmp_path / 'scripts'}; echo '---' >> "
+                                             f"{tmp_path / 'scripts'}; echo 'Submitted batch job 4242'")
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sweep_module, "_show_progress", interrupted)
+    cells = table_cells(2, labels=[500, 1000], methods=["supervised", "lp", "network"], splits=1, preset="smoke")
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lines.append)
+    scripts = (tmp_path / "scripts").read_text().split("---\n")[:-1]
+    dependencies = [[line for line in script.splitlines() if "--dependency" in line] for script in scripts]
+    assert dependencies == [[], ["#SBATCH --dependency=afterok:4242_0"], ["#SBATCH --dependency=afterok:4242_1"]]
+    assert "#SBATCH --array=0-1" in scripts[0] and "#SBATCH --array=0-1" in scripts[1]  # 2 stage-2 runs each
+    assert lines[:2] == ["sweep: submitted 2 runs as SLURM job array 4242",
+                         "sweep: submitted 4 runs as 2 SLURM job(s) or array(s), each to start once the stage-1 "
+                         "run it continues has succeeded"]
+    assert sorted((tmp_path / "cancelled").read_text().split()) == ["4242_0", "4242_0", "4242_0", "4242_1",
+                                                                    "4242_1", "4242_1"]
+
+
+class FakeSlurmJob:
+    """A submitit job as `_follow_slurm` sees it: done with a result, done with an error, or pending."""
+    def __init__(self, job_id, outcome=None):
+        self.job_id, self.outcome, self.cancelled = job_id, outcome, False
+        self.state = "PENDING"
+
+    def done(self):
+        return self.outcome is not None
+
+    def result(self):
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+    def cancel(self, check=True):
+        self.cancelled = True
+
+
+def test_the_slurm_jobs_of_a_failed_stage_1_run_are_cancelled_and_fail_with_it(tmp_path, monkeypatch):
+    cells = table_cells(2, labels=[500, 1000], methods=["supervised", "lp"], splits=1, preset="smoke")
+    jobs = plan(cells, tmp_path)
+    assert [j.after is None for j in jobs] == [True, True, False, False]
+    for job, outcome in zip(jobs, [RuntimeError("out of memory"), "done", None, None]):
+        job.process = FakeSlurmJob(job.run_id, outcome)
+    jobs[3].process.outcome = "done"  # the stage-2 run of the stage-1 run that succeeded
+    polls = []
+
+    def show_progress(jobs, shown, poll, log):
+        polls.append(sweep_module.summary(jobs))
+        assert len(polls) < 5, f"the sweep still waits for a job that can never start: {polls}"
+    monkeypatch.setattr(sweep_module, "_show_progress", show_progress)
+    sweep_module._follow_slurm(jobs, tmp_path, 0, lambda line: None)
+    assert [j.state for j in jobs] == ["failed", "done", "failed", "done"]
+    assert jobs[2].process.cancelled and not jobs[3].process.cancelled
+    assert jobs[2].error == f"its stage-1 run {jobs[0].run_id} failed (this SLURM job is cancelled)"
+    assert jobs[0].error == "RuntimeError: out of memory"
+
+
+def test_submitits_warning_that_sacct_fails_is_said_once(caplog):
+    import logging
+    lines, logger = [], logging.getLogger("submitit")
+    with sweep_module._sacct_failure_said_once(lines.append), caplog.at_level(logging.WARNING, "submitit"):
+        for call in (1, 2, 3):
+            logger.warning(f"Call #{call} - Bypassing sacct error boom, status may be inaccurate.")
+        logger.warning("another warning")
+    assert lines == ["sweep: sacct fails on this cluster (no job accounting?): job states are read from squeue"]
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
+    logger.warning("Call #4 - Bypassing sacct error boom, status may be inaccurate.")  # after the sweep: as before
+    assert len(caplog.records) == 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="trains the paper preset on a GPU")
@@ -382,6 +464,33 @@ def test_a_slurm_job_where_no_epoch_fits_fails_instead_of_requeueing(tmp_path, m
         SlurmRun()(asdict(cfg), str(tmp_path), str(root), False, 0.5)
     assert "again to continue" not in str(error.value)
 
+
+
+def test_a_slurm_job_whose_first_epoch_outlasts_it_fails_instead_of_being_requeued_for_ever(tmp_path):
+    """SLURM's signal before its time limit (or a preemption) calls `checkpoint` in the job: the same run again,
+    unless the time limit came and not one epoch was checkpointed in the job."""
+    import submitit
+    cfg = smoke("lp")
+    fields, folder = asdict(cfg), tmp_path / "runs" / run_id(cfg)
+    job = SlurmRun()
+    job.started, job.checkpoints = time.time() - 61, SlurmRun._checkpoints(cfg, tmp_path)
+    with pytest.raises(RuntimeError, match=f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed "
+                       r"one epoch; .* give the jobs more time \(--timeout-min\)"):
+        job.checkpoint(fields, str(tmp_path), None, False, 1.0)
+    assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 2.0), submitit.helpers.DelayedSubmission)
+    # a preemption  ^ before the run's time limit: requeued
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"epoch 1")  # an epoch checkpointed since the job started
+    requeued = job.checkpoint(fields, str(tmp_path), None, False, 1.0)
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission) and requeued.args == (fields, str(tmp_path),
+                                                                                          None, False, 1.0)
+    job.checkpoints = SlurmRun._checkpoints(cfg, tmp_path)  # then the next job, with the same checkpoint
+    with pytest.raises(RuntimeError, match="give the jobs more time"):
+        job.checkpoint(fields, str(tmp_path), None, False, 1.0)
+    base = tmp_path / "runs" / run_id(base_config(cfg))
+    base.mkdir(parents=True)
+    (base / "checkpoint.pt").write_bytes(b"stage 1, epoch 1")  # or its stage-1 run's
+    assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 1.0), submitit.helpers.DelayedSubmission)
 
 @pytest.mark.slow
 def test_a_smoke_sweep_with_two_workers_records_every_cell_stage_1_first(tmp_path):
