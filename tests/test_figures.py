@@ -44,10 +44,12 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
         theirs = paper[(paper.method == method) & (paper.metric == "top1")].sort_values("labels")
         assert (tuple(theirs.labels), tuple(theirs.error)) in dashed
     assert "full protocol dotted" in ax.get_title()
+    devices = "; ".join(sorted({r["device"] for r in full}))  # the GPUs of the paper-scale runs recorded so far
     assert captions(fig) == [  # what each set of lines is drawn from
         "solid: cpu preset, not the paper's protocol: 5000 unlabeled images, width 0.25, 60 + 15 epochs, splits 0, "
         "1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class folders) dotted: paper preset, "
-        "splits 0, 1, 2, on NVIDIA H100 80GB HBM3; NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+        f"splits 0, 1, 2, on {devices}, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+    assert "NVIDIA H200" in devices  # (a paper-scale run on new hardware adds its GPU to the caption)
     assert plot_figure6([], paper).axes[0].get_title() == "CIFAR-10: no run of ours recorded, paper dashed"
     selected = plot_figure6(cpu, paper, methods=["lp"]).axes[0]  # the paper's lines of the methods selected only
     assert [c.get_label() for c in selected.containers] == ["Ours (diffusion + weights)"]
