@@ -248,14 +248,18 @@ def figure_dir(settings, notebook, **drawn):
     """Where a figure notebook writes its figure: settings.figures_dir, except when that is the repository's
     figures/ and `drawn` (the parameters that decide what the figure shows) differs from the notebook's
     defaults, or a preset was given: the committed figure is drawn from the defaults, so such a figure goes to
-    build/<preset>/figures/ instead of writing over it."""
+    build/<preset>/figures/, in a folder named by the values that differ (e.g. labels-1000_split-2/), instead of
+    writing over it or over the figure of other values."""
     defaults = notebook_defaults(notebook)
     changed = sorted(name for name, value in drawn.items() if value != defaults[name])
+    apart = output_dir(settings.preset) / "figures"
+    if changed:
+        apart /= "_".join(f"{name}-{','.join(map(str, value)) if isinstance(value, list) else value}"
+                          for name, value in sorted(drawn.items()) if name in changed)
     if not settings.preset_defaulted:  # a preset given, even the committed one: its run, not the figure committed
         changed.append("preset")       # (drawn from the paper-scale run once that is recorded)
     if settings.figures_dir != REPO / "figures" or not changed:
         return settings.figures_dir
-    apart = output_dir(settings.preset) / "figures"
     print(f"other {', '.join(changed)} than {notebook}'s defaults: the figure goes to {apart}, "
           f"and figures/ keeps the committed one")
     return apart

@@ -28,7 +28,7 @@ n_labeled = 3       # labeled points per class
 k = 10              # neighbours per point in the Euclidean k-NN graph
 sigma = None        # edge weights exp(-d^2 / sigma^2); None: propagate's default
 alpha = 0.99        # diffusion parameter of eq. (10)
-figures_dir = None  # None: figures/; build/cpu/figures/ for other values above; SMOKE_TEST: smoke folder
+figures_dir = None  # None: figures/; build/cpu/figures/<values>/ for other values; SMOKE_TEST: smoke folder
 # The points are not unit descriptors, so the graph is graph="gaussian": k, sigma and
 # alpha apply; gamma (the exponent of the inner-product graph, graph="dot") does not.
 

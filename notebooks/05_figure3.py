@@ -27,7 +27,7 @@ n_labeled = [1, 2, 5, 10]     # labeled points per class, one panel each
 k = 10                        # neighbours per point in the Euclidean k-NN graph
 sigma = None                  # edge weights exp(-d^2 / sigma^2); None: propagate's default
 alpha = 0.99                  # diffusion parameter of eq. (10)
-figures_dir = None            # None: figures/; build/cpu/figures/ for other values above; SMOKE_TEST: smoke folder
+figures_dir = None            # None: figures/; build/cpu/figures/<values>/ for other values; SMOKE_TEST: smoke folder
 # graph="gaussian": k, sigma and alpha apply; gamma (graph="dot" only) does not.
 
 # %%

@@ -128,9 +128,13 @@ def test_a_figure_of_other_cells_than_the_defaults_does_not_write_over_the_commi
                              methods=["supervised", "network", "lp", "mt", "mt+lp"], splits=None) == REPO / "figures"
     assert notebook.figure_dir(committed, "06_figure4", labels=500, split=0) == REPO / "figures"
     assert capsys.readouterr().out == ""
-    assert notebook.figure_dir(committed, "06_figure4", labels=1000, split=0) == REPO / "build/cpu/figures"
+    assert notebook.figure_dir(committed, "06_figure4", labels=1000, split=0) == REPO / "build/cpu/figures/labels-1000"
     assert "other labels than 06_figure4's defaults" in capsys.readouterr().out
-    assert notebook.figure_dir(committed, "04_figure1", seed=1, n_points=300) == REPO / "build/cpu/figures"
+    assert notebook.figure_dir(committed, "06_figure4", labels=1000, split=2) == \
+        REPO / "build/cpu/figures/labels-1000_split-2"  # not over the figure of split 0
+    assert notebook.figure_dir(committed, "04_figure1", seed=1, n_points=300) == REPO / "build/cpu/figures/seed-1"
+    assert notebook.figure_dir(committed, "08_figure6", labels=[500, 1000], methods=["lp"], splits=3) == \
+        REPO / "build/cpu/figures/labels-500,1000_methods-lp_splits-3"
     explicit = notebook_settings(COMMITTED_PRESET)  # `-p preset cpu`: that preset's run, not the committed figure's
     assert notebook.figure_dir(explicit, "06_figure4", labels=500, split=0) == REPO / "build/cpu/figures"
     assert "other preset than 06_figure4's defaults" in capsys.readouterr().out
