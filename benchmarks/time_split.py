@@ -15,7 +15,7 @@ from lpnb.tables import data_said, time_split
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("record", help="a run's record.json")
     parser.add_argument("--wall", type=float, default=None, help="wall-clock seconds of the processes that ran it")
     parser.add_argument("--since", type=float, default=None, help="when the first of them started (epoch seconds)")

@@ -356,7 +356,7 @@ def _parser():
     r.set_defaults(func=_reproduce)
     s = command("status", help="the status table of the README (our numbers beside the paper's), from the records")
     s.add_argument("--results-dir", type=_folder, default=None,
-                   help="default: the repository's results/ ($LPNB_RESULTS_DIR)")
+                   help="default: $LPNB_RESULTS_DIR, else the repository's results/")
     s.add_argument("--readme", action="store_true",
                    help="write the table of the repository's results/ into README.md instead of printing it")
     s.set_defaults(func=_status)

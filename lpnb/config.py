@@ -34,7 +34,8 @@ MT_FIELDS = ("ema_decay", "consistency", "consistency_rampup", "logit_distance_c
 
 @dataclass
 class Config:
-    """Every knob of one run. None means "the paper's value for this dataset" (filled by `resolve`)."""
+    """Every knob of one run. None means a default: the paper's value for this dataset (lr, the batch sizes,
+    arch and hist_epochs, filled by `resolve`), or, for the other fields, what the field's comment says."""
     dataset: str = "cifar10"
     labels: int = 4000             # number of labeled training images
     split: int = 0                 # labeled split i (the paper's file 10+i.txt when available)

@@ -287,7 +287,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         Where the dataset is (`lpnb.data.load_dataset`); default $LPNB_DATA_ROOT, else <repo>/data or
         <repo>/../shared/data, whichever holds it.
     results_dir : path, optional
-        Where runs/<run-id>/ goes; default the repository's results/ (a cache folder for the smoke preset).
+        Where runs/<run-id>/ goes; default $LPNB_RESULTS_DIR, else the repository's results/ (smoke: a cache
+        folder).
     progress : bool, optional
         Progress bars; default on in a terminal or notebook.
     force : bool

@@ -22,7 +22,7 @@
 labels = [500, 1000, 2000, 4000]
 methods = ["supervised", "network", "lp", "mt", "mt+lp"]
 splits = None        # 3: splits 0-2; "0,2": those split numbers; None: 10 (paper preset), 3 (cpu), 1 (smoke)
-figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/<cells>
+figures_dir = None   # None: figures/ at the defaults (preset None too), else build/<preset>/figures/<cells>
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
 results_dir = None   # None: $LPNB_RESULTS_DIR, else the repository's results/ (smoke: a cache folder); runs reused

@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 labels = 500
 split = 0
-figures_dir = None   # None: figures/ for the default cells at the committed preset, else build/<preset>/figures/<cells>
+figures_dir = None   # None: figures/ at the defaults (preset None too), else build/<preset>/figures/<cells>
 n_images = 12
 preset = None        # None: the preset of the committed results (cpu); paper | cpu | smoke | auto (paper on a GPU)
 data_root = None     # None: $LPNB_DATA_ROOT, else <repo>/data or <repo>/../shared/data (CIFAR: JPEG q95 folders)
