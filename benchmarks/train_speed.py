@@ -94,7 +94,7 @@ def main():
     for name in ("labels", "steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    _, batch, labeled_batch, _ = DATASET_DEFAULTS["cifar10"]
+    batch, labeled_batch = (DATASET_DEFAULTS["cifar10"][k] for k in ("batch_size", "labeled_batch_size"))
     if args.images is not None and args.images - args.labels < batch - labeled_batch:
         p.error(f"--images {args.images} leaves fewer unlabeled images beside --labels {args.labels} than one batch "
                 f"holds ({batch - labeled_batch}): give more images")

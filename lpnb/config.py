@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 METHODS = ("supervised", "network", "lp", "gtg", "mt", "mt+lp")
-DATASET_DEFAULTS = {  # lr, B, B_L, arch (sec. 5.2)
-    "cifar10": (0.05, 100, 50, "cnn13"),
-    "fashion-mnist": (0.05, 100, 50, "cnn13"),
-    "cifar100": (0.2, 128, 31, "cnn13"),
-    "miniimagenet": (0.2, 128, 31, "resnet18"),
+DATASET_DEFAULTS = {  # the paper's values of the fields a Config leaves None (sec. 5.2)
+    "cifar10": dict(lr=0.05, batch_size=100, labeled_batch_size=50, arch="cnn13"),
+    "fashion-mnist": dict(lr=0.05, batch_size=100, labeled_batch_size=50, arch="cnn13"),
+    "cifar100": dict(lr=0.2, batch_size=128, labeled_batch_size=31, arch="cnn13"),
+    "miniimagenet": dict(lr=0.2, batch_size=128, labeled_batch_size=31, arch="resnet18"),
 }
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 RUNTIME_FIELDS = ("device", "amp", "channels_last", "compile")
@@ -128,7 +128,7 @@ def make_config(preset="paper", **overrides):
         fields = [f.name for f in dataclasses.fields(Config)]
         raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {fields}")
     preset_fields = dict(PRESETS[preset])
-    arch = overrides.get("arch") or DATASET_DEFAULTS.get(overrides.get("dataset", Config.dataset), (None,) * 4)[3]
+    arch = overrides.get("arch") or DATASET_DEFAULTS.get(overrides.get("dataset", Config.dataset), {}).get("arch")
     if arch == "resnet18":  # a preset's width multiplier is for the 13-layer network; ResNet-18 has none
         preset_fields.pop("width", None)
     return resolve(Config(preset=preset, **{**preset_fields, **overrides}))
@@ -221,15 +221,10 @@ def resolve(cfg):
         raise ValueError(f"unknown dataset {cfg.dataset!r}: choose one of {sorted(DATASET_DEFAULTS)}")
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}: choose one of {list(METHODS)}")
-    lr, batch, labeled_batch, arch = DATASET_DEFAULTS[cfg.dataset]
-
-    def default(value, paper):
-        return paper if value is None else value
-
-    cfg = replace(cfg, lr=default(cfg.lr, lr), batch_size=default(cfg.batch_size, batch),
-                  labeled_batch_size=default(cfg.labeled_batch_size, labeled_batch), arch=default(cfg.arch, arch),
-                  hist_epochs=tuple(int(e) if isinstance(e, numbers.Integral) and not isinstance(e, bool) else e
-                                    for e in default(cfg.hist_epochs, (0, cfg.epochs_stage2 // 2))))
+    paper = {k: v for k, v in DATASET_DEFAULTS[cfg.dataset].items() if getattr(cfg, k) is None}
+    hist_epochs = (0, cfg.epochs_stage2 // 2) if cfg.hist_epochs is None else cfg.hist_epochs
+    cfg = replace(cfg, **paper, hist_epochs=tuple(int(e) if isinstance(e, numbers.Integral) and not isinstance(e, bool)
+                                                  else e for e in hist_epochs))
     _check_values(cfg)
     return cfg
 

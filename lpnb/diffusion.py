@@ -29,7 +29,6 @@ from lpnb.graph import (
     _as_array,
     _as_tensor,
     _check_param,
-    _faiss_gpu,
     _gaussian,
     _index_dtype,
     _rescale,
@@ -38,6 +37,7 @@ from lpnb.graph import (
     _warn,
     _warn_one_column,
     affinity_graph,
+    auto_backend,
     default_sigma,
     faiss,
     graph_degrees,
@@ -49,6 +49,11 @@ from lpnb.graph import (
     to_scipy,
 )
 from lpnb.graph import knn as knn_search
+
+FAR_FROM_CONVERGED = 0.5  # propagate warns above this final relative residual (cpu-preset refreshes: 0.044 at most)
+REORDER_MIN = 100_000  # points from which propagate reorders them by k-means cluster (graph="dot", CPU)
+CGROUP = "/sys/fs/cgroup"  # a container's memory limit and use (cgroup v2)
+MEMINFO = "/proc/meminfo"  # the system's available memory (MemAvailable)
 
 
 @dataclass(eq=False)  # compared as objects: two results differ at least in their timings (compare their arrays)
@@ -180,6 +185,33 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
         raise ValueError(f"labels must be integers, got dtype {labels.dtype} (unlabeled points may carry any "
                          "integer, e.g. -1, not None or NaN; other class names: renumber them with "
                          "np.unique(labels, return_inverse=True), or use LabelPropagation, which does)")
+    idx = _labeled_index(labeled, n)
+    y = labels[idx].astype(np.int64)
+    c = int(y.max()) + 1 if n_classes is None else _check_param("n_classes", n_classes, "count")
+    if y.min() < 0:
+        raise ValueError(f"labels of labeled points must be classes >= 0, got {y.min()}; a point labeled -1 (or "
+                         "another negative number) is unlabeled: leave it out of `labeled`")
+    if y.max() >= c:
+        raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
+    beyond = labels[labels >= c] if n_classes is None and warn_missing else labels[:0]
+    if len(beyond):  # the true labels given for the unlabeled points too, a top class without a labeled point
+        _warn(f"{len(beyond)} unlabeled points carry labels up to {beyond.max()}, beyond the labeled classes "
+              f"0..{c - 1}: n_classes defaults to {c} (the largest label of a labeled point plus one), so no point is "
+              "scored for those classes; pass n_classes to count them")
+    present = np.unique(y)
+    if len(present) < c and warn_missing:  # the first ten missing lie below len(present) + 10: no arange(c)
+        missing = np.setdiff1d(np.arange(min(c, len(present) + 10)), present)[:10]
+        more = f" and {c - len(present) - 10} more" if c - len(present) > 10 else ""
+        hint = ("; if the class ids are not 0..c-1, renumber them (np.unique(labels, return_inverse=True)) or use "
+                "LabelPropagation, which does" if n_classes is None else "")
+        _warn(f"classes {missing.tolist()}{more} have no labeled example: they get no score{hint}")
+    return labels.astype(np.int64), idx, c
+
+
+def _labeled_index(labeled, n):
+    """Sorted int64 indices of the labeled points from `labeled`: a boolean mask (n,) (a torch uint8 tensor
+    (n,) of 0s and 1s too, torch's old mask type) or an index array of any integer type; an integer array (n,)
+    of 0s and 1s is refused as ambiguous (n > 2)."""
     torch_mask = isinstance(labeled, torch.Tensor) and labeled.dtype == torch.uint8
     labeled = _as_numpy(labeled)
     if labeled.size == 0:
@@ -209,26 +241,7 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
                          f"dtype {labeled.dtype} and shape {labeled.shape}")
     if len(idx) == 0:
         raise ValueError("no labeled example: propagation needs at least one labeled point")
-    y = labels[idx].astype(np.int64)
-    c = int(y.max()) + 1 if n_classes is None else _check_param("n_classes", n_classes, "count")
-    if y.min() < 0:
-        raise ValueError(f"labels of labeled points must be classes >= 0, got {y.min()}; a point labeled -1 (or "
-                         "another negative number) is unlabeled: leave it out of `labeled`")
-    if y.max() >= c:
-        raise ValueError(f"labels of labeled points must lie in [0, {c}), got [{y.min()}, {y.max()}]")
-    beyond = labels[labels >= c] if n_classes is None and warn_missing else labels[:0]
-    if len(beyond):  # the true labels given for the unlabeled points too, a top class without a labeled point
-        _warn(f"{len(beyond)} unlabeled points carry labels up to {beyond.max()}, beyond the labeled classes "
-              f"0..{c - 1}: n_classes defaults to {c} (the largest label of a labeled point plus one), so no point is "
-              "scored for those classes; pass n_classes to count them")
-    present = np.unique(y)
-    if len(present) < c and warn_missing:  # the first ten missing lie below len(present) + 10: no arange(c)
-        missing = np.setdiff1d(np.arange(min(c, len(present) + 10)), present)[:10]
-        more = f" and {c - len(present) - 10} more" if c - len(present) > 10 else ""
-        hint = ("; if the class ids are not 0..c-1, renumber them (np.unique(labels, return_inverse=True)) or use "
-                "LabelPropagation, which does" if n_classes is None else "")
-        _warn(f"classes {missing.tolist()}{more} have no labeled example: they get no score{hint}")
-    return labels.astype(np.int64), idx, c
+    return idx
 
 
 def _pseudo_labels(scores, labels, idx, n_iter=0, residual=0.0, *, inplace=False, rows=1 << 16):
@@ -452,7 +465,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
         return time.perf_counter()
     budget = max_memory if max_memory is not None else available_memory(x.device)
     reorder = graph == "dot" and not x.is_cuda and n >= REORDER_MIN and faiss is not None
-    torch_search = faiss is None or (x.is_cuda and not _faiss_gpu())  # else faiss
+    torch_search = auto_backend(x.is_cuda) == "torch"
     build_bytes, graph_bytes = _graph_memory(n, x.shape[1], k, x.is_cuda, torch_search)
     block = _check_memory(n, c, budget, graph_bytes, max_memory is not None, build_bytes)  # before any work
     t = clock()
@@ -544,10 +557,6 @@ def diffuse(Wn, labels, idx, n_classes, *, alpha=0.99, max_iter=20, block=None):
     return Z, n_iter, residual
 
 
-FAR_FROM_CONVERGED = 0.5  # propagate warns above this final relative residual (cpu-preset refreshes: 0.044 at most)
-REORDER_MIN = 100_000  # points from which propagate reorders them by k-means cluster (graph="dot", CPU)
-
-
 def _follow_neighbours(S, I, order, cluster, rounds=2):
     """Refine a k-means order with the k-NN graph: `rounds` times, each point takes the cluster most of its
     neighbours are in and the points are sorted again (a noisy k-means assignment otherwise scatters
@@ -561,10 +570,6 @@ def _follow_neighbours(S, I, order, cluster, rounds=2):
         inverse[again] = torch.arange(n)
         S, I, cluster, order = S[again], inverse.to(I.dtype)[I[again]], cluster[again], order[again]
     return S, I, order
-
-
-CGROUP = "/sys/fs/cgroup"  # a container's memory limit and use (cgroup v2)
-MEMINFO = "/proc/meminfo"  # the system's available memory (MemAvailable)
 
 
 def available_memory(device=None):

@@ -254,7 +254,7 @@ def build_trainer(cfg, run_data, device):
     labels = np.asarray(data.train_labels[run_data.train_index], dtype=np.int64)
     return Trainer(cfg, model, lpdata.to_device(data.train_images[run_data.train_index], device),
                    torch.as_tensor(labels, device=device), torch.as_tensor(run_data.labeled, device=device),
-                   mean=data.mean, std=data.std, aug="miniimagenet" if cfg.dataset == "miniimagenet" else "cifar",
+                   mean=data.mean, std=data.std, aug_kind="miniimagenet" if cfg.dataset == "miniimagenet" else "cifar",
                    num_classes=len(data.classes), device=device)
 
 
@@ -338,10 +338,11 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
     recorded = (results_dir / "runs" / run_id(cfg) / "record.json").exists()
     if cfg.preset == "paper" and (force or not recorded) and trains_on_cpu(cfg):
         warnings.warn(PAPER_ON_CPU, stacklevel=2)
-    return _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint)
+    return _load_or_train(cfg, data_root=data_root, results_dir=results_dir, progress=progress, force=force,
+                          budget=budget, require_checkpoint=require_checkpoint)
 
 
-def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoint):
+def _load_or_train(cfg, *, data_root, results_dir, progress, force, budget, require_checkpoint):
     """`run` after its arguments are checked; `budget` is the call's `TimeBudget` (None: no time limit)."""
     run_dir = results_dir / "runs" / run_id(cfg)
     started = time.perf_counter()
@@ -359,7 +360,8 @@ def _run(cfg, data_root, results_dir, progress, force, budget, require_checkpoin
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited
         try:
-            return _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading)
+            return _train(cfg, run_data, data_root=data_root, results_dir=results_dir, progress=progress, force=force,
+                          budget=budget, loading=loading)
         except TimeLimitReached as stop:
             if not force:
                 raise
@@ -386,7 +388,7 @@ def _locked(path, rid, budget=None):
         yield
 
 
-def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loading=0.0):
+def _train(cfg, run_data, *, data_root, results_dir, progress, force, budget, loading=0.0):
     """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record.
     Called with the run's lock held. A finished record it trains again stays until the new one replaces it,
     marked RETRAINING meanwhile, so that it is never taken for the result of the unfinished checkpoint beside
@@ -402,7 +404,8 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
     if resumed is not None and "base" in resumed:  # the stage-1 record it began from, whatever record.json says now
         base = resumed["base"]
     else:
-        base = _stage1(cfg, results_dir, data_root, progress, resuming=resumed is not None, budget=budget)
+        base = _stage1(cfg, data_root=data_root, results_dir=results_dir, progress=progress,
+                       resuming=resumed is not None, budget=budget)
     started = time.perf_counter()
     device = _device(cfg)
     trainer = build_trainer(cfg, run_data, device)
@@ -433,7 +436,7 @@ def _train(cfg, run_data, results_dir, data_root, progress, force, budget, loadi
     return read_record(run_dir / "record.json")  # exactly what a later call will load
 
 
-def _stage1(cfg, results_dir, data_root, progress, resuming, budget=None):
+def _stage1(cfg, *, data_root, results_dir, progress, resuming, budget=None):
     """The record of the stage-1 run that a stage-2 method continues (None for a stage-1 method).
     Stage 2 starts from that run's checkpoint: a stage-1 record without one (committed records carry
     none) is retrained, unless this run resumes from its own checkpoint and needs only the record
@@ -442,7 +445,8 @@ def _stage1(cfg, results_dir, data_root, progress, resuming, budget=None):
     base_cfg = base_config(cfg)
     if base_cfg is None:
         return None
-    return _run(resolve(base_cfg), data_root, results_dir, progress, False, budget, require_checkpoint=not resuming)
+    return _load_or_train(resolve(base_cfg), data_root=data_root, results_dir=results_dir, progress=progress,
+                          force=False, budget=budget, require_checkpoint=not resuming)
 
 
 def _finished_stage1(base_cfg, base_id, results_dir, run_data, budget=None):
@@ -482,7 +486,6 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
-    labeled, unl = run_data.labeled, ~run_data.labeled
     test_images = lpdata.to_device(run_data.data.test_images[run_data.test_index], device)
     test_labels = np.asarray(run_data.data.test_labels[run_data.test_index], dtype=np.int64)
     test_labels = torch.as_tensor(test_labels, device=device)
@@ -511,19 +514,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
         started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
-            pl, probs, t_desc, t_pl = trainer.refresh_pseudo_labels()
-            state["timings"]["descriptors"] += t_desc
-            state["timings"]["pseudo_labels"] += t_pl
-            phases = state["timings"].setdefault("pseudo_label_phases", {})  # propagate's: k-NN, graph, CG, ...
-            for phase, seconds in pl.timings.items():
-                phases[phase] = phases.get(phase, 0.0) + seconds
-            entry.update(pseudo_label_acc=float(correct_pseudo_labels(pl, labels, unl).mean() * 100),
-                         network_acc=float((probs.argmax(1).cpu().numpy()[unl] == labels[unl]).mean() * 100),
-                         cg_iters=pl.n_iter, cg_residual=pl.residual)
-            if epoch in cfg.hist_epochs:
-                state["extras"]["omega_histograms"].append({"epoch": epoch, **omega_histogram(pl, labels, labeled)})
-            if epoch == epochs - 1:
-                state["extras"]["confident_mistakes"] = confident_mistakes(pl, labels, labeled, run_data.train_index)
+            _refresh_pseudo_labels(trainer, state, entry, labels, run_data, last=epoch == epochs - 1)
         t0 = time.perf_counter()
         # a bar per step only in a terminal; notebooks get the epoch bar alone
         step_bar = functools.partial(tqdm, leave=False, disable=not (show and sys.stderr.isatty()), mininterval=1,
@@ -547,6 +538,26 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
         took = clock() - started  # refresh, training, evaluation and checkpoint
         budget.epochs.append((took, steps))
         steady = max(steady, took) if epoch > first else steady
+
+
+def _refresh_pseudo_labels(trainer, state, entry, labels, run_data, last):
+    """Lines 7-15 of Algorithm 1 before a stage-2 epoch, and what the record keeps of them: the pseudo-label and
+    network accuracy, CG iterations and residual (into `entry`), the timings, the omega histogram at
+    cfg.hist_epochs (Figure 5) and, at the `last` epoch, the most confident mistakes (Figure 7)."""
+    labeled, unl = run_data.labeled, ~run_data.labeled
+    pl, probs, t_desc, t_pl = trainer.refresh_pseudo_labels()
+    state["timings"]["descriptors"] += t_desc
+    state["timings"]["pseudo_labels"] += t_pl
+    phases = state["timings"].setdefault("pseudo_label_phases", {})  # propagate's: k-NN, graph, CG, ...
+    for phase, seconds in pl.timings.items():
+        phases[phase] = phases.get(phase, 0.0) + seconds
+    entry.update(pseudo_label_acc=float(correct_pseudo_labels(pl, labels, unl).mean() * 100),
+                 network_acc=float((probs.argmax(1).cpu().numpy()[unl] == labels[unl]).mean() * 100),
+                 cg_iters=pl.n_iter, cg_residual=pl.residual)
+    if entry["epoch"] in trainer.cfg.hist_epochs:
+        state["extras"]["omega_histograms"].append({"epoch": entry["epoch"], **omega_histogram(pl, labels, labeled)})
+    if last:
+        state["extras"]["confident_mistakes"] = confident_mistakes(pl, labels, labeled, run_data.train_index)
 
 
 def _expected_epoch(epochs, steps):

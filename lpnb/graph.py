@@ -228,6 +228,12 @@ def _faiss_gpu():
     return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
+def auto_backend(cuda):
+    """The k-NN search backend="auto" picks for CPU (cuda=False) or CUDA points: faiss if it is importable and
+    can search there, else torch."""
+    return "faiss" if faiss is not None and (not cuda or _faiss_gpu()) else "torch"
+
+
 @functools.lru_cache(maxsize=None)
 def _gpu_resources():
     return faiss.StandardGpuResources()
@@ -357,7 +363,7 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     if backend == "faiss" and faiss is None:
         raise ValueError("backend='faiss' but faiss is not installed: pip install faiss-cpu")
     if backend == "auto":
-        backend = "faiss" if faiss is not None and (not x.is_cuda or _faiss_gpu()) else "torch"
+        backend = auto_backend(x.is_cuda)
     if approx and backend == "torch":
         if faiss is None:
             why = "needs faiss (pip install faiss-cpu)"

@@ -322,7 +322,7 @@ class SlurmRun:
     def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         from lpnb.experiment import TimeLimitReached, run
 
-        cfg = make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
+        cfg = _config(fields)
         self.started, self.checkpoints = time.time(), self._checkpoints(cfg, results_dir)
         try:
             return run(cfg, results_dir=results_dir, data_root=data_root, require_checkpoint=require_checkpoint,
@@ -341,7 +341,7 @@ class SlurmRun:
         job, and requeued it would be stopped in the same epoch again."""
         import submitit
 
-        cfg = make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
+        cfg = _config(fields)
         if time.time() - self.started >= time_limit * 60 and self._checkpoints(cfg, results_dir) == self.checkpoints:
             raise RuntimeError(f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed one epoch; "
                                "requeued, it would be stopped in the same epoch again: give the jobs more time "
@@ -357,6 +357,11 @@ class SlurmRun:
                 return path.stat().st_ino, path.stat().st_mtime_ns
         return [written(Path(results_dir) / "runs" / run_id(c) / "checkpoint.pt")
                 for c in (cfg, base_config(cfg)) if c is not None]
+
+
+def _config(fields):
+    """The Config of a job from its fields (`asdict`), as sent to SLURM."""
+    return make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
 
 
 def _slurm_queue():

@@ -656,7 +656,8 @@ HEADLINES = [  # (paper item, notebook, dataset, labels, method): the cells the 
 ]
 
 
-def _mean_std(records):
+def _test_errors(records):
+    """Their test error %, as "mean ± std (runs)"."""
     errors = pd.Series([r["test_error"] for r in records])
     return mean_std(errors.mean(), errors.std(ddof=0), len(errors)) + f" ({len(errors)})"
 
@@ -671,7 +672,7 @@ def status_table(results_dir=None):
         paper = read_paper(REPO / "results" / "paper" / f"table{item[-1]}.csv")
         paper = paper[(paper.method == method) & (paper.dataset == dataset) & (paper.labels == labels)
                       & (paper.metric == "top1") & paper.use_omega & paper.use_zeta].iloc[0]
-        ours = [_mean_std(found) if (found := recorded([{"method": method}], labels, dataset=dataset, preset=preset,
+        ours = [_test_errors(found) if (found := recorded([{"method": method}], labels, dataset=dataset, preset=preset,
                                                         results_dir=results_dir)[0]) else "not run"
                 for preset in ("paper", "cpu")]
         lines.append(f"| {item} | `{notebook}` | {METHOD_NAMES[method]}, {DATASET_NAMES[dataset]}, {labels} labels | "

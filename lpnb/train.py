@@ -78,13 +78,13 @@ class Trainer:
     `labeled` (n,) a bool mask. `cfg` is a `lpnb.config.Config`.
     """
 
-    def __init__(self, cfg, model, images, labels, labeled, *, mean, std, aug, num_classes, device):
+    def __init__(self, cfg, model, images, labels, labeled, *, mean, std, aug_kind, num_classes, device):
         on_cuda = device.type == "cuda"  # the speed-ups default to on for CUDA only, compiled with CUDA graphs
         defaults = {"amp": on_cuda, "channels_last": on_cuda, "compile": "reduce-overhead" if on_cuda else False}
         cfg = replace(cfg, **{f: v if getattr(cfg, f) is None else getattr(cfg, f) for f, v in defaults.items()})
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
         self.images, self.labels, self.labeled = images, labels, labeled
-        self.aug = aug
+        self.aug_kind = aug_kind
         # mean and std: on the device for the eager descriptor pass (no host copy per batch), and as
         # Python constants for the compiled training step (no input to copy into its CUDA graph)
         self.mean, self.std = (torch.tensor(v, dtype=torch.float32, device=device) for v in (mean, std))
@@ -106,7 +106,7 @@ class Trainer:
         self.aug_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
         self.ema_steps = 0
         self.targets = torch.where(labeled, labels, torch.full_like(labels, -1))
-        self.weights = labeled.float()  # stage 1 (Mean Teacher): CE on labeled images only
+        self.loss_weights = labeled.float()  # stage 1 (Mean Teacher): CE on labeled images only
 
     # --- state, for checkpoints -------------------------------------------------------
     def state_dict(self):
@@ -131,26 +131,26 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     # --- one optimisation step ----------------------------------------------------------
-    def _losses(self, images, aug, targets, weights, teacher_aug):
+    def _losses(self, images, aug_params, targets, loss_weights, teacher_aug_params):
         """Weighted cross-entropy sum_i w_i CE_i / B (eq. 12; in stage 1, w = 1 on labeled images and 0 on the
-        unlabeled ones Mean Teacher adds) of the uint8 `images` augmented by `aug` (from `draw_augmentation`),
+        unlabeled ones Mean Teacher adds) of the uint8 `images` augmented by `aug_params` (from `draw_augmentation`),
         plus for Mean Teacher its logit-distance term, and its consistency term (returned apart, to be scaled
         by the ramp-up; None without a teacher).
         """
         cfg = self.cfg
 
-        def inputs(aug):
-            x = normalize(apply_augmentation(images, self.aug, aug), *self.norm)
+        def inputs(params):
+            x = normalize(apply_augmentation(images, self.aug_kind, params), *self.norm)
             return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            logits, aux_logits, _ = self.model(inputs(aug))
+            logits, aux_logits, _ = self.model(inputs(aug_params))
             ce = F.cross_entropy(logits.float(), targets.clamp(min=0), reduction="none")
-            loss = (weights * ce).sum() / len(images)
-            if teacher_aug is None:
+            loss = (loss_weights * ce).sum() / len(images)
+            if teacher_aug_params is None:
                 return loss, None
             with torch.no_grad():
-                teacher_logits, _, _ = self.teacher(inputs(teacher_aug))
+                teacher_logits, _, _ = self.teacher(inputs(teacher_aug_params))
             student = aux_logits if aux_logits is not None else logits
             scale = self.num_classes * len(images)
             consistency = F.mse_loss(student.float().softmax(1), teacher_logits.float().softmax(1), reduction="sum")
@@ -160,13 +160,13 @@ class Trainer:
                 loss = loss + cfg.logit_distance_cost * distance
         return loss, consistency
 
-    def _step(self, images, targets, weights, consistency_weight=0.0):
+    def _step(self, images, targets, loss_weights, consistency_weight=0.0):
         """Draws the augmentation(s), computes the loss (`_losses`) and its gradients; returns the loss."""
-        aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device)
-        teacher_aug = None
+        aug_params = draw_augmentation(len(images), self.aug_kind, self.aug_generator, self.device)
+        teacher_aug_params = None
         if self.teacher is not None:
-            teacher_aug = draw_augmentation(len(images), self.aug, self.aug_generator, self.device)
-        loss, consistency = self.losses(images, aug, targets, weights, teacher_aug)
+            teacher_aug_params = draw_augmentation(len(images), self.aug_kind, self.aug_generator, self.device)
+        loss, consistency = self.losses(images, aug_params, targets, loss_weights, teacher_aug_params)
         if consistency is not None:
             loss = loss + consistency_weight * consistency
         self.optimizer.zero_grad(set_to_none=True)
@@ -207,8 +207,8 @@ class Trainer:
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             # the ramp-up runs in stage 1; stage 2 continues with the teacher carried over at full weight
-            ramp = cfg.consistency * (sigmoid_rampup(t, cfg.consistency_rampup) if stage == 1 else 1.0)
-            total += self._step(self.images[idx], self.targets[idx], self.weights[idx], ramp)
+            consistency_weight = cfg.consistency * (sigmoid_rampup(t, cfg.consistency_rampup) if stage == 1 else 1.0)
+            total += self._step(self.images[idx], self.targets[idx], self.loss_weights[idx], consistency_weight)
             self.optimizer.step()
             if self.teacher is not None:
                 self._update_teacher()
@@ -239,7 +239,7 @@ class Trainer:
         """
         cfg = self.cfg
         t0 = time.perf_counter()
-        descriptors, probs = self.predict(self.model, self.images, self.aug)
+        descriptors, probs = self.predict(self.model, self.images, self.aug_kind)
         if descriptors.is_cuda:  # the pass is queued: timed once it has run
             torch.cuda.synchronize(descriptors.device)
         t1 = time.perf_counter()
@@ -260,7 +260,7 @@ class Trainer:
         zeta = torch.as_tensor(pl.class_weights if cfg.use_zeta else np.ones(self.num_classes, np.float32),
                                device=self.device)
         self.targets = torch.as_tensor(pl.pseudo_labels, device=self.device)
-        self.weights = omega * zeta[self.targets]
+        self.loss_weights = omega * zeta[self.targets]
         return pl, probs, t1 - t0, t2 - t1
 
     def test_error(self, images, labels, model=None):

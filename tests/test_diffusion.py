@@ -809,7 +809,7 @@ def test_a_solve_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     x, y = blobs(n=200, c=3)
     monkeypatch.setattr("lpnb.diffusion.knn_search", lambda *a, **k: pytest.fail("searched the neighbours"))
     build = (40 * 200 * 10 + 4 * 200 * 8) / 0.9  # the graph is built (96 kB) before the solve (53.3 kB) is needed
-    monkeypatch.setattr("lpnb.diffusion.faiss", None)  # a torch k-NN search: its block of similarities too
+    monkeypatch.setattr("lpnb.graph.faiss", None)  # a torch k-NN search: its block of similarities too
     with pytest.raises(MemoryError, match=r"^propagate needs about 274 kB: 5.33 kB for the scores of 200 points x 3 "
                        r"classes and a block of the solve and 48 kB for the graph \(274 kB while the graph is built\)"):
         propagate(x, y, np.arange(200) < 30, k=10, max_memory=build + 1000)

@@ -264,9 +264,9 @@ def _consistency_after_teacher_change(root, results, device, compile):
         for p in trainer.teacher.parameters():
             p.copy_(torch.randn_like(p) * p.std() + p.mean())
     idx = torch.arange(cfg.batch_size, device=device)
-    aug, teacher_aug = (experiment.lpdata.draw_augmentation(len(idx), trainer.aug, trainer.aug_generator, device)
+    aug, teacher_aug = (experiment.lpdata.draw_augmentation(len(idx), trainer.aug_kind, trainer.aug_generator, device)
                         for _ in range(2))
-    inputs = (trainer.images[idx], aug, trainer.targets[idx], trainer.weights[idx], teacher_aug)
+    inputs = (trainer.images[idx], aug, trainer.targets[idx], trainer.loss_weights[idx], teacher_aug)
     if trainer.cuda_graphs:
         torch.compiler.cudagraph_mark_step_begin()
     loss, consistency = trainer.losses(*inputs)

@@ -76,7 +76,7 @@ def _trainer(method="lp", n=40, classes=4, **overrides):
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
     labels = torch.arange(n) % classes
     labeled = torch.arange(n) < 8
-    return Trainer(cfg, model, images, labels, labeled, mean=(0.5,) * 3, std=(0.25,) * 3, aug="cifar",
+    return Trainer(cfg, model, images, labels, labeled, mean=(0.5,) * 3, std=(0.25,) * 3, aug_kind="cifar",
                    num_classes=classes, device=torch.device("cpu"))
 
 
@@ -188,11 +188,11 @@ def test_refresh_pseudo_labels_applies_omega_and_zeta_switches():
     assert probs.shape == (40, 4)
     np.testing.assert_array_equal(tr.targets.numpy()[:8], (np.arange(8) % 4))  # labeled keep their label
     expected = pl.weights * pl.class_weights[pl.pseudo_labels]
-    np.testing.assert_allclose(tr.weights.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(tr.loss_weights.numpy(), expected, rtol=1e-6)
     tr.cfg = make_config("smoke", method="lp", labels=8, use_omega=False, use_zeta=False, device="cpu", amp=False,
                          channels_last=False, compile=False)
     tr.refresh_pseudo_labels()
-    np.testing.assert_array_equal(tr.weights.numpy(), np.ones(40))
+    np.testing.assert_array_equal(tr.loss_weights.numpy(), np.ones(40))
 
 
 def test_gtg_refresh_searches_the_configured_knn(monkeypatch):
@@ -222,7 +222,7 @@ def test_a_point_without_scores_gets_no_weight_with_or_without_omega(monkeypatch
     tr = _trainer("lp", use_omega=use_omega)
     pl, _, _, _ = tr.refresh_pseudo_labels()
     omega = pl.weights if use_omega else np.r_[np.ones(8), 0, np.ones(31)]
-    np.testing.assert_allclose(tr.weights.numpy(), omega * pl.class_weights[pl.pseudo_labels], rtol=1e-6)
+    np.testing.assert_allclose(tr.loss_weights.numpy(), omega * pl.class_weights[pl.pseudo_labels], rtol=1e-6)
 
 
 def test_omega_histogram_and_confident_mistakes():
