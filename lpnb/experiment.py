@@ -216,14 +216,15 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
     if not path.exists() or (run_dir / RETRAINING).exists():
         return None
     record = read_record(path)
-    if record.get("data_fingerprint") != run_data.fingerprint and record.get("split_file") != run_data.split_name \
-            and "splits/" in run_data.split_name and "labels/" in record.get("split_file", ""):
+    other_data = record.get("data_fingerprint") != run_data.fingerprint
+    paper_split_then_drawn = "labels/" in record.get("split_file", "") and "splits/" in run_data.split_name
+    if other_data and paper_split_then_drawn:
         raise RuntimeError(
             f"{path} was made with the paper's labeled split {record['split_file']}; this run drew a split of its "
             f"own ({run_dir.parent.parent / run_data.split_name}), as no such file is beside the data it reads "
             f"({run_data.data.source}). If that is the same data, copy the paper's labels/ folder beside it and "
             "delete the drawn file; else use another results_dir (--results-dir) for this data.")
-    if record.get("data_fingerprint") != run_data.fingerprint:
+    if other_data:
         raise RuntimeError(
             f"{path} was made from other data ({record.get('data_source')}, fingerprint "
             f"{record.get('data_fingerprint')}) than this run reads ({Path(run_data.data.source).name}, split file "
