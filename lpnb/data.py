@@ -136,22 +136,33 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
     kind, path = source[0], source[1].absolute()
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{name}-{_fingerprint(path)}"
     if not (cache / "meta.json").is_file():
-        try:  # before decoding, which takes a while
-            cache.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=cache).close()
-        except OSError as e:
-            raise OSError(f"cannot write the decoded-data cache {cache} ({e.strerror or e}): set $LPNB_CACHE_DIR "
-                          "to a writable folder (default ~/.cache/lpnb)") from e
-        reader = {"torchvision": _read_torchvision, "folders": _read_class_folders,
-                  "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
-        try:
-            arrays, classes = reader(name, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                cache.rmdir()  # still empty: no folder left behind
-            raise
-        _write_cache(cache, name, arrays, classes, str(path))
+        _decode_into_cache(cache, name, kind, path)
     _remove_stale_temporaries(cache)
+    return _open_cache(cache, name, path)
+
+
+def _decode_into_cache(cache, name, kind, path):
+    """Decode the dataset at `path` (a source of `kind`) into the cache folder `cache`."""
+    try:  # before decoding, which takes a while
+        cache.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache).close()
+    except OSError as e:
+        raise OSError(f"cannot write the decoded-data cache {cache} ({e.strerror or e}): set $LPNB_CACHE_DIR "
+                      "to a writable folder (default ~/.cache/lpnb)") from e
+    reader = {"torchvision": _read_torchvision, "folders": _read_class_folders,
+              "miniimagenet": _read_miniimagenet, "idx": _read_fashion_mnist}[kind]
+    try:
+        arrays, classes = reader(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            cache.rmdir()  # still empty: no folder left behind
+        raise
+    _write_cache(cache, name, arrays, classes, str(path))
+
+
+def _open_cache(cache, name, path):
+    """The ImageData of a cache folder, its arrays memory-mapped, checked against its fingerprint once per
+    process; a corrupt cache raises, naming the folder to delete."""
     try:
         meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
         train_images = np.load(cache / "train_images.npy", mmap_mode="r")
