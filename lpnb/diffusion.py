@@ -26,9 +26,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lpnb.graph import (
-    _as_array,
-    _as_tensor,
     _check_param,
+    _checked_matrix,
+    _checked_matrix32,
     _gaussian,
     _index_dtype,
     _rescale,
@@ -162,8 +162,8 @@ def _as_numpy(a):
 
 
 def _points(features, device):
-    """The features as a checked tensor (`_as_array`) on `device` (None: where they are), at least one row."""
-    x = _to_device(_as_array(features), device)
+    """The features as a checked tensor (`_checked_matrix`) on `device` (None: where they are), at least one row."""
+    x = _to_device(_checked_matrix(features), device)
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"features on device {str(x.device)!r}: propagation runs on 'cpu' or 'cuda'; pass one as "
                          "device")
@@ -676,7 +676,7 @@ def network_pseudo_labels(probs, labels, labeled):
     >>> res.weights[[0, 2]].tolist()  # labeled: 1; a uniform prediction: 0
     [1.0, 0.0]
     """
-    P = _as_tensor(probs, "probs")
+    P = _checked_matrix32(probs, "probs")
     if (P < 0).any():
         raise ValueError("probs must be non-negative (softmax probabilities), got negative entries")
     labels, idx, _ = _check_labels(labels, labeled, len(P), P.shape[1], warn_missing=False)
@@ -921,8 +921,8 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         if self.graph != fitted:
             raise ValueError(f"graph is {self.graph!r}, but the model was fitted with graph={fitted!r}: fit it again")
         X = validate_data(self, _tensor_as_numpy(X), reset=False, dtype=[np.float64, np.float32])
-        train, frame = _rescale(_as_array(self.X_, "X_"), self.graph)
-        queries, _ = _rescale(_as_array(X, "X"), self.graph, frame)
+        train, frame = _rescale(_checked_matrix(self.X_, "X_"), self.graph)
+        queries, _ = _rescale(_checked_matrix(X, "X"), self.graph, frame)
         metric = "dot" if self.graph == "dot" else "l2"
         S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
         w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, _scaled_sigma(self.sigma_, frame))

@@ -80,7 +80,7 @@ def _warn(message):
     warnings.warn(message, stacklevel=level)
 
 
-def _as_array(x, name="features"):
+def _checked_matrix(x, name="features"):
     """x as a 2-D floating torch tensor in its own precision, with at least one column and
     finite values; else a ValueError. Anything np.asarray reads (lists, pandas DataFrames,
     views with negative strides, read-only arrays) is accepted, a tensor that requires grad
@@ -128,9 +128,9 @@ def _nullable_numbers(frame):
     return all(getattr(d, "kind", "O") in "biuf" for d in (dtypes if hasattr(dtypes, "__iter__") else [dtypes]))
 
 
-def _as_tensor(x, name="features"):
-    """`_as_array` in float32, or a ValueError if values lie beyond float32's range."""
-    x = _as_array(x, name)
+def _checked_matrix32(x, name="features"):
+    """`_checked_matrix` in float32, or a ValueError if values lie beyond float32's range."""
+    x = _checked_matrix(x, name)
     x32 = x.float()
     if x.dtype != torch.float32 and not torch.isfinite(x32).all():
         raise ValueError(f"{name} exceed float32's range (largest |value| {_max_abs(x):.3g}): "
@@ -152,7 +152,7 @@ def _rescale(x, kind, frame=None):
     Parameters
     ----------
     x : torch.Tensor (n, d)
-        Validated points (`_as_array`) in their own precision, float16 and bfloat16 in float32:
+        Validated points (`_checked_matrix`) in their own precision, float16 and bfloat16 in float32:
         the scaling is done there, so that features around 1e30 (or float64 1e200) neither
         overflow nor underflow float32.
     kind : {"dot", "gaussian"}
@@ -339,8 +339,8 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
     """
     k = _check_param("k", k, "count")
     chunk_size = _check_param("chunk_size", chunk_size, "count", optional=True)
-    x = _as_tensor(features)
-    q = x if queries is None else _as_tensor(queries, "queries").to(x.device)
+    x = _checked_matrix32(features)
+    q = x if queries is None else _checked_matrix32(queries, "queries").to(x.device)
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"queries have {q.shape[1]} dimensions, features {x.shape[1]}")
     if metric not in ("dot", "l2"):
@@ -419,7 +419,7 @@ def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=
         raise ValueError(f"kind must be 'dot' or 'gaussian', got {kind!r}")
     gamma = _check_param("gamma", gamma, "positive")
     sigma = _check_param("sigma", sigma, "positive", optional=True)
-    x, frame = _rescale(_as_array(features), kind)
+    x, frame = _rescale(_checked_matrix(features), kind)
     _warn_one_column(x, kind)
     S, I = knn(x, k, backend=backend, approx=approx, metric="dot" if kind == "dot" else "l2")
     del x  # the rescaled copy: the graph needs only the neighbours
