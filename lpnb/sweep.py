@@ -398,12 +398,18 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
     for job in jobs:
         if job.after is not None:
             by_stage1.setdefault(job.after, []).append(job)
-    if first:
-        _submit(executor, first, results_dir, data_root, time_limit)
-        log(f"sweep: submitted {len(first)} runs as SLURM job array {first[0].process.job_id.split('_')[0]}")
     stage1 = {j.run_id: j for j in first}
-    for after, group in by_stage1.items():
-        _submit(executor, group, results_dir, data_root, time_limit, f"afterok:{stage1[after].process.job_id}")
+    try:
+        if first:
+            _submit(executor, first, results_dir, data_root, time_limit)
+            log(f"sweep: submitted {len(first)} runs as SLURM job array {first[0].process.job_id.split('_')[0]}")
+        for after, group in by_stage1.items():
+            _submit(executor, group, results_dir, data_root, time_limit, f"afterok:{stage1[after].process.job_id}")
+    except RuntimeError:  # an sbatch failed: the jobs submitted before it would run unwatched
+        for job in jobs:
+            if job.process is not None:
+                job.process.cancel(check=False)
+        raise
     if by_stage1:
         log(f"sweep: submitted {sum(map(len, by_stage1.values()))} runs as {len(by_stage1)} SLURM job(s) or "
             "array(s), each to start once the stage-1 run it continues has succeeded")
@@ -428,14 +434,15 @@ def _submit(executor, group, results_dir, data_root, time_limit, dependency=None
     executor.update_parameters(slurm_additional_parameters={"dependency": dependency} if dependency else {})
     try:
         with executor.batch():
-            for job in group:
-                job.process = executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
-                                              None if data_root is None else str(data_root),
-                                              job.require_checkpoint, time_limit)
+            submitted = [executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
+                                         None if data_root is None else str(data_root), job.require_checkpoint,
+                                         time_limit) for job in group]
     except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as e:
         said = (str(e).strip().splitlines() or ["no message"])[-1]
         raise RuntimeError(f"sbatch could not submit the runs ({said}): run the sweep where sbatch reaches the "
                            "cluster's SLURM controller (a login node), or use --executor local") from None
+    for job, process in zip(group, submitted):
+        job.process = process
 
 
 @contextlib.contextmanager

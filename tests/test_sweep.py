@@ -141,6 +141,18 @@ def test_a_slurm_sweep_starts_each_stage_2_job_after_its_own_stage_1_job(tmp_pat
                                                                     "4242_1", "4242_1"]
 
 
+
+def test_a_slurm_submission_that_fails_midway_cancels_the_jobs_submitted_before_it(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    fake_slurm(tmp_path, monkeypatch, sbatch=f"[ -e {tmp_path / 'once'} ] && {{ echo 'sbatch: error: "
+                                             "QOSMaxSubmitJobPerUserLimit' >&2; exit 1; }; "
+                                             f"touch {tmp_path / 'once'}; echo 'Submitted batch job 4242'")
+    cells = table_cells(2, labels=[500], methods=["supervised", "lp"], splits=1, preset="smoke")
+    with pytest.raises(RuntimeError, match=r"sbatch could not submit the runs \(sbatch: error: "
+                                           r"QOSMaxSubmitJobPerUserLimit\)"):
+        sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lambda line: None)
+    assert (tmp_path / "cancelled").read_text().split() == ["4242"]  # the stage-1 job, submitted before
+
 class FakeSlurmJob:
     """A submitit job as `_follow_slurm` sees it: done with a result, done with an error, or pending."""
     def __init__(self, job_id, outcome=None):
