@@ -338,7 +338,8 @@ def _parser():
                    help="local: runs at a time (default: visible GPUs times --per-gpu, and no more; 1 on a CPU)")
     w.add_argument("--per-gpu", type=int, help="local: runs sharing one GPU (default 1)")
     w.add_argument("--partition", help="slurm: the partition (default: the cluster's)")
-    w.add_argument("--timeout-min", type=int, help="slurm: minutes per job before it is requeued (default 60)")
+    w.add_argument("--timeout-min", type=int, help="slurm: minutes per job before it is requeued to continue "
+                   "(default 60; more than one epoch takes, or the job fails)")
     w.add_argument("--gpus-per-job", type=int, help="slurm: GPUs per job (default 1; 0 for CPU jobs)")
     w.add_argument("--cpus-per-job", type=int, help="slurm: CPUs per job (default 4)")
     _config_flags(w, SELECTED)
