@@ -318,6 +318,8 @@ class SlurmRun:
     submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
     the run's checkpoint. A job that checkpoints no epoch in its time fails instead (requeued, it would
     stop again, for ever), unless its time went waiting for another process that trained the run meanwhile."""
+    started = float("inf")  # time.time() when the job began the run (a signal before that requeues it)
+    checkpoints = None      # the checkpoint files then (`_checkpoints`)
 
     def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         from lpnb.experiment import TimeLimitReached, run

@@ -484,7 +484,8 @@ def test_a_slurm_job_whose_first_epoch_outlasts_it_fails_instead_of_being_requeu
     import submitit
     cfg = smoke("lp")
     fields, folder = asdict(cfg), tmp_path / "runs" / run_id(cfg)
-    job = SlurmRun()
+    job = SlurmRun()  # a signal before the run began (a preemption at once): requeued
+    assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 1.0), submitit.helpers.DelayedSubmission)
     job.started, job.checkpoints = time.time() - 61, SlurmRun._checkpoints(cfg, tmp_path)
     with pytest.raises(RuntimeError, match=f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed "
                        r"one epoch; .* give the jobs more time \(--timeout-min\)"):
