@@ -12,6 +12,7 @@ results never train one run twice at the same time, and records are written atom
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,8 @@ from lpnb.tables import TABLES, check_selection, table_configs, training_time
 STATES = ("done", "running", "waiting", "failed")
 ATTEMPT = "--- sweep: attempt started "  # a line of a run's sweep.log before each attempt's output
 MAX_REQUEUES = 20  # times SLURM may requeue a job stopped at its time limit (each continues the run)
+MIN_TIMEOUT = 5  # minutes: the least time limit of a SLURM job
+STOP_BEFORE_LIMIT = 180  # seconds: a SLURM job's run stops this long before its time limit, before SLURM's signal
 
 
 @dataclass
@@ -278,10 +281,11 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
     counts = {"workers": workers, "per_gpu": per_gpu,  # None: not given
               **{k: slurm.get(k) for k in ("timeout_min", "gpus_per_job", "cpus_per_job")}}
     for name, value in counts.items():
-        least = 0 if name == "gpus_per_job" else 1
+        least = {"gpus_per_job": 0, "timeout_min": MIN_TIMEOUT}.get(name, 1)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ValueError(f"{name} must be {'an integer >= 0' if least == 0 else 'a positive integer'}, "
-                             f"got {value!r}")
+            raise ValueError(f"{name} must be {'a positive integer' if least == 1 else f'an integer >= {least}'}, "
+                             f"got {value!r}" + (" (a job stops 3 minutes before its time limit, and SLURM signals "
+                                                 "it up to 150 s before)" if name == "timeout_min" else ""))
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise RuntimeError("executor 'slurm': SLURM's sbatch is not on this machine's PATH; run the sweep from a "
                            "SLURM login node, or use executor 'local'")
@@ -318,14 +322,16 @@ class SlurmRun:
     submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
     the run's checkpoint. A job that checkpoints no epoch in its time fails instead (requeued, it would
     stop again, for ever), unless its time went waiting for another process that trained the run meanwhile."""
-    started = float("inf")  # time.time() when the job began the run (a signal before that requeues it)
-    checkpoints = None      # the checkpoint files then (`_checkpoints`)
+    deadline = float("inf")  # time.time() when the run's time is up (a signal before that requeues the job)
+    checkpoints = None       # the checkpoint files when the job began the run (`_checkpoints`)
 
     def __call__(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         from lpnb.experiment import TimeLimitReached, run
 
         cfg = _config(fields)
-        self.started, self.checkpoints = time.time(), self._checkpoints(cfg, results_dir)
+        if (left := _slurm_time_left()) is not None:  # SLURM's clock: the job's start-up took some of its time
+            time_limit = min(time_limit, max(left - STOP_BEFORE_LIMIT, 60) / 60)
+        self.deadline, self.checkpoints = time.time() + time_limit * 60, self._checkpoints(cfg, results_dir)
         try:
             return run(cfg, results_dir=results_dir, data_root=data_root, require_checkpoint=require_checkpoint,
                        time_limit=time_limit, progress=False)["run_id"]
@@ -339,16 +345,17 @@ class SlurmRun:
     def checkpoint(self, fields, results_dir, data_root, require_checkpoint, time_limit):
         """Called by submitit in the job, on SLURM's signal before its time limit or a preemption (or on ours):
         the same run again, which resumes from its checkpoint. An error instead when the signal comes past the
-        run's time limit and no checkpoint was written since the job started: its first epoch outlasts the
+        run's time limit and no checkpoint was written since the job began it: its first epoch outlasts the
         job, and requeued it would be stopped in the same epoch again."""
         import submitit
 
         cfg = _config(fields)
-        if time.time() - self.started >= time_limit * 60 and self._checkpoints(cfg, results_dir) == self.checkpoints:
+        if time.time() >= self.deadline and self._checkpoints(cfg, results_dir) == self.checkpoints:
             raise RuntimeError(f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed one epoch; "
                                "requeued, it would be stopped in the same epoch again: give the jobs more time "
                                "(--timeout-min)")
-        return submitit.helpers.DelayedSubmission(self, fields, results_dir, data_root, require_checkpoint, time_limit)
+        return submitit.helpers.DelayedSubmission(SlurmRun(), fields, results_dir, data_root, require_checkpoint,
+                                                  time_limit)
 
     @staticmethod
     def _checkpoints(cfg, results_dir):
@@ -361,18 +368,35 @@ class SlurmRun:
                 for c in (cfg, base_config(cfg)) if c is not None]
 
 
+def _slurm_time_left():
+    """Seconds left to this SLURM job (squeue's %L), or None outside one or where squeue does not say."""
+    job = os.environ.get("SLURM_JOB_ID")  # an array task's own job id
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    left = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", out.stdout.strip())  # [days-][hours:]minutes:seconds
+    if left is None:  # UNLIMITED, INVALID, nothing
+        return None
+    days, hours, minutes, seconds = (int(g or 0) for g in left.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 def _config(fields):
     """The Config of a job from its fields (`asdict`), as sent to SLURM."""
     return make_config(fields["preset"], **{k: v for k, v in fields.items() if k != "preset"})
 
 
 def _slurm_queue():
-    """{job id: state} of the jobs in the SLURM queue (array tasks one by one); None when squeue fails (a busy
-    or restarting controller): the queue is then unknown, not empty."""
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True)
+    """{job id: (state, reason)} of this user's jobs in the SLURM queue (array tasks one by one); None when
+    squeue fails (a busy or restarting controller): the queue is then unknown, not empty."""
+    out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i %T %r"], capture_output=True, text=True)
     if out.returncode != 0:
         return None
-    return dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)
+    return {job: (state, reason) for job, state, reason in
+            (line.split(maxsplit=2) for line in out.stdout.splitlines() if len(line.split()) == 3)}
 
 
 def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
@@ -407,7 +431,7 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
             log(f"sweep: submitted {len(first)} runs as SLURM job array {first[0].process.job_id.split('_')[0]}")
         for after, group in by_stage1.items():
             _submit(executor, group, results_dir, data_root, time_limit, f"afterok:{stage1[after].process.job_id}")
-    except RuntimeError:  # an sbatch failed: the jobs submitted before it would run unwatched
+    except (RuntimeError, KeyboardInterrupt):  # an sbatch failed, or Ctrl-C: those submitted would run unwatched
         for job in jobs:
             if job.process is not None:
                 job.process.cancel(check=False)
@@ -433,7 +457,8 @@ def _submit(executor, group, results_dir, data_root, time_limit, dependency=None
     """Submit `group` as one SLURM job, or one job array for several, that waits for `dependency` (sbatch's)."""
     import submitit
 
-    executor.update_parameters(slurm_additional_parameters={"dependency": dependency} if dependency else {})
+    executor.update_parameters(slurm_additional_parameters={"requeue": True,  # a cluster's default may be not to
+                                                            **({"dependency": dependency} if dependency else {})})
     try:
         with executor.batch():
             submitted = [executor.submit(SlurmRun(), asdict(job.cfg), str(results_dir),
@@ -472,7 +497,8 @@ def _sacct_failure_said_once(log):
 
 def _follow_slurm(jobs, folder, poll, log):
     """Poll the SLURM jobs until each is done or failed (with why), showing progress; the jobs waiting for a
-    stage-1 job that failed are cancelled (their dependency can no longer be met)."""
+    stage-1 job that failed are cancelled (their dependency can no longer be met), as are those SLURM says it
+    will never start (a stage-1 job that wrote its result, then did not end COMPLETED)."""
     shown, gone, by_id = None, set(), {j.run_id: j for j in jobs}
     while any(j.state in ("waiting", "running") for j in jobs):
         queue = _slurm_queue()
@@ -483,6 +509,13 @@ def _follow_slurm(jobs, folder, poll, log):
                 job.process.cancel(check=False)
                 job.state, job.error = "failed", f"its stage-1 run {job.after} failed (this SLURM job is cancelled)"
                 continue
+            state, reason = (queue or {}).get(job.process.job_id, ("GONE", ""))
+            if reason == "DependencyNeverSatisfied":
+                job.process.cancel(check=False)
+                job.state, job.error = "failed", (
+                    f"SLURM will never start it (DependencyNeverSatisfied): the job of its stage-1 run {job.after} "
+                    f"did not end COMPLETED (see {folder}), so it is cancelled; the same sweep submits it again")
+                continue
             if job.process.done():
                 try:
                     job.process.result()
@@ -490,9 +523,8 @@ def _follow_slurm(jobs, folder, poll, log):
                 except Exception as e:  # submitit raises the job's own error, with its traceback
                     job.state, job.error = "failed", f"{type(e).__name__}: {e}"[-3000:]
                 continue
-            state = job.process.state
-            if state == "UNKNOWN" and queue is not None:  # a cluster without accounting (no sacct): ask the queue
-                state = queue.get(job.process.job_id, "GONE")
+            if queue is None or job.process.state != "UNKNOWN":  # UNKNOWN: no accounting (sacct), so the queue's
+                state = job.process.state
             if state == "GONE" and job.process.job_id in gone:  # out of the queue twice, and no result
                 job.state, job.error = "failed", f"the job left the SLURM queue without a result: see {folder}"
             gone = gone - {job.process.job_id} | ({job.process.job_id} if state == "GONE" else set())

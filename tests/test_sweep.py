@@ -61,7 +61,8 @@ def test_table_cells_select_like_the_notebooks():
     (["--splits", "0"], "splits must be a count >= 1"), (["--labels", "abc"], "--labels must be comma-separated"),
     (["--splits", "abc"], "--splits must be comma-separated integers, e.g. 3 (a count) or 0,4 (split numbers)"),
     (["--methods", ","], "--methods is empty"), (["--methods="], "--methods is empty"),
-    (["--labels", ","], "--labels is empty"), (["--timeout-min", "-5", "--executor", "slurm"], "timeout_min must be"),
+    (["--labels", ","], "--labels is empty"),
+    (["--timeout-min", "4", "--executor", "slurm"], "timeout_min must be an integer >= 5, got 4 (a job stops"),
     (["--executor", "slurm"], "sbatch is not on this machine's PATH")])
 def test_a_bad_sweep_is_refused_before_anything_runs(flags, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("lpnb.sweep.shutil.which", lambda name: None)  # no SLURM here
@@ -134,6 +135,7 @@ def test_a_slurm_sweep_starts_each_stage_2_job_after_its_own_stage_1_job(tmp_pat
     dependencies = [[line for line in script.splitlines() if "--dependency" in line] for script in scripts]
     assert dependencies == [[], ["#SBATCH --dependency=afterok:4242_0"], ["#SBATCH --dependency=afterok:4242_1"]]
     assert "#SBATCH --array=0-1" in scripts[0] and "#SBATCH --array=0-1" in scripts[1]  # 2 stage-2 runs each
+    assert all("#SBATCH --requeue\n" in script for script in scripts)  # where a cluster's default is not to
     assert lines[:2] == ["sweep: submitted 2 runs as SLURM job array 4242",
                          "sweep: submitted 4 runs as 2 SLURM job(s) or array(s), each to start once the stage-1 "
                          "run it continues has succeeded"]
@@ -152,6 +154,21 @@ def test_a_slurm_submission_that_fails_midway_cancels_the_jobs_submitted_before_
                                            r"QOSMaxSubmitJobPerUserLimit\)"):
         sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lambda line: None)
     assert (tmp_path / "cancelled").read_text().split() == ["4242"]  # the stage-1 job, submitted before
+    (tmp_path / "cancelled").unlink()
+    (tmp_path / "once").unlink()
+    calls = []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during the second sbatch
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return submit(*args, **kwargs)
+    submit = sweep_module._submit
+    monkeypatch.setattr(sweep_module, "_submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lambda line: None)
+    assert (tmp_path / "cancelled").read_text().split() == ["4242"]
+
 
 class FakeSlurmJob:
     """A submitit job as `_follow_slurm` sees it: done with a result, done with an error, or pending."""
@@ -189,6 +206,23 @@ def test_the_slurm_jobs_of_a_failed_stage_1_run_are_cancelled_and_fail_with_it(t
     assert jobs[2].process.cancelled and not jobs[3].process.cancelled
     assert jobs[2].error == f"its stage-1 run {jobs[0].run_id} failed (this SLURM job is cancelled)"
     assert jobs[0].error == "RuntimeError: out of memory"
+
+
+def test_a_slurm_job_whose_dependency_slurm_calls_never_satisfied_is_cancelled(tmp_path, monkeypatch):
+    """Its stage-1 job wrote its result (submitit: done), then did not end COMPLETED (a crash at exit, out of
+    memory): `afterok` never starts the stage-2 job, which must not be waited for for ever."""
+    cells = table_cells(2, labels=[500], methods=["supervised", "lp"], splits=1, preset="smoke")
+    jobs = plan(cells, tmp_path)
+    jobs[0].process, jobs[1].process = FakeSlurmJob("7", "done"), FakeSlurmJob("8")
+    queue = {"8": ("PENDING", "DependencyNeverSatisfied")}
+    monkeypatch.setattr(sweep_module, "_slurm_queue", lambda: queue)
+    polls = []
+    monkeypatch.setattr(sweep_module, "_show_progress", lambda jobs, *a: polls.append(1) if len(polls) < 3 else
+                        pytest.fail(f"the sweep waits for ever: {sweep_module.summary(jobs)}"))
+    sweep_module._follow_slurm(jobs, tmp_path, 0, lambda line: None)
+    assert [j.state for j in jobs] == ["done", "failed"] and jobs[1].process.cancelled
+    assert jobs[1].error.startswith(f"SLURM will never start it (DependencyNeverSatisfied): the job of its stage-1 "
+                                    f"run {jobs[0].run_id} did not end COMPLETED")
 
 
 def test_submitits_warning_that_sacct_fails_is_said_once(caplog):
@@ -457,8 +491,10 @@ def test_sigterm_stops_a_local_sweep_and_its_workers_and_kills_it_as_lpnb_run_di
 def test_a_failing_squeue_is_no_empty_queue(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 1, "", "timeout"))
     assert sweep_module._slurm_queue() is None
-    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 0, "12_0 RUNNING\n", ""))
-    assert sweep_module._slurm_queue() == {"12_0": "RUNNING"}
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(
+        a, 0, "12_0 RUNNING None\n13_1 PENDING DependencyNeverSatisfied\n", ""))
+    assert sweep_module._slurm_queue() == {"12_0": ("RUNNING", "None"),
+                                           "13_1": ("PENDING", "DependencyNeverSatisfied")}
 
 
 def test_a_slurm_job_where_no_epoch_fits_fails_instead_of_requeueing(tmp_path, monkeypatch):
@@ -480,23 +516,24 @@ def test_a_slurm_job_where_no_epoch_fits_fails_instead_of_requeueing(tmp_path, m
 
 def test_a_slurm_job_whose_first_epoch_outlasts_it_fails_instead_of_being_requeued_for_ever(tmp_path):
     """SLURM's signal before its time limit (or a preemption) calls `checkpoint` in the job: the same run again,
-    unless the time limit came and not one epoch was checkpointed in the job."""
+    unless the run's time is up and not one epoch was checkpointed in the job."""
     import submitit
     cfg = smoke("lp")
     fields, folder = asdict(cfg), tmp_path / "runs" / run_id(cfg)
     job = SlurmRun()  # a signal before the run began (a preemption at once): requeued
     assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 1.0), submitit.helpers.DelayedSubmission)
-    job.started, job.checkpoints = time.time() - 61, SlurmRun._checkpoints(cfg, tmp_path)
+    job.deadline, job.checkpoints = time.time() - 1, SlurmRun._checkpoints(cfg, tmp_path)
     with pytest.raises(RuntimeError, match=f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed "
                        r"one epoch; .* give the jobs more time \(--timeout-min\)"):
         job.checkpoint(fields, str(tmp_path), None, False, 1.0)
-    assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 2.0), submitit.helpers.DelayedSubmission)
-    # a preemption  ^ before the run's time limit: requeued
+    job.deadline = time.time() + 60  # a preemption before the run's time is up: requeued
+    assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 1.0), submitit.helpers.DelayedSubmission)
+    job.deadline = time.time() - 1
     folder.mkdir(parents=True)
-    (folder / "checkpoint.pt").write_bytes(b"epoch 1")  # an epoch checkpointed since the job started
+    (folder / "checkpoint.pt").write_bytes(b"epoch 1")  # an epoch checkpointed since the job began the run
     requeued = job.checkpoint(fields, str(tmp_path), None, False, 1.0)
-    assert isinstance(requeued, submitit.helpers.DelayedSubmission) and requeued.args == (fields, str(tmp_path),
-                                                                                          None, False, 1.0)
+    assert requeued.args == (fields, str(tmp_path), None, False, 1.0)
+    assert requeued.function.deadline == float("inf")  # the next job's deadline is its own
     job.checkpoints = SlurmRun._checkpoints(cfg, tmp_path)  # then the next job, with the same checkpoint
     with pytest.raises(RuntimeError, match="give the jobs more time"):
         job.checkpoint(fields, str(tmp_path), None, False, 1.0)
@@ -504,6 +541,26 @@ def test_a_slurm_job_whose_first_epoch_outlasts_it_fails_instead_of_being_requeu
     base.mkdir(parents=True)
     (base / "checkpoint.pt").write_bytes(b"stage 1, epoch 1")  # or its stage-1 run's
     assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 1.0), submitit.helpers.DelayedSubmission)
+
+
+@pytest.mark.parametrize("left, seconds", [("9:30", 570), ("1:02:03", 3723), ("1-00:00:10", 86410),
+                                           ("UNLIMITED", None), ("", None)])
+def test_a_slurm_job_times_its_run_by_slurms_clock(tmp_path, monkeypatch, left, seconds):
+    """Its start-up (a slow container, cold imports) has taken some of the job's time: the run stops 3 minutes
+    before SLURM's limit as squeue gives it, not `time_limit` minutes after the job began it."""
+    calls, limits = [], []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(
+        cmd, 0, left + "\n", ""))
+    monkeypatch.setattr(experiment, "run", lambda cfg, **kw: limits.append(kw["time_limit"]) or {"run_id": "r"})
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert sweep_module._slurm_time_left() is None and not calls  # not in a SLURM job
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    assert sweep_module._slurm_time_left() == seconds and calls == [["squeue", "-h", "-j", "77", "-o", "%L"]]
+    job, before = SlurmRun(), time.time()
+    assert job(asdict(smoke("supervised")), str(tmp_path), None, False, 7.0) == "r"
+    expected = 7.0 if seconds is None else min(7.0, (seconds - 180) / 60)  # 9:30 left: 6.5 minutes
+    assert limits == [expected] and before + expected * 60 <= job.deadline <= time.time() + expected * 60
+
 
 @pytest.mark.slow
 def test_a_smoke_sweep_with_two_workers_records_every_cell_stage_1_first(tmp_path):
