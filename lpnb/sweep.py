@@ -395,8 +395,8 @@ def _slurm_queue():
     out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i %T %r"], capture_output=True, text=True)
     if out.returncode != 0:
         return None
-    return {job: (state, reason) for job, state, reason in
-            (line.split(maxsplit=2) for line in out.stdout.splitlines() if len(line.split()) == 3)}
+    rows = (line.split(maxsplit=2) for line in out.stdout.splitlines())  # a reason may hold spaces
+    return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
 
 
 def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=60, gpus_per_job=1,
@@ -418,7 +418,7 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
         executor.update_parameters(gpus_per_node=gpus_per_job)
     if partition:
         executor.update_parameters(slurm_partition=partition)
-    time_limit = max(timeout_min - 3, 1)  # minutes: stop at an epoch boundary before SLURM's signal
+    time_limit = timeout_min - STOP_BEFORE_LIMIT / 60  # minutes: stop at an epoch boundary before SLURM's signal
     first = [j for j in jobs if j.after is None]  # the runs that wait for nothing
     by_stage1 = {}  # the stage-2 runs of each stage-1 job
     for job in jobs:

@@ -492,9 +492,9 @@ def test_a_failing_squeue_is_no_empty_queue(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 1, "", "timeout"))
     assert sweep_module._slurm_queue() is None
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(
-        a, 0, "12_0 RUNNING None\n13_1 PENDING DependencyNeverSatisfied\n", ""))
-    assert sweep_module._slurm_queue() == {"12_0": ("RUNNING", "None"),
-                                           "13_1": ("PENDING", "DependencyNeverSatisfied")}
+        a, 0, "12_0 RUNNING None\n13_1 PENDING DependencyNeverSatisfied\n14 PENDING launch failed requeued held\n", ""))
+    assert sweep_module._slurm_queue() == {"12_0": ("RUNNING", "None"), "13_1": ("PENDING", "DependencyNeverSatisfied"),
+                                           "14": ("PENDING", "launch failed requeued held")}
 
 
 def test_a_slurm_job_where_no_epoch_fits_fails_instead_of_requeueing(tmp_path, monkeypatch):
