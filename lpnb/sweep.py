@@ -505,14 +505,12 @@ def _follow_slurm(jobs, folder, poll, log):
         for job in jobs:  # the stage-1 runs first
             if job.state not in ("waiting", "running"):
                 continue
-            if job.after is not None and by_id[job.after].state == "failed":
-                job.process.cancel(check=False)
-                job.state, job.error = "failed", f"its stage-1 run {job.after} failed (this SLURM job is cancelled)"
-                continue
             state, reason = (queue or {}).get(job.process.job_id, ("GONE", ""))
-            if reason == "DependencyNeverSatisfied":
+            stage1_failed = job.after is not None and by_id[job.after].state == "failed"
+            if stage1_failed or reason == "DependencyNeverSatisfied":
                 job.process.cancel(check=False)
                 job.state, job.error = "failed", (
+                    f"its stage-1 run {job.after} failed (this SLURM job is cancelled)" if stage1_failed else
                     f"SLURM will never start it (DependencyNeverSatisfied): the job of its stage-1 run {job.after} "
                     f"did not end COMPLETED (see {folder}), so it is cancelled; the same sweep submits it again")
                 continue
