@@ -316,9 +316,23 @@ def sweep(cells, *, results_dir=None, data_root=None, workers=None, per_gpu=1, e
 
 
 # --- SLURM, through submitit -------------------------------------------------------------------------------
+class JobOutOfTime(RuntimeError):
+    """A SLURM job's time ran out before it checkpointed one epoch. Raised in submitit's signal handler, wherever
+    the run was, even in a checkpoint's write: not a plain RuntimeError, which that write would take for a full
+    disk's."""
+
+
+def _preempt_signal():
+    """The signal that submitit's handler in a job takes as SLURM's before a time limit or a preemption
+    (USR2, or $SUBMITIT_PREEMPT_SIGNAL)."""
+    import submitit
+
+    return getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+
+
 class SlurmRun:
     """What a SLURM job runs: one `lpnb.experiment.run`, stopped by its time limit at an epoch boundary
-    a few minutes before SLURM's. It then signals itself as SLURM does before a time limit (SIGUSR2), and
+    a few minutes before SLURM's. It then signals itself as SLURM does before a time limit (`_preempt_signal`), and
     submitit requeues it (`checkpoint`); a preemption takes the same path. The requeued job resumes from
     the run's checkpoint. A job that checkpoints no epoch in its time fails instead (requeued, it would
     stop again, for ever), unless its time went waiting for another process that trained the run meanwhile."""
@@ -339,7 +353,7 @@ class SlurmRun:
             if not stop.progressed:  # requeued, it would stop again at once, for ever
                 raise stop.no_epoch_fits(f"a job's {time_limit}", "give the jobs more time (--timeout-min)") from None
             print(stop, flush=True)
-            os.kill(os.getpid(), signal.SIGUSR2)  # submitit's handler checkpoints, requeues and exits
+            os.kill(os.getpid(), _preempt_signal())  # submitit's handler checkpoints, requeues and exits
             time.sleep(600)
 
     def checkpoint(self, fields, results_dir, data_root, require_checkpoint, time_limit):
@@ -351,7 +365,7 @@ class SlurmRun:
 
         cfg = _config(fields)
         if time.time() >= self.deadline and self._checkpoints(cfg, results_dir) == self.checkpoints:
-            raise RuntimeError(f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed one epoch; "
+            raise JobOutOfTime(f"{run_id(cfg)}: SLURM's time limit came before this job checkpointed one epoch; "
                                "requeued, it would be stopped in the same epoch again: give the jobs more time "
                                "(--timeout-min)")
         return submitit.helpers.DelayedSubmission(SlurmRun(), fields, results_dir, data_root, require_checkpoint,

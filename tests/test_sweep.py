@@ -3,6 +3,7 @@ against being trained twice at once."""
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from lpnb import experiment
 from lpnb import sweep as sweep_module
 from lpnb.cli import main
 from lpnb.config import base_config, make_config, run_id
-from lpnb.data import write_standin
+from lpnb.data import atomic_write, write_standin
 from lpnb.sweep import Job, SlurmRun, command, plan, report, run_local, sweep, table_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -541,6 +542,34 @@ def test_a_slurm_job_whose_first_epoch_outlasts_it_fails_instead_of_being_requeu
     base.mkdir(parents=True)
     (base / "checkpoint.pt").write_bytes(b"stage 1, epoch 1")  # or its stage-1 run's
     assert isinstance(job.checkpoint(fields, str(tmp_path), None, False, 1.0), submitit.helpers.DelayedSubmission)
+
+
+def test_a_slurm_job_out_of_time_in_a_checkpoints_write_says_so_not_disk_full(tmp_path):
+    """The error comes from submitit's signal handler, wherever the run is: in a checkpoint's write it passes
+    through as it is, the checkpoint as it was kept, not taken for a full disk's RuntimeError."""
+    cfg = smoke("lp")
+    job, path = SlurmRun(), tmp_path / "runs" / run_id(cfg) / "checkpoint.pt"
+    job.deadline, job.checkpoints = time.time() - 1, SlurmRun._checkpoints(cfg, tmp_path)
+
+    def signalled(f):
+        f.write(b"half a checkpoint")
+        job.checkpoint(asdict(cfg), str(tmp_path), None, False, 1.0)
+    with pytest.raises(sweep_module.JobOutOfTime, match=r"^[^\n]*give the jobs more time \(--timeout-min\)$"):
+        atomic_write(path, signalled)
+    assert not path.parent.exists() or list(path.parent.iterdir()) == []
+
+
+def test_a_slurm_run_stopped_at_its_time_limit_signals_itself_as_submitit_expects(tmp_path, monkeypatch):
+    import submitit
+    stop = experiment.TimeLimitReached("r", 2, 3, 10)  # an epoch checkpointed: requeued, it goes on
+    monkeypatch.setattr(experiment, "run", lambda cfg, **kw: (_ for _ in ()).throw(stop))
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    for name, expected in (("USR2", signal.SIGUSR2), ("USR1", signal.SIGUSR1)):  # $SUBMITIT_PREEMPT_SIGNAL
+        monkeypatch.setattr(submitit.JobEnvironment, "USR_SIG", name)
+        SlurmRun()(asdict(smoke("lp")), str(tmp_path), None, False, 5.0)
+        assert sent.pop() == (os.getpid(), expected)
 
 
 @pytest.mark.parametrize("left, seconds", [("9:30", 570), ("1:02:03", 3723), ("1-00:00:10", 86410),
