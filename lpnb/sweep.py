@@ -405,8 +405,11 @@ def _config(fields):
 
 def _slurm_queue():
     """{job id: (state, reason)} of this user's jobs in the SLURM queue (array tasks one by one); None when
-    squeue fails (a busy or restarting controller): the queue is then unknown, not empty."""
-    out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i %T %r"], capture_output=True, text=True)
+    squeue fails (a busy or restarting controller, or no squeue): the queue is then unknown, not empty."""
+    try:
+        out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i %T %r"], capture_output=True, text=True)
+    except OSError:  # no squeue here
+        return None
     if out.returncode != 0:
         return None
     rows = (line.split(maxsplit=2) for line in out.stdout.splitlines())  # a reason may hold spaces
@@ -510,9 +513,10 @@ def _sacct_failure_said_once(log):
 
 
 def _follow_slurm(jobs, folder, poll, log):
-    """Poll the SLURM jobs until each is done or failed (with why), showing progress; the jobs waiting for a
-    stage-1 job that failed are cancelled (their dependency can no longer be met), as are those SLURM says it
-    will never start (a stage-1 job that wrote its result, then did not end COMPLETED)."""
+    """Poll the SLURM jobs until each is done or failed (with why), showing progress; a job still in the queue
+    (a suspended one too) is not over. The jobs waiting for a stage-1 job that failed are cancelled (their
+    dependency can no longer be met), as are those SLURM says it will never start (a stage-1 job that wrote its
+    result, then did not end COMPLETED)."""
     shown, gone, by_id = None, set(), {j.run_id: j for j in jobs}
     while any(j.state in ("waiting", "running") for j in jobs):
         queue = _slurm_queue()
@@ -528,7 +532,8 @@ def _follow_slurm(jobs, folder, poll, log):
                     f"SLURM will never start it (DependencyNeverSatisfied): the job of its stage-1 run {job.after} "
                     f"did not end COMPLETED (see {folder}), so it is cancelled; the same sweep submits it again")
                 continue
-            if job.process.done():
+            listed = queue is not None and state != "GONE"  # pending, running, suspended, requeued: not over,
+            if not listed and job.process.done():  # though submitit takes any state outside its few for an end
                 try:
                     job.process.result()
                     job.state = "done"

@@ -226,6 +226,33 @@ def test_a_slurm_job_whose_dependency_slurm_calls_never_satisfied_is_cancelled(t
                                     f"run {jobs[0].run_id} did not end COMPLETED")
 
 
+def test_a_suspended_slurm_job_is_waited_for_not_failed(tmp_path, monkeypatch):
+    """submitit takes SUSPENDED for an end, and its missing result for a failure: while squeue lists the job, it
+    is not over (its stage-2 job would be cancelled with it)."""
+    cells = table_cells(2, labels=[500], methods=["supervised", "lp"], splits=1, preset="smoke")
+    jobs = plan(cells, tmp_path)
+    jobs[0].process, jobs[1].process = FakeSlurmJob("7", RuntimeError("no result yet")), FakeSlurmJob("8")
+    queues = [{"7": ("SUSPENDED", "None"), "8": ("PENDING", "Dependency")}] * 2 + [{}]
+    monkeypatch.setattr(sweep_module, "_slurm_queue", lambda: queues[0])
+
+    def show_progress(jobs, *args):
+        if len(queues) == 1:  # out of the queue: the jobs' results are read
+            assert [j.state for j in jobs] == ["done", "done"]
+            return
+        assert [j.state for j in jobs] == ["waiting", "waiting"]
+        queues.pop(0)
+        if len(queues) == 1:  # resumed and done, then its stage-2 job too
+            jobs[0].process.outcome = jobs[1].process.outcome = "done"
+    monkeypatch.setattr(sweep_module, "_show_progress", show_progress)
+    sweep_module._follow_slurm(jobs, tmp_path, 0, lambda line: None)
+    assert [j.state for j in jobs] == ["done", "done"] and not jobs[1].process.cancelled
+
+
+def test_no_squeue_is_an_unknown_queue(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sweep_module._slurm_queue() is None
+
+
 def test_submitits_warning_that_sacct_fails_is_said_once(caplog):
     import logging
     lines, logger = [], logging.getLogger("submitit")
