@@ -787,9 +787,29 @@ STANDIN_MARKER = "LPNB_STANDIN.txt"
 
 
 def describe_source(source) -> str:
-    """How a record names a dataset's source: its file or folder name, or "generated stand-ins"."""
+    """How a record names a dataset's source: its file or folder name, or "generated stand-ins"; class folders
+    of images other than JPEG say their format ("cifar10 (PNG images)"): the project's CIFAR copies are JPEG."""
     source = Path(source)
-    return "generated stand-ins" if (source / STANDIN_MARKER).is_file() else source.name
+    if (source / STANDIN_MARKER).is_file():
+        return "generated stand-ins"
+    image_format = _class_folder_format(source)
+    return source.name + (f" ({image_format} images)" if image_format not in (None, "JPEG") else "")
+
+
+def _class_folder_format(source):
+    """PIL's name for the format of the first image of class folders (a tar.gz, or a folder holding train/);
+    None for another kind of source, or one without a readable image."""
+    if not (source.name.endswith(".tar.gz") or (source / "train").is_dir()):
+        return None
+    entries = _folder_entries(source)
+    try:
+        encoded = next(entries)[3]
+        with Image.open(io.BytesIO(encoded)) as image:
+            return image.format
+    except (StopIteration, ValueError, OSError):
+        return None
+    finally:
+        entries.close()
 
 
 def write_standin(root, name="cifar10", *, n_classes=10, train_per_class=30, test_per_class=10, seed=0) -> Path:

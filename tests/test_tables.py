@@ -1,12 +1,14 @@
 """The paper's tables from run records (lpnb.tables): cells, summaries, comparisons, findings, status."""
 import json
 import re
+import tarfile
 import threading
 from functools import partial
 
 import pandas as pd
 import pytest
 from conftest import smoke, write_timed_record
+from PIL import Image
 
 from lpnb import data as lpdata
 from lpnb import tables
@@ -515,8 +517,17 @@ def test_provenance_says_what_made_the_records(data, jpeg):
 def test_standin_records_say_their_data_was_generated(tmp_path):
     root = lpdata.write_standin(tmp_path, "cifar100", n_classes=3, train_per_class=2, test_per_class=1)
     assert lpdata.describe_source(root / "cifar100") == "generated stand-ins"
-    (root / "cifar100" / lpdata.STANDIN_MARKER).unlink()  # a class-folder copy of the user's own
+    (root / "cifar100" / lpdata.STANDIN_MARKER).unlink()  # a class-folder copy of the user's own, in PNG
+    assert lpdata.describe_source(root / "cifar100") == "cifar100 (PNG images)"
+    assert not tables.from_class_folders("cifar100 from cifar100 (PNG images)")  # not said to be JPEG
+    for image in (root / "cifar100").rglob("*.png"):  # in JPEG, as a folder and as a tarball
+        Image.open(image).save(image.with_suffix(".jpg"), quality=95)
+        image.unlink()
     assert lpdata.describe_source(root / "cifar100") == "cifar100"
+    with tarfile.open(tmp_path / "cifar100.tar.gz", "w:gz") as tar:
+        tar.add(root / "cifar100", arcname=".")
+    assert lpdata.describe_source(tmp_path / "cifar100.tar.gz") == "cifar100.tar.gz"
+    assert lpdata.describe_source(tmp_path) == tmp_path.name  # not class folders
 
 
 def test_labeled_exposure_counts_the_labeled_images_of_every_step_by_hand():
