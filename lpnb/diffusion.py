@@ -102,8 +102,7 @@ def _unscored_message(Wn, scores, unscored, idx, alpha, n_iter, max_iter):
         why = ["alpha=0: the scores are the labels alone, nothing spreads"]
     else:
         tied = unscored & scores.any(1)
-        _, component = scipy.sparse.csgraph.connected_components(to_scipy(Wn), directed=False)
-        no_label = unscored & ~tied & ~np.isin(component, component[idx])
+        no_label = unscored & ~tied & _in_parts_without_labels(Wn, idx)
         reach = (f"raise max_iter={max_iter}, a run's cg_iters" if n_iter >= max_iter else
                  f"it met its tolerance first: a larger k or more labels shorten the paths, a larger alpha={alpha:g} "
                  "carries the labels farther")
@@ -114,6 +113,12 @@ def _unscored_message(Wn, scores, unscored, idx, alpha, n_iter, max_iter):
             (tied, "with equal scores for every class")] if points.any()]
     return (f"{int(unscored.sum())} of the {len(unscored) - len(idx)} unlabeled points have edges but no "
             f"pseudo-label: {'; '.join(why)}. They get pseudo-label 0 and weight 0")
+
+
+def _in_parts_without_labels(W, idx):
+    """(n,) bool: the points in a part of the graph W (its edges of positive weight) with no labeled point (idx)."""
+    _, component = scipy.sparse.csgraph.connected_components(to_scipy(W) > 0, directed=False)
+    return ~np.isin(component, component[idx])
 
 
 def _informative(scores):
@@ -697,8 +702,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     (a player with zero payoff keeps its strategy; a pure strategy is a fixed point, so the
     labeled players stay fixed) for at most max_iter iterations, until no strategy changes
     by more than tol in L1. The final strategies are the scores, except that an unlabeled
-    player without an edge of positive weight, which plays no game, gets zero scores (no
-    pseudo-label, weight 0), as `propagate` gives a point no label reaches.
+    player in a part of the graph without labeled players (one without an edge of positive
+    weight, too), which never leaves its start, gets zero scores (no pseudo-label, weight 0),
+    as `propagate` gives a point no label reaches.
 
     Parameters
     ----------
@@ -756,7 +762,11 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
             break
     without_edges = _unlabeled_without_edges(graph_degrees(W), idx)
     _warn_isolated(without_edges, n - len(idx), "dot", gamma)
-    X[without_edges] = 0
+    unreached = torch.from_numpy(_in_parts_without_labels(W, idx)).to(x.device)  # they never left their start
+    if count := int((unreached & ~without_edges).sum()):  # as propagate says it
+        _warn(f"{count} of the {n - len(idx)} unlabeled points have edges but no pseudo-label: {count} in a part of "
+              "the graph without labels. They get pseudo-label 0 and weight 0")
+    X[unreached] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 
@@ -923,9 +933,9 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         X = validate_data(self, _tensor_as_numpy(X), reset=False, dtype=[np.float64, np.float32])
         train, frame = _rescale(_checked_matrix(self.X_, "X_"), self.graph)
         queries, _ = _rescale(_checked_matrix(X, "X"), self.graph, frame)
-        metric = "dot" if self.graph == "dot" else "l2"
+        metric, gamma = "dot" if self.graph == "dot" else "l2", _check_param("gamma", self.gamma, "positive")
         S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
-        w = S.clamp_min(0) ** self.gamma if metric == "dot" else _gaussian(S, _scaled_sigma(self.sigma_, frame))
+        w = S.clamp_min(0) ** gamma if metric == "dot" else _gaussian(S, _scaled_sigma(self.sigma_, frame))
         if metric == "l2":  # every weight underflowed: the nearest points by distance vote alike
             w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))
         w = w.double()

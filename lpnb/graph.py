@@ -129,12 +129,15 @@ def _nullable_numbers(frame):
 
 
 def _checked_matrix32(x, name="features"):
-    """`_checked_matrix` in float32, or a ValueError if values lie beyond float32's range."""
+    """`_checked_matrix` in float32, or a ValueError if values lie beyond float32's range or all below it."""
     x = _checked_matrix(x, name)
     x32 = x.float()
     if x.dtype != torch.float32 and not torch.isfinite(x32).all():
         raise ValueError(f"{name} exceed float32's range (largest |value| {_max_abs(x):.3g}): "
                          "divide them by a constant first")
+    if x.dtype != torch.float32 and not x32.any() and x.any():  # every value below float32's smallest: all 0
+        raise ValueError(f"{name} underflow float32 (largest |value| {_max_abs(x):.3g}): multiply them by a "
+                         "constant first")
     return x32
 
 
@@ -419,6 +422,9 @@ def affinity_graph(features, k=50, *, kind="dot", gamma=3.0, sigma=None, approx=
         raise ValueError(f"kind must be 'dot' or 'gaussian', got {kind!r}")
     gamma = _check_param("gamma", gamma, "positive")
     sigma = _check_param("sigma", sigma, "positive", optional=True)
+    if sigma is not None and kind == "dot":
+        raise ValueError("sigma is the bandwidth of kind='gaussian'; kind='dot' has none: leave sigma None, or pass "
+                         "kind='gaussian'")
     x, frame = _rescale(_checked_matrix(features), kind)
     _warn_one_column(x, kind)
     S, I = knn(x, k, backend=backend, approx=approx, metric="dot" if kind == "dot" else "l2")

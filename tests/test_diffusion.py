@@ -475,6 +475,21 @@ def test_gtg_isolated_player_and_missing_class():
     np.testing.assert_allclose(res2.class_weights, (60 / 2) / np.bincount(res2.pseudo_labels[1:], minlength=2))
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])  # 3: a class without a labeled example
+def test_gtg_gives_no_pseudo_label_in_a_part_of_the_graph_without_labels(n_classes):
+    """Those players keep their start, uniform over the classes labeled: not all equal when a class has no label,
+    yet no information either; `propagate` gives them none."""
+    rng = np.random.default_rng(0)
+    near, far = rng.normal([1, 0, 0], 0.05, (10, 3)), rng.normal([0, 0, 1], 0.05, (30, 3))
+    x, y = np.vstack([near, far]).astype(np.float32), np.r_[np.arange(10) % 2, np.zeros(30, int)]
+    for pseudo_labeler in (gtg_pseudo_labels, propagate):
+        with pytest.warns(UserWarning, match="30 of the 30 unlabeled points have edges but no pseudo-label: 30 in "
+                                             "a part of the graph without labels"):
+            res = pseudo_labeler(x, y, np.arange(10), n_classes=n_classes, k=5)
+        assert not res.scored[10:].any() and (res.weights[10:] == 0).all() and (res.scores[10:] == 0).all()
+        np.testing.assert_allclose(res.class_weights[:2], 40 / n_classes / 5)  # 5 labeled of each, nothing more
+
+
 def test_gtg_on_blobs_agrees_with_labels():
     x, y = blobs(seed=10, spread=0.4)
     res = gtg_pseudo_labels(x, y, np.arange(0, 240, 25), k=10)

@@ -357,3 +357,6 @@ def test_predict_refuses_a_graph_changed_since_fit(digits):
     with pytest.raises(ValueError, match="graph is 'gaussian', but the model was fitted with graph='dot': fit it"):
         model.predict(X[:5])
     assert model.set_params(graph="dot", k=5).predict(X[:5]).shape == (5,)  # k: the vote's, as in KNeighbors
+    for gamma in (-1.0, 0, np.nan):  # checked again, as fit checks it
+        with pytest.raises(ValueError, match="^gamma must be a finite number > 0"):
+            model.set_params(gamma=gamma).predict(X[:5])

@@ -50,9 +50,9 @@ def test_knn_matches_brute_force(backend, metric):
 @pytest.mark.parametrize("metric", ["dot", "l2"])
 def test_faiss_and_torch_give_the_same_graph(metric):
     x = unit_points(400, 8, seed=1)
-    kind = "dot" if metric == "dot" else "gaussian"
-    W_f = graph.to_scipy(graph.affinity_graph(x, 12, kind=kind, sigma=0.5, backend="faiss"))
-    W_t = graph.to_scipy(graph.affinity_graph(x, 12, kind=kind, sigma=0.5, backend="torch"))
+    kind, sigma = ("dot", None) if metric == "dot" else ("gaussian", 0.5)
+    W_f = graph.to_scipy(graph.affinity_graph(x, 12, kind=kind, sigma=sigma, backend="faiss"))
+    W_t = graph.to_scipy(graph.affinity_graph(x, 12, kind=kind, sigma=sigma, backend="torch"))
     assert (W_f != 0).sum() == (W_t != 0).sum()
     np.testing.assert_allclose(W_f.toarray(), W_t.toarray(), atol=1e-5)
 
@@ -299,6 +299,13 @@ def test_knn_refuses_magnitudes_float32_cannot_hold(top):
 def test_float64_beyond_float32_range_is_named():
     with pytest.raises(ValueError, match="exceed float32's range"):
         graph.knn(unit_points(20, 3).astype(np.float64) * 1e200, 3)
+    with pytest.raises(ValueError, match=r"^features underflow float32 \(largest \|value\| 9.68e-51\): multiply them"):
+        graph.knn(unit_points(20, 3).astype(np.float64) * 1e-50, 3)  # all 0 in float32: not an all-zero input
+
+
+def test_affinity_graph_refuses_a_sigma_the_dot_graph_has_not():
+    with pytest.raises(ValueError, match="sigma is the bandwidth of kind='gaussian'; kind='dot' has none"):
+        graph.affinity_graph(unit_points(10, 3), 2, sigma=0.5)
 
 
 # --- degenerate settings are refused, naming the setting ---
