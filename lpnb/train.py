@@ -11,6 +11,7 @@ the model, the pseudo-labels. The experiment runner (`lpnb.experiment`) drives t
 checkpoints and records.
 """
 import copy
+import hashlib
 import math
 import time
 from dataclasses import replace
@@ -118,14 +119,18 @@ class Trainer:
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
 
     def load_state_dict(self, state):
-        """Continue from a `state_dict()`."""
+        """Continue from a `state_dict()`, saved on this kind of device or the other (CPU, GPU)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])
         self.ema_steps = state["ema_steps"]
         self.batch_generator.set_state(state["batch_generator"])
-        self.aug_generator.set_state(state["aug_generator"])
+        saved = state["aug_generator"]
+        if saved.numel() == self.aug_generator.get_state().numel():
+            self.aug_generator.set_state(saved)
+        else:  # saved on the other kind of device (a GPU's state is not a CPU's): seeded from it, as reproducibly
+            self.aug_generator.manual_seed(int.from_bytes(hashlib.sha1(saved.numpy().tobytes()).digest()[:8], "little"))
         torch.set_rng_state(state["torch_rng"])  # dropout
         if self.device.type == "cuda" and state["cuda_rng"] is not None:  # None: saved on a CPU
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)

@@ -80,6 +80,19 @@ def _trainer(method="lp", n=40, classes=4, **overrides):
                    num_classes=classes, device=torch.device("cpu"))
 
 
+def test_a_state_saved_on_another_kind_of_device_loads_its_augmentation_seeded_from_it():
+    """A GPU's generator state (16 bytes: seed, offset) cannot set a CPU's, nor the other way round."""
+    state = _trainer().state_dict()
+    state["aug_generator"] = torch.arange(16, dtype=torch.uint8)  # as a CUDA generator saves it
+    drawn = []
+    for _ in range(2):
+        trainer = _trainer()
+        trainer.load_state_dict(state)
+        drawn.append(torch.rand(4, generator=trainer.aug_generator))
+    torch.testing.assert_close(drawn[0], drawn[1])  # reproducibly
+    assert not torch.equal(drawn[0], torch.rand(4, generator=_trainer().aug_generator))  # not the run's first draws
+
+
 def test_speed_ups_default_to_off_on_cpu():
     tr = _trainer(amp=None, channels_last=None, compile=None)
     assert (tr.cfg.amp, tr.cfg.channels_last, tr.cfg.compile, tr.cuda_graphs) == (False, False, False, False)
