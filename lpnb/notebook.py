@@ -46,6 +46,11 @@ class NotebookSettings:
     workers: int = 1    # runs trained at a time (lpnb.sweep), each in its own process
     preset_defaulted: bool = False  # the notebook left preset at None: the committed tables and figures
 
+    @property
+    def columns(self):
+        """The (dataset, labels) of a table's columns selected, for `lpnb.tables.side_by_side`."""
+        return [(dataset, labels) for dataset in self.datasets for labels in self.labels]
+
 
 def output_dir(preset):
     """Where a notebook at a preset other than COMMITTED_PRESET writes its tables, figures and executed copy:

@@ -42,6 +42,7 @@ NO_RECORD = "no run recorded here of the cells selected (not run yet, or none se
 TABLES_DATASETS = list(dict.fromkeys(d for t in TABLES.values() for d in t["datasets"]))
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "miniimagenet": "Mini-ImageNet",
                  "fashion-mnist": "Fashion-MNIST"}
+METRICS = {"top1": "top-1 error %", "top5": "top-5 error %"}
 METHOD_NAMES = {"supervised": "Fully supervised", "network": "Network prediction (1) + weights",
                 "lp": "Ours: diffusion (7) + weights", "gtg": "GTG + weights", "mt": "Mean Teacher",
                 "mt+lp": "Mean Teacher + ours"}
@@ -112,27 +113,43 @@ def _says(text):
     return pd.DataFrame({"": [text]}, index=[""])
 
 
-def side_by_side(table, rows=None):
+def side_by_side(table, rows=None, columns=None, paper_csv=None):
     """The paper's layout: a row per method (the paper's names), a column per (dataset, labels, metric),
-    'ours ± std (paper)' (the std only over two or more splits); a cell without a record reads 'not run'.
-    `rows` (the notebook's, dicts of method and weights) are shown even without any record; without them a
-    method with no record at all has no row."""
+    'ours ± std (paper)' (the std only over two or more splits); a cell without a record reads 'not run', and
+    'not run (paper)' given `paper_csv`. `rows` (the notebook's, dicts of method and weights) and `columns`
+    (the (dataset, labels) selected; Mini-ImageNet's with top-1 and top-5) are shown even without any record;
+    without them a method or a column with no record at all is not shown."""
     names = list(dict.fromkeys(row_name(**row) for row in rows or []))
-    if table.empty:
+    wanted = [(DATASET_NAMES[dataset], labels, METRICS[metric]) for dataset, labels in columns or []
+              for metric in ("top1", "top5")[:1 + (dataset == "miniimagenet")]]
+    if table.empty and not (names and wanted):
         return pd.DataFrame({"": ["not run"] * len(names)}, index=names) if names else \
             _says(f"not run: {NO_RECORD}")
 
     def cell(r):
         paper = "" if pd.isna(r.get("paper_mean")) else f" ({r.paper_mean:.2f})"
         return mean_std(r.ours_mean, r.ours_std, r.splits) + paper
-    t = table.assign(cell=table.apply(cell, axis=1),
-                     row=[row_name(*r) for r in table[["method", "use_omega", "use_zeta"]].itertuples(index=False)],
-                     Dataset=table.dataset.map(DATASET_NAMES), labeled=table.labels,
-                     error=table.metric.map({"top1": "top-1 error %", "top5": "top-5 error %"}))
-    t = t.pivot_table(index="row", columns=["Dataset", "labeled", "error"], values="cell", aggfunc="first", sort=False)
-    t = t.reindex(names + [name for name in t.index if name not in names])
+    if table.empty:
+        t = pd.DataFrame(index=names, columns=pd.MultiIndex.from_tuples(wanted))
+    else:
+        rows_named = [row_name(*r) for r in table[["method", "use_omega", "use_zeta"]].itertuples(index=False)]
+        t = table.assign(cell=table.apply(cell, axis=1), row=rows_named, Dataset=table.dataset.map(DATASET_NAMES),
+                         labeled=table.labels, error=table.metric.map(METRICS))
+        t = t.pivot_table(index="row", columns=["Dataset", "labeled", "error"], values="cell", aggfunc="first",
+                          sort=False)
+        t = t.reindex(index=names + [name for name in t.index if name not in names],
+                      columns=pd.MultiIndex.from_tuples(wanted + [c for c in t.columns if c not in wanted]))
+    paper = {} if paper_csv is None else {
+        (row_name(p.method, p.use_omega, p.use_zeta), DATASET_NAMES[p.dataset], p.labels, METRICS[p.metric]): p.error
+        for p in read_paper(paper_csv).itertuples() if p.method in METHOD_NAMES}  # not the other papers' rows
+    t = t.astype(object)
+    for name in t.index:
+        for column in t.columns:
+            if pd.isna(t.loc[name, column]):
+                key = (name, *column)
+                t.loc[name, column] = "not run" + (f" ({paper[key]:.2f})" if key in paper else "")
     t.index.name, t.columns.names = None, ["Dataset", "Nb. labeled images", ""]
-    return t.fillna("not run")
+    return t
 
 
 def table_methods(table):

@@ -47,10 +47,11 @@ rows = [dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", us
 records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
                    data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train,
                    workers=settings.workers)
-table = summarize(records, REPO / "results/paper/table1.csv")
+paper_csv = REPO / "results/paper/table1.csv"
+table = summarize(records, paper_csv)
 write_table(table, settings.tables_dir / "table1.csv")
 print(provenance(records))
-side_by_side(table, rows)
+side_by_side(table, rows, settings.columns, paper_csv)
 
 # %% [markdown]
 # Each cell is our error rate (%), mean ± std over the splits that were run, with the
@@ -62,15 +63,15 @@ side_by_side(table, rows)
 # ## The cells run at the paper's full protocol so far
 #
 # The same cells under the `paper` preset (all 50,000 training images, the full network and
-# schedule, on a GPU; "not run" where none is recorded yet), to be read against the paper's
-# numbers: over the splits named, on our JPEG copy, with the GPU's bf16 path. With
-# `preset="paper"` it repeats the table above.
+# schedule, on a GPU; "not run (paper's number)" where none is recorded yet), to be read
+# against the paper's numbers: over the splits named, on our JPEG copy, with the GPU's bf16
+# path. With `preset="paper"` it repeats the table above.
 
 # %%
 paper_records, not_run = recorded(rows, settings.labels, settings.splits, dataset="cifar10", preset="paper",
                                   results_dir=settings.results_dir)
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
-side_by_side(summarize(paper_records, REPO / "results/paper/table1.csv"), rows)
+side_by_side(summarize(paper_records, paper_csv), rows, settings.columns, paper_csv)
 
 # %% [markdown]
 # ## What we see
@@ -84,7 +85,7 @@ from lpnb.tables import compare, per_split, pseudo_label_progress, run_times
 
 for other in (dict(method="lp", use_omega=False, use_zeta=False), dict(method="lp", use_omega=False),
               dict(method="lp", use_zeta=False), "gtg", "network"):
-    print(compare(records, "lp", other, REPO / "results/paper/table1.csv")[1])
+    print(compare(records, "lp", other, paper_csv)[1])
 per_split(records)
 
 # %%

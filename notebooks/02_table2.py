@@ -46,10 +46,11 @@ rows = [dict(method=m) for m in settings.methods]
 records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", preset=settings.preset,
                    data_root=settings.data_root, results_dir=settings.results_dir, device=device, train=settings.train,
                    workers=settings.workers)
-table = summarize(records, REPO / "results/paper/table2.csv")
+paper_csv = REPO / "results/paper/table2.csv"
+table = summarize(records, paper_csv)
 write_table(table, settings.tables_dir / "table2.csv")
 print(provenance(records))
-side_by_side(table, rows)
+side_by_side(table, rows, settings.columns, paper_csv)
 
 # %% [markdown]
 # Our error rate (%), mean ± std over the splits run, with the paper's number in
@@ -61,15 +62,15 @@ side_by_side(table, rows)
 #
 # The table above is of the preset that the lines above it name. Below are the same cells under
 # the `paper` preset (all 50,000 training images, the full network and schedule, on a GPU;
-# "not run" where none is recorded yet), to be read against the paper's numbers: over the
-# splits named, on our JPEG copy, with the GPU's bf16 path. With `preset="paper"` it repeats
-# the table above.
+# "not run (paper's number)" where none is recorded yet), to be read against the paper's
+# numbers: over the splits named, on our JPEG copy, with the GPU's bf16 path. With
+# `preset="paper"` it repeats the table above.
 
 # %%
 paper_records, not_run = recorded(rows, settings.labels, settings.splits, dataset="cifar10", preset="paper",
                                   results_dir=settings.results_dir)
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
-side_by_side(summarize(paper_records, REPO / "results/paper/table2.csv"), rows)
+side_by_side(summarize(paper_records, paper_csv), rows, settings.columns, paper_csv)
 
 # %% [markdown]
 # ## What we see
@@ -86,7 +87,7 @@ from lpnb.tables import compare, labeled_exposure, per_split, pseudo_label_progr
 
 claims = [("lp", "network"), ("lp", "supervised"), ("mt", "supervised"), ("mt+lp", "mt"), ("mt+lp", "lp")]
 for row, baseline in [pair for pair in claims if set(pair) <= set(settings.methods)]:  # the methods selected
-    print(compare(records, row, baseline, REPO / "results/paper/table2.csv")[1])
+    print(compare(records, row, baseline, paper_csv)[1])
 per_split(records)
 
 # %%

@@ -48,10 +48,11 @@ for dataset in settings.datasets:
     records += run_rows(rows, settings.labels, settings.splits, dataset=dataset, preset=settings.preset,
                         data_root=settings.data_root, results_dir=settings.results_dir, device=device,
                         train=settings.train, workers=settings.workers)
-table = summarize(records, REPO / "results/paper/table3.csv")
+paper_csv = REPO / "results/paper/table3.csv"
+table = summarize(records, paper_csv)
 write_table(table, settings.tables_dir / "table3.csv")
 print(provenance(records))
-side_by_side(table, rows)
+side_by_side(table, rows, settings.columns, paper_csv)
 
 # %% [markdown]
 # Our error rate (%), mean ± std over the splits run, with the paper's number in
@@ -63,9 +64,9 @@ side_by_side(table, rows)
 #
 # The table above is of the preset that the lines above it name. Below are the same cells under
 # the `paper` preset (all 50,000 training images, the full network and schedule, on a GPU;
-# "not run" where none is recorded yet), to be read against the paper's numbers: over the
-# splits named, on our JPEG copy, with the GPU's bf16 path. With `preset="paper"` it repeats
-# the table above.
+# "not run (paper's number)" where none is recorded yet), to be read against the paper's
+# numbers: over the splits named, on our JPEG copy, with the GPU's bf16 path. With
+# `preset="paper"` it repeats the table above.
 
 # %%
 paper_records, not_run = [], []
@@ -74,7 +75,7 @@ for dataset in settings.datasets:
                               results_dir=settings.results_dir)
     paper_records, not_run = paper_records + found, not_run + missing
 print(provenance(paper_records), f"{len(not_run)} paper-scale runs of this table still to do.")
-side_by_side(summarize(paper_records, REPO / "results/paper/table3.csv"), rows)
+side_by_side(summarize(paper_records, paper_csv), rows, settings.columns, paper_csv)
 
 # %% [markdown]
 # ## What we see
@@ -91,7 +92,7 @@ from lpnb.tables import compare, labeled_exposure, per_split, pseudo_label_progr
 
 claims = [("lp", "supervised"), ("mt", "supervised"), ("mt+lp", "mt")]
 for row, baseline in [pair for pair in claims if set(pair) <= set(settings.methods)]:  # the methods selected
-    print(compare(records, row, baseline, REPO / "results/paper/table3.csv")[1])
+    print(compare(records, row, baseline, paper_csv)[1])
 per_split(records)
 
 # %%

@@ -175,6 +175,21 @@ def test_side_by_side_uses_the_papers_names_and_marks_a_cell_not_run():
     assert table.loc["Fully supervised", ("CIFAR-100", 4000, "top-1 error %")] == "70.50 ± 0.50"
 
 
+def test_side_by_side_shows_every_column_selected_and_the_papers_number_where_not_run():
+    """A dataset or a label count with no record at all still has its columns (Mini-ImageNet's top-1 and top-5)."""
+    paper = REPO / "results/paper/table3.csv"
+    rows, columns = [dict(method="supervised"), dict(method="lp")], [("cifar100", 4000), ("miniimagenet", 10000)]
+    table = tables.side_by_side(tables.summarize([record(4000, "supervised", 56.0, dataset="cifar100")], paper), rows,
+                                columns, paper)
+    assert list(table.columns) == [("CIFAR-100", 4000, "top-1 error %"), ("Mini-ImageNet", 10000, "top-1 error %"),
+                                   ("Mini-ImageNet", 10000, "top-5 error %")]
+    assert table.loc["Fully supervised"].tolist() == ["56.00 (55.43)", "not run (60.25)", "not run (38.28)"]
+    assert table.loc["Ours: diffusion (7) + weights"].tolist() == ["not run (46.20)", "not run (57.58)",
+                                                                   "not run (36.14)"]
+    empty = tables.side_by_side(tables.summarize([], paper), rows, columns[1:])  # nothing recorded, no paper given
+    assert empty.shape == (2, 2) and set(empty.to_numpy().ravel()) == {"not run"}
+
+
 def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp_path):
     """A supervised run trained for Table 1's 'no weights' row carries use_omega = use_zeta = False in its config
     (before base_config reset them): it is the same cell as the others, with the paper's number beside it."""
