@@ -23,7 +23,7 @@ from pathlib import Path
 from lpnb import data as lpdata
 from lpnb.config import DATASET_DEFAULTS, METHODS, PRESETS, Config, make_config
 from lpnb.experiment import REPO, TimeLimitReached, default_results_dir, load_record, run, trains_on_cpu
-from lpnb.notebook import output_dir
+from lpnb.notebook import notebook_defaults, output_dir
 from lpnb.tables import COMMITTED_PRESET, data_said, readme_with_status, status_table
 
 NOTEBOOKS = REPO / "notebooks"
@@ -59,10 +59,15 @@ def _value(text):
 
 
 def _folder(text):
-    """A --data-root or --results-dir: not empty (an empty path would mean the current folder)."""
+    """A --data-root or --results-dir: not empty (an empty path would mean the current folder), not a file, with
+    ~ expanded (a shell leaves it in --results-dir=~/x)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path: give a folder, or leave the flag out for the default")
-    return text
+    path = os.path.expanduser(text)
+    if os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"{text} is a file: give the folder that holds it "
+                                         f"({os.path.dirname(path) or '.'})")
+    return path
 
 
 def _minutes(text):
@@ -195,8 +200,11 @@ def _reproduce(args):
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.name} (preset {preset})", flush=True)
         out = out_dir / nb.name
+        given = parameters
+        if parameters and "preset" not in notebook_defaults(nb.stem):  # the toy figures' notebooks: apart all the same
+            given = {"figures_dir": str(output_dir(preset) / "figures")}
         try:
-            execute_notebook(nb, out, parameters, log_output=args.verbose)
+            execute_notebook(nb, out, given, log_output=args.verbose)
             written.append(out)
         except NotebookFailed as e:  # the others still run
             print(f"  {e}", flush=True)
@@ -233,8 +241,8 @@ def _sweep(args):
     from lpnb.sweep import report, sweep, table_cells
 
     if args.split is not None:
-        raise ValueError(f"lpnb sweep takes --splits, a count or split numbers: --splits {args.split}, for split "
-                         f"{args.split} alone")
+        raise ValueError(f"lpnb sweep takes --splits, a count or split numbers: --splits {args.split}, (with the "
+                         f"comma) for split {args.split} alone; --splits {args.split} is a count of splits from 0")
     splits = _list(args.splits, "--splits", int)
     splits = splits[0] if splits and "," not in args.splits else splits  # "3": a count; "0,4" or "4,": numbers
     cells = table_cells(args.table, labels=_list(args.labels, "--labels", int),
@@ -301,7 +309,7 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
     command = functools.partial(sub.add_parser, allow_abbrev=False)
     p = command("run", help="train one experiment and write results/runs/<run-id>/record.json")
-    p.add_argument("--preset", default=None,
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="paper | cpu | smoke (default: paper, the full protocol; without CUDA it must be given, as "
                         "the paper preset trains for days on a CPU)")
     p.add_argument("--data-root", type=_folder, default=None,
@@ -328,7 +336,7 @@ def _parser():
     w.add_argument("--splits", help="a count (3: splits 0-2) or split numbers (0,4; 4, for split 4 alone); "
                                     "default: the preset's count")
     w.add_argument("--split", help=argparse.SUPPRESS)  # lpnb run's flag: refused with the one to use
-    w.add_argument("--preset", default=None,
+    w.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="paper | cpu | smoke (default: paper; for local workers without CUDA it must be given)")
     w.add_argument("--data-root", type=_folder, default=None, help="as for lpnb run")
     w.add_argument("--results-dir", type=_folder, default=None, help="as for lpnb run")

@@ -79,7 +79,9 @@ def data_roots(root=None) -> list[Path]:
     """The folders searched, in order, for each dataset and its split files: [root] if one is given, else
     [$LPNB_DATA_ROOT] if it is set (that folder only), else [<repo>/data, <repo>/../shared/data]."""
     if root is not None:
-        return [Path(root).expanduser()]
+        if (root := Path(root).expanduser()).is_file():  # a dataset's tarball: its folder is the root
+            raise ValueError(f"the data root {root} is a file: give the folder that holds it ({root.parent})")
+        return [root]
     if os.environ.get("LPNB_DATA_ROOT"):
         return [Path(os.environ["LPNB_DATA_ROOT"]).expanduser()]
     return [REPO / "data", REPO.parent / "shared" / "data"]
@@ -95,7 +97,7 @@ def default_data_root() -> Path:
 def default_cache_dir() -> Path:
     """$LPNB_CACHE_DIR, else ~/.cache/lpnb."""
     if os.environ.get("LPNB_CACHE_DIR"):
-        return Path(os.environ["LPNB_CACHE_DIR"])
+        return Path(os.environ["LPNB_CACHE_DIR"]).expanduser()
     return Path.home() / ".cache" / "lpnb"
 
 
@@ -500,6 +502,10 @@ def _folder_entries(path: Path):
             with tarfile.open(path, "r|gz") as tar:
                 for member in tar:
                     parts = member.name.split("/")
+                    if (member.issym() or member.islnk()) and placed(parts, f"{path}:{member.name}", prefixes):
+                        raise ValueError(f"{path}:{member.name} is a link, which lpnb cannot follow in a tar.gz: make "
+                                         "the archive again with the files themselves (GNU tar: tar --dereference "
+                                         f"--hard-dereference -czf {path.name} train test)")
                     if member.isfile() and placed(parts, f"{path}:{member.name}", prefixes):
                         yield parts[-3], parts[-2], parts[-1], tar.extractfile(member).read(), f"{path}:{member.name}"
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:

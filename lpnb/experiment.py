@@ -83,7 +83,7 @@ def default_results_dir(preset=None):
     """$LPNB_RESULTS_DIR, else the repository's results/; for the smoke preset, a folder in the cache
     (`lpnb.data.default_cache_dir()`), so that smoke runs never write into the repository."""
     if os.environ.get("LPNB_RESULTS_DIR"):
-        return Path(os.environ["LPNB_RESULTS_DIR"])
+        return Path(os.environ["LPNB_RESULTS_DIR"]).expanduser()
     return lpdata.default_cache_dir() / "smoke" / "results" if preset == "smoke" else REPO / "results"
 
 

@@ -295,6 +295,32 @@ def test_images_outside_the_class_folder_layout_are_named_not_dropped(tmp_path, 
                 load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_link_in_a_tarball_is_named_not_dropped(tmp_path, link):
+    """The same tree as a folder reads the linked file; a streamed tar.gz cannot: it would lose an image."""
+    write_class_folders(tmp_path, "cifar10", as_tar=False)
+    cat = tmp_path / "cifar10" / "test" / "cat"
+    (cat / "copy.png").unlink(missing_ok=True)
+    (os.symlink if link == "symbolic" else os.link)("0000.png" if link == "symbolic" else cat / "0000.png",
+                                                    cat / "copy.png")
+    tests = len(load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache").test_labels)
+    with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "cifar10", ".")
+    (tmp_path / "elsewhere").mkdir()
+    os.rename(tmp_path / "cifar10", tmp_path / "elsewhere" / "cifar10")
+    with pytest.raises(ValueError, match=r"cifar10.tar.gz:./test/cat/(copy|0000).png is a link, which lpnb cannot "
+                                         r"follow in a tar.gz: make the archive again .*--hard-dereference"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert tests == len(load_dataset("cifar10", tmp_path / "elsewhere", cache_dir=tmp_path / "cache").test_labels)
+
+
+def test_a_data_root_that_is_a_file_names_its_folder(tmp_path):
+    (tmp_path / "cifar10.tar.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"the data root {tmp_path / 'cifar10.tar.gz'} is a file: give the folder "
+                                         f"that holds it \\({tmp_path}\\)"):
+        load_dataset("cifar10", tmp_path / "cifar10.tar.gz")
+
+
 def test_a_tarball_with_two_copies_or_beside_a_folder_is_not_read_silently(tmp_path):
     write_class_folders(tmp_path, "cifar10", as_tar=False)
     with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as tar:

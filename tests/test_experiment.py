@@ -198,7 +198,9 @@ def test_cli_reads_json_and_python_literals(capsys):
                           (["run", "--preset", "smoke", "--results-dir", ""], "argument --results-dir: an empty path: "
                                                                               "give a folder, or leave the flag out"),
                           (["reproduce", "--data-root", "/nonexistent"], "--data-root /nonexistent is not a folder: "
-                                                                         "give the one that holds the datasets")]:
+                                                                         "give the one that holds the datasets"),
+                          (["run", "--preset", "smoke", "--data-root", __file__],
+                           f"argument --data-root: {__file__} is a file: give the folder that holds it")]:
         with pytest.raises(SystemExit) as stop:
             main(args)
         assert stop.value.code == 2 and message in capsys.readouterr().err

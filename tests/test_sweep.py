@@ -308,7 +308,9 @@ def test_reproduce_refuses_a_bad_preset_or_an_empty_selection(flags, message, ca
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--split", "4"], "lpnb sweep takes --splits, a count or split numbers: --splits 4, for split 4 alone"),
+    (["--split", "4"], "lpnb sweep takes --splits, a count or split numbers: --splits 4, (with the comma) for split 4 "
+                       "alone; --splits 4 is a count of splits from 0"),
+    (["--preset", ""], "argument --preset: invalid choice: ''"),  # not the paper preset, unguarded
     (["--partition", "gpu"], "--partition: for --executor slurm, not local"),
     (["--executor", "slurm", "--workers", "2"], "--workers: for --executor local, not slurm")])
 def test_a_sweep_flag_is_taken_as_written_and_for_its_executor(flags, message, tmp_path, monkeypatch, capsys):
@@ -375,6 +377,39 @@ def test_reproduce_counts_the_runs_and_tables_written_to_the_results_dir_in_use(
     out = capsys.readouterr().out
     assert f"{os.path.relpath(tmp_path / 'mine' / 'table2.csv')}\n" in out
     assert f"1 new run records under {os.path.relpath(tmp_path / 'mine' / 'runs')}/" in out
+
+
+def test_reproduce_at_another_preset_writes_the_toy_figures_apart_too(tmp_path, monkeypatch):
+    """Figures 1 and 3 take no preset; at another than the committed one, figures/ is left as committed."""
+    import papermill
+
+    from lpnb import cli
+
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
+    seen = {}
+
+    def fake_papermill(source, out, parameters, **kwargs):
+        seen[Path(source).stem] = parameters
+        Path(out).write_text(Path(source).read_text())
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill)
+    monkeypatch.setattr(cli, "NOTEBOOKS", tmp_path)
+    for name in ("02_table2", "04_figure1"):
+        (tmp_path / f"{name}.ipynb").write_text((cli.REPO / "notebooks" / f"{name}.ipynb").read_text())
+    main(["reproduce", "--preset", "smoke"])
+    assert seen == {"02_table2": {"preset": "smoke"},
+                    "04_figure1": {"figures_dir": str(tmp_path / "cache" / "smoke" / "figures")}}
+
+
+def test_a_home_folder_flag_or_variable_is_expanded(tmp_path, monkeypatch):
+    """A shell leaves ~ as it is in --results-dir=~/x and in quotes: it is the home folder, not a folder named ~."""
+    from lpnb.cli import _folder
+    from lpnb.data import default_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LPNB_RESULTS_DIR", "~/results")
+    monkeypatch.setenv("LPNB_CACHE_DIR", "~/cache")
+    assert _folder("~/mine") == str(tmp_path / "mine")
+    assert experiment.default_results_dir() == tmp_path / "results" and default_cache_dir() == tmp_path / "cache"
 
 
 def test_comma_separated_flags_may_have_spaces():
