@@ -445,7 +445,9 @@ def run_slurm(jobs, results_dir, *, data_root=None, partition=None, timeout_min=
     try:
         if first:
             _submit(executor, first, results_dir, data_root, time_limit)
-            log(f"sweep: submitted {len(first)} runs as SLURM job array {first[0].process.job_id.split('_')[0]}")
+            array = first[0].process.job_id.split("_")[0]
+            log(f"sweep: submitted {len(first)} runs as SLURM job array {array}" if len(first) > 1 else
+                f"sweep: submitted 1 run as SLURM job {array}")
         for after, group in by_stage1.items():
             _submit(executor, group, results_dir, data_root, time_limit, f"afterok:{stage1[after].process.job_id}")
     except (RuntimeError, KeyboardInterrupt):  # an sbatch failed, or Ctrl-C: those submitted would run unwatched

@@ -114,6 +114,7 @@ def test_a_slurm_sweep_stopped_while_it_waits_cancels_its_jobs(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         sweep(cells, results_dir=tmp_path / "results", executor="slurm", log=lines.append)
     assert (tmp_path / "cancelled").read_text().split() == ["4242", "4242"]  # stage 1, stage 2 (one run each)
+    assert lines[0] == "sweep: submitted 1 run as SLURM job 4242"  # not an array
     assert lines[-1] == ("sweep: cancelled 2 SLURM job(s): each keeps its last checkpoint, and the same command "
                          "submits what is not recorded again")
 
