@@ -155,6 +155,10 @@ def test_test_error_is_top1_and_top5_of_the_predictions(monkeypatch):
                           [.1, .1, .1, .1, .1, .1, .4]])  # label 6: right
     monkeypatch.setattr(tr, "predict", lambda model, images, aug: (None, probs))
     assert tr.test_error(None, torch.tensor([0, 1, 6, 6])) == (50.0, 25.0)
+    probs = torch.eye(7)[torch.arange(10) % 7]
+    monkeypatch.setattr(tr, "predict", lambda model, images, aug: (None, probs))
+    assert tr.test_error(None, (torch.arange(10) % 7 + 1) % 7)[0] == 100.0  # all wrong
+    assert tr.test_error(None, torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 1, 3]))[0] == 10.0  # not float32's 10.000000149
 
 
 @pytest.mark.parametrize("method", ["lp", "mt"])
