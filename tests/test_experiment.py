@@ -200,7 +200,9 @@ def test_cli_reads_json_and_python_literals(capsys):
                           (["reproduce", "--data-root", "/nonexistent"], "--data-root /nonexistent is not a folder: "
                                                                          "give the one that holds the datasets"),
                           (["run", "--preset", "smoke", "--data-root", __file__],
-                           f"argument --data-root: {__file__} is a file: give the folder that holds it")]:
+                           f"argument --data-root: {__file__} is a file: give the folder that holds it"),
+                          (["run", "--preset", "smoke", "--results-dir", __file__],
+                           f"argument --results-dir: {__file__} is a file: give the folder that holds it")]:
         with pytest.raises(SystemExit) as stop:
             main(args)
         assert stop.value.code == 2 and message in capsys.readouterr().err
@@ -550,7 +552,7 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
     a_file.write_text("not a folder")
     args = ["run", "--preset", "smoke", "--method", "supervised", "--labels", "50", "--unlabeled-size", "200",
             "--test-size", "100", "--data-root", str(root)]
-    for more, message in [(["--results-dir", str(a_file)],
+    for more, message in [(["--results-dir", str(a_file / "results")],
                            "Not a directory: .* --results-dir, --data-root and \\$LPNB_CACHE_DIR choose"),
                           (["--results-dir", str(results), "--device", "cuda:9"],
                            "device 'cuda:9': torch sees .* CUDA device.s. here")]:
@@ -865,5 +867,5 @@ def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, 
     main(["run", "--preset", "smoke", "--method", "supervised", "--labels", "4", "--unlabeled-size", "10",
           "--device", "cpu", "--arch", "resnet18", "--width", "1", "--data-root", str(tmp_path), "--results-dir",
           str(tmp_path / "results")])  # recorded: read, and said with its data
-    assert re.search(r"test images; cpu .*; data: cifar10 from cifar10 \(the project CIFAR copies: JPEG, quality "
-                     r"95\)\)\n$", capsys.readouterr().out)
+    assert re.search(r"test images; cpu .*; data: cifar10 from cifar10 \(PNG images\)\)\n$",  # not said to be JPEG
+                     capsys.readouterr().out)
