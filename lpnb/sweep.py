@@ -130,11 +130,12 @@ def summary(jobs):
 def run_local(jobs, results_dir, *, data_root=None, workers=None, per_gpu=1, poll=1.0, log=print):
     """Run the jobs as `lpnb run` processes, `workers` at a time. With CUDA each worker slot is pinned to one
     visible GPU (CUDA_VISIBLE_DEVICES), `per_gpu` slots per GPU; workers defaults to, and may not exceed,
-    the number of slots (on a CPU it defaults to 1). A job's output goes to runs/<run-id>/sweep.log. Returns
-    the jobs, their state set."""
+    the number of slots (on a CPU, or when every job trains on the CPU, it defaults to 1 and has no limit).
+    A job's output goes to runs/<run-id>/sweep.log. Returns the jobs, their state set."""
     import torch
 
-    count = torch.cuda.device_count()  # a worker's GPU is named as this process's CUDA_VISIBLE_DEVICES names it
+    on_cpu = all(str(j.cfg.device) == "cpu" for j in jobs)  # --device cpu: no GPU slots
+    count = 0 if on_cpu else torch.cuda.device_count()  # a GPU named as this process's CUDA_VISIBLE_DEVICES names it
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = visible.split(",")[:count] if visible else [str(g) for g in range(count)]
     slots = [g for _ in range(per_gpu) for g in gpus] or [None]  # round-robin: two workers use two GPUs
@@ -196,6 +197,24 @@ def _workers_stopped_on_exit(jobs):
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as usual (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda number, frame: caught.append(number)) for s in (signal.SIGINT,
+                                                                                          signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)
+
+
 def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
     """`run_local`'s loop: each waiting job starts on a free slot once its stage-1 run is done (`threads`: more
     environment for every worker)."""
@@ -218,9 +237,10 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
                 with open(job.log_path, "ab") as out:  # kept across attempts, each after a line of its own
                     out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}{_by_this_sweep()}\n".encode())
                     out.flush()
-                    job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
-                                                   stderr=subprocess.STDOUT, env=env)
-                job.state, job.started = "running", time.time()
+                    with _signals_held():  # a worker started is a worker known as running, to be stopped
+                        job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
+                                                       stderr=subprocess.STDOUT, env=env)
+                        job.state, job.started = "running", time.time()
         shown = _show_progress(jobs, shown, poll, log)
 
 

@@ -487,7 +487,7 @@ def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, mon
     popen = subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda cmd, env, **kw: seen.append(
         (env["CUDA_VISIBLE_DEVICES"], env["OMP_NUM_THREADS"])) or popen(cmd, env=env, **kw))
-    jobs = [Job(smoke("supervised", split=s)) for s in (0, 1)]
+    jobs = [Job(smoke("supervised", split=s, device="auto")) for s in (0, 1)]
     lines = []
     run_local(jobs, tmp_path, workers=2, per_gpu=2, poll=0.01, log=lines.append)
     assert sorted(seen) == [("2", "8"), ("3", "8")]  # each its GPU, and half the cores (not a thread per core each)
@@ -499,6 +499,18 @@ def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, mon
     with pytest.raises(ValueError, match=r"--device cuda:1: each local worker sees one GPU, its own, as 'cuda'"):
         run_local(numbered, tmp_path, workers=2, per_gpu=2, poll=0.01, log=lines.append)
     assert len(seen) == 2, "a job was started"
+
+
+def test_workers_of_runs_on_the_cpu_take_no_gpu_and_are_not_limited_by_the_gpus(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    monkeypatch.setattr(sweep_module, "command", lambda *args: [sys.executable, "-c", ""])
+    seen, popen = [], subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, env, **kw: seen.append(env.get("CUDA_VISIBLE_DEVICES"))
+                        or popen(cmd, env=env, **kw))
+    jobs, lines = [Job(smoke("supervised", split=s, labels=40)) for s in (0, 1)], []  # --device cpu
+    run_local(jobs, tmp_path, workers=2, poll=0.01, log=lines.append)
+    assert lines[0].startswith("sweep: 2 runs to do, 2 at a time on the CPU") and seen == [None, None]
+    assert [j.state for j in jobs] == ["done", "done"]
 
 
 def test_workers_on_the_cpu_share_its_cores_unless_omp_num_threads_is_set(tmp_path, monkeypatch):
@@ -529,6 +541,25 @@ def test_a_stopped_local_sweep_stops_its_workers(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_local(jobs, tmp_path, poll=0.01, log=interrupt)
     assert jobs[0].process.poll() is not None and jobs[0].state == "failed"
+
+
+def test_ctrl_c_while_a_worker_starts_still_stops_that_worker(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "command", lambda *args: [sys.executable, "-c", "import time; time.sleep(60)"])
+    started, popen = [], subprocess.Popen
+
+    def start_then_interrupt(*args, **kwargs):  # Ctrl-C just after the process exists, before the sweep knows it
+        started.append(popen(*args, **kwargs))
+        os.kill(os.getpid(), signal.SIGINT)
+        return started[-1]
+    monkeypatch.setattr(subprocess, "Popen", start_then_interrupt)
+    jobs = [Job(smoke("supervised"))]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_local(jobs, tmp_path, poll=0.01, log=lambda line: None)
+        assert started[0].poll() is not None and jobs[0].state == "failed", "the worker was left running"
+    finally:
+        started[0].kill()
+        started[0].wait()
 
 
 def test_sigterm_stops_a_local_sweep_and_its_workers_and_kills_it_as_lpnb_run_dies(tmp_path):
