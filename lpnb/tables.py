@@ -208,7 +208,8 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     A cell already recorded is read as recorded, without its data (the record and `provenance` name the
     data it was made from), unless others are to be trained: then every record must be of the data they
     train on (a record of other data raises, as in `run`). With train=True the missing cells are trained,
-    workers > 1 of them at a time (`lpnb.sweep`, one process each, spread over the GPUs); with
+    workers > 1 of them at a time (`lpnb.sweep`, one process each, spread over the GPUs, several on one GPU
+    when there are more workers than GPUs); with
     train=False they are listed as not run yet, and when the dataset is not on disk they are counted
     (once), so the rest of a table still builds.
     """
@@ -226,9 +227,12 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
         records = [record and run(cfg, data_root=data_root, results_dir=results_dir) for cfg, record in
                    zip(cells, records)]
         if workers > 1:
+            import torch
+
             from lpnb.sweep import report, sweep
 
-            if not report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers)):
+            per_gpu = -(-workers // max(1, torch.cuda.device_count()))  # the notebook asked for that many at a time
+            if not report(sweep(todo, results_dir=results_dir, data_root=data_root, workers=workers, per_gpu=per_gpu)):
                 raise RuntimeError("runs of this table failed (listed above, with why); those that finished are "
                                    "recorded, so running the notebook again trains only the others")
             records = [record or load_record(cfg, results_dir) for cfg, record in zip(cells, records)]

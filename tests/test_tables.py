@@ -120,6 +120,17 @@ def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsy
         notebook_settings(data_root=tmp_path / "nowhere")
 
 
+def test_a_notebooks_workers_share_the_gpus_when_they_outnumber_them(env, monkeypatch):
+    root, results = env
+    asked = []
+    monkeypatch.setattr("lpnb.sweep.sweep", lambda cells, **kw: asked.append(kw["per_gpu"]) or [])
+    kw = dict(preset="smoke", data_root=root, results_dir=results, unlabeled_size=200, test_size=100, device="auto")
+    for gpus, workers, per_gpu in ((1, 3, 3), (2, 3, 2), (4, 2, 1)):
+        monkeypatch.setattr("torch.cuda.device_count", lambda g=gpus: g)
+        run_rows([{"method": "supervised"}], 50, 1, workers=workers, **kw)
+        assert asked.pop() == per_gpu
+
+
 def test_run_rows_shows_records_of_another_copy_of_the_data_but_trains_none_beside_them(env, tmp_path):
     root, results = env
     done = run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
