@@ -23,6 +23,7 @@
 # tried on a CPU (OUT: where the log goes):
 #   PRESET=smoke RESULTS_DIR=/tmp/r OUT=/tmp/o benchmarks/paper_cell.sh cifar10 4000 lp 0
 set -uo pipefail
+start=$(date +%s.%N)  # the job's clock: its time limit counts from here, and so does this call's wall-clock
 if [ $# -lt 4 ]; then sed -n 2,24p "$0"; exit 2; fi
 dataset=$1 labels=$2 method=$3 split=$4 minutes=${5:-8.5}
 case "$labels$split" in *[!0-9]*) echo "LABELS and SPLIT are numbers, e.g. 4000 0; got $labels $split"; exit 2;; esac
@@ -45,7 +46,6 @@ read -r run base < <(python3 -c 'import sys; from lpnb.config import base_config
 cfg = make_config(sys.argv[1], dataset=sys.argv[2], labels=int(sys.argv[3]), method=sys.argv[4], split=int(sys.argv[5]))
 print(run_id(cfg), run_id(base_config(cfg)) if base_config(cfg) else "")' "$preset" "$dataset" "$labels" "$method" "$split") \
     || { echo "not a cell: $*" | tee -a "$out/log.txt"; exit 2; }
-start=$(date +%s.%N)
 wall_file="$results/paper_cell_wall/$run"  # "seconds since" of the calls that trained it so far
 mkdir -p "$(dirname "$wall_file")"
 if [ -d "$resume" ]; then  # a run stopped on another machine: its checkpoint and records, where this one has none
@@ -57,13 +57,15 @@ else
 fi
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
-# an epoch that overruns the time limit is stopped 30 s past it (SIGTERM: lpnb keeps its checkpointed epochs), so
-# that the checkpoint is still sent back below before a job limit of MINUTES * 60 + 60 s
-deadline=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * 60 + 30))' "$minutes") \
+# lpnb gets what is left of MINUTES after the checks above ($SECONDS: since this script started); an epoch that
+# overruns it is stopped 30 s past MINUTES (SIGTERM: lpnb keeps its checkpointed epochs), so that the checkpoint is
+# still sent back below before a job limit of MINUTES * 60 + 60 s
+read -r left deadline < <(python3 -c 'import sys; left = float(sys.argv[1]) * 60 - int(sys.argv[2])
+print(f"{left / 60:.3f}", round(left + 30))' "$minutes" "$SECONDS") \
     || { echo "MINUTES is a number, e.g. 8.5; got $minutes" | tee -a "$out/log.txt"; exit 2; }
 timeout --kill-after=15 "$deadline" python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" \
     --labels "$labels" --method "$method" --split "$split" --data-root carry --results-dir "$results" \
-    --time-limit "$minutes" 2>&1 | tee -a "$out/log.txt"
+    --time-limit "$left" 2>&1 | tee -a "$out/log.txt"
 status=${PIPESTATUS[0]}
 wall=$(python3 -c "import sys; print(float(sys.argv[1]) + $(date +%s.%N) - $start)" "$wall_before")
 if [ "$status" = 0 ]; then rm -f "$wall_file"; else echo "$wall $since" > "$wall_file"; fi  # kept until it is done

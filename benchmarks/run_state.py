@@ -16,10 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from lpnb.data import atomic_write
-
 PIECE = 15 * 2**20  # bytes: under the 16 MiB a device job brings back per file
 MAX_PIECES = 3  # a job brings back 8 files: these, the manifest, log.txt, two records and <run-id>.wall
 
@@ -29,6 +25,8 @@ def _sha256(data):
 
 
 def _write(path, data):
+    from lpnb.data import atomic_write  # here, not above: `send` runs in a job's last seconds, without torch
+
     atomic_write(path, lambda f: f.write(data))
 
 
@@ -109,6 +107,8 @@ def _pieces(manifest, source, rid):
 
 def _check_finished(checkpoint, record, manifest, source):
     """The checkpoint (bytes) beside a finished record must be of that training's end: a ValueError otherwise."""
+    import torch
+
     state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=False)
     epochs = sum(entry["stage"] == state["stage"] for entry in record["history"])
     if state["stage"] != record["history"][-1]["stage"] or state["epoch"] != epochs:
