@@ -202,7 +202,7 @@ def _check_labels(labels, labeled, n, n_classes, warn_missing=True):
     if len(beyond):  # the true labels given for the unlabeled points too, a top class without a labeled point
         _warn(f"{len(beyond)} unlabeled points carry labels up to {beyond.max()}, beyond the labeled classes "
               f"0..{c - 1}: n_classes defaults to {c} (the largest label of a labeled point plus one), so no point is "
-              "scored for those classes; pass n_classes to count them")
+              "scored for those classes; pass n_classes to count them (or, if they mark unlabeled points, use -1)")
     present = np.unique(y)
     if len(present) < c and warn_missing:  # the first ten missing lie below len(present) + 10: no arange(c)
         missing = np.setdiff1d(np.arange(min(c, len(present) + 10)), present)[:10]
@@ -293,7 +293,9 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_
     x0 = 0. A column stops once its relative residual ||b - A x|| / ||b|| is at most tol, so
     its solution does not depend on the other columns (solving the classes in blocks gives
     the same result); the iteration stops when every column has, or after max_iter (a
-    positive integer) iterations; tol is a finite number >= 0. Returns (X, iterations, the
+    positive integer) iterations; tol is a finite number >= 0, and one below the resolution of B's
+    dtype (its eps: 1.2e-7 in float32) is taken as that eps, where the residual, rounded, no longer
+    tells the solution's progress (and p^T A p may underflow to 0). Returns (X, iterations, the
     final relative residual: its largest over the columns).
 
     Memory: X, the residual, the search direction and matvec's output, four (n, c) tensors.
@@ -314,6 +316,7 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_
     R = B if overwrite_b else B.clone()
     P = R.clone()
     rs = _column_dots(R, R)
+    tol = max(tol, torch.finfo(B.dtype).eps)
     active = rs.sqrt() / b_norm > tol
     n_iter = 0
     while n_iter < max_iter and active.any():
@@ -702,9 +705,10 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     (a player with zero payoff keeps its strategy; a pure strategy is a fixed point, so the
     labeled players stay fixed) for at most max_iter iterations, until no strategy changes
     by more than tol in L1. The final strategies are the scores, except that an unlabeled
-    player in a part of the graph without labeled players (one without an edge of positive
-    weight, too), which never leaves its start, gets zero scores (no pseudo-label, weight 0),
-    as `propagate` gives a point no label reaches.
+    player no labeled one reached (one iteration carries their strategies one edge farther) keeps
+    its start and gets zero scores instead (no pseudo-label, weight 0), as `propagate` gives a
+    point no label reaches: one in a part of the graph without labeled players (or without an
+    edge of positive weight), or farther from them than the iterations went.
 
     Parameters
     ----------
@@ -749,7 +753,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     X = present.float().expand(n, c) / present.sum()
     X = X.index_put((torch.from_numpy(idx).to(x.device),), onehot)
     n_iter, change = 0, 0.0
+    reached = torch.zeros(n, 1, device=x.device).index_fill_(0, torch.from_numpy(idx).to(x.device), 1)
     while n_iter < max_iter:
+        reached = ((W @ reached) > 0).float().maximum(reached)  # the players a labeled one's strategy got to
         payoff = W @ X
         fitness = (X * payoff).sum(1, keepdim=True)
         X_new = torch.where(fitness > 0, _divide(X * payoff, fitness), X)
@@ -762,10 +768,16 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
             break
     without_edges = _unlabeled_without_edges(graph_degrees(W), idx)
     _warn_isolated(without_edges, n - len(idx), "dot", gamma)
-    unreached = torch.from_numpy(_in_parts_without_labels(W, idx)).to(x.device)  # they never left their start
+    unreached = reached[:, 0] == 0  # they never left their start
     if count := int((unreached & ~without_edges).sum()):  # as propagate says it
-        _warn(f"{count} of the {n - len(idx)} unlabeled points have edges but no pseudo-label: {count} in a part of "
-              "the graph without labels. They get pseudo-label 0 and weight 0")
+        apart = torch.from_numpy(_in_parts_without_labels(W, idx)).to(x.device) & unreached & ~without_edges
+        why = [f"{int(points.sum())} {text}" for points, text in [
+            (apart, "in a part of the graph without labels"),
+            (unreached & ~without_edges & ~apart, f"farther from every label than the {n_iter} iterations reach "
+                                                  f"(raise max_iter={max_iter}; a larger k shortens the paths)")]
+               if points.any()]
+        _warn(f"{count} of the {n - len(idx)} unlabeled points have edges but no pseudo-label: {'; '.join(why)}. "
+              "They get pseudo-label 0 and weight 0")
     X[unreached] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
 

@@ -361,7 +361,7 @@ def knn(features, k, *, queries=None, backend="auto", approx=False, metric="dot"
                          "products and distances: multiply them by a constant first (the neighbours do not "
                          "change; affinity_graph, propagate and LabelPropagation rescale by themselves)")
     if k > available:
-        _warn(f"k={k} but only {available} other points: using k={available}")
+        _warn(f"k={k} but only {available} {'other points' if queries is None else 'points'}: using k={available}")
         k = available
     if backend == "faiss" and faiss is None:
         raise ValueError("backend='faiss' but faiss is not installed: pip install faiss-cpu")

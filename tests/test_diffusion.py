@@ -74,6 +74,19 @@ def test_conjugate_gradient_matches_dense_solve():
     assert true_res.max() < 1e-9 and (X[:, 2] == 0).all()
 
 
+@pytest.mark.parametrize("n", [5, 50])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conjugate_gradient_with_tol_0_stops_at_the_dtypes_resolution(n, dtype):
+    """Below it the rounded residual shrinks on into subnormals, where p^T A p underflows to 0."""
+    generator = torch.Generator().manual_seed(0)
+    M = torch.randn(n, n, generator=generator).to(dtype)
+    A, B = M @ M.T / n + 0.05 * torch.eye(n, dtype=dtype), torch.randn(n, 3, generator=generator).to(dtype)
+    X, n_iter, res = conjugate_gradient(lambda V: A @ V, B, max_iter=5000, tol=0)
+    assert n_iter < 5000 and res <= torch.finfo(dtype).eps
+    np.testing.assert_allclose(X.double().numpy(), np.linalg.solve(A.double().numpy(), B.double().numpy()),
+                               rtol=1e-2 if dtype == torch.float32 else 1e-8)
+
+
 def test_conjugate_gradient_stops_at_max_iter():
     A = torch.diag(torch.arange(1.0, 51.0, dtype=torch.float64))
     X, n_iter, res = conjugate_gradient(lambda V: A @ V, torch.ones(50, 2, dtype=torch.float64), max_iter=3)
@@ -488,6 +501,20 @@ def test_gtg_gives_no_pseudo_label_in_a_part_of_the_graph_without_labels(n_class
             res = pseudo_labeler(x, y, np.arange(10), n_classes=n_classes, k=5)
         assert not res.scored[10:].any() and (res.weights[10:] == 0).all() and (res.scores[10:] == 0).all()
         np.testing.assert_allclose(res.class_weights[:2], 40 / n_classes / 5)  # 5 labeled of each, nothing more
+
+
+def test_gtg_gives_no_pseudo_label_to_players_farther_than_its_iterations_reach():
+    """On a chain each iteration carries the labeled strategies one edge farther: the players past max_iter edges
+    keep their start, which with a class missing is no uniform row, and must not count as pseudo-labeled."""
+    t = np.linspace(0, 1.2, 200)
+    x, y = np.c_[np.cos(t), np.sin(t)].astype(np.float32), np.full(200, -1)
+    y[:2] = [0, 2]  # class 1 has no labeled example
+    with pytest.warns(UserWarning) as caught:
+        res = gtg_pseudo_labels(x, y, np.array([0, 1]), n_classes=3, k=2, max_iter=10)
+    assert ("have edges but no pseudo-label: 188 farther from every label than the 10 iterations reach (raise "
+            "max_iter=10") in str(caught[-1].message)
+    assert res.scored[:12].all() and not res.scored[12:].any() and (res.scores[12:] == 0).all()  # 10 edges on
+    np.testing.assert_allclose(res.class_weights[[0, 2]], (200 / 3) / np.bincount(res.pseudo_labels[:12])[[0, 2]])
 
 
 def test_gtg_on_blobs_agrees_with_labels():
