@@ -7,7 +7,8 @@ instead, which a simulation put 2% later at 8 GPUs) from the minutes one run of 
 and prints the wall-clock time per GPU count.
 
 The default minutes per run (`--minutes`) are, for the supervised stage 1, the measured wall-clock
-of the paper-preset runs on one H200 (38-100 s, `results/runs/*-paper-*`, taken as 1.2 min); for
+of the paper-preset runs on one H200 (38-100 s, read from the jobs' output; their records,
+`results/runs/*-paper-*`, hold the training and evaluation seconds alone; taken as 1.2 min); for
 the others, estimates from the per-epoch rates measured on one H100 (benchmarks/README.md): a
 stage-2 epoch of LP 2.56 s + one refresh 0.41 s, of Mean Teacher 3.79 s, times 180 epochs.
 
