@@ -74,7 +74,8 @@ if [ "$status" = 0 ] && [ "$record" -nt "$marker" ]; then
     python3 benchmarks/time_split.py "$record" --wall "$wall" --since "$since" 2>&1 | tee -a "$out/log.txt"
 fi
 for id in $run $base; do  # this cell's records only (not one being retrained): a job brings back few files (8)
-    [ -f "$results/runs/$id/record.json" ] && [ ! -f "$results/runs/$id/.retraining" ] &&
+    [ -f "$results/runs/$id/record.json" ] && ! [ -f "$results/runs/$id/.retraining" -a \
+        -f "$results/runs/$id/checkpoint.pt" ] &&
         cp "$results/runs/$id/record.json" "$out/$id.json"
 done
 if [ "$status" != 0 ]; then  # what continuing on a fresh machine needs: the checkpoint (2-3 pieces) and wall-clock

@@ -4,7 +4,8 @@ A run is identified by its config (`lpnb.config.run_id`); its folder `results/ru
 holds `record.json` once it has finished and `checkpoint.pt`, written atomically after every
 epoch, from which a killed run resumes. A finished run that is trained again (--force, or a
 stage-1 run whose checkpoint a stage-2 run needs) keeps its record until the new one replaces
-it; the file `.retraining` beside them says that the checkpoint is of the new training. A
+it; the file `.retraining` beside them says that the checkpoint is of the new training (with no
+checkpoint, the new training stopped before its first epoch, and the record stands). A
 finished run is loaded, not recomputed, but only for the data it was made from: the record
 names the data's source and a fingerprint of its pixels, labels and labeled split, and a
 record or checkpoint made from other data is refused.
@@ -213,7 +214,7 @@ def _reusable_record(run_dir, run_data, require_checkpoint=False):
     same training, unless the run is being trained again (RETRAINING, `_train`): then None, so that the
     training continues."""
     path = run_dir / "record.json"
-    if not path.exists() or (run_dir / RETRAINING).exists():
+    if not path.exists() or being_retrained(run_dir):
         return None
     record = read_record(path)
     other_data = record.get("data_fingerprint") != run_data.fingerprint
@@ -371,6 +372,12 @@ def _load_or_train(cfg, *, data_root, results_dir, progress, force, budget, requ
 
 
 RETRAINING = ".retraining"  # in a run's folder: its record is of an earlier training, its checkpoint of a new one
+
+
+def being_retrained(run_dir):
+    """Whether the checkpoint in a finished run's folder is of a new training of it (RETRAINING beside it): not
+    when RETRAINING has no checkpoint beside it (that training stopped before its first epoch)."""
+    return (Path(run_dir) / RETRAINING).exists() and (Path(run_dir) / "checkpoint.pt").exists()
 
 
 @contextlib.contextmanager

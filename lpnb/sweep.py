@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lpnb import data as lpdata
 from lpnb.config import base_config, make_config, run_id
-from lpnb.experiment import PAPER_ON_CPU, RETRAINING, default_results_dir, read_record, trains_on_cpu
+from lpnb.experiment import PAPER_ON_CPU, being_retrained, default_results_dir, read_record, trains_on_cpu
 from lpnb.tables import TABLES, check_selection, table_configs, training_time
 
 STATES = ("done", "running", "waiting", "failed")
@@ -80,7 +80,7 @@ def plan(cells, results_dir):
     jobs = {}
     for cfg in cells:
         rid = run_id(cfg)
-        if (runs / rid / "record.json").exists() and not (runs / rid / RETRAINING).exists():  # else being retrained
+        if (runs / rid / "record.json").exists() and not being_retrained(runs / rid):
             read_record(runs / rid / "record.json")  # a corrupt one is named with its remedy, not counted as done
             continue
         after, base = None, base_config(cfg)
@@ -89,7 +89,7 @@ def plan(cells, results_dir):
             if recorded := (base_dir / "record.json").exists():
                 read_record(base_dir / "record.json")  # corrupt: named now, not when its stage-2 job fails
             started = (runs / rid / "checkpoint.pt").exists()  # an older checkpoint: stage 1's record is enough
-            finished = (base_dir / "checkpoint.pt").exists() and not (base_dir / RETRAINING).exists()
+            finished = (base_dir / "checkpoint.pt").exists() and not being_retrained(base_dir)
             if not recorded or (not started and not finished):
                 after = run_id(base)
                 job = jobs.setdefault(after, Job(base))

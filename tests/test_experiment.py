@@ -575,6 +575,25 @@ def test_cli_errors_name_what_was_wrong_without_a_traceback(env, monkeypatch, ca
         "--force again)" in capsys.readouterr().err
 
 
+def test_a_retraining_stopped_before_its_first_epoch_leaves_the_record_standing(env, monkeypatch):
+    """Ctrl-C (or an error) as stage 2 begins to retrain a committed stage-1 record, before any checkpoint:
+    the record is still the run's result, not a training to do again from scratch."""
+    root, results = env
+    cfg = smoke("lp")
+    base = run(base_config(cfg), data_root=root, results_dir=results, progress=False)
+    (results / "runs" / base["run_id"] / "checkpoint.pt").unlink()  # as committed
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(experiment, "build_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, data_root=root, results_dir=results, progress=False)
+    assert (results / "runs" / base["run_id"] / experiment.RETRAINING).exists()
+    monkeypatch.setattr(experiment, "build_trainer", lambda *args, **kwargs: pytest.fail("trained again"))
+    assert run(base_config(cfg), data_root=root, results_dir=results, progress=False) == base
+    assert plan([base_config(cfg)], results) == []
+
+
 def test_a_stage1_record_retrained_and_stopped_is_finished_before_stage2_starts(env, tmp_path, minute_epochs):
     """A stage-1 record without a checkpoint (as committed) is retrained for stage 2: stopped midway, its
     record is kept (a kill loses no result) and the next call finishes the retraining, instead of stage 2

@@ -435,7 +435,9 @@ def test_plan_runs_missing_stage1_first_and_only_what_is_not_recorded(tmp_path):
     assert by_id[run_id(mt_lp)].after == run_id(smoke("mt"))
     touch(tmp_path, smoke("supervised"), "checkpoint.pt")
     assert {j.run_id for j in plan([lp], tmp_path)} == {run_id(lp)}
-    touch(tmp_path, gtg, experiment.RETRAINING)  # its record of an earlier training; a retraining under way
+    touch(tmp_path, gtg, experiment.RETRAINING)  # its record of an earlier training; a retraining stopped before
+    assert plan([gtg], tmp_path) == []  # its first epoch: the record stands
+    touch(tmp_path, gtg, "checkpoint.pt")  # a retraining under way
     assert [j.run_id for j in plan([gtg], tmp_path)] == [run_id(gtg)]
     (tmp_path / "runs" / run_id(gtg) / experiment.RETRAINING).unlink()
     record = tmp_path / "runs" / run_id(gtg) / "record.json"
