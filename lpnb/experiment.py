@@ -490,7 +490,8 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     until an epoch of this stage's steps is timed, an epoch of fewer steps (stage 1's: ~1/20 of a stage-2
     epoch's at the paper's 4000 labels) counts with its missing steps at the median seconds per step of
     those epochs, so that neither a stage's first epoch is judged by a shorter stage's nor a compilation
-    is multiplied (`_expected_epoch`).
+    is multiplied (`_expected_epoch`). Until a stage-2 epoch is timed, which includes the pseudo-label
+    refresh before it, the refresh's time is unknown: the epoch is judged again once it is refreshed.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -513,16 +514,22 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     steps = trainer.steps_per_epoch(stage)
     earlier = [(e["seconds"], e.get("steps", steps)) for e in [*(state["base"] or {}).get("history", []),
                                                                 *state["history"]] if "seconds" in e]
-    for epoch in bar:
-        expected = _expected_epoch(earlier + budget.epochs, steps) if epoch <= first + 1 else steady
+    def stop_unless_it_fits(epoch, expected):
         if clock() + expected > budget.deadline:
             bar.close()
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
                                    progressed=bool(budget.epochs) or budget.waited, expected=expected)
+
+    for epoch in bar:
+        expected = _expected_epoch(earlier + budget.epochs, steps) if epoch <= first + 1 else steady
+        refresh_timed = any(e["stage"] == 2 and "seconds" in e for e in state["history"])  # in a stage-2 epoch
+        stop_unless_it_fits(epoch, expected)
         started = clock()
         entry = {"stage": stage, "epoch": epoch}
         if stage == 2:
             _refresh_pseudo_labels(trainer, state, entry, labels, run_data, last=epoch == epochs - 1)
+            if not refresh_timed:  # the refresh took time that `expected`, from stage 1's epochs, knew nothing of
+                stop_unless_it_fits(epoch, expected)
         t0 = time.perf_counter()
         # a bar per step only in a terminal; notebooks get the epoch bar alone
         step_bar = functools.partial(tqdm, leave=False, disable=not (show and sys.stderr.isatty()), mininterval=1,

@@ -735,6 +735,27 @@ def test_a_stage_whose_epochs_were_timed_is_judged_by_them_not_by_stage_1s(env, 
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=9)
 
 
+def test_the_first_refresh_of_stage_2_counts_before_its_epoch_starts(env, minute_epochs, monkeypatch):
+    """Stage 1's epochs (a minute each) extrapolate to 6 minutes for a stage-2 epoch, which takes 6 after a
+    refresh of 4 that no epoch has timed yet: with 9 minutes, 2 of them for stage 1, the epoch would end at 12.
+    It stops once refreshed instead (at 6), and the next call judges its epochs by the 10 a timed one took."""
+    root, results = env
+    now, refresh = minute_epochs, experiment._refresh_pseudo_labels
+
+    def four_minutes(*args, **kwargs):
+        now[0] += 240
+        return refresh(*args, **kwargs)
+    monkeypatch.setattr(experiment, "_refresh_pseudo_labels", four_minutes)
+    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=3)
+    with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 3 of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=9)
+    assert now[0] == 6 * 60
+    now[0] = 0.0
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=19)  # 10 + 10 would not fit
+    assert now[0] == 10 * 60
+
+
 def test_a_resumed_run_keeps_its_precision_and_its_record_names_every_device(env, minute_epochs, monkeypatch):
     root, results = env
     cfg = smoke("supervised", epochs_stage1=3)
