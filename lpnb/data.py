@@ -53,6 +53,7 @@ TORCHVISION = {
     "cifar100": torchvision.datasets.CIFAR100,
     "fashion-mnist": torchvision.datasets.FashionMNIST,
 }
+TORCHVISION_FOLDERS = ("cifar-10-batches-py", "cifar-100-python")
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 MINIIMAGENET_SIZE = 84
 MINIIMAGENET_SEED = 0  # per-class train/test assignment (paper sec. 5.1: 500/100 at random)
@@ -478,12 +479,22 @@ def _decode_image(data: bytes, where: str, removable: bool = False) -> np.ndarra
     return rgb
 
 
+def _torchvision_copy(where, path, folder):
+    """The error for torchvision's copy of CIFAR (its `folder`) found where class folders were expected."""
+    remedy = (f"rename {path.name}/ to {folder}/" if path.is_dir() else
+              f"unpack it in the data root (tar xzf {path} -C {path.parent}) and remove {path.name}")
+    return ValueError(f"{where}: {path.name} is torchvision's copy of CIFAR ({folder}/), not class folders: {remedy}; "
+                      f"lpnb reads {path.parent}/{folder}/ through torchvision")
+
+
 def _folder_entries(path: Path):
     """Yield (split, class, file name, encoded bytes, where) from a class-folder tar.gz (streamed) or tree: every
     file at train/<class>/<file> or test/<class>/<file>, hidden ones (a part starting with ".") skipped. A file
     elsewhere under train/ or test/, a tarball holding two such trees, or a folder that cannot be read raises:
     its images would be left out without a word."""
     def placed(parts, where, prefixes):  # parts: the file's path split at "/"
+        if folder := next((p for p in parts if p in TORCHVISION_FOLDERS), None):
+            raise _torchvision_copy(where, path, folder)
         if any(p.startswith(".") and p != "." for p in parts) or not {"train", "test"} & set(parts):
             return False  # hidden (not "./", as `tar czf x.tar.gz .` names all), or outside the tree (a README)
         at = next(i for i, p in enumerate(parts) if p in ("train", "test"))
@@ -498,6 +509,11 @@ def _folder_entries(path: Path):
 
     prefixes = set()
     if path.is_file():
+        with open(path, "rb") as f:
+            if f.read(2) != b"\x1f\x8b" and tarfile.is_tarfile(path):  # gzip's magic number
+                raise ValueError(f"{path} is a tar archive without gzip compression: compress it (gzip < "
+                                 f"{path.name} > {path.name}.new, then rename that to {path.name}), or unpack it "
+                                 f"into {path.parent}/{path.name.removesuffix('.tar.gz')}/")
         try:
             with tarfile.open(path, "r|gz") as tar:
                 for member in tar:
@@ -516,6 +532,8 @@ def _folder_entries(path: Path):
             if not isinstance(e, FileNotFoundError):
                 raise PermissionError(f"cannot read {e.filename} ({e.strerror}): make it readable, or move it out "
                                       f"of {path}")
+        if (path / "train").is_file():  # torchvision's CIFAR-100 files (train, test, meta) in a folder renamed
+            raise _torchvision_copy(path / "train", path, "cifar-100-python")
         for split in ("train", "test"):
             for folder, _, files in sorted(os.walk(path / split, onerror=unreadable, followlinks=True)):
                 for name in sorted(files):
@@ -785,7 +803,7 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
     idx = np.array(sorted(idx), np.int64)
     if len(idx) != n_labels or len(np.unique(idx)) != len(idx):
         raise ValueError(f"{path}: expected {n_labels} distinct images, found {len(np.unique(idx))} "
-                         f"distinct in {len(idx)} lines")
+                         f"distinct in {len(idx)} lines: {unreadable}")
     return idx
 
 

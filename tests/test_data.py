@@ -419,6 +419,34 @@ def test_a_truncated_tarball_is_named_with_the_remedy(tmp_path):
     assert not list((tmp_path / "cache").iterdir())  # no empty cache entry left behind
 
 
+def test_a_tarball_without_gzip_is_named_as_such(tmp_path):
+    write_class_folders(tmp_path, "cifar10", as_tar=True)
+    tar = tmp_path / "cifar10.tar.gz"
+    tar.write_bytes(gzip.decompress(tar.read_bytes()))  # a plain tar under the name
+    with pytest.raises(ValueError, match=f"{tar} is a tar archive without gzip compression: compress it"):
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("name, folder, files, as_tar", [
+    ("cifar10", "cifar-10-batches-py", ["data_batch_1", "test_batch"], True),
+    *[("cifar100", "cifar-100-python", ["train", "test", "meta"], as_tar) for as_tar in (True, False)]])
+def test_torchvisions_copy_under_the_class_folders_name_says_where_it_belongs(tmp_path, name, folder, files, as_tar):
+    if as_tar:  # torchvision's download, renamed
+        with tarfile.open(tmp_path / f"{name}.tar.gz", "w:gz") as tar:
+            for file in files:
+                member = tarfile.TarInfo(f"{folder}/{file}")
+                member.size = 1
+                tar.addfile(member, io.BytesIO(b"x"))
+        remedy = f"unpack it in the data root .* and remove {name}.tar.gz"
+    else:  # its folder, renamed
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_bytes(b"x")
+        remedy = f"rename {name}/ to {folder}/"
+    with pytest.raises(ValueError, match=rf"is torchvision's copy of CIFAR \({folder}/\), not class folders: {remedy}"):
+        load_dataset(name, tmp_path, cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize("damage, why", [
     ("truncate_images", "ValueError"), ("meta_not_json", "JSONDecodeError"), ("meta_without_fingerprint", "KeyError"),
     ("zeroed_pixels", "do not match the fingerprint"), ("labels_swapped", "do not match the fingerprint"),
@@ -995,6 +1023,16 @@ def test_an_unreadable_split_file_is_named_with_the_remedy(tmp_path, content, wh
         path.write_bytes(content)
         with pytest.raises(ValueError, match=re.escape(f"{path}{why}") + ".*" + re.escape(remedy)):
             labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
+
+
+def test_a_split_file_cut_short_is_named_with_the_remedy(tmp_path):
+    results, d = tmp_path / "results", toy_data([0, 1, 2] * 4)
+    labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
+    drawn = results / "splits" / "toy" / "3" / "0.txt"
+    drawn.write_text(drawn.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{drawn}: expected 3 distinct images, found 1 distinct in 1 "
+                                                   "lines: delete it, and the next run draws this split again")):
+        labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
 
 
 def test_unbalanced_split_request_is_an_error(tmp_path):
