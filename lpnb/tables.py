@@ -714,19 +714,23 @@ def status_table(results_dir=None):
 
 
 def _not_run_yet(results_dir=None):
-    """Sentences naming the hardware of each preset's runs, the methods with no run at the paper preset and
-    the datasets with no run at all."""
+    """Sentences naming the hardware of each preset's runs, the rows of the paper's Tables 1-3 with no run at
+    the paper preset and the datasets with no run at all."""
     runs = [record for p in sorted((Path(results_dir or default_results_dir()) / "runs").glob("*/record.json"))
             if (record := read_record(p))["preset"] in ("paper", "cpu")]  # the table's presets
     hardware = {preset: " and ".join(sorted({r["device"] for r in runs if r["preset"] == preset}))
                 for preset in ("paper", "cpu")}
     ran = [f"`{preset}` preset, {devices}" for preset, devices in hardware.items() if devices]
-    at_paper = {r["method"] for r in runs if r["preset"] == "paper"}
-    methods = [METHOD_NAMES[m] for m in METHODS if m not in at_paper]
+    at_paper = {_name(r) for r in runs if r["preset"] == "paper"}
+    papers = pd.concat([read_paper(REPO / "results" / "paper" / f"table{n}.csv") for n in (1, 2, 3)])
+    rows = sorted({(METHODS.index(p.method), p.use_omega, p.use_zeta) for p in papers.itertuples()
+                   if p.method in METHOD_NAMES})  # not the other papers' rows; Table 1's order of weights
+    methods = list(dict.fromkeys(name for m, omega, zeta in rows
+                                 if (name := row_name(METHODS[m], omega, zeta)) not in at_paper))
     datasets = [DATASET_NAMES[d] for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
     text = f"Hardware: {'; '.join(ran)}. " if ran else ""
     text += (f"Not yet run at the `paper` preset: {', '.join(methods)}." if methods else
-             "Every method has a run at the `paper` preset.")
+             "Every row of the paper's tables has a run at the `paper` preset.")
     if datasets:
         text += f" No run yet on {', '.join(datasets)} (its loader is tested on generated stand-ins)."
     return text

@@ -480,9 +480,10 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
 
 
 def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
-    def write(run_id, **fields):
+    def write(run_id, use_omega=True, use_zeta=True, **fields):
         record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[{"stage": 1, "epoch": 0}],
-                      omega_histograms=[], confident_mistakes=[], **fields)
+                      omega_histograms=[], confident_mistakes=[], config=dict(use_omega=use_omega, use_zeta=use_zeta),
+                      **fields)
         tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
                                    lambda f: f.write(json.dumps(record).encode()))
     write("a", preset="paper", method="supervised", dataset="cifar10", device="NVIDIA H200")
@@ -490,12 +491,18 @@ def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     write("b", preset="cpu", method="lp", dataset="cifar100", device="cpu (2 cores)")
     assert tables.status_table(tmp_path).endswith(
         "\nHardware: `paper` preset, NVIDIA H100 and NVIDIA H200; `cpu` preset, cpu (2 cores). "
-        "Not yet run at the `paper` preset: Network prediction (1) + weights, Ours: diffusion (7) + weights, "
-        "GTG + weights, Mean Teacher, Mean Teacher + ours. No run yet on Mini-ImageNet (its loader is tested on "
-        "generated stand-ins).\n")
+        "Not yet run at the `paper` preset: Network prediction (1) + weights, Diffusion (7), no weights, "
+        "Diffusion (7) + ζ, Diffusion (7) + ω, Ours: diffusion (7) + weights, GTG + weights, Mean Teacher, "
+        "Mean Teacher + ours. No run yet on Mini-ImageNet (its loader is tested on generated stand-ins).\n")
     for method in ("network", "lp", "gtg", "mt", "mt+lp"):
         write(method, preset="paper", method=method, dataset="miniimagenet", device="NVIDIA H200")
-    assert tables.status_table(tmp_path).endswith(" cpu (2 cores). Every method has a run at the `paper` preset.\n")
+    assert tables.status_table(tmp_path).endswith(  # Table 1's rows without a weight are still to run
+        " cpu (2 cores). Not yet run at the `paper` preset: Diffusion (7), no weights, Diffusion (7) + ζ, "
+        "Diffusion (7) + ω.\n")
+    for omega, zeta in ((False, False), (False, True), (True, False)):
+        write(f"lp-{omega}-{zeta}", omega, zeta, preset="paper", method="lp", dataset="cifar10", device="NVIDIA H200")
+    assert tables.status_table(tmp_path).endswith(
+        " cpu (2 cores). Every row of the paper's tables has a run at the `paper` preset.\n")
 
 
 def test_lpnb_status_reads_the_folder_given_and_refuses_one_that_is_not_there(tmp_path, capsys, monkeypatch):
