@@ -122,8 +122,8 @@ class NotebookFailed(RuntimeError):
 def execute_notebook(source, out, parameters=None, *, log_output=False):
     """Execute a notebook with papermill (from the repository root, as `lpnb reproduce` does), then drop what
     changes from one execution to the next (papermill's and the kernel's timestamps and durations), so that
-    re-executing a notebook on the same records writes the same bytes. A cell that raises raises
-    `NotebookFailed`, naming it and the error."""
+    re-executing a notebook on the same records writes the same bytes. A cell that raises, or a kernel that
+    dies, raises `NotebookFailed`, naming it and the error."""
     try:
         import nbformat
         import papermill
@@ -139,6 +139,8 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
     except papermill.PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(source).name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                              f"(the traceback is in {executed}; {out} is unchanged)") from None
+    except Exception as e:  # the kernel died (out of memory?) or a cell timed out: no cell's error to name
+        raise NotebookFailed(f"{Path(source).name} failed: {type(e).__name__}: {e} ({out} is unchanged)") from None
     nb = nbformat.read(executed, as_version=4)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
@@ -183,14 +185,17 @@ def _reproduce(args):
         if not notebooks:
             raise ValueError(f"--only {' '.join(args.only)} matches no notebook in {NOTEBOOKS}")
     # at the committed preset the notebooks run in place with their own parameters (no injected cell, so
-    # each stays in sync with its .py; the data root reaches them as $LPNB_DATA_ROOT); at another preset
-    # their executed copies go apart, beside its tables
+    # each stays in sync with its .py; the data root reaches them as $LPNB_DATA_ROOT); at another preset, or
+    # with $LPNB_RESULTS_DIR, their executed copies go apart
     if args.data_root is not None:
         if not os.path.isdir(args.data_root):  # the notebooks would run without data, training nothing
             raise ValueError(f"--data-root {args.data_root} is not a folder: give the one that holds the datasets")
         os.environ["LPNB_DATA_ROOT"] = os.path.abspath(args.data_root)  # the kernels inherit it
     parameters = {}
     out_dir = NOTEBOOKS
+    if default_results_dir(preset) != REPO / "results":  # $LPNB_RESULTS_DIR: notebooks showing its records
+        out_dir = default_results_dir(preset) / "notebooks"
+        out_dir.mkdir(parents=True, exist_ok=True)
     if preset != COMMITTED_PRESET:
         parameters["preset"] = preset
         out_dir = output_dir(preset) / "notebooks"

@@ -14,7 +14,8 @@ import pytest
 from jupytext.combine import combine_inputs_with_outputs
 from jupytext.config import load_jupytext_configuration_file
 
-from lpnb.cli import execute_notebook, merged_streams
+from lpnb import cli
+from lpnb.cli import NotebookFailed, execute_notebook, merged_streams
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -158,6 +159,25 @@ def test_reexecuting_a_committed_notebook_writes_the_same_bytes(name, tmp_path, 
     execute_notebook(committed, out)
     assert out.read_text() == committed.read_text()
     assert table.read_bytes() == before
+
+
+def test_a_notebook_whose_kernel_dies_fails_as_a_notebook_and_the_others_run(tmp_path, kernel_env, monkeypatch):
+    dies = tmp_path / "dies.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; os.kill(os.getpid(), 9)")],
+                                            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                     "language": "python"}}), dies)
+    with pytest.raises(NotebookFailed, match="dies.ipynb failed: DeadKernelError"):
+        execute_notebook(dies, tmp_path / "out.ipynb")
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_reproduce_with_a_results_dir_of_ones_own_leaves_the_committed_notebooks(tmp_path, monkeypatch):
+    """They would show that folder's records, and no longer the committed ones (nbval)."""
+    written = []
+    monkeypatch.setattr(cli, "execute_notebook", lambda nb, out, *args, **kwargs: written.append(out))
+    monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path))
+    cli.main(["reproduce", "--preset", "cpu", "--only", "table2", "figure1"])
+    assert written == [tmp_path / "notebooks" / "02_table2.ipynb", tmp_path / "notebooks" / "04_figure1.ipynb"]
 
 
 def test_an_unknown_parameter_stops_the_notebook_naming_the_parameters_it_has(tmp_path, kernel_env):
