@@ -357,13 +357,15 @@ def summarize(records, paper_csv=None):
     return out.round(2)
 
 
-def write_table(df, path):
+def write_table(df, path, rows=None, columns=None, preset=None):
     """Write a `summarize` table to CSV, atomically, updating the file's cells rather than replacing it:
     a row of the existing file for a cell that `df` also has (same dataset, labels, method, weights,
     metric and preset) is replaced in place, the others are kept, and new cells are appended. So a
-    notebook run on part of a table (`-p labels 1000`) updates that column and leaves the rest. The columns
-    are `df`'s, in its order, then any others the file has. An empty `df` leaves the file as it is, and
-    writes none where there is none (returns None then)."""
+    notebook run on part of a table (`-p labels 1000`) updates that column and leaves the rest. Given the
+    notebook's selection, `rows` (dicts of method and weights), `columns` ((dataset, labels) pairs) and
+    `preset`, a row of the file for a selected cell that `df` has no record of is dropped (its records were
+    deleted), so that every number in the file is one that records give. The columns are `df`'s, in its
+    order, then any others the file has. An empty `df` writes none where there is none (returns None then)."""
     path = Path(path)
     if df.empty and not path.exists():
         return None
@@ -371,8 +373,15 @@ def write_table(df, path):
     with lpdata.locked(path.with_name(f".{path.name}.lock")):  # two notebooks writing at once keep both's rows
         if path.exists():
             old = _read_table(path)
-            columns = [*df.columns, *(c for c in old.columns if c not in df.columns)]
-            both = pd.concat([old, df], ignore_index=True)[columns] if len(df) else old
+            if rows is not None and columns is not None and preset is not None:
+                chosen = {tuple(map(str, (d, n, row["method"], row.get("use_omega", True), row.get("use_zeta", True),
+                                          preset))) for d, n in columns for row in rows}
+                key = ["dataset", "labels", "method", "use_omega", "use_zeta", "preset"]
+                has = set(df[key].astype(str).itertuples(index=False, name=None))
+                cells = old[key].astype(str).itertuples(index=False, name=None)
+                old = old[[c not in chosen or c in has for c in cells]]
+            order = [*df.columns, *(c for c in old.columns if c not in df.columns)]
+            both = pd.concat([old, df], ignore_index=True)[order] if len(df) else old
             latest = {}  # cell -> position of its newest row, in the order the cells first appear
             for i, cell in enumerate(both[TABLE_CELL].astype(str).itertuples(index=False)):
                 latest[cell] = i

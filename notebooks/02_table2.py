@@ -48,7 +48,7 @@ records = run_rows(rows, settings.labels, settings.splits, dataset="cifar10", pr
                    workers=settings.workers)
 paper_csv = REPO / "results/paper/table2.csv"
 table = summarize(records, paper_csv)
-write_table(table, settings.tables_dir / "table2.csv")
+write_table(table, settings.tables_dir / "table2.csv", rows, settings.columns, settings.preset)
 print(provenance(records))
 side_by_side(table, rows, settings.columns, paper_csv)
 

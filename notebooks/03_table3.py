@@ -50,7 +50,7 @@ for dataset in settings.datasets:
                         train=settings.train, workers=settings.workers)
 paper_csv = REPO / "results/paper/table3.csv"
 table = summarize(records, paper_csv)
-write_table(table, settings.tables_dir / "table3.csv")
+write_table(table, settings.tables_dir / "table3.csv", rows, settings.columns, settings.preset)
 print(provenance(records))
 side_by_side(table, rows, settings.columns, paper_csv)
 

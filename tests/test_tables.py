@@ -291,6 +291,21 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
         assert path.read_text() == damaged
 
 
+def test_write_table_drops_the_selected_cells_no_record_gives_any_more(tmp_path):
+    path = tmp_path / "table2.csv"
+    full = [record(labels, method, 40.0) for labels in (500, 1000) for method in ("supervised", "lp")]
+    tables.write_table(tables.summarize(full), path)
+    tables.write_table(tables.summarize([record(500, "lp", 30.0, preset="paper")]), path)
+    rows, columns = [{"method": "supervised"}, {"method": "lp"}], [("cifar10", 500)]
+    left = [r for r in full if (r["labels"], r["method"]) != (500, "lp")]  # lp's records at 500 labels deleted
+    tables.write_table(tables.summarize(left), path, rows, columns, "cpu")
+    assert [(r.labels, r.method, r.preset) for r in pd.read_csv(path).itertuples()] == [
+        (500, "supervised", "cpu"), (1000, "supervised", "cpu"), (1000, "lp", "cpu"), (500, "lp", "paper")]
+    tables.write_table(tables.summarize([]), path, rows, [("cifar10", 1000)], "cpu")  # none left at 1000 labels
+    assert [(r.labels, r.method, r.preset) for r in pd.read_csv(path).itertuples()] == [
+        (500, "supervised", "cpu"), (500, "lp", "paper")]
+
+
 def full_record(method, split, error, labels=500, base=None, history=(), **extra):
     return {**record(labels, method, error), "split": split, "run_id": f"{method}-{labels}-split{split}",
             "base_run": base, "history": list(history),
