@@ -91,8 +91,9 @@ def default_results_dir(preset=None):
 # --- files ------------------------------------------------------------------------------
 RECORD_FIELDS = {"run_id": str, "method": str, "dataset": str, "preset": str, "labels": int, "split": int,
                  "test_error": (int, float), "history": list, "device": str, "omega_histograms": list,
-                 "confident_mistakes": list}  # what the readers of a record (tables, figures, status) rely on
-KIND_NAMES = {str: "a string", int: "an integer", (int, float): "a number", list: "a list"}
+                 "confident_mistakes": list, "config": dict, "n_labeled": int, "n_unlabeled": int,
+                 "n_test": int}  # what the readers of a record (tables, figures, status, `lpnb run`) rely on
+KIND_NAMES = {str: "a string", int: "an integer", (int, float): "a number", list: "a list", dict: "an object"}
 ENTRY_FIELDS = {"history": ("stage", "epoch"), "omega_histograms": ("epoch", "edges", "correct", "incorrect"),
                 "confident_mistakes": ("index", "pseudo_label", "label", "omega")}  # of each entry of these lists
 

@@ -28,6 +28,10 @@ def smoke(method, **kw):
                                    "device": "cpu", **kw})
 
 
+RECORD_REST = {"config": {"use_omega": True, "use_zeta": True}, "n_labeled": 50, "n_unlabeled": 200, "n_test": 100}
+"""The fields a record needs besides those a test sets (`lpnb.experiment.read_record` checks them)."""
+
+
 def write_timed_record(results_dir, cfg, minutes, device="cpu (2 cores, x86_64)"):
     """A record of `cfg` under results_dir/runs/ whose own stage took `minutes` (a stage-1 run it nests aside)."""
     folder = results_dir / "runs" / run_id(cfg)
@@ -35,7 +39,7 @@ def write_timed_record(results_dir, cfg, minutes, device="cpu (2 cores, x86_64)"
     (folder / "record.json").write_text(json.dumps({
         "run_id": run_id(cfg), "method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset,
         "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": [{"stage": 1, "epoch": 1}],
-        "device": device, "omega_histograms": [], "confident_mistakes": [],
+        "device": device, "omega_histograms": [], "confident_mistakes": [], **RECORD_REST,
         "timings": {"stage1": {"train": 999.0}, "train": 60.0 * minutes - 30, "eval": 30.0}}))
 
 

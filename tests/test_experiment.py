@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import same_run, smoke
+from conftest import RECORD_REST, same_run, smoke
 from PIL import Image
 
 from lpnb import experiment
@@ -450,6 +450,7 @@ def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, c
     ("test_error=null", "'test_error' is None, not a number"), ('test_error="abc"', "'test_error' is 'abc'"),
     ("test_error=NaN", "test_error nan is not a percentage"), ("test_error=150", "150 is not a percentage"),
     ("labels=true", "'labels' is True, not an integer"), ("device=null", "'device' is None, not a string"),
+    ("config=[]", "'config' is [], not an object"), ("n_labeled=null", "'n_labeled' is None, not an integer"),
     ("omega_histograms=null", "'omega_histograms' is None, not a list"), ("history=[]", "its history has no epoch"),
     ("history=[{}]", "entry 0 of its 'history' has no 'stage', 'epoch'"),
     ('confident_mistakes=[{"index": 1}]', "entry 0 of its 'confident_mistakes' has no 'pseudo_label', 'label'"),
@@ -457,7 +458,7 @@ def test_a_record_in_another_runs_folder_is_refused_not_read_as_that_runs(env, c
 def test_a_record_without_what_readers_rely_on_is_refused_with_the_remedy(tmp_path, text, why):
     good = {"run_id": "r", "method": "lp", "dataset": "cifar10", "preset": "cpu", "labels": 500, "split": 0,
             "test_error": 12.5, "history": [{"stage": 1, "epoch": 0}], "device": "cpu", "omega_histograms": [],
-            "confident_mistakes": []}
+            "confident_mistakes": [], **RECORD_REST}
     path = tmp_path / "r" / "record.json"
     path.parent.mkdir()
     path.write_text(json.dumps(good))

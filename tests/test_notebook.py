@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import RECORD_REST
 
 from lpnb import notebook, tables
 from lpnb.experiment import REPO
@@ -195,7 +196,7 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     paper = tables.make_config("paper", dataset="cifar10", labels=500, split=0, method="lp")
     recorded = dict(run_id=tables.run_id(paper), preset="paper", method="lp", dataset="cifar10", labels=500, split=0,
                     test_error=30.0, history=[{"stage": 2, "epoch": 0}], device="cpu", omega_histograms=[],
-                    confident_mistakes=[])
+                    confident_mistakes=[], **RECORD_REST)
     tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(paper) / "record.json",
                                lambda f: f.write(json.dumps(recorded).encode()))
     assert notebook.figure_run(committed) == recorded and len(trained) == 1  # read, not trained

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import smoke, write_timed_record
+from conftest import RECORD_REST, smoke, write_timed_record
 
 from lpnb import experiment
 from lpnb import sweep as sweep_module
@@ -31,7 +31,7 @@ def touch(results, cfg, *files):
     folder.mkdir(parents=True, exist_ok=True)
     record = {"run_id": run_id(cfg), "method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset,
               "labels": cfg.labels, "split": cfg.split, "test_error": 50.0, "history": [{"stage": 1, "epoch": 0}],
-              "device": "cpu", "omega_histograms": [], "confident_mistakes": []}
+              "device": "cpu", "omega_histograms": [], "confident_mistakes": [], **RECORD_REST}
     for name in files:
         (folder / name).write_text(json.dumps(record) if name == "record.json" else "{}")
 

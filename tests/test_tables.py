@@ -7,7 +7,7 @@ from functools import partial
 
 import pandas as pd
 import pytest
-from conftest import smoke, write_timed_record
+from conftest import RECORD_REST, smoke, write_timed_record
 from PIL import Image
 
 from lpnb import data as lpdata
@@ -497,8 +497,8 @@ def test_the_status_table_reads_the_results_it_is_given(tmp_path):
 def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     def write(run_id, use_omega=True, use_zeta=True, **fields):
         record = dict(run_id=run_id, labels=4000, split=0, test_error=20.0, history=[{"stage": 1, "epoch": 0}],
-                      omega_histograms=[], confident_mistakes=[], config=dict(use_omega=use_omega, use_zeta=use_zeta),
-                      **fields)
+                      omega_histograms=[], confident_mistakes=[],
+                      **{**RECORD_REST, "config": dict(use_omega=use_omega, use_zeta=use_zeta)}, **fields)
         tables.lpdata.atomic_write(tmp_path / "runs" / run_id / "record.json",
                                    lambda f: f.write(json.dumps(record).encode()))
     write("a", preset="paper", method="supervised", dataset="cifar10", device="NVIDIA H200")
@@ -539,7 +539,7 @@ def test_lpnb_status_reads_the_folder_given_and_refuses_one_that_is_not_there(tm
     smoke = tables.make_config("smoke", labels=50, method="supervised")
     record = dict(run_id=tables.run_id(smoke), preset="smoke", method="supervised", dataset="cifar10", labels=50,
                   split=0, test_error=90.0, history=[{"stage": 1, "epoch": 0}], device="cpu", omega_histograms=[],
-                  confident_mistakes=[])
+                  confident_mistakes=[], **RECORD_REST)
     tables.lpdata.write_json(tmp_path / "runs" / record["run_id"] / "record.json", record)
     cli.main(["status", "--results-dir", str(tmp_path)])  # a smoke run only: not counted as the table's
     shown, err = capsys.readouterr()
