@@ -67,7 +67,7 @@ def _as_list(value, name, check, what, required=True, convert=str):
         values = [_converted(v, convert) for v in value.strip("[]() ").replace(",", " ").split()]
     values = list(values) if isinstance(values, (list, tuple)) else [values]
     bad = [v for v in values if not check(v)]
-    if (required and not values) or bad:
+    if ((required or isinstance(value, str)) and not values) or bad:  # "" (`-p datasets ""`) is no selection
         which = f" ({', '.join(map(repr, bad))} not)" if bad and len(values) > 1 else ""
         raise ValueError(f"notebook parameter {name} must be {what} (or a list of them), got {value!r}{which}")
     return list(dict.fromkeys(values))  # a value given twice is one cell
@@ -116,6 +116,9 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)} (papermill -p): this notebook's "
                          f"parameters are {', '.join(known)}")
+    for name, folder in (("results_dir", results_dir), ("figures_dir", figures_dir), ("data_root", data_root)):
+        if isinstance(folder, str) and not folder.strip():  # Path("") is the current folder
+            raise ValueError(f"notebook parameter {name} is empty: give a folder, or None for the usual one")
     results_dir = results_dir if results_dir is not None else os.environ.get("LPNB_RESULTS_DIR") or None
     labels = positive_ints(labels, "labels")
     known = table_methods(table) if table is not None else list(METHODS)

@@ -44,8 +44,8 @@ def test_one_value_means_a_one_element_list():
 
 @pytest.mark.parametrize("name, value", [("labels", "abc"), ("labels", -1), ("labels", 0), ("labels", True),
                                          ("labels", []), ("methods", "fixmatch"), ("methods", []),
-                                         ("datasets", "svhn"), ("splits", -1), ("splits", 0), ("splits", "0,-1"),
-                                         ("splits", "a,b"), ("splits", [True]), ("splits", []),
+                                         ("datasets", "svhn"), ("datasets", ""), ("splits", -1), ("splits", 0),
+                                         ("splits", "0,-1"), ("splits", "a,b"), ("splits", [True]), ("splits", []),
                                          ("train", "yes"), ("preset", "huge"), ("workers", 0), ("workers", "4")])
 def test_bad_notebook_parameters_are_refused_naming_them(name, value):
     with pytest.raises(ValueError, match=f"notebook parameter {name} must be") as refused:
@@ -79,6 +79,9 @@ def test_a_results_dir_that_is_no_folder_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"results_dir: .*typo is no folder, and train=False reads runs: give"):
         notebook_settings(None, results_dir=tmp_path / "typo", train=False)
     assert notebook_settings(None, results_dir=tmp_path / "new", train=True).results_dir == tmp_path / "new"
+    for name in ("results_dir", "figures_dir", "data_root"):  # `-p results_dir ""`: not the current folder
+        with pytest.raises(ValueError, match=f"notebook parameter {name} is empty: give a folder, or None"):
+            notebook_settings(None, **{name: " "})
 
 
 def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_path, capsys):
