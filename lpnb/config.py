@@ -121,14 +121,15 @@ def make_config(preset="paper", **overrides):
     ...
     ValueError: config field cg_iters must be a positive integer, got 0
     """
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         fields = [f.name for f in dataclasses.fields(Config)]
         raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {fields}")
     preset_fields = dict(PRESETS[preset])
-    arch = overrides.get("arch") or DATASET_DEFAULTS.get(overrides.get("dataset", Config.dataset), {}).get("arch")
+    dataset = overrides.get("dataset", Config.dataset)  # not a string: `resolve` says so
+    arch = overrides.get("arch") or DATASET_DEFAULTS.get(dataset if isinstance(dataset, str) else "", {}).get("arch")
     if arch == "resnet18":  # a preset's width multiplier is for the 13-layer network; ResNet-18 has none
         preset_fields.pop("width", None)
     return resolve(Config(preset=preset, **{**preset_fields, **overrides}))

@@ -13,8 +13,9 @@ from lpnb.config import MT_FIELDS, RUNTIME_FIELDS, STAGE2_FIELDS, Config, base_c
 def test_unknown_names_are_rejected():
     with pytest.raises(ValueError, match="unknown method"):
         make_config("smoke", method="fixmatch")
-    with pytest.raises(ValueError, match="unknown preset"):
-        make_config("huge")
+    for preset in ("huge", ["smoke"]):
+        with pytest.raises(ValueError, match="unknown preset"):
+            make_config(preset)
     with pytest.raises(ValueError, match="unknown config field"):
         make_config("smoke", learning_rate=0.1)
     with pytest.raises(ValueError, match="unknown dataset"):
@@ -22,7 +23,8 @@ def test_unknown_names_are_rejected():
 
 
 @pytest.mark.parametrize("field, value", [("use_omega", "False"), ("labels", 2.5), ("labels", True), ("width", "x"),
-                                          ("amp", "no"), ("labels", None), ("k", 2.0), ("cg_iters", "20")])
+                                          ("amp", "no"), ("labels", None), ("k", 2.0), ("cg_iters", "20"),
+                                          ("dataset", ["cifar10"]), ("method", ["lp"])])
 def test_wrong_types_are_rejected(field, value):
     with pytest.raises(ValueError, match=f"config field {field} must be"):
         make_config("smoke", **{field: value})
