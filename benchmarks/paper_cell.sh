@@ -12,9 +12,9 @@
 # again at once continues a run stopped at its time limit. The cell's record and its stage-1 run's, and the log, are
 # copied to $OUT after each job (a record as <run-id>.json); copy them into results/runs/<run-id>/record.json here.
 # Exit status: lpnb's (0: the cell is recorded, 3: stopped at the time limit, run it again; 124: an epoch overran
-# the limit by 30 s and was stopped, 137: killed 15 s after that, run it again). Once the cell is recorded, the log ends with where its time went
-# (benchmarks/time_split.py, with the wall-clock of every call of this script that trained it). The decoded data
-# and torch.compile's caches are kept in build/ too.
+# the limit by 30 s and was stopped, 137: killed 15 s later; run it again). Once the cell is recorded, the log
+# ends with where its time went (benchmarks/time_split.py, with the wall-clock of every call of this script that
+# trained it). The decoded data and torch.compile's caches are kept in build/ too.
 # A job that did not record the cell (stopped at its time limit, or failed) also sends back the run's checkpoint,
 # in pieces (benchmarks/run_state.py), and its wall-clock (<run-id>.wall): empty carry-resume/ (git-ignored) and put
 # what came back there to continue the run on a fresh machine (another session): this script restores what it
