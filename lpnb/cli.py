@@ -361,7 +361,8 @@ def _parser():
     r.add_argument("--preset", default="auto",
                    help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "
                         "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
-                        "build/<preset>/ (smoke: smoke/ in $LPNB_CACHE_DIR, default ~/.cache/lpnb). The notebooks "
+                        "build/<preset>/ (smoke: smoke/ in $LPNB_CACHE_DIR, default ~/.cache/lpnb); with "
+                        "$LPNB_RESULTS_DIR, the executed notebooks to its notebooks/. The notebooks "
                         "train the cells not recorded: on a GPU, auto means the paper preset, every cell of the "
                         "paper not yet recorded (days of GPU time: lpnb sweep spreads them)")
     r.add_argument("--data-root", type=_folder, default=None)
