@@ -376,7 +376,7 @@ def write_table(df, path, rows=None, columns=None, preset=None):
             if rows is not None and columns is not None and preset is not None:
                 chosen = {tuple(map(str, (d, n, row["method"], row.get("use_omega", True), row.get("use_zeta", True),
                                           preset))) for d, n in columns for row in rows}
-                key = ["dataset", "labels", "method", "use_omega", "use_zeta", "preset"]
+                key = [c for c in TABLE_CELL if c != "metric"]
                 has = set(df[key].astype(str).itertuples(index=False, name=None))
                 cells = old[key].astype(str).itertuples(index=False, name=None)
                 old = old[[c not in chosen or c in has for c in cells]]
@@ -734,11 +734,11 @@ def _not_run_yet(results_dir=None):
     papers = pd.concat([read_paper(REPO / "results" / "paper" / f"table{n}.csv") for n in (1, 2, 3)])
     rows = sorted({(METHODS.index(p.method), p.use_omega, p.use_zeta) for p in papers.itertuples()
                    if p.method in METHOD_NAMES})  # not the other papers' rows; Table 1's order of weights
-    methods = list(dict.fromkeys(name for m, omega, zeta in rows
-                                 if (name := row_name(METHODS[m], omega, zeta)) not in at_paper))
+    left = list(dict.fromkeys(name for m, omega, zeta in rows
+                              if (name := row_name(METHODS[m], omega, zeta)) not in at_paper))
     datasets = [DATASET_NAMES[d] for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
     text = f"Hardware: {'; '.join(ran)}. " if ran else ""
-    text += (f"Not yet run at the `paper` preset: {', '.join(methods)}." if methods else
+    text += (f"Not yet run at the `paper` preset: {', '.join(left)}." if left else
              "Every row of the paper's tables has a run at the `paper` preset.")
     if datasets:
         text += f" No run yet on {', '.join(datasets)} (its loader is tested on generated stand-ins)."
