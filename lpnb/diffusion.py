@@ -50,7 +50,9 @@ from lpnb.graph import (
 )
 from lpnb.graph import knn as knn_search
 
-FAR_FROM_CONVERGED = 0.5  # propagate warns above this final relative residual (cpu-preset refreshes: 0.044 at most)
+# propagate warns above this final relative residual of CG (cpu-preset refreshes: 0.044 at most), GTG above this
+# final L1 change of a strategy (cpu-preset refreshes at max_iter=100: 0.42 at most)
+FAR_FROM_CONVERGED = 0.5
 REORDER_MIN = 100_000  # points from which propagate reorders them by k-means cluster (graph="dot", CPU)
 CGROUP = "/sys/fs/cgroup"  # a container's memory limit and use (cgroup v2)
 MEMINFO = "/proc/meminfo"  # the system's available memory (MemAvailable)
@@ -715,7 +717,8 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     features, labels, labeled, n_classes, k, gamma, knn, device
         As for `propagate` (graph="dot").
     max_iter : int, default=100
-        Replicator iterations at most; a positive integer.
+        Replicator iterations at most; a positive integer. Stopping there with a strategy still
+        changing by more than FAR_FROM_CONVERGED (0.5) in L1 is warned about.
     tol : float, default=1e-6
         Stop when no strategy changes by more than tol in L1; finite and >= 0.
 
@@ -766,6 +769,10 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
                                      "check the features and the graph")
         if change <= tol:
             break
+    if change > FAR_FROM_CONVERGED:
+        _warn(f"graph transduction stopped at max_iter={max_iter} with a strategy still changing by {change:.3g} "
+              f"in L1 per iteration (above {FAR_FROM_CONVERGED}): the pseudo-labels and weights are unreliable; "
+              "raise max_iter")
     without_edges = _unlabeled_without_edges(graph_degrees(W), idx)
     _warn_isolated(without_edges, n - len(idx), "dot", gamma)
     unreached = reached[:, 0] == 0  # they never left their start

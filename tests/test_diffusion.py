@@ -1119,3 +1119,14 @@ def test_warnings_point_at_the_callers_line():
             call()
         assert len(caught) == len({str(w.message) for w in caught}) >= 1  # each once
         assert {w.filename for w in caught} == {__file__}
+
+
+def test_gtg_warns_when_it_stops_far_from_converged():
+    x, y, idx, *_ = three_points(theta_deg=5)  # u moves from (1/2, 1/2) most of the way to a in one step
+    with pytest.warns(UserWarning, match=r"graph transduction stopped at max_iter=1 with a strategy still changing by "
+                                         r"0\.9\d* in L1 per iteration .* raise max_iter"):
+        res = gtg_pseudo_labels(x, y, idx, k=2, gamma=3.0, max_iter=1)
+    assert res.residual > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert gtg_pseudo_labels(x, y, idx, k=2, gamma=3.0, max_iter=3).residual < 0.5
