@@ -21,7 +21,7 @@ import torch
 from conftest import RECORD_REST, same_run, smoke
 from PIL import Image
 
-from lpnb import experiment
+from lpnb import experiment, sweep
 from lpnb.config import base_config, make_config, run_id
 from lpnb.experiment import load_record, run
 from lpnb.sweep import plan
@@ -123,6 +123,21 @@ def test_corrupt_checkpoint_is_reported_not_used(env):
     (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(RuntimeError, match="corrupt or incomplete"):
         run(cfg, data_root=root, results_dir=results, progress=False)
+
+
+@pytest.mark.parametrize("corrupt", [b"", b"not a checkpoint" * 9, b"PK\x03\x04 truncated"])
+def test_a_load_is_reported_as_corrupt_only_for_a_corrupt_file(tmp_path, monkeypatch, corrupt):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(corrupt)
+    with pytest.raises(RuntimeError, match="corrupt or incomplete"):
+        experiment.load_checkpoint(path, "r")
+    experiment.save_checkpoint(path, {"run_id": "r", "trainer": {}})
+
+    def out_of_time(*args, **kwargs):  # SLURM's signal during the load: submitit's handler raises in it
+        raise sweep.JobOutOfTime("SLURM's time limit came")
+    monkeypatch.setattr(torch, "load", out_of_time)
+    with pytest.raises(sweep.JobOutOfTime, match="^SLURM's time limit came$"):
+        experiment.load_checkpoint(path, "r")
 
 
 def test_a_checkpoint_of_other_or_unnamed_data_is_refused(tmp_path):
