@@ -89,8 +89,3 @@ def build_model(arch, num_classes, *, width=1.0, in_channels=3, l2_normalize=Tru
     else:
         raise ValueError(f"unknown arch {arch!r}: use 'cnn13' or 'resnet18'")
     return Classifier(backbone, num_classes, l2_normalize=l2_normalize, two_heads=two_heads)
-
-
-def num_parameters(model):
-    """The number of parameter values of `model` (3,125,908 for the 13-layer network on CIFAR-10)."""
-    return sum(p.numel() for p in model.parameters())
