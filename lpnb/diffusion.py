@@ -128,24 +128,29 @@ def _informative(scores):
     return scores.any(1) if scores.shape[1] == 1 else (scores != scores[:, :1]).any(1)
 
 
-def _warn_isolated(without_edges, n_unlabeled, graph, gamma, sigma=None):
-    """Warn that the unlabeled points marked in `without_edges` have no edge of positive weight, and why."""
-    isolated = int(without_edges.sum())
-    if isolated:
-        why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
-               "larger sigma connects them" if graph == "gaussian" else
-               f"inner products with all k nearest neighbours <= 0, or so small that their power gamma={gamma} "
-               "is 0 in float32")
-        _warn(f"{isolated} of the {n_unlabeled} unlabeled points have no edge of positive weight ({why}): they "
-              "get no score, pseudo-label 0 and weight 0")
-
-
-def _unlabeled_without_edges(degrees, idx):
-    """(n,) bool: the unlabeled points (not in idx) with no edge of positive weight; a labeled point keeps its
-    label and weight 1."""
-    mask = degrees == 0
-    mask[torch.from_numpy(idx).to(mask.device)] = False
-    return mask
+def _without_edges(degrees, idx, labels, graph, gamma, sigma=None):
+    """(n,) bool tensor: the unlabeled points (not in idx) with no edge of positive weight, which get no score (a
+    labeled point keeps its label and weight 1). Warns about them, and about the labeled points without one,
+    whose labels reach no other point: a class whose every labeled example is one of them gets no point."""
+    isolated = degrees == 0
+    on_idx = torch.from_numpy(idx).to(isolated.device)
+    labeled_alone = idx[isolated[on_idx].cpu().numpy()]
+    isolated[on_idx] = False
+    why = (f"all k nearest neighbours so far that exp(-d^2 / sigma^2) is 0 in float32 at sigma={sigma:.3g}; a "
+           "larger sigma connects them" if graph == "gaussian" else
+           f"inner products with all k nearest neighbours <= 0, or so small that their power gamma={gamma} "
+           "is 0 in float32")
+    if count := int(isolated.sum()):
+        _warn(f"{count} of the {len(degrees) - len(idx)} unlabeled points have no edge of positive weight ({why}): "
+              "they get no score, pseudo-label 0 and weight 0")
+    if len(labeled_alone):
+        classes = np.unique(labels[labeled_alone])
+        lost = classes[~np.isin(classes, labels[np.setdiff1d(idx, labeled_alone)])]
+        _warn(f"{len(labeled_alone)} of the {len(idx)} labeled points (classes {classes.tolist()}) have no edge of "
+              f"positive weight ({why}): their labels reach no other point"
+              + (f"; classes {lost.tolist()} have no other labeled example, so no point gets them" if len(lost) else
+                 "") + ". Check those points' features")
+    return isolated
 
 
 def _divide(a, b):
@@ -506,8 +511,7 @@ def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alp
     W = graph_from_neighbours(S, I, kind=graph, gamma=gamma, sigma=scaled_sigma)
     del S, I  # before normalize: the k-NN lists and both W's values never coexist
     degrees = graph_degrees(W)
-    without_edges = _unlabeled_without_edges(degrees, idx).cpu().numpy()
-    _warn_isolated(without_edges, n - len(idx), graph, gamma, sigma)
+    without_edges = _without_edges(degrees, idx, labels, graph, gamma, sigma).cpu().numpy()
     Wn = normalize(W, degrees=degrees)
     del W, degrees
     timings["graph"] = clock() - t
@@ -710,7 +714,8 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     player no labeled one reached (one iteration carries their strategies one edge farther) keeps
     its start and gets zero scores instead (no pseudo-label, weight 0), as `propagate` gives a
     point no label reaches: one in a part of the graph without labeled players (or without an
-    edge of positive weight), or farther from them than the iterations went.
+    edge of positive weight), or farther from them than the iterations went. With one class labeled, the
+    start is that class, and only players in a part without labeled ones get none.
 
     Parameters
     ----------
@@ -773,19 +778,23 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
         _warn(f"graph transduction stopped at max_iter={max_iter} with a strategy still changing by {change:.3g} "
               f"in L1 per iteration (above {FAR_FROM_CONVERGED}): the pseudo-labels and weights are unreliable; "
               "raise max_iter")
-    without_edges = _unlabeled_without_edges(graph_degrees(W), idx)
-    _warn_isolated(without_edges, n - len(idx), "dot", gamma)
-    unreached = reached[:, 0] == 0  # they never left their start
-    if count := int((unreached & ~without_edges).sum()):  # as propagate says it
-        apart = torch.from_numpy(_in_parts_without_labels(W, idx)).to(x.device) & unreached & ~without_edges
+    without_edges = _without_edges(graph_degrees(W), idx, labels, "dot", gamma)
+    unreached = (reached[:, 0] == 0) & ~without_edges  # with edges, yet they never left their start
+    if unreached.any():
+        apart = torch.from_numpy(_in_parts_without_labels(W, idx)).to(x.device) & unreached
+        if int(present.sum()) == 1:  # their start, the one class labeled, is where a label reaching them takes them
+            unreached = apart
+    if count := int(unreached.sum()):  # as propagate says it
+        reach = (f"raise max_iter={max_iter}" if n_iter >= max_iter else
+                 f"it stopped as no strategy changed by more than tol={tol:g}: lower tol")
         why = [f"{int(points.sum())} {text}" for points, text in [
             (apart, "in a part of the graph without labels"),
-            (unreached & ~without_edges & ~apart, f"farther from every label than the {n_iter} iterations reach "
-                                                  f"(raise max_iter={max_iter}; a larger k shortens the paths)")]
+            (unreached & ~apart, f"farther from every label than the {n_iter} iterations reach ({reach}; a larger k "
+                                 "shortens the paths)")]
                if points.any()]
         _warn(f"{count} of the {n - len(idx)} unlabeled points have edges but no pseudo-label: {'; '.join(why)}. "
               "They get pseudo-label 0 and weight 0")
-    X[unreached] = 0
+    X[unreached | without_edges] = 0
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 

@@ -1130,3 +1130,46 @@ def test_gtg_warns_when_it_stops_far_from_converged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert gtg_pseudo_labels(x, y, idx, k=2, gamma=3.0, max_iter=3).residual < 0.5
+
+
+@pytest.mark.parametrize("n_classes", [None, 3])
+def test_gtg_with_one_class_labeled_pseudo_labels_every_point_a_label_reaches(n_classes):
+    """Every player starts at the one class labeled, a fixed point: the game stops at once, yet its strategy is that
+    of every player a label reaches, as propagate gives."""
+    x, _ = blobs(n=60, c=3, d=4, seed=3, spread=0.2)
+    y = np.full(60, -1)
+    y[:3] = 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "classes .1, 2. have no labeled example")
+        res = gtg_pseudo_labels(x, y, y >= 0, n_classes=n_classes, k=3)
+        ref = propagate(x, y, y >= 0, n_classes=n_classes, k=3)
+    assert res.n_iter == 1 and ref.scored.sum() > 30
+    np.testing.assert_array_equal(res.scored, ref.scored)
+    assert (res.pseudo_labels == 0).all() and (res.weights[res.scored] == 1).all()
+
+
+def test_gtg_stopped_by_tol_says_so():
+    t = np.linspace(0, 1.2, 200)  # a chain, as above, with a tol that stops the game after one iteration
+    x, y = np.c_[np.cos(t), np.sin(t)].astype(np.float32), np.full(200, -1)
+    y[:2] = [0, 2]
+    with pytest.warns(UserWarning) as caught:
+        res = gtg_pseudo_labels(x, y, np.array([0, 1]), n_classes=3, k=2, max_iter=1000, tol=0.5)
+    assert res.n_iter == 1 and not res.scored[3:].any()
+    assert ("197 farther from every label than the 1 iterations reach (it stopped as no strategy changed by more "
+            "than tol=0.5: lower tol;") in str(caught[-1].message)
+
+
+@pytest.mark.parametrize("pseudo_labeler", [propagate, gtg_pseudo_labels])
+def test_labeled_points_without_edges_are_warned_about(pseudo_labeler):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    x = rng.normal(size=(120, 5)) + 4 * np.eye(5)[y]
+    labeled = np.array([0, 1, 40, 41, 80])
+    x[[40, 41, 80]] = 0  # features that failed: no inner product is positive
+    with pytest.warns(UserWarning) as caught:
+        pseudo_labeler(x, np.where(np.isin(np.arange(120), labeled), y, -1), labeled, k=10)
+    message = [str(w.message) for w in caught if "labeled points" in str(w.message)]
+    assert len(message) == 1 and message[0].startswith("3 of the 5 labeled points (classes [1, 2]) have no edge of "
+                                                        "positive weight")
+    assert "their labels reach no other point; classes [1, 2] have no other labeled example, so no point gets them" \
+        in message[0]
