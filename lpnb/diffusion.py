@@ -836,7 +836,7 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     max_iter : int, default=20
         Conjugate-gradient iterations at most.
     knn : {"exact", "approx"}, default="exact"
-        Exact k-NN search or an approximate faiss IVF index (large n).
+        Exact k-NN search or an approximate faiss IVF index (large n), in fit and predict.
     graph : {"dot", "gaussian"}, default="dot"
         "dot": eq. (9) on the rows of X l2-normalised here (cosine similarity; the result
         does not depend on the scale of a row; an all-zero row is an isolated point).
@@ -914,7 +914,16 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Propagate the labels of y (-1: unlabeled; "-1" in an array of strings) to every row of X; returns self.
         As in scikit-learn, another negative number is a class (with a warning, as it is easily meant as unlabeled;
-        `propagate` refuses it)."""
+        `propagate` refuses it). A fit that raises leaves the estimator as it was."""
+        before = dict(vars(self))
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+
+    def _fit(self, X, y):
         X, y = _tensor_as_numpy(X), _tensor_as_numpy(y)
         given = np.asarray(y) if y is not None else np.zeros(0)  # None: validate_data says y is required
         if (given.dtype.kind == "f" and np.isnan(given).any()) or (
@@ -962,7 +971,7 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         train, frame = _rescale(_checked_matrix(self.X_, "X_"), self.graph)
         queries, _ = _rescale(_checked_matrix(X, "X"), self.graph, frame)
         metric, gamma = "dot" if self.graph == "dot" else "l2", _check_param("gamma", self.gamma, "positive")
-        S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric)
+        S, I = knn_search(train, min(self.k, len(train)), queries=queries, metric=metric, approx=self.knn == "approx")
         w = S.clamp_min(0) ** gamma if metric == "dot" else _gaussian(S, _scaled_sigma(self.sigma_, frame))
         if metric == "l2":  # every weight underflowed: the nearest points by distance vote alike
             w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))

@@ -360,3 +360,24 @@ def test_predict_refuses_a_graph_changed_since_fit(digits):
     for gamma in (-1.0, 0, np.nan):  # checked again, as fit checks it
         with pytest.raises(ValueError, match="^gamma must be a finite number > 0"):
             model.set_params(gamma=gamma).predict(X[:5])
+
+
+def test_a_fit_that_raises_leaves_the_estimator_as_it_was(digits):
+    X, y = digits
+    model = LabelPropagation(k=10).fit(X[:200], hide_labels(y[:200], 0.3, 0)[0])
+    before = model.predict(X[200:220])
+    with pytest.raises(ValueError, match="no labeled example"):
+        model.fit(X[:100, :3], np.full(100, -1))
+    assert model.n_features_in_ == 64
+    np.testing.assert_array_equal(model.predict(X[200:220]), before)
+
+
+def test_predict_searches_as_fit_does(digits, monkeypatch):
+    from lpnb import diffusion
+
+    searches, search = [], diffusion.knn_search
+    monkeypatch.setattr(diffusion, "knn_search", lambda *a, **kw: searches.append(kw.get("approx")) or search(*a, **kw))
+    X, y = digits
+    for knn in ("exact", "approx"):
+        LabelPropagation(k=10, knn=knn).fit(X[:300], hide_labels(y[:300], 0.3, 0)[0]).predict(X[300:310])
+    assert searches == [False, False, True, True]
