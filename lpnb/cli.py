@@ -191,15 +191,11 @@ def _reproduce(args):
         if not os.path.isdir(args.data_root):  # the notebooks would run without data, training nothing
             raise ValueError(f"--data-root {args.data_root} is not a folder: give the one that holds the datasets")
         os.environ["LPNB_DATA_ROOT"] = os.path.abspath(args.data_root)  # the kernels inherit it
-    parameters = {}
-    out_dir = NOTEBOOKS
-    if default_results_dir(preset) != REPO / "results":  # $LPNB_RESULTS_DIR: notebooks showing its records
-        out_dir = default_results_dir(preset) / "notebooks"
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if preset != COMMITTED_PRESET:
-        parameters["preset"] = preset
-        out_dir = output_dir(preset) / "notebooks"
-        out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"preset": preset} if preset != COMMITTED_PRESET else {}
+    own_results = os.environ.get("LPNB_RESULTS_DIR")  # the notebooks write its tables and figures: it takes them all
+    out_dir = (default_results_dir(preset) / "notebooks" if own_results else
+               output_dir(preset) / "notebooks" if parameters else NOTEBOOKS)
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     written, failed = [], []
     for i, nb in enumerate(notebooks, 1):
@@ -207,7 +203,7 @@ def _reproduce(args):
         out = out_dir / nb.name
         given = parameters
         if parameters and "preset" not in notebook_defaults(nb.stem):  # the toy figures' notebooks: apart all the same
-            given = {"figures_dir": str(output_dir(preset) / "figures")}
+            given = {} if own_results else {"figures_dir": str(output_dir(preset) / "figures")}
         try:
             execute_notebook(nb, out, given, log_output=args.verbose)
             written.append(out)
@@ -362,7 +358,7 @@ def _parser():
                    help=f"auto (paper on CUDA, else cpu) | paper | cpu | smoke; at {COMMITTED_PRESET}, the committed "
                         "one, notebooks, tables and figures are rewritten in place; at another preset they go to "
                         "build/<preset>/ (smoke: smoke/ in $LPNB_CACHE_DIR, default ~/.cache/lpnb); with "
-                        "$LPNB_RESULTS_DIR, the executed notebooks to its notebooks/. The notebooks "
+                        "$LPNB_RESULTS_DIR, at any preset, to that folder (notebooks/, figures/). The notebooks "
                         "train the cells not recorded: on a GPU, auto means the paper preset, every cell of the "
                         "paper not yet recorded (days of GPU time: lpnb sweep spreads them)")
     r.add_argument("--data-root", type=_folder, default=None)

@@ -174,10 +174,15 @@ def test_a_notebook_whose_kernel_dies_fails_as_a_notebook_and_the_others_run(tmp
 def test_reproduce_with_a_results_dir_of_ones_own_leaves_the_committed_notebooks(tmp_path, monkeypatch):
     """They would show that folder's records, and no longer the committed ones (nbval)."""
     written = []
-    monkeypatch.setattr(cli, "execute_notebook", lambda nb, out, *args, **kwargs: written.append(out))
+    monkeypatch.setattr(cli, "execute_notebook", lambda nb, out, given, **kwargs: written.append((out, given)))
     monkeypatch.setenv("LPNB_RESULTS_DIR", str(tmp_path))
     cli.main(["reproduce", "--preset", "cpu", "--only", "table2", "figure1"])
-    assert written == [tmp_path / "notebooks" / "02_table2.ipynb", tmp_path / "notebooks" / "04_figure1.ipynb"]
+    assert written == [(tmp_path / "notebooks" / "02_table2.ipynb", {}),
+                       (tmp_path / "notebooks" / "04_figure1.ipynb", {})]
+    written.clear()
+    cli.main(["reproduce", "--preset", "smoke", "--only", "table2", "figure1"])  # the toys' figures there too
+    assert written == [(tmp_path / "notebooks" / "02_table2.ipynb", {"preset": "smoke"}),
+                       (tmp_path / "notebooks" / "04_figure1.ipynb", {})]
 
 
 def test_an_unknown_parameter_stops_the_notebook_naming_the_parameters_it_has(tmp_path, kernel_env):
