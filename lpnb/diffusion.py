@@ -350,7 +350,7 @@ def conjugate_gradient(matvec, B, *, max_iter=20, tol=1e-6, out=None, overwrite_
 
 def propagate(features, labels, labeled, *, n_classes=None, k=50, gamma=3.0, alpha=0.99,
               max_iter=20, knn="exact", graph="dot", sigma=None, device=None, max_memory=None):
-    """Label propagation by diffusion (sections 3-4), as the official code runs it.
+    """Label propagation by diffusion (sections 3-4), as the official code runs it (docs/method.md lists where not).
 
     Builds the k-NN graph W of eq. (9), solves (I - alpha Wn) Z = Y (eq. 10) with
     Wn = D^-1/2 W D^-1/2 by conjugate gradient from Z = 0, with Y_ij = 1/|L_j| for labeled

@@ -72,8 +72,8 @@ def provenance(records):
     text = (f"{len(records)} run{'s' if len(records) > 1 else ''}, preset {', '.join(presets)}, splits {splits}, "
             f"on {'; '.join(devices)}; data: {'; '.join(data)}.")
     if any(map(from_class_folders, data)):
-        text += (" CIFAR from class-folder images: the project's copies are JPEG (quality 95), not the original "
-                 "PNG pixels.")
+        text += (" CIFAR from class-folder images: the project's copies are JPEG (quality 95), not CIFAR's "
+                 "original pixels.")
     if presets != ["paper"]:
         text += (" NOT the paper's protocol (smaller data, network and schedule): neither its numbers nor always "
                  "its ordering of methods stand for the paper's.")
@@ -738,7 +738,7 @@ def _not_run_yet(results_dir=None):
                               if (name := row_name(METHODS[m], omega, zeta)) not in at_paper))
     datasets = [DATASET_NAMES[d] for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
     text = f"Hardware: {'; '.join(ran)}. " if ran else ""
-    text += (f"Not yet run at the `paper` preset: {', '.join(left)}." if left else
+    text += (f"Not yet run at the `paper` preset: {'; '.join(left)}." if left else  # '; ': names hold commas
              "Every row of the paper's tables has a run at the `paper` preset.")
     if datasets:
         text += f" No run yet on {', '.join(datasets)} (its loader is tested on generated stand-ins)."

@@ -16,7 +16,7 @@
 # Regenerates Table 3 of Iscen et al. (CVPR 2019): 4000 and 10000 labels on CIFAR-100
 # (13-layer network) and Mini-ImageNet (ResNet-18, top-1 and top-5 error). Mini-ImageNet
 # must be supplied by the user (class folders + Ravi & Larochelle csv files under
-# `<data_root>/miniimagenet/`); where it is missing its columns are skipped and say so.
+# `<data_root>/miniimagenet/`); where it is missing its columns show the paper's numbers only.
 # Writes `results/table3.csv` (other parameters: the folder it prints).
 #
 # The committed outputs are those of the `cpu` preset, computed from its run records under

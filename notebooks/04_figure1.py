@@ -14,9 +14,10 @@
 # # Figure 1: label propagation on a toy example
 #
 # Regenerates Figure 1 of Iscen et al., *Label Propagation for Deep Semi-supervised
-# Learning* (CVPR 2019): 300 points on three interleaved spiral arms, a few of them
-# labeled. Labels are propagated over a k-NN graph of the points (eq. 10) and every
-# unlabeled point gets a pseudo-label and a certainty weight $\omega_i$ (eq. 11).
+# Learning* (CVPR 2019) on toy data of our own (the paper does not give its own): 300
+# points on three interleaved spiral arms, a few of them labeled. Labels are propagated over
+# a k-NN graph of the points (eq. 10) and every unlabeled point gets a pseudo-label and a
+# certainty weight $\omega_i$ (eq. 11).
 # Writes `figures/figure1.pdf` and `figures/figure1.png` (other parameters: the folder it prints).
 
 # %% tags=["parameters"]

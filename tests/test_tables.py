@@ -506,13 +506,13 @@ def test_the_status_table_names_what_has_no_paper_scale_run(tmp_path):
     write("b", preset="cpu", method="lp", dataset="cifar100", device="cpu (2 cores)")
     assert tables.status_table(tmp_path).endswith(
         "\nHardware: `paper` preset, NVIDIA H100 and NVIDIA H200; `cpu` preset, cpu (2 cores). "
-        "Not yet run at the `paper` preset: Network prediction (1) + weights, Diffusion (7), no weights, "
-        "Diffusion (7) + ζ, Diffusion (7) + ω, Ours: diffusion (7) + weights, GTG + weights, Mean Teacher, "
+        "Not yet run at the `paper` preset: Network prediction (1) + weights; Diffusion (7), no weights; "
+        "Diffusion (7) + ζ; Diffusion (7) + ω; Ours: diffusion (7) + weights; GTG + weights; Mean Teacher; "
         "Mean Teacher + ours. No run yet on Mini-ImageNet (its loader is tested on generated stand-ins).\n")
     for method in ("network", "lp", "gtg", "mt", "mt+lp"):
         write(method, preset="paper", method=method, dataset="miniimagenet", device="NVIDIA H200")
     assert tables.status_table(tmp_path).endswith(  # Table 1's rows without a weight are still to run
-        " cpu (2 cores). Not yet run at the `paper` preset: Diffusion (7), no weights, Diffusion (7) + ζ, "
+        " cpu (2 cores). Not yet run at the `paper` preset: Diffusion (7), no weights; Diffusion (7) + ζ; "
         "Diffusion (7) + ω.\n")
     for omega, zeta in ((False, False), (False, True), (True, False)):
         write(f"lp-{omega}-{zeta}", omega, zeta, preset="paper", method="lp", dataset="cifar10", device="NVIDIA H200")
