@@ -318,6 +318,8 @@ def atomic_write(path, write) -> None:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):  # gone if the signal came just after os.replace
             os.unlink(tmp)
+        if (stop := interruption(e)) is not None and stop is not e:  # torch.save made it a RuntimeError
+            raise stop from None
         full = (isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "free space" in str(e)
                                              or re.fullmatch(r"\d+ requested and \d+ written", str(e)))
                 or type(e) is RuntimeError)  # numpy: "Not enough free space", a short write; torch.save: RuntimeError
@@ -325,6 +327,17 @@ def atomic_write(path, write) -> None:
             raise
         raise type(e)(f"writing {path} failed ({e}); the file as it was is kept. If the disk is full, free space, "
                       "then run the same command again") from e
+
+
+def interruption(error):
+    """The exception that interrupted the process (Ctrl-C, SIGTERM as lpnb.cli raises it, SystemExit, or lpnb's
+    own such as a SLURM job's JobOutOfTime) that `error` is or wraps, else None. torch.save and torch.load turn an
+    exception raised while they call Python into a RuntimeError, the original as its __context__."""
+    while error is not None:
+        if not isinstance(error, Exception) or type(error).__module__.startswith("lpnb."):
+            return error
+        error = error.__context__
+    return None
 
 
 def _fsync_folder(folder):

@@ -139,8 +139,8 @@ def load_checkpoint(path, expected_run_id, data_fingerprint=None):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupt, not a checkpoint: torch.load raises many types
-        if type(e).__module__.startswith("lpnb."):  # ours, from a signal handler during the load (JobOutOfTime)
-            raise
+        if (stop := lpdata.interruption(e)) is not None:  # a signal handler's during the load (JobOutOfTime)
+            raise stop from None
         raise RuntimeError(f"checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {e}). "
                            "Delete it to restart this run from scratch.") from e
     if not isinstance(state, dict) or state.get("run_id") != expected_run_id or "trainer" not in state:

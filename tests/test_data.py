@@ -19,7 +19,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from lpnb import data
+from lpnb import data, sweep
 from lpnb.data import ImageData, augment, labeled_indices, load_dataset, normalize, to_device
 
 REPO = Path(__file__).resolve().parent.parent
@@ -530,6 +530,29 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, error):
         assert raised.value is other  # as it was: its type, errno and file name (the CLI's path hint needs it)
     with pytest.raises(KeyboardInterrupt):  # not an error of the write: passed on as it is
         data.atomic_write(path, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(-1), sweep.JobOutOfTime("SLURM's time limit")])
+def test_a_signal_during_torch_save_is_passed_on_not_taken_for_a_full_disk(tmp_path, stop):
+    """torch.save turns an exception raised in its file's write (a signal handler's) into a plain RuntimeError."""
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"old")
+
+    class Interrupted:
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, b):
+            self.writes += 1
+            if self.writes == 2:
+                raise stop
+            return self.f.write(b)
+
+        def flush(self):
+            self.f.flush()
+    with pytest.raises(type(stop)) as raised:
+        data.atomic_write(path, lambda f: torch.save({"w": torch.zeros(1000)}, Interrupted(f)))
+    assert raised.value is stop and path.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
 
 
 def test_a_write_syncs_the_file_then_the_folder_that_names_it(tmp_path, monkeypatch):
