@@ -48,8 +48,8 @@ PAPER_ON_CPU = ("training at the paper preset (the full protocol) on a CPU: a fu
 
 class TimeLimitReached(Exception):
     """A run stopped at an epoch boundary because the next epoch would not end within its time limit.
-    Its checkpoint is written: the same call (the same command; without force, which starts over)
-    continues it."""
+    Its checkpoint is written: the same call continues it; `forced`: a forced call that wrote a checkpoint of
+    the run's new training, which the same call without force continues (with force it would start over)."""
 
     def __init__(self, run_id, stage, epoch, epochs, trained=True, forced=False, progressed=None, expected=0.0):
         done = ("while another process trained it (this call waited for its lock)" if stage is None else
@@ -370,11 +370,14 @@ def _load_or_train(cfg, *, data_root, results_dir, progress, force, budget, requ
         except TimeLimitReached as stop:
             if not force:
                 raise
+            own = stop.run_id == run_id(cfg) and stop.trained  # this run's new training has its checkpoint
             raise TimeLimitReached(stop.run_id, stop.stage, stop.epoch, stop.epochs, stop.trained,
-                                   forced=True, progressed=stop.progressed, expected=stop.expected) from None
+                                   forced=own, progressed=stop.progressed, expected=stop.expected) from None
 
 
-RETRAINING = ".retraining"  # in a run's folder: its record is of an earlier training, its checkpoint of a new one
+# in a run's folder: its record is of an earlier training, its checkpoint of a new one (or, a forced retraining
+# stopped before its first epoch, still of the earlier one: continued, it writes that record again)
+RETRAINING = ".retraining"
 
 
 def being_retrained(run_dir):
@@ -403,15 +406,16 @@ def _train(cfg, run_data, *, data_root, results_dir, progress, force, budget, lo
     """The steps of a run: its stage-1 run first (for a stage-2 method), the trainer, resume, train, record.
     Called with the run's lock held. A finished record it trains again stays until the new one replaces it,
     marked RETRAINING meanwhile, so that it is never taken for the result of the unfinished checkpoint beside
-    it and a kill loses no result; force also removes the checkpoint (start over). `loading`: seconds this
-    call took to load the data, counted with the trainer's set-up as "setup"."""
+    it and a kill loses no result; force starts over, the checkpoint there kept until the new training's first
+    replaces it (a stage-2 run may need it). `loading`: seconds this call took to load the data, counted with
+    the trainer's set-up as "setup"."""
     run_dir = results_dir / "runs" / run_id(cfg)
     ckpt, retraining = run_dir / "checkpoint.pt", run_dir / RETRAINING
     if (run_dir / "record.json").exists():
         retraining.touch()
-    for stale in [*([ckpt] if force else []), *run_dir.glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)  # .*.tmp: the temporary file of a write that was killed (atomic_write)
-    resumed = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint) if ckpt.exists() else None
+    for stale in run_dir.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)  # the temporary file of a write that was killed (atomic_write)
+    resumed = load_checkpoint(ckpt, run_id(cfg), run_data.fingerprint) if ckpt.exists() and not force else None
     if resumed is not None and "base" in resumed:  # the stage-1 record it began from, whatever record.json says now
         base = resumed["base"]
     else:

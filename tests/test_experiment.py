@@ -647,6 +647,51 @@ def test_force_with_a_time_limit_starts_over_once_and_says_to_continue_without_i
     same_run(run(cfg, data_root=root, results_dir=results, progress=False), first)
 
 
+def test_force_stopped_before_its_runs_own_checkpoint_says_to_run_it_again_with_force(env, tmp_path, minute_epochs):
+    """Stopped in the stage-1 run it retrains first (as committed, without checkpoint), a forced run has no
+    checkpoint of its own: without force the old record would stand, and the retraining asked for never happen."""
+    root, results = env
+    cfg = smoke("lp", epochs_stage1=3, epochs_stage2=2)
+    old = run(cfg, data_root=root, results_dir=results, progress=False)
+    (results / "runs" / old["base_run"] / "checkpoint.pt").unlink()
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 1") as stop:
+        run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=1.5)
+    assert "without --force" not in str(stop.value) and str(stop.value).endswith("run the same command again to "
+                                                                                  "continue")
+    while True:  # the same command, as it says
+        try:
+            new = run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=20)
+            break
+        except experiment.TimeLimitReached as stop:
+            assert "without --force" not in str(stop)
+    assert new["finished"] != old["finished"] and new["base_run_finished"] == load_record(base_config(cfg),
+                                                                                         results)["finished"]
+
+
+def test_force_keeps_the_finished_checkpoint_until_its_first_epoch_replaces_it(env, monkeypatch):
+    root, results = env
+    cfg = smoke("supervised")
+    first = run(cfg, data_root=root, results_dir=results, progress=False)
+    ckpt = results / "runs" / first["run_id"] / "checkpoint.pt"
+    before = ckpt.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, data_root=root, results_dir=results, progress=False, force=True)
+    assert ckpt.read_bytes() == before  # what every stage-2 run of it starts from
+    monkeypatch.undo()
+    train_epoch = experiment.Trainer.train_epoch
+
+    def stage2_only(self, stage, *args, **kwargs):
+        assert stage == 2, "stage 1 trained again"
+        return train_epoch(self, stage, *args, **kwargs)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", stage2_only)
+    lp = run(smoke("lp"), data_root=root, results_dir=results, progress=False)
+    assert lp["base_run"] == first["run_id"] and lp["stage1_test_error"] == first["test_error"]
+
+
 def test_a_time_limit_spent_before_the_first_epoch_says_so(env, minute_epochs, monkeypatch):
     root, results = env
     build_trainer = experiment.build_trainer
