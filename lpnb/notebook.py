@@ -13,6 +13,7 @@ preset's to a cache folder).
 import ast
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -237,7 +238,12 @@ def _smoke_settings(splits, labels, methods, datasets, workers):
         if name in STANDINS and not (data_root / name).is_dir():  # written apart, then moved in whole
             data_root.mkdir(parents=True, exist_ok=True)
             staging = lpdata.write_standin(tempfile.mkdtemp(dir=data_root), name, **STANDINS[name])
-            os.replace(staging / name, data_root / name)
+            try:
+                os.replace(staging / name, data_root / name)
+            except OSError:  # another notebook's, moved in meanwhile: the same stand-in
+                if not (data_root / name).is_dir():
+                    raise
+                shutil.rmtree(staging / name)
             staging.rmdir()
     return NotebookSettings("smoke", smoke_dir / "results", smoke_dir / "results", smoke_dir / "figures", data_root,
                             splits, labels, methods, datasets, True, workers)

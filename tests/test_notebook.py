@@ -1,6 +1,7 @@
 """A notebook's parameters (lpnb.notebook): checked, where its records, tables and figures go."""
 import ast
 import json
+import os
 import re
 import sys
 from types import SimpleNamespace
@@ -186,6 +187,21 @@ def test_smoke_test_forces_smoke_training_and_stand_in_data(monkeypatch, tmp_pat
     assert s.data_root == tmp_path / "data"
     assert len(list((s.data_root / "cifar10" / "train").glob("*/*.png"))) == 4200  # 4000 labels + 200 unlabeled
     assert sorted(p.name for p in s.data_root.iterdir()) == ["cifar10"]  # no staging folder left behind
+
+
+def test_two_smoke_notebooks_starting_at_once_share_the_stand_in(monkeypatch, tmp_path):
+    monkeypatch.setenv("SMOKE_TEST", "1")
+    monkeypatch.setenv("LPNB_SMOKE_DIR", str(tmp_path))
+    write_standin = notebook.lpdata.write_standin
+
+    def the_other_first(root, name, **kwargs):  # the other notebook moves its stand-in in while this one writes
+        write_standin(tmp_path / "other", name, **kwargs)
+        os.replace(tmp_path / "other" / name, tmp_path / "data" / name)
+        return write_standin(root, name, **kwargs)
+    monkeypatch.setattr(notebook.lpdata, "write_standin", the_other_first)
+    s = notebook_settings(datasets="cifar10")
+    assert sorted(p.name for p in s.data_root.iterdir()) == ["cifar10"]  # no staging folder left behind
+    assert len(list((s.data_root / "cifar10" / "train").glob("*/*.png"))) == 4200
 
 
 def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monkeypatch, tmp_path, capsys):
