@@ -10,6 +10,7 @@ locks a run's folder while it trains, so two sweeps, or a sweep and a notebook, 
 results never train one run twice at the same time, and records are written atomically.
 """
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -121,6 +122,16 @@ def command(job, results_dir, data_root=None, time_limit=None):
     return cmd
 
 
+def _stopped_with_the_sweep():
+    """The preexec_fn of a local worker (Linux; else None): the kernel sends it SIGTERM when the sweep's thread that
+    started it ends, even killed by SIGKILL, so that no worker trains on unwatched (it stops as at `kill`, what it
+    finished kept). prctl is looked up here, in the sweep: the child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def summary(jobs):
     """How many of `jobs` are in each state, e.g. "3 done, 1 running, 4 waiting, 0 failed"."""
     counts = {state: sum(j.state == state for j in jobs) for state in STATES}
@@ -218,7 +229,7 @@ def _signals_held():
 def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
     """`run_local`'s loop: each waiting job starts on a free slot once its stage-1 run is done (`threads`: more
     environment for every worker)."""
-    shown = None
+    shown, with_the_sweep = None, _stopped_with_the_sweep()
     while any(j.state in ("waiting", "running") for j in jobs):
         for job in jobs:
             if job.state == "running" and job.process.poll() is not None:
@@ -239,7 +250,7 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
                     out.flush()
                     with _signals_held():  # a worker started is a worker known as running, to be stopped
                         job.process = subprocess.Popen(command(job, results_dir, data_root), stdout=out,
-                                                       stderr=subprocess.STDOUT, env=env)
+                                                       stderr=subprocess.STDOUT, env=env, preexec_fn=with_the_sweep)
                         job.state, job.started = "running", time.time()
         shown = _show_progress(jobs, shown, poll, log)
 

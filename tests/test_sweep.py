@@ -585,6 +585,34 @@ def test_sigterm_stops_a_local_sweep_and_its_workers_and_kills_it_as_lpnb_run_di
         os.kill(worker, 0)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sweep_killed_by_sigkill_takes_its_workers_with_it(tmp_path):
+    pids = tmp_path / "pids"
+    worker = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}} '); time.sleep(60)"
+    script = (f"import sys; from lpnb import sweep; from conftest import smoke; sweep.command = lambda *a: "
+              f"[sys.executable, '-c', {worker!r}]; sweep.run_local([sweep.Job(smoke('supervised'))], "
+              f"{str(tmp_path)!r}, poll=0.01, log=print)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT / "tests", stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
+    deadline = time.monotonic() + 60
+    while not pids.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert pids.exists(), proc.stderr.read() if proc.poll() is not None else "no worker started within 60 s"
+    stat = Path(f"/proc/{pids.read_text().split()[0]}/stat")
+
+    def running():  # not gone, nor a zombie (where nothing reaps it)
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30  # not left to sleep its 60 s
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(), "the worker outlived the sweep"
+
+
 def test_a_failing_squeue_is_no_empty_queue(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **kw: subprocess.CompletedProcess(a, 1, "", "timeout"))
     assert sweep_module._slurm_queue() is None
