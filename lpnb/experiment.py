@@ -498,7 +498,9 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
     epoch's at the paper's 4000 labels) counts with its missing steps at the median seconds per step of
     those epochs, so that neither a stage's first epoch is judged by a shorter stage's nor a compilation
     is multiplied (`_expected_epoch`). Until a stage-2 epoch is timed, which includes the pseudo-label
-    refresh before it, the refresh's time is unknown: the epoch is judged again once it is refreshed.
+    refresh before it, the refresh's time is unknown: the epoch is judged again once it is refreshed. With
+    eval_every other than 1, an epoch with a test evaluation also counts one evaluation's seconds
+    (`_evaluation_seconds`), which the epochs it is judged by may lack.
     """
     cfg, stage = trainer.cfg, state["stage"]
     labels = np.asarray(run_data.data.train_labels[run_data.train_index], dtype=np.int64)
@@ -527,8 +529,13 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
             raise TimeLimitReached(state["run_id"], stage, epoch, epochs, trained=epoch > first,
                                    progressed=bool(budget.epochs) or budget.waited, expected=expected)
 
+    def evaluates(epoch):
+        return (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch == epochs - 1
+
     for epoch in bar:
         expected = _expected_epoch(earlier + budget.epochs, steps) if epoch <= first + 1 else steady
+        if evaluates(epoch) and cfg.eval_every != 1:  # the epochs it is judged by may have had no test evaluation
+            expected += _evaluation_seconds(state)
         refresh_timed = any(e["stage"] == 2 and "seconds" in e for e in state["history"])  # in a stage-2 epoch
         stop_unless_it_fits(epoch, expected)
         started = clock()
@@ -548,7 +555,7 @@ def train_stage(trainer, state, run_data, device, ckpt, progress=None, budget=No
                                f"learning rate (lr = {cfg.lr}) or check the data, then run again.")
         t1 = time.perf_counter()
         state["timings"]["train"] += t1 - t0
-        if (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch == epochs - 1:
+        if evaluates(epoch):
             evaluate(entry)
             state["timings"]["eval"] += time.perf_counter() - t1
             bar.set_postfix(test_error=f"{entry.get('teacher_test_error', entry['test_error']):.2f}")  # as recorded
@@ -580,6 +587,15 @@ def _refresh_pseudo_labels(trainer, state, entry, labels, run_data, last):
         state["extras"]["omega_histograms"].append({"epoch": entry["epoch"], **omega_histogram(pl, labels, labeled)})
     if last:
         state["extras"]["confident_mistakes"] = confident_mistakes(pl, labels, labeled, run_data.train_index)
+
+
+def _evaluation_seconds(state):
+    """Seconds of one test evaluation (the teacher's too) on average in this run so far, else in the stage-1 run
+    it continues; 0 when neither has evaluated yet."""
+    for run in (state, state["base"] or {}):
+        if count := sum("test_error" in e for e in run.get("history", [])):
+            return run.get("timings", {}).get("eval", 0.0) / count
+    return 0.0
 
 
 def _expected_epoch(epochs, steps):

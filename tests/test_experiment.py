@@ -692,6 +692,19 @@ def test_force_keeps_the_finished_checkpoint_until_its_first_epoch_replaces_it(e
     assert lp["base_run"] == first["run_id"] and lp["stage1_test_error"] == first["test_error"]
 
 
+def test_a_last_epoch_is_judged_with_its_test_evaluation(env, minute_epochs):
+    """eval_every=0 (the cpu preset): no stage-2 epoch timed so far evaluated, the last one does; its evaluation
+    is judged by the stage-1 run's (10 minutes here), and with it that epoch does not fit."""
+    root, results = env
+    cfg = smoke("lp", epochs_stage1=2, epochs_stage2=2, eval_every=0)
+    base = run(base_config(cfg), data_root=root, results_dir=results, progress=False)
+    path = results / "runs" / base["run_id"] / "record.json"
+    path.write_text(json.dumps({**base, "timings": {**base["timings"], "eval": 600.0}}))  # its one evaluation
+    with pytest.raises(experiment.TimeLimitReached, match="after 1 of 2 epochs of stage 2"):  # 6 + 6 + 10 > 15
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=15)
+    assert run(cfg, data_root=root, results_dir=results, progress=False, time_limit=17)["test_error"] >= 0
+
+
 def test_a_time_limit_spent_before_the_first_epoch_says_so(env, minute_epochs, monkeypatch):
     root, results = env
     build_trainer = experiment.build_trainer
