@@ -139,7 +139,10 @@ def execute_notebook(source, out, parameters=None, *, log_output=False):
     except papermill.PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(source).name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                              f"(the traceback is in {executed}; {out} is unchanged)") from None
-    except Exception as e:  # the kernel died (out of memory?) or a cell timed out: no cell's error to name
+    except BaseException as e:  # the kernel died (out of memory?), a cell timed out, Ctrl-C: no cell's error to name
+        shutil.rmtree(executed.parent, ignore_errors=True)  # nothing in it to read
+        if not isinstance(e, Exception):
+            raise
         raise NotebookFailed(f"{Path(source).name} failed: {type(e).__name__}: {e} ({out} is unchanged)") from None
     nb = nbformat.read(executed, as_version=4)
     nb.metadata.pop("papermill", None)

@@ -5,6 +5,7 @@ run at another preset, or under SMOKE_TEST, change no file of the repository."""
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import jupytext
@@ -166,9 +167,13 @@ def test_a_notebook_whose_kernel_dies_fails_as_a_notebook_and_the_others_run(tmp
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; os.kill(os.getpid(), 9)")],
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                      "language": "python"}}), dies)
+    made, mkdtemp = [], tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **kw: made.append(mkdtemp(*a, **kw)) or made[-1])
     with pytest.raises(NotebookFailed, match="dies.ipynb failed: DeadKernelError"):
         execute_notebook(dies, tmp_path / "out.ipynb")
     assert not (tmp_path / "out.ipynb").exists()
+    [ours] = [d for d in made if Path(d).name.startswith("lpnb-notebook-")]
+    assert not Path(ours).exists()  # nothing in it to read
 
 
 def test_reproduce_with_a_results_dir_of_ones_own_leaves_the_committed_notebooks(tmp_path, monkeypatch):
