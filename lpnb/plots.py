@@ -264,8 +264,8 @@ def plot_figure6(records, paper=None, full_records=None, methods=None):
     ticks = sorted(set(table.labels) | (set(paper.labels) if paper is not None else set()))
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    styles = ("ours solid, " if records else "no run of ours recorded, ") + (
-        "full protocol dotted, " if full is not None else "") + "paper dashed"
+    styles = ", ".join([("ours solid" if records else "no run of ours recorded")]
+                       + ["full protocol dotted"] * (full is not None) + ["paper dashed"] * (paper is not None))
     ax.set(xlabel="number of labeled images", ylabel="error (%)", title=f"CIFAR-10: {styles}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -67,7 +67,7 @@ def provenance(records):
         return "No runs recorded for these cells yet (or their data is missing)."
     presets = sorted({r["preset"] for r in records})
     devices = sorted({r["device"] for r in records})
-    data = sorted({r["data"] for r in records})
+    data = sorted({r.get("data") or "not named" for r in records})
     splits = sorted({r["split"] for r in records})
     text = (f"{len(records)} run{'s' if len(records) > 1 else ''}, preset {', '.join(presets)}, splits {splits}, "
             f"on {'; '.join(devices)}; data: {'; '.join(data)}.")
@@ -105,6 +105,13 @@ def weights_of(record):
 def mean_std(mean, std, splits):
     """'12.34 ± 0.56', or '12.34' from one split (no spread)."""
     return f"{mean:.2f}" + (f" ± {std:.2f}" if splits > 1 else "")
+
+
+def _one_preset(records, what):
+    """ValueError unless the records are of one preset: the errors of two are not splits of one cell."""
+    if len(presets := sorted({r["preset"] for r in records})) > 1:
+        raise ValueError(f"records of the presets {presets}: {what} one preset at a time (their errors are not "
+                         "splits of one cell)")
 
 
 def _says(text):
@@ -321,10 +328,7 @@ def summarize(records, paper_csv=None):
     of splits and which ("0 1 2": a table file that several selections updated says what each row averages),
     their preset, hardware and data (CIFAR from class folders marked JPEG q95), and the paper's number for the
     same cell when `paper_csv` is given. Records of one preset: their splits are averaged."""
-    presets = sorted({r["preset"] for r in records})
-    if len(presets) > 1:
-        raise ValueError(f"records of the presets {presets}: summarize one preset at a time (their errors are not "
-                         "splits of one cell)")
+    _one_preset(records, "summarize")
     rows = []
     for r in records:
         use_omega, use_zeta = weights_of(r)
@@ -337,11 +341,12 @@ def summarize(records, paper_csv=None):
         if r["dataset"] == "miniimagenet":
             rows.append({**base, "metric": "top5", "error": r["test_error_top5"]})
     keys = ["dataset", "labels", "method", "use_omega", "use_zeta", "metric"]
-    if not rows:
+    df = pd.DataFrame(rows)
+    df = df[df.error.notna()] if rows else df  # a run without this metric is no split of it
+    if df.empty:
         columns = keys + ["ours_mean", "ours_std", "splits", "split_numbers", "preset", "device", "data", "paper_mean",
                           "paper_std"]
         return pd.DataFrame(columns=columns)
-    df = pd.DataFrame(rows)
     out = (df.groupby(keys, sort=False)
              .agg(ours_mean=("error", "mean"),
                   ours_std=("error", lambda e: e.std(ddof=0) if len(e) > 1 else float("nan")),  # one split: none
@@ -425,6 +430,7 @@ def per_split(records):
     """Test error (%) of every run: a row per (dataset, labels, method), a column per split."""
     if not records:
         return _says(NO_RECORD)
+    _one_preset(records, "per_split")
     df = pd.DataFrame([{"dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"], "method": _name(r),
                         "split": r["split"], "error": r["test_error"]} for r in records])
     table = df.pivot_table(index=["dataset", "labels", "method"], columns="split", values="error", sort=False)
@@ -441,6 +447,8 @@ def compare(records, row, baseline, paper_csv=None):
     that says what the differences show (negative: `row` has the lower error). A row is a method name (both
     weights) or a dict such as {"method": "lp", "use_omega": False}. Given the paper's numbers (`paper_csv`),
     the sentence also says where the mean difference orders the two as the paper's means do and where not."""
+    _one_preset(records, "compare")
+
     def errors(row):
         row = _row(row)
         return {(r["dataset"], r["labels"], r["split"]): r["test_error"] for r in records
@@ -510,6 +518,7 @@ def labeled_exposure(records):
     against supervised training's, per label count. An epoch of supervised training is one pass over the
     labeled images; one of Mean Teacher, or of stage 2, a pass over the unlabeled ones with B_L labeled images
     a step: with few unlabeled images (the cpu preset's 5,000) it sees the labels less often."""
+    _one_preset(records, "labeled_exposure")
     rows = {}
     for r in records:
         c, mt = r["config"], r["method"] in ("mt", "mt+lp")
@@ -549,6 +558,9 @@ def pseudo_label_accuracy(record):
     diffusion (eq. 7, or the run's own pseudo-labeller) and from the network's predictions (eq. 1), the
     same descriptor pass; and a sentence that says how they compare (Figure 4)."""
     hist = stage2_history(record)
+    if not hist:
+        raise ValueError(f"run {record['run_id']} has no stage-2 epoch, so no pseudo-labels: give a run of a stage-2 "
+                         "method (lp, network, gtg, mt+lp)")
     table = pd.DataFrame({"epoch": [h["epoch"] for h in hist], "diffusion (7)": [h["pseudo_label_acc"] for h in hist],
                           "network (1)": [h["network_acc"] for h in hist]}).set_index("epoch").round(1)
     ahead = _diffusion_ahead(record)
@@ -566,6 +578,9 @@ def _diffusion_ahead(record):
 def certainty_split(record, threshold=0.5):
     """For every recorded omega histogram (Figure 5): the share of correct pseudo-labels among the unlabeled
     images with omega >= threshold and among those below, and a sentence. `threshold` must be a bin edge."""
+    if not record["omega_histograms"]:
+        raise ValueError(f"run {record['run_id']} recorded no ω histogram (a stage-1 run, or none of its stage-2 "
+                         "epochs is in hist_epochs)")
     rows = []
     for h in record["omega_histograms"]:
         if not any(abs(e - threshold) < 1e-9 for e in h["edges"]):
@@ -576,13 +591,24 @@ def certainty_split(record, threshold=0.5):
         wrong_hi = sum(c for c, hi in zip(h["incorrect"], high) if hi)
         correct_lo, wrong_lo = sum(h["correct"]) - correct_hi, sum(h["incorrect"]) - wrong_hi
         rows.append({"epoch": h["epoch"], f"images with ω ≥ {threshold}": correct_hi + wrong_hi,
-                     f"correct among ω ≥ {threshold} (%)": 100 * correct_hi / max(correct_hi + wrong_hi, 1),
-                     f"correct among ω < {threshold} (%)": 100 * correct_lo / max(correct_lo + wrong_lo, 1)})
+                     f"correct among ω ≥ {threshold} (%)": _percent(correct_hi, correct_hi + wrong_hi),
+                     f"correct among ω < {threshold} (%)": _percent(correct_lo, correct_lo + wrong_lo)})
     table = pd.DataFrame(rows).set_index("epoch").round(1)
-    text = " ".join(f"At epoch {epoch}, {row.iloc[1]:.1f}% of the {int(row.iloc[0])} pseudo-labels with ω ≥ "
-                    f"{threshold} are correct, against {row.iloc[2]:.1f}% of the others."
-                    for epoch, row in table.iterrows())
+
+    def sentence(epoch, count, high, low):
+        if pd.isna(high):
+            return f"At epoch {epoch}, no pseudo-label has ω ≥ {threshold}; {low:.1f}% of them are correct."
+        if pd.isna(low):
+            return f"At epoch {epoch}, all {count} pseudo-labels have ω ≥ {threshold}; {high:.1f}% are correct."
+        return (f"At epoch {epoch}, {high:.1f}% of the {count} pseudo-labels with ω ≥ {threshold} are correct, "
+                f"against {low:.1f}% of the others.")
+    text = " ".join(sentence(epoch, int(row.iloc[0]), row.iloc[1], row.iloc[2]) for epoch, row in table.iterrows())
     return table, text
+
+
+def _percent(part, whole):
+    """100 part / whole, NaN of nothing."""
+    return 100 * part / whole if whole else float("nan")
 
 
 def confusions(record, classes=None):
@@ -590,7 +616,8 @@ def confusions(record, classes=None):
     and a sentence: the most frequent pair, and the pseudo-label most of them carry where that says more.
     Classes are named by `classes`, else by the record's (CIFAR-10's for a CIFAR-10 record without them),
     else by number. No mistake: a one-cell table (`_says`)."""
-    classes = classes or record.get("classes") or (CIFAR10_CLASSES if record.get("dataset") == "cifar10" else None)
+    classes = next((list(c) for c in (classes, record.get("classes")) if c is not None and len(c)),
+                   CIFAR10_CLASSES if record.get("dataset") == "cifar10" else None)  # a numpy array of names too
 
     def name(label):
         return classes[label] if classes else f"class {label}"
@@ -619,10 +646,10 @@ def run_times(records):
     other rows."""
     rows = []
     for r in {r["run_id"]: r for r in records}.values():  # each run once; a stage-2 record nests its stage-1's timings
-        stage1 = r["timings"]["stage1"] if r["base_run"] else r["timings"]
+        timings, base = r.get("timings", {}), r.get("base_run")
         rows.append({"preset": r["preset"], "dataset": DATASET_NAMES[r["dataset"]], "labels": r["labels"],
-                     "method": _name(r), "stage 1 (min)": _minutes(stage1),
-                     "stage 2 (min)": _minutes(r["timings"]) if r["base_run"] else 0.0, "device": r["device"]})
+                     "method": _name(r), "stage 1 (min)": _minutes(timings.get("stage1", {}) if base else timings),
+                     "stage 2 (min)": _minutes(timings) if base else 0.0, "device": r["device"]})
     if not rows:
         return _says(NO_RECORD)
     df = pd.DataFrame(rows)
@@ -736,12 +763,13 @@ def _not_run_yet(results_dir=None):
                    if p.method in METHOD_NAMES})  # not the other papers' rows; Table 1's order of weights
     left = list(dict.fromkeys(name for m, omega, zeta in rows
                               if (name := row_name(METHODS[m], omega, zeta)) not in at_paper))
-    datasets = [DATASET_NAMES[d] for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
+    datasets = [DATASET_NAMES[d] + " (its loader is tested on generated stand-ins)" * (d == "miniimagenet")
+                for d in TABLES_DATASETS if d not in {r["dataset"] for r in runs}]
     text = f"Hardware: {'; '.join(ran)}. " if ran else ""
     text += (f"Not yet run at the `paper` preset: {'; '.join(left)}." if left else  # '; ': names hold commas
              "Every row of the paper's tables has a run at the `paper` preset.")
     if datasets:
-        text += f" No run yet on {', '.join(datasets)} (its loader is tested on generated stand-ins)."
+        text += f" No run yet on {_and(datasets)}."
     return text
 
 
@@ -752,20 +780,24 @@ README_MARKERS = ("<!-- status table: written by `lpnb status --readme` from res
 def readme_with_status(readme_text, results_dir=None):
     """`readme_text` with the block between README_MARKERS replaced by `status_table()`."""
     start, end = README_MARKERS
-    if start not in readme_text or end not in readme_text:
-        raise ValueError(f"the README has no status block: put the lines {start.strip()!r} and {end.strip()!r} "
-                         "where the table goes")
+    if start not in readme_text or end not in readme_text.split(start, 1)[1]:
+        raise ValueError(f"the README has no status block: put the lines {start.strip()!r} and {end.strip()!r}, "
+                         "in this order, where the table goes")
     head, rest = readme_text.split(start, 1)
     return head + start + status_table(results_dir) + end + rest.split(end, 1)[1]
 
 
 def _figure4(record):
+    if not stage2_history(record):
+        return "no stage-2 epoch recorded"
     table, ahead = pseudo_label_accuracy(record)[0], _diffusion_ahead(record)
     return (f"diffusion ahead at {ahead} of {len(table)} epochs; last epoch {table.iloc[-1, 0]:.1f}% correct "
             f"against the network's {table.iloc[-1, 1]:.1f}%")
 
 
 def _figure5(record):
+    if not record["omega_histograms"]:
+        return "no ω histogram recorded"
     epoch, row = list(certainty_split(record)[0].iterrows())[-1]
     return f"epoch {epoch}: {row.iloc[1]:.1f}% correct at ω ≥ 0.5, {row.iloc[2]:.1f}% below"
 

@@ -56,6 +56,7 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
     assert sum(ln.get_linestyle() == "--" for ln in selected.lines) == 1
     without = plot_figure6(cpu)
     assert not any("full protocol" in c.get_label() for c in without.axes[0].containers)
+    assert without.axes[0].get_title() == "CIFAR-10: ours solid"  # no paper's line to name
     assert captions(without) == [captions(fig)[0].split(" dotted: ")[0]]
     split0 = [r for r in cpu if r["split"] == 0]
     one_split = summarize(split0)  # no spread: points without error bars

@@ -5,6 +5,7 @@ import tarfile
 import threading
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import RECORD_REST, smoke, write_timed_record
@@ -437,6 +438,9 @@ def test_the_figure_findings_are_computed_from_the_record():
 
 def test_confusions_name_the_classes_of_the_record_s_dataset():
     mistakes = [{"pseudo_label": 42, "label": 3}]
+    names = np.array([f"c{i}" for i in range(100)])  # as a dataset's classes may come
+    assert tables.confusions({"dataset": "cifar100", "confident_mistakes": mistakes}, names)[0].iloc[0].tolist() == [
+        "c42", "c3", 1]
     named = tables.confusions({"dataset": "cifar100", "classes": [f"c{i}" for i in range(100)],
                                "confident_mistakes": mistakes})[0]
     assert named.iloc[0].tolist() == ["c42", "c3", 1]
@@ -585,7 +589,7 @@ def test_labeled_exposure_counts_the_labeled_images_of_every_step_by_hand():
 
     def rec(method, split=0, base=None):
         return {"run_id": f"{method}-{split}", "method": method, "dataset": "cifar100", "labels": 10000,
-                "n_labeled": 10000, "n_unlabeled": 5000, "config": config, "base_run": base}
+                "preset": "cpu", "n_labeled": 10000, "n_unlabeled": 5000, "config": config, "base_run": base}
     records = [rec("supervised"), rec("supervised", 1), rec("mt"), rec("lp", base="s"), rec("mt+lp", base="m")]
     table, text = tables.labeled_exposure(records)
     assert table.loc[("CIFAR-100", 10000)].to_dict("index") == {
@@ -597,3 +601,49 @@ def test_labeled_exposure_counts_the_labeled_images_of_every_step_by_hand():
     table, text = tables.labeled_exposure(records[:2])
     assert text == "no Mean Teacher run beside a supervised run of the same cell here" and table.equals(
         tables._says(text))
+
+
+def test_the_findings_refuse_records_of_two_presets_as_summarize_does():
+    records = [full_record("lp", 0, 30.0), {**full_record("supervised", 0, 40.0), "preset": "paper"},
+               {**full_record("supervised", 0, 45.0), "config": {"batch_size": 100, "labeled_batch_size": 50,
+                                                                  "epochs_stage1": 1, "epochs_stage2": 1}}]
+    for finding in (lambda r: tables.compare(r, "lp", "supervised"), tables.per_split, tables.labeled_exposure):
+        with pytest.raises(ValueError, match=r"records of the presets \['cpu', 'paper'\]: .* one preset at a time"):
+            finding(records)
+    assert tables.compare(records[:1] + records[2:], "lp", "supervised")[1].endswith("(difference -15.00 points).")
+
+
+def test_certainty_split_says_when_one_side_of_the_threshold_is_empty():
+    histogram = {"epoch": 3, "edges": [0.0, 0.5, 1.0], "correct": [10, 0], "incorrect": [30, 0]}
+    table, text = tables.certainty_split({"omega_histograms": [histogram]}, 0.5)
+    assert table.loc[3].iloc[0] == 0 and pd.isna(table.loc[3].iloc[1]) and table.loc[3].iloc[2] == 25.0
+    assert text == "At epoch 3, no pseudo-label has ω ≥ 0.5; 25.0% of them are correct."
+    table, text = tables.certainty_split({"omega_histograms": [histogram]}, 0.0)
+    assert text == "At epoch 3, all 40 pseudo-labels have ω ≥ 0.0; 25.0% are correct."
+
+
+def test_a_run_without_stage_2_or_histograms_is_refused_by_name_and_the_status_says_so():
+    rec = full_record("supervised", 0, 30.0, history=[{"stage": 1, "epoch": 0}], omega_histograms=[])
+    with pytest.raises(ValueError, match="run supervised-500-split0 has no stage-2 epoch"):
+        tables.pseudo_label_accuracy(rec)
+    with pytest.raises(ValueError, match="run supervised-500-split0 recorded no ω histogram"):
+        tables.certainty_split(rec)
+    assert (tables._figure4(rec), tables._figure5(rec)) == ("no stage-2 epoch recorded", "no ω histogram recorded")
+
+
+def test_records_without_the_optional_fields_are_shown_and_nan_is_no_split():
+    rec = full_record("lp", 0, 30.0, base="b")
+    del rec["timings"]
+    assert "data: not named." in tables.provenance([rec]) and tables.run_times([rec])["stage 2 (min)"].iloc[0] == 0
+    runs = [{**record(4000, "lp", e, dataset="miniimagenet", split=s), "test_error_top5": top5}
+            for s, (e, top5) in enumerate([(40.0, 20.0), (42.0, float("nan"))])]  # split 1 has no top-5 error
+    table = tables.summarize(runs).set_index("metric")
+    assert table.loc["top1", "splits"] == 2 and (table.loc["top5", "splits"], table.loc["top5", "ours_mean"]) == (1, 20)
+
+
+def test_the_status_block_needs_its_markers_in_order_and_names_datasets_without_runs(tmp_path):
+    start, end = tables.README_MARKERS
+    with pytest.raises(ValueError, match="no status block: .* in this order"):
+        tables.readme_with_status(f"a\n{end}b\n{start}")
+    assert tables.status_table(tmp_path).endswith(" No run yet on CIFAR-10, CIFAR-100 and Mini-ImageNet (its loader "
+                                                  "is tested on generated stand-ins).\n")
