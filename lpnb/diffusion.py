@@ -774,7 +774,7 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
                                      "check the features and the graph")
         if change <= tol:
             break
-    if change > FAR_FROM_CONVERGED:
+    if change > max(tol, FAR_FROM_CONVERGED):  # above tol: it stopped at max_iter
         _warn(f"graph transduction stopped at max_iter={max_iter} with a strategy still changing by {change:.3g} "
               f"in L1 per iteration (above {FAR_FROM_CONVERGED}): the pseudo-labels and weights are unreliable; "
               "raise max_iter")
