@@ -466,8 +466,8 @@ def compare(records, row, baseline, paper_csv=None):
                           "difference": ours[d, n, s] - theirs[d, n, s]} for d, n, s in cells])
     d = diff.difference
     many = diff.dataset.nunique() > 1  # counted per dataset and label count: pooled, a sign that flips would hide
-    counts = [f"{int((e < 0).sum())} of {len(e)}{' splits' * (i == 0)} at {dataset + ' ' if many else ''}{labels}"
-              f"{' labels' * (i == 0)}" for i, ((dataset, labels), e)
+    counts = [f"{int((e < 0).sum())} of {len(e)}{(' split' + 's' * (len(e) > 1)) * (i == 0)} at "
+              f"{dataset + ' ' if many else ''}{labels}{' labels' * (i == 0)}" for i, ((dataset, labels), e)
               in enumerate(diff.groupby(["dataset", "labels"], sort=False).difference)]
     spread = f"mean difference {d.mean():+.2f} points, from {d.min():+.2f} to {d.max():+.2f}" if len(d) > 1 else \
         f"difference {d.iloc[0]:+.2f} points"
@@ -628,11 +628,15 @@ def confusions(record, classes=None):
         return _says(text), text
     table = (pairs.value_counts().rename("images").reset_index()
              .sort_values(["images", "true class", "taken for"], ascending=[False, True, True], ignore_index=True))
+    if len(pairs) == 1:
+        text = f"The one wrong pseudo-label with the highest ω is a {table['true class'][0]} image taken for " \
+               f"{table['taken for'][0]}."
+        return table, text
     top = table[table.images == table.images[0]]
     names = " and ".join(f"{t} images taken for {p}" for t, p in zip(top["true class"], top["taken for"]))
     each = " each" if len(top) > 1 else ""
     text = (f"Of the {len(pairs)} wrong pseudo-labels with the highest ω, {top.images.iloc[0]}{each} are {names}, "
-            f"the most frequent confusion{' (tied)' if each else ''}.")
+            f"the most frequent confusion{'s (tied)' if each else ''}.")
     taken = table.groupby("taken for")["images"].sum().reset_index().sort_values(
         ["images", "taken for"], ascending=[False, True], ignore_index=True)
     if taken.images[0] > top.images.iloc[0] and (len(taken) == 1 or taken.images[1] < taken.images[0]):

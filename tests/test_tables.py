@@ -224,7 +224,7 @@ def test_a_stage1_record_is_one_row_whatever_weight_flags_its_config_carries(tmp
     ours = [{**full_record("lp", s, e), "config": {"use_omega": False, "use_zeta": False}} for s, e in ((0, 30.0),)]
     assert tables.compare(ours + [{**r, "split": 0} for r in records[:1]], {"method": "lp", "use_omega": False,
                                                                             "use_zeta": False}, "supervised")[1] == (
-        "Diffusion (7), no weights has a lower error than Fully supervised on 1 of 1 splits at 500 labels "
+        "Diffusion (7), no weights has a lower error than Fully supervised on 1 of 1 split at 500 labels "
         "(difference -30.00 points).")
 
 
@@ -337,7 +337,7 @@ def test_compare_gives_the_differences_split_by_split_and_says_what_they_show():
     lp2 = [r for r in records if r["method"] == "lp" and r["split"] == 2]
     assert tables.compare(lp2 + records[3:], "lp", "network")[1].endswith("share no recorded split yet.")
     assert tables.compare(records[:1] + records[3:], "lp", "network")[1].endswith(
-        "on 1 of 1 splits at 500 labels (difference -1.00 points).")  # one split: no mean or range of one
+        "on 1 of 1 split at 500 labels (difference -1.00 points).")  # one split: no mean or range of one
 
 
 def test_compare_says_where_the_order_of_two_rows_is_the_paper_s_and_where_it_is_reversed(tmp_path):
@@ -461,9 +461,15 @@ def test_the_figure_findings_count_before_rounding_and_name_ties():
         counts, text = tables.confusions({"dataset": "cifar10", "confident_mistakes": order})
         assert counts["images"].tolist() == [2, 2, 1] and text == (
             "Of the 5 wrong pseudo-labels with the highest ω, 2 each are bird images taken for frog and truck images "
-            "taken for automobile, the most frequent confusion (tied).")
+            "taken for automobile, the most frequent confusions (tied).")
         assert tables._figure7({"dataset": "cifar10", "confident_mistakes": order}) == (
             "2 of 5 each: bird taken for frog and truck taken for automobile")
+
+
+def test_one_confident_mistake_is_said_as_one():
+    rec = {"dataset": "cifar10", "confident_mistakes": [{"pseudo_label": 1, "label": 9}]}
+    assert tables.confusions(rec)[1] == "The one wrong pseudo-label with the highest ω is a truck image taken for " \
+        "automobile."
 
 
 def test_confusions_say_which_pseudo_label_most_mistakes_carry_and_show_no_empty_table():
