@@ -148,12 +148,14 @@ def _check_types(cfg):
         value = getattr(cfg, name)
         if isinstance(value, bool):  # bool is an int to isinstance: not for int or float fields
             ok = bool in allowed
+        elif isinstance(value, float) and float in allowed:
+            ok, fixed[name] = True, value + 0.0  # -0.0 as 0.0: json writes the sign into the run id
         elif isinstance(value, allowed):  # NoneType is in allowed for the optional fields
             ok = True
         elif int in allowed and isinstance(value, numbers.Integral):
             ok, fixed[name] = True, int(value)
         elif float in allowed and isinstance(value, numbers.Real):
-            ok, fixed[name] = True, float(value)
+            ok, fixed[name] = True, float(value) + 0.0
         else:
             ok = tuple in allowed and isinstance(value, list)
         if not ok:
@@ -227,7 +229,7 @@ def resolve(cfg):
     cfg = replace(cfg, **paper, hist_epochs=tuple(int(e) if isinstance(e, numbers.Integral) and not isinstance(e, bool)
                                                   else e for e in hist_epochs))
     _check_values(cfg)
-    return cfg
+    return replace(cfg, hist_epochs=tuple(sorted(set(cfg.hist_epochs))))  # a set of epochs: one run id per set
 
 
 def run_id(cfg):

@@ -9,6 +9,7 @@ training batch there: augment moves pixels (uint8 in, uint8 out), normalize make
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import gzip
@@ -591,6 +592,14 @@ def _read_class_folders(name, path):
         entries = sorted(items[split], key=lambda e: e[:2])
         numbers = [int(stem) for _, fname, _ in entries if (stem := Path(fname).stem).isdecimal()]
         distinct = split == "train" and len(set(numbers)) == len(numbers) > 0  # perhaps their indices
+        if split == "train" and len(numbers) / 2 < len(set(numbers)) < len(numbers):  # indices, some of them twice
+            twice = sorted(n for n, c in collections.Counter(numbers).items() if c > 1)
+            where = [f"train/{cls}/{fname}" for cls, fname, _ in entries if Path(fname).stem.isdecimal()
+                     and int(Path(fname).stem) in twice[:2]]
+            raise ValueError(f"{path}: the training images are named by their index, but {twice[:10]}"
+                             f"{f' and {len(twice) - 10} more' if len(twice) > 10 else ''} name two images or more "
+                             f"({', '.join(where[:4])}): remove the copies, so that each index names one image (split "
+                             "files name images by index)")
         if distinct and len(entries) / 2 < len(numbers) < len(entries) and max(numbers) < len(entries):
             others = [f"train/{cls}/{fname}" for cls, fname, _ in entries if not Path(fname).stem.isdecimal()]
             raise ValueError(f"{path}: the training images are named by their index except {', '.join(others[:3])}"

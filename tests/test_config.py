@@ -67,6 +67,14 @@ def test_numpy_values_and_ints_in_float_fields_give_the_same_run_id():
     assert run_id(cfg) == run_id(make_config("smoke", labels=50, lr=1.0, hist_epochs=(0, 1)))
 
 
+def test_spellings_of_one_setting_give_one_run_id():
+    cfg = make_config("smoke", method="lp", epochs_stage2=3, hist_epochs=(0, 1), weight_decay=0.0)
+    for same in (dict(hist_epochs=(1, 0)), dict(hist_epochs=[0, 0, 1]), dict(weight_decay=-0.0)):
+        other = make_config("smoke", method="lp", epochs_stage2=3, **{**dict(hist_epochs=(0, 1), weight_decay=0.0),
+                                                                      **same})
+        assert (run_id(other), other.hist_epochs, str(other.weight_decay)) == (run_id(cfg), (0, 1), "0.0")
+
+
 # a valid second value for every field (smoke preset, CIFAR-10)
 OTHER = dict(dataset="cifar100", labels=1000, split=1, method="lp", preset="cpu", use_omega=False, use_zeta=False,
              unlabeled_size=300, test_size=100, arch="resnet18", width=0.25, epochs_stage1=3, epochs_stage2=3,

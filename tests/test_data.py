@@ -207,6 +207,16 @@ def test_a_stray_file_among_images_named_by_their_index_is_named(tmp_path):
         load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
 
 
+def test_an_index_that_names_two_images_is_refused(tmp_path):
+    """Two 00003.png in two class folders (a copy): the images can be placed at no index, and ordered by class and
+    file name instead they would silently no longer be at the indices split files name."""
+    stems = ["00000", "00001", "00002", "00003", "00004", "00005", "00006", "00007", "00003"]
+    write_class_folders(tmp_path, "cifar100", False, stems)
+    with pytest.raises(ValueError, match=r"named by their index, but \[3\] name two images or more \(train/airplane/"
+                                         r"00003.png, train/cat/00003.png\): remove the copies"):
+        load_dataset("cifar100", tmp_path, cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize("stems", [["a", "b", "c", "d", "e", "f", "g", "h", "i"],  # not numbers
                                    ["a", "b", "c", "d", "e", "f", "g", "h", "²7"],  # a digit that is no decimal
                                    ["1000", "1037", "1042", "1100", "1203", "1500", "1501", "1777", "cover"],
