@@ -201,6 +201,8 @@ def _check_values(cfg):
            "unlabeled_size", f"at least the {per_batch} unlabeled images of one batch (batch_size - "
            f"labeled_batch_size) for method {cfg.method!r}, or None (all)", cfg.unlabeled_size)
     _check(cfg.arch in ("cnn13", "resnet18"), "arch", "'cnn13' or 'resnet18'", cfg.arch)
+    _check(cfg.arch != "resnet18" or cfg.width == 1.0, "width", "1.0 with arch 'resnet18', which has no width "
+           "multiplier (arch 'cnn13' for small runs)", cfg.width)
     _check(cfg.knn in ("exact", "approx"), "knn", "'exact' or 'approx'", cfg.knn)
     _check(all(isinstance(e, int) and not isinstance(e, bool) and 0 <= e < cfg.epochs_stage2 for e in cfg.hist_epochs),
            "hist_epochs", f"stage-2 epochs in [0, {cfg.epochs_stage2})", cfg.hist_epochs)

@@ -46,6 +46,11 @@ def test_degenerate_settings_are_refused_naming_the_field(field, value):
         make_config("smoke", **{field: value})  # smoke: epochs_stage2 = 2, batch_size 64
 
 
+def test_resnet18_with_a_width_is_refused_with_the_config():
+    with pytest.raises(ValueError, match="config field width must be 1.0 with arch 'resnet18'"):
+        make_config("smoke", arch="resnet18", width=0.5)  # before any data is decoded or folder made
+
+
 def test_stage2_settings_are_checked_for_a_stage1_method_too():
     # a supervised run is the stage 1 of the stage-2 runs: their settings are refused before it trains
     with pytest.raises(ValueError, match="cg_iters"):
