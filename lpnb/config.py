@@ -195,7 +195,8 @@ def _check_values(cfg):
     _check(cfg.momentum > 0 or not cfg.nesterov, "momentum", "> 0 with nesterov (or set nesterov false)",
            cfg.momentum)
     _check(cfg.labeled_batch_size < cfg.batch_size, "labeled_batch_size",
-           f"smaller than batch_size ({cfg.batch_size}): a batch also holds unlabeled images", cfg.labeled_batch_size)
+           f"smaller than batch_size ({cfg.batch_size}): a batch of stage 2 or Mean Teacher also holds unlabeled "
+           "images (a supervised run is the stage 1 of those runs, which share its settings)", cfg.labeled_batch_size)
     per_batch = cfg.batch_size - cfg.labeled_batch_size  # stage 2 and Mean Teacher fill this much with unlabeled images
     _check(cfg.method == "supervised" or cfg.unlabeled_size is None or cfg.unlabeled_size >= per_batch,
            "unlabeled_size", f"at least the {per_batch} unlabeled images of one batch (batch_size - "
