@@ -67,6 +67,7 @@ def main():
         for name, switches in paths.items():
             cfg = make_config(args.preset, labels=args.labels, method=args.method, seed=seed, device=args.device,
                               **overrides, **switches)
+            torch._dynamo.reset()  # each run compiles afresh: no recompile limit reached (then eager), comparable times
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory() as results, true_fp32(not switches["amp"]):  # ids: the same
                 rec = run(cfg, data_root=args.data_root, results_dir=results, progress=False)

@@ -9,7 +9,7 @@ same ratio for the training steps alone (from the records: a run's steps, slowed
 while they share, against its steps alone), which is what decides for runs of 180 + 180 epochs, whose
 start-up is a few percent. Above 1.0x, sharing a GPU pays and `--per-gpu 2` is the better default.
 
-    PYTHONPATH=. python benchmarks/gpu_sharing.py --data-root carry     # paper preset, 2 runs of 5 epochs
+    PYTHONPATH=. python3 benchmarks/gpu_sharing.py --data-root carry     # paper preset, 2 runs of 5 epochs
     python benchmarks/gpu_sharing.py --preset smoke --device cpu --data-root ../shared/data   # tried on a CPU
 """
 import argparse

@@ -52,16 +52,17 @@ if [ -d "$resume" ]; then  # a run stopped on another machine: its checkpoint an
     python3 benchmarks/run_state.py restore "$resume" "$results" $run $base 2>&1 | tee -a "$out/log.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || exit 2
     [ -f "$resume/$run.wall" ] && [ ! -f "$wall_file" ] && cp "$resume/$run.wall" "$wall_file"
+    rm -rf "$resume"  # restored; left on a warm machine (git-ignored, kept), it would stop the next cell's restore
 else
     echo "no $resume/: nothing to restore (a run stopped on another machine starts over)" | tee -a "$out/log.txt"
 fi
 read -r wall_before since < <(cat "$wall_file" 2>/dev/null || echo "0 $start")
 wall_before=${wall_before:-0} since=${since:-$start}  # an empty or older wall file: counted from this call
-# lpnb gets what is left of MINUTES after the checks above ($SECONDS: since this script started); an epoch that
-# overruns it is stopped 30 s past MINUTES (SIGTERM: lpnb keeps its checkpointed epochs), so that the checkpoint is
-# still sent back below before a job limit of MINUTES * 60 + 60 s
+# lpnb gets what is left of MINUTES after the checks above ($SECONDS: since this script started), less 15 s for its
+# imports (its clock starts after them); an epoch that overruns it is stopped 30 s past MINUTES (SIGTERM: lpnb keeps
+# its checkpointed epochs), so that the checkpoint is still sent back below before a job limit of MINUTES * 60 + 60 s
 read -r left deadline < <(python3 -c 'import sys; left = float(sys.argv[1]) * 60 - int(sys.argv[2])
-print(f"{left / 60:.3f}", round(left + 30))' "$minutes" "$SECONDS") \
+print(f"{(left - 15) / 60:.3f}", round(left + 30))' "$minutes" "$SECONDS") \
     || { echo "MINUTES is a number, e.g. 8.5; got $minutes" | tee -a "$out/log.txt"; exit 2; }
 timeout --kill-after=15 "$deadline" python3 -m lpnb.cli run --preset "$preset" --dataset "$dataset" \
     --labels "$labels" --method "$method" --split "$split" --data-root carry --results-dir "$results" \

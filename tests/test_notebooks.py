@@ -8,15 +8,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import jupytext
-import nbformat
-import papermill
 import pytest
-from jupytext.combine import combine_inputs_with_outputs
-from jupytext.config import load_jupytext_configuration_file
 
-from lpnb import cli
-from lpnb.cli import NotebookFailed, execute_notebook, merged_streams
+jupytext = pytest.importorskip("jupytext")  # not on a GPU machine's image: `pytest -m gpu tests` still collects
+nbformat = pytest.importorskip("nbformat")
+papermill = pytest.importorskip("papermill")
+from jupytext.combine import combine_inputs_with_outputs  # noqa: E402
+from jupytext.config import load_jupytext_configuration_file  # noqa: E402
+
+from lpnb import cli  # noqa: E402
+from lpnb.cli import NotebookFailed, execute_notebook, merged_streams  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
