@@ -776,8 +776,9 @@ def split_file(data: ImageData, n_labels: int, split: int, *, root=None, results
 def _balanced_split(labels, classes, n_labels, seed):
     n_classes = len(classes)
     if n_labels <= 0 or n_labels % n_classes:
-        raise ValueError(f"n_labels = {n_labels} must be a positive multiple of the number of classes "
-                         f"({n_classes}) for a class-balanced split")
+        raise ValueError(f"labels (--labels) = {n_labels} must be a positive multiple of the number of classes "
+                         f"({n_classes}) for a class-balanced split drawn here, e.g. "
+                         f"{max(1, round(n_labels / n_classes)) * n_classes}; or give a split file of your own")
     per_class = n_labels // n_classes
     rng = np.random.default_rng(seed)
     idx = []

@@ -774,7 +774,8 @@ def test_a_sweep_checks_the_labeled_splits_before_anything_runs(tmp_path, monkey
     with pytest.raises(SystemExit) as exit_:
         main([*args, "--labels", "55"])
     assert exit_.value.code == 2
-    assert "n_labels = 55 must be a positive multiple of the number of classes (10)" in capsys.readouterr().err
+    assert "labels (--labels) = 55 must be a positive multiple of the number of classes (10) for a class-balanced " \
+        "split drawn here, e.g. 60" in capsys.readouterr().err
     assert not (tmp_path / "results" / "runs").exists()
     monkeypatch.setattr(sweep_module, "run_local", lambda jobs, *args, **kwargs: jobs)
     write_timed_record(tmp_path / "results", make_config("smoke", method="supervised", labels=50, split=1), 90,
