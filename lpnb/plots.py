@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from lpnb.data import REPO, atomic_write
 from lpnb.graph import _check_param
-from lpnb.tables import DATASET_NAMES, from_class_folders, stage2_history, summarize
+from lpnb.tables import DATASET_NAMES, from_class_folders, pseudo_labeller, stage2_history, summarize
 from lpnb.toy import unlabeled_accuracy
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -203,7 +203,7 @@ def plot_figure4(record):
         raise ValueError(f"run {record['run_id']} has no stage 2: Figure 4 needs a run of method 'lp'")
     epochs = [h["epoch"] for h in hist]
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.plot(epochs, [h["pseudo_label_acc"] for h in hist], color="#1f77b4", label="Diffusion (7)")
+    ax.plot(epochs, [h["pseudo_label_acc"] for h in hist], color="#1f77b4", label=pseudo_labeller(record))
     ax.plot(epochs, [h["network_acc"] for h in hist], color="#ff7f0e", label="Network (1)")
     ax.set(xlabel="epoch", ylabel="pseudo-label accuracy (%)",
            title=f"{DATASET_NAMES.get(record['dataset'], record['dataset'])}, {record['labels']} labels")
@@ -227,7 +227,8 @@ def plot_figure5(record):
         width = np.diff(edges)
         ax.bar(edges[:-1], h["correct"], width, align="edge", color="#1f77b4", label="correct")
         ax.bar(edges[:-1], h["incorrect"], width, bottom=h["correct"], align="edge", color="#d62728", label="incorrect")
-        ax.set(xlabel=r"$\omega_i$", title=f"epoch {h['epoch']} of {record['config']['epochs_stage2']}", xlim=(0, 1))
+        last = record["config"]["epochs_stage2"] - 1
+        ax.set(xlabel=r"$\omega_i$", title=f"stage-2 epoch {h['epoch']} (epochs 0-{last})", xlim=(0, 1))
     axes[0, 0].set_ylabel("number of unlabeled images")
     axes[0, 0].legend()
     _caption(fig, describe_runs([record]))

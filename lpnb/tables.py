@@ -553,19 +553,33 @@ def pseudo_label_progress(records, method="lp"):
     return pd.DataFrame(rows).set_index(["dataset", "labels", "split"]).round(1)
 
 
+PSEUDO_LABELLERS = {"lp": "Diffusion (7)", "mt+lp": "Diffusion (7)", "gtg": "GTG"}  # Figure 4's first line
+
+
+def pseudo_labeller(record):
+    """What made a stage-2 run's pseudo-labels, as Figure 4 names it: diffusion (eq. 7) unless the run says GTG.
+    A run of method 'network' is refused: its pseudo-labels are the network's predictions (eq. 1) themselves."""
+    method = record.get("method", "lp")
+    if method not in PSEUDO_LABELLERS:
+        raise ValueError(f"run {record.get('run_id')} is of method {method!r}, whose pseudo-labels are not compared "
+                         f"with the network's predictions: give a run of method {' or '.join(PSEUDO_LABELLERS)}")
+    return PSEUDO_LABELLERS[method]
+
+
 def pseudo_label_accuracy(record):
     """Accuracy (%) of the pseudo-labels on the unlabeled images at every stage-2 epoch of a run: from
-    diffusion (eq. 7, or the run's own pseudo-labeller) and from the network's predictions (eq. 1), the
-    same descriptor pass; and a sentence that says how they compare (Figure 4)."""
+    diffusion (eq. 7, or GTG in a GTG run) and from the network's predictions (eq. 1), the same descriptor
+    pass; and a sentence that says how they compare (Figure 4)."""
     hist = stage2_history(record)
     if not hist:
-        raise ValueError(f"run {record['run_id']} has no stage-2 epoch, so no pseudo-labels: give a run of a stage-2 "
-                         "method (lp, network, gtg, mt+lp)")
-    table = pd.DataFrame({"epoch": [h["epoch"] for h in hist], "diffusion (7)": [h["pseudo_label_acc"] for h in hist],
-                          "network (1)": [h["network_acc"] for h in hist]}).set_index("epoch").round(1)
+        raise ValueError(f"run {record['run_id']} has no stage-2 epoch, so no pseudo-labels: give a run of method "
+                         f"{' or '.join(PSEUDO_LABELLERS)}")
+    labeller = pseudo_labeller(record)
+    table = pd.DataFrame({"epoch": [h["epoch"] for h in hist], labeller: [h["pseudo_label_acc"] for h in hist],
+                          "Network (1)": [h["network_acc"] for h in hist]}).set_index("epoch").round(1)
     ahead = _diffusion_ahead(record)
-    text = (f"Diffusion pseudo-labels are more accurate than the network's at {ahead} of {len(table)} stage-2 "
-            f"epochs: {table.iloc[0, 0]:.1f}% against {table.iloc[0, 1]:.1f}% at the first, "
+    text = (f"{labeller.split(' (')[0]} pseudo-labels are more accurate than the network's at {ahead} of {len(table)} "
+            f"stage-2 epochs: {table.iloc[0, 0]:.1f}% against {table.iloc[0, 1]:.1f}% at the first, "
             f"{table.iloc[-1, 0]:.1f}% against {table.iloc[-1, 1]:.1f}% at the last.")
     return table, text
 

@@ -89,12 +89,13 @@ def test_figure4_draws_both_pseudo_label_accuracies_of_every_stage2_epoch():
     short["history"] = short["history"][:3]  # two stage-2 epochs, as at the smoke preset: whole epochs on the axis
     ticks = plot_figure4(short).axes[0].get_xticks()
     assert len(ticks) and all(float(t).is_integer() for t in ticks)
+    assert plot_figure4({**short, "method": "gtg"}).axes[0].get_legend_handles_labels()[1] == ["GTG", "Network (1)"]
 
 
 def test_figure5_shows_the_recorded_epochs_correct_in_blue_and_incorrect_in_red():
     record = _lp_record()
     fig = plot_figure5(record)
-    assert [ax.get_title() for ax in fig.axes] == ["epoch 0 of 180", "epoch 90 of 180"]
+    assert [ax.get_title() for ax in fig.axes] == ["stage-2 epoch 0 (epochs 0-179)", "stage-2 epoch 90 (epochs 0-179)"]
     for ax, h in zip(fig.axes, record["omega_histograms"]):
         blue = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#1f77b4")]
         red = [b.get_height() for b in ax.patches if b.get_facecolor()[:3] == to_rgb("#d62728")]

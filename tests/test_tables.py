@@ -426,7 +426,7 @@ def test_the_figure_findings_are_computed_from_the_record():
     rec = full_record("lp", 0, 30.0, base="b", history=history, omega_histograms=[histogram],
                       confident_mistakes=mistakes)
     table, text = tables.pseudo_label_accuracy(rec)
-    assert table.index.tolist() == [0, 1, 2] and table["network (1)"].tolist() == [35.0, 45.0, 48.0]
+    assert table.index.tolist() == [0, 1, 2] and table["Network (1)"].tolist() == [35.0, 45.0, 48.0]
     assert text.startswith("Diffusion pseudo-labels are more accurate than the network's at 2 of 3 stage-2 epochs")
     table, text = tables.certainty_split(rec)
     assert table.loc[1].tolist() == [100, 70.0, 30.0]  # omega >= 0.5: 70 of 100 correct; below: 30 of 100
@@ -434,6 +434,15 @@ def test_the_figure_findings_are_computed_from_the_record():
     assert counts.iloc[0].tolist() == ["automobile", "truck", 3] and "3 are truck images taken for automobile" in text
     progress = tables.pseudo_label_progress([rec])
     assert progress.iloc[0].tolist() == [40.0, 50.0, 35.0, 48.0]
+
+
+def test_figure4_names_the_run_s_pseudo_labeller_and_refuses_a_run_without_one():
+    history = [{"stage": 2, "epoch": 0, "pseudo_label_acc": 40.0, "network_acc": 35.0}]
+    table, text = tables.pseudo_label_accuracy({"method": "gtg", "history": history})
+    assert table.columns.tolist() == ["GTG", "Network (1)"] and text.startswith("GTG pseudo-labels are more accurate")
+    rec = full_record("network", 0, 30.0, history=history)  # its pseudo-labels are the network's predictions
+    with pytest.raises(ValueError, match="run network-500-split0 is of method 'network'.*lp or mt\\+lp or gtg"):
+        tables.pseudo_label_accuracy(rec)
 
 
 def test_confusions_name_the_classes_of_the_record_s_dataset():
