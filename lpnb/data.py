@@ -820,8 +820,9 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
                              f"{remedy}")
         true = data.classes[data.train_labels[i]]
         if file_cls != true or cls != true:
-            raise ValueError(f"{path}:{k}: image {i} is labeled {cls!r} in the file but is {true!r} in "
-                             f"{data.name}: {remedy}")
+            where = "in the file" if cls != true else "in its file name"
+            raise ValueError(f"{path}:{k}: image {i} is labeled {cls if cls != true else file_cls!r} {where} but is "
+                             f"{true!r} in {data.name}: {remedy}")
         idx.append(i)
     idx = np.array(sorted(idx), np.int64)
     if len(idx) != n_labels or len(np.unique(idx)) != len(idx):

@@ -1,13 +1,15 @@
 """Config (lpnb.config): every value checked before anything trains, a value set is the value used, and
 the run id changes with every field that changes what a run computes."""
 import dataclasses
+import json
 import math
 import re
 
 import numpy as np
 import pytest
 
-from lpnb.config import MT_FIELDS, RUNTIME_FIELDS, STAGE2_FIELDS, Config, base_config, make_config, run_id
+from lpnb.config import Config, base_config, make_config, run_id
+from lpnb.data import REPO
 
 
 def test_unknown_names_are_rejected():
@@ -93,6 +95,13 @@ def test_every_field_has_a_second_value_here():
     assert set(OTHER) == {f.name for f in dataclasses.fields(Config)}
 
 
+# which fields a run's id leaves out, written out here rather than read from lpnb.config: a field wrongly left out
+# would let two different runs share one folder
+RUNTIME = ("device", "amp", "channels_last", "compile")
+STAGE2 = ("epochs_stage2", "k", "gamma", "alpha", "cg_iters", "knn", "use_omega", "use_zeta", "hist_epochs")
+MEAN_TEACHER = ("ema_decay", "consistency", "consistency_rampup", "logit_distance_cost")
+
+
 @pytest.mark.parametrize("field", sorted(OTHER))
 def test_run_id_changes_with_every_field_a_method_uses(field):
     for method in ("supervised", "lp", "mt+lp"):
@@ -101,9 +110,20 @@ def test_run_id_changes_with_every_field_a_method_uses(field):
             base["width"] = 1.0  # ResNet-18 has no width multiplier
         a = make_config("smoke", **base)
         b = make_config("cpu", **base) if field == "preset" else make_config("smoke", **{**base, field: OTHER[field]})
-        used = not (field in RUNTIME_FIELDS or (method == "supervised" and field in STAGE2_FIELDS)
-                    or (not method.startswith("mt") and field in MT_FIELDS))
+        used = not (field in RUNTIME or (method == "supervised" and field in STAGE2)
+                    or (not method.startswith("mt") and field in MEAN_TEACHER))
         assert (run_id(a) != run_id(b)) == used, (method, field)
+
+
+def test_the_presets_still_make_the_committed_runs():
+    """Every committed record is the run its preset gives for its cell: a preset changed by mistake would leave
+    the notebooks unable to find them (and train again)."""
+    records = [json.loads(p.read_text()) for p in sorted((REPO / "results" / "runs").glob("*/record.json"))]
+    assert {r["preset"] for r in records} == {"cpu", "paper"}
+    for r in records:
+        cfg = make_config(r["preset"], **{f: r["config"][f] for f in ("dataset", "labels", "split", "method",
+                                                                         "use_omega", "use_zeta")})
+        assert run_id(cfg) == r["run_id"], r["run_id"]
 
 
 def test_the_stage1_run_of_a_weight_variant_is_the_shared_one_with_default_weights():

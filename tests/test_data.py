@@ -961,6 +961,12 @@ def test_paper_split_with_wrong_class_is_an_error(tmp_path):
                                          "official toy training set, and .* is not it. Give your own data a root of "
                                          "its own"):
         labeled_indices(d, 2, 0, root=tmp_path)
+    (folder / "10.txt").write_text("0_a_b.png a_b\n1_a_b.png c\n")  # the class in the file name is checked too
+    with pytest.raises(ValueError, match="10.txt:2: image 1 is labeled 'a_b' in its file name but is 'c' in toy"):
+        labeled_indices(d, 2, 0, root=tmp_path)
+    (folder / "10.txt").write_text("0_a_b.png a_b\n6_c.png c\n")  # one past the last image
+    with pytest.raises(ValueError, match="10.txt:2: index 6 is outside the 6 training images"):
+        labeled_indices(d, 2, 0, root=tmp_path)
 
 
 @pytest.mark.parametrize("n_train, split, warned", [(50_000, 0, True), (600, 0, False), (50_000, 12, False)])
@@ -1062,9 +1068,13 @@ def test_a_split_file_cut_short_is_named_with_the_remedy(tmp_path):
     results, d = tmp_path / "results", toy_data([0, 1, 2] * 4)
     labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
     drawn = results / "splits" / "toy" / "3" / "0.txt"
-    drawn.write_text(drawn.read_text().splitlines()[0] + "\n")
+    first, second, _ = drawn.read_text().splitlines()
+    drawn.write_text(first + "\n")
     with pytest.raises(ValueError, match=re.escape(f"{drawn}: expected 3 distinct images, found 1 distinct in 1 "
                                                    "lines: delete it, and the next run draws this split again")):
+        labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
+    drawn.write_text(f"{first}\n{second}\n{first}\n")  # as many lines as labels, one image twice
+    with pytest.raises(ValueError, match=re.escape(f"{drawn}: expected 3 distinct images, found 2 distinct in 3 ")):
         labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
 
 

@@ -74,7 +74,7 @@ def test_conjugate_gradient_matches_dense_solve():
     assert true_res.max() < 1e-9 and (X[:, 2] == 0).all()
 
 
-@pytest.mark.parametrize("n", [5, 50])
+@pytest.mark.parametrize("n", [5, 50, 200])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_conjugate_gradient_with_tol_0_stops_at_the_dtypes_resolution(n, dtype):
     """Below it the rounded residual shrinks on into subnormals, where p^T A p underflows to 0."""
@@ -83,8 +83,20 @@ def test_conjugate_gradient_with_tol_0_stops_at_the_dtypes_resolution(n, dtype):
     A, B = M @ M.T / n + 0.05 * torch.eye(n, dtype=dtype), torch.randn(n, 3, generator=generator).to(dtype)
     X, n_iter, res = conjugate_gradient(lambda V: A @ V, B, max_iter=5000, tol=0)
     assert n_iter < 5000 and res <= torch.finfo(dtype).eps
+    assert conjugate_gradient(lambda V: A @ V, B, max_iter=n_iter - 1, tol=0)[2] > torch.finfo(dtype).eps  # the first
     np.testing.assert_allclose(X.double().numpy(), np.linalg.solve(A.double().numpy(), B.double().numpy()),
                                rtol=1e-2 if dtype == torch.float32 else 1e-8)
+
+
+def test_conjugate_gradient_leaves_a_column_alone_once_it_has_converged():
+    generator = torch.Generator().manual_seed(0)
+    M = torch.randn(60, 60, generator=generator, dtype=torch.float64)
+    A = M @ M.T / 60 + 0.1 * torch.eye(60, dtype=torch.float64)
+    B = torch.randn(60, 3, generator=generator, dtype=torch.float64)
+    B[:, 0] = torch.linalg.eigh(A)[1][:, :3].sum(1)  # on 3 eigenvectors: solved in 3 iterations
+    X, n_iter, _ = conjugate_gradient(lambda V: A @ V, B, max_iter=500, tol=1e-6)
+    after3, *_ = conjugate_gradient(lambda V: A @ V, B, max_iter=3, tol=1e-6)
+    assert n_iter > 10 and torch.equal(X[:, 0], after3[:, 0])  # not a rounding's worth of change after it stopped
 
 
 def test_conjugate_gradient_stops_at_max_iter():
@@ -93,12 +105,12 @@ def test_conjugate_gradient_stops_at_max_iter():
     assert n_iter == 3 and res > 1e-3
 
 
-@pytest.mark.parametrize("alpha", [0.5, 0.99])
-def test_propagate_matches_dense_solve(alpha):
+@pytest.mark.parametrize("alpha, gamma", [(0.5, 3.0), (0.99, 3.0), (0.99, 1.0)])
+def test_propagate_matches_dense_solve(alpha, gamma):
     x, y = blobs()
     idx = np.array([0, 1, 2, 3, 6, 9, 12, 30, 33])  # unbalanced: classes have 4, 2, 3 labels
-    P, pseudo, omega, zeta, M, Y = dense_reference(x, y, idx, 3, k=10, gamma=3.0, alpha=alpha)
-    res = propagate(x, y, idx, k=10, alpha=alpha, max_iter=1000)
+    P, pseudo, omega, zeta, M, Y = dense_reference(x, y, idx, 3, k=10, gamma=gamma, alpha=alpha)
+    res = propagate(x, y, idx, k=10, gamma=gamma, alpha=alpha, max_iter=1000)
     np.testing.assert_allclose(res.scores, P, atol=1e-3)
     np.testing.assert_array_equal(res.pseudo_labels, pseudo)
     np.testing.assert_allclose(res.weights, omega, atol=1e-3)
@@ -106,8 +118,8 @@ def test_propagate_matches_dense_solve(alpha):
     assert res.residual < 1e-5 and res.n_iter < 1000
     assert res.pseudo_labels.dtype == np.int64 and res.weights.dtype == np.float32
     assert res.scores.dtype == np.float32 and res.class_weights.shape == (3,)
-    again = propagate(x, y, idx, k=10, alpha=alpha, max_iter=1000)
-    assert res == res and res != again  # results compare as objects (not elementwise: no ambiguous truth value)
+    again = propagate(x, y, idx, k=10, gamma=gamma, alpha=alpha, max_iter=1000)
+    assert res != again  # results compare as objects (not elementwise: no ambiguous truth value)
 
 
 def test_propagate_cg_residual_against_dense_system():

@@ -94,13 +94,28 @@ def test_predict_by_hand():
     y = np.array([5, 5, 8, 8])
     model = LabelPropagation(k=2, gamma=1.0).fit(X, y)
     np.testing.assert_array_equal(model.predict([[1.0, 0.05], [0.05, 1.0]]), [5, 8])
-    # vote weights [v . v_j]_+^gamma over the 2 nearest training points: both of class 5
-    p = model.predict_proba([[1.0, 0.05]])[0]
-    F = model.label_distributions_
-    x = np.array([1.0, 0.05]) / np.linalg.norm([1.0, 0.05])
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
-    w = Xn[:2] @ x
-    np.testing.assert_allclose(p, (w[:, None] * F[:2]).sum(0) / (w[:, None] * F[:2]).sum(), atol=1e-5)
+    for k, query, gamma in ((2, [1.0, 0.05], 1.0), (3, [1.0, 0.6], 1.0), (3, [1.0, 0.6], 3.0)):
+        # vote weights [v . v_j]_+^gamma over the k nearest training points (k = 2: both of class 5)
+        model = LabelPropagation(k=k, gamma=gamma).fit(X, y)
+        p = model.predict_proba([query])[0]
+        F = model.label_distributions_
+        w = (Xn @ (np.array(query) / np.linalg.norm(query))) ** gamma
+        w[np.argsort(-w)[k:]] = 0
+        np.testing.assert_allclose(p, (w[:, None] * F).sum(0) / (w[:, None] * F).sum(), atol=1e-5)
+
+
+def test_predict_by_hand_with_gaussian_weights():
+    X = np.array([[0, 0], [1, 0], [0, 3], [4, 4], [5, 4], [4, 6]], float) * 10  # not unit scale: sigma's units
+    y = np.array([0, -1, -1, 1, 1, -1])
+    model = LabelPropagation(k=3, graph="gaussian", sigma=15.0).fit(X, y)
+    query = np.array([20.0, 10.0])
+    d2 = ((X - query) ** 2).sum(1)
+    near = np.argsort(d2)[:3]
+    w = np.exp(-d2[near] / 15.0 ** 2)  # exp(-d^2 / sigma^2) over the 3 nearest training points
+    F = model.label_distributions_
+    np.testing.assert_allclose(model.predict_proba([query])[0], (w[:, None] * F[near]).sum(0) / (w @ F[near]).sum(),
+                               rtol=1e-4)
 
 
 def test_a_query_with_no_positive_similarity_gets_a_uniform_vote_whatever_the_training_order():

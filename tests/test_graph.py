@@ -69,6 +69,8 @@ def test_duplicates_self_removed_by_index(backend):
     expected = np.sort(np.stack([(rows + 50) % 150, (rows + 100) % 150], 1), axis=1)
     np.testing.assert_array_equal(copies, expected)
     np.testing.assert_allclose(D.numpy()[:, :2], 1.0, atol=1e-5)
+    D, I = graph.knn(3 * x, 4, backend=backend, metric="l2")  # |a|^2 - 2 a.b + |b|^2 rounds below 0 for copies
+    assert (D >= 0).all() and (D.numpy()[:, :2] < 1e-3).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -69,6 +69,8 @@ def test_resnet18_on_84px_images():
     model = build_model("resnet18", 100).eval()
     logits, _, v = model(torch.randn(2, 3, 84, 84))
     assert logits.shape == (2, 100) and v.shape == (2, 512)
+    logits, _, v = build_model("resnet18", 10, in_channels=1).eval()(torch.randn(2, 1, 84, 84))  # grayscale
+    assert logits.shape == (2, 10) and v.shape == (2, 512)
 
 
 def test_bad_arch_and_width():

@@ -1,5 +1,6 @@
 """The paper's tables from run records (lpnb.tables): cells, summaries, comparisons, findings, status."""
 import json
+import os
 import re
 import tarfile
 import threading
@@ -106,6 +107,9 @@ def test_the_training_time_is_judged_from_like_runs_recorded(tmp_path):
     write(cell(method="supervised", split=0, labels=20), 0.2)  # seconds: not "about 0 min"
     assert tables.training_time([cell(method="supervised", labels=20, split=1)], tmp_path).startswith(
         "under a minute, judged")
+    for split, minutes in enumerate((1, 1, 10)):  # one slow run (compiling, say) does not make the typical one slow
+        write(cell(method="supervised", split=split, labels=7), minutes)
+    assert tables.training_time([cell(method="supervised", labels=7, split=5)], tmp_path).startswith("about 1 min")
 
 
 def test_runs_that_fail_in_a_notebook_fail_it_with_one_worker_or_many(env, capsys, tmp_path):
@@ -185,6 +189,13 @@ def test_side_by_side_uses_the_papers_names_and_marks_a_cell_not_run():
     assert table.loc["Mean Teacher", ("CIFAR-100", 10000, "top-1 error %")] == "not run"
     assert table.loc["Mean Teacher", ("CIFAR-100", 4000, "top-1 error %")] == "75.00"  # one split: no ± 0.00
     assert table.loc["Fully supervised", ("CIFAR-100", 4000, "top-1 error %")] == "70.50 ± 0.50"
+
+
+def test_summarize_keeps_the_cells_the_paper_has_no_number_for():
+    paper = REPO / "results/paper/table2.csv"
+    table = tables.summarize([record(4000, "lp", 20.0), record(50, "lp", 60.0)], paper)  # 50 labels: ours only
+    assert table.labels.tolist() == [4000, 50] and table.paper_mean.iloc[0] == 12.69
+    assert pd.isna(table.paper_mean.iloc[1]) and table.ours_mean.iloc[1] == 60.0
 
 
 def test_side_by_side_shows_every_column_selected_and_the_papers_number_where_not_run():
@@ -290,6 +301,19 @@ def test_write_table_updates_the_cells_it_has_and_keeps_the_rest(tmp_path):
         with pytest.raises(ValueError, match=f"table {path} is damaged \\(.*{why}.*delete it: the notebook"):
             tables.write_table(tables.summarize([record(500, "lp", 31.0)]), path)
         assert path.read_text() == damaged
+
+
+def test_a_table_write_interrupted_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "table2.csv"
+    tables.write_table(tables.summarize([record(500, "lp", 30.0)]), path)
+    before = path.read_bytes()
+
+    def killed(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", killed)  # the kill comes just before the new file would take its place
+    with pytest.raises(KeyboardInterrupt):
+        tables.write_table(tables.summarize([record(1000, "lp", 20.0)]), path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [".table2.csv.lock", path.name]
 
 
 def test_write_table_drops_the_selected_cells_no_record_gives_any_more(tmp_path):

@@ -25,10 +25,12 @@ def test_cosine_schedule_reaches_zero_at_210_and_stops_at_180():
     assert cosine_lr(0.05, 105, 210) == pytest.approx(0.025)
     assert cosine_lr(0.05, 180, 210) == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 180 / 210)))
     assert cosine_lr(0.05, 210, 210) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_lr(0.05, 250, 210) == pytest.approx(0.0, abs=1e-12)  # past the ramp-down: stays at 0
 
 
 def test_sigmoid_rampup():
     assert sigmoid_rampup(0, 5) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(2.5, 5) == pytest.approx(math.exp(-5 * 0.5 ** 2))
     assert sigmoid_rampup(5, 5) == 1.0 and sigmoid_rampup(50, 5) == 1.0 and sigmoid_rampup(3, 0) == 1.0
 
 
@@ -212,15 +214,26 @@ def test_refresh_pseudo_labels_applies_omega_and_zeta_switches():
     np.testing.assert_array_equal(tr.loss_weights.numpy(), np.ones(40))
 
 
-def test_gtg_refresh_searches_the_configured_knn(monkeypatch):
+@pytest.mark.parametrize("method, labeller", [("lp", "propagate"), ("gtg", "gtg_pseudo_labels")])
+def test_refresh_passes_the_configured_graph_and_solver_settings(monkeypatch, method, labeller):
     import lpnb.train
 
     seen = []
-    gtg = lpnb.train.gtg_pseudo_labels
-    monkeypatch.setattr(lpnb.train, "gtg_pseudo_labels", lambda *a, **kw: seen.append(kw["knn"]) or gtg(*a, **kw))
-    tr = _trainer("gtg", knn="approx")
-    tr.refresh_pseudo_labels()
-    assert seen == ["approx"]
+    original = getattr(lpnb.train, labeller)
+    monkeypatch.setattr(lpnb.train, labeller, lambda *a, **kw: seen.append(kw) or original(*a, **kw))
+    settings = dict(k=7, gamma=2.0, knn="approx", **({"alpha": 0.9, "cg_iters": 5} if method == "lp" else {}))
+    _trainer(method, **settings).refresh_pseudo_labels()
+    renamed = {"cg_iters": "max_iter"}
+    assert len(seen) == 1 and {renamed.get(f, f): seen[0].get(renamed.get(f, f)) for f in settings} == {
+        renamed.get(f, f): v for f, v in settings.items()}
+
+
+def test_the_mean_teacher_trains_in_training_mode_as_the_student():
+    """Mean Teacher's code runs the teacher in train mode (its dropout on): its targets are noisy too."""
+    tr = _trainer("mt")
+    tr.teacher.eval()
+    tr.train_epoch(1, 0)
+    assert tr.teacher.training and tr.model.training
 
 
 @pytest.mark.parametrize("use_omega", [True, False])
