@@ -140,6 +140,13 @@ def test_a_load_is_reported_as_corrupt_only_for_a_corrupt_file(tmp_path, monkeyp
         experiment.load_checkpoint(path, "r")
 
 
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    experiment.save_checkpoint(path, {"run_id": "other", "trainer": {}})  # copied into this run's folder
+    with pytest.raises(RuntimeError, match="checkpoint .* does not belong to run r. Delete it"):
+        experiment.load_checkpoint(path, "r")
+
+
 def test_a_checkpoint_of_other_or_unnamed_data_is_refused(tmp_path):
     path = tmp_path / "checkpoint.pt"
     state = {"run_id": "r", "trainer": {}, "data_fingerprint": "abc"}
@@ -685,6 +692,22 @@ def test_force_keeps_the_finished_checkpoint_until_its_first_epoch_replaces_it(e
     monkeypatch.setattr(experiment.Trainer, "train_epoch", stage2_only)
     lp = run(smoke("lp"), data_root=root, results_dir=results, progress=False)
     assert lp["base_run"] == first["run_id"] and lp["stage1_test_error"] == first["test_error"]
+
+
+def test_a_forced_run_killed_while_writing_its_record_leaves_the_old_record(env, monkeypatch):
+    root, results = env
+    cfg = smoke("supervised")
+    path = results / "runs" / run(cfg, data_root=root, results_dir=results, progress=False)["run_id"] / "record.json"
+    before, replace = path.read_bytes(), os.replace
+
+    def killed_at_the_record(src, dst):
+        if Path(dst).name == "record.json":
+            raise KeyboardInterrupt
+        replace(src, dst)
+    monkeypatch.setattr(os, "replace", killed_at_the_record)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, data_root=root, results_dir=results, progress=False, force=True)
+    assert path.read_bytes() == before
 
 
 def test_a_last_epoch_is_judged_with_its_test_evaluation(env, minute_epochs):

@@ -477,6 +477,27 @@ def test_a_jobs_command_line_gives_its_run_id(tmp_path, monkeypatch):
         main(command(job, tmp_path)[3:])  # python -m lpnb.cli | run ...
     assert run_id(seen["cfg"]) == run_id(cfg) and seen["results_dir"] == str(tmp_path)
     assert seen["require_checkpoint"] is False and (seen["cfg"].lr, seen["cfg"].unlabeled_size) == (0.0, None)
+    [stage1] = [j for j in plan([cfg], tmp_path) if j.run_id != run_id(cfg)]  # Mean Teacher, for mt+lp to continue
+    with pytest.raises(Called):
+        main(command(stage1, tmp_path)[3:])
+    assert stage1.require_checkpoint and seen["require_checkpoint"] is True and seen["cfg"].method == "mt"
+
+
+@pytest.mark.parametrize("flag, splits", [("2", [0, 1]), ("4,", [4]), ("0,4", [0, 4])])
+def test_sweep_splits_are_a_count_or_with_a_comma_split_numbers(tmp_path, monkeypatch, flag, splits):
+    seen = []
+
+    class Called(Exception):
+        pass
+
+    def fake_sweep(cells, **kwargs):
+        seen.extend(cells)
+        raise Called
+    monkeypatch.setattr("lpnb.sweep.sweep", fake_sweep)
+    with pytest.raises(Called):
+        main(["sweep", "--table", "2", "--labels", "500", "--methods", "supervised", "--splits", flag, "--preset",
+              "smoke", "--results-dir", str(tmp_path)])
+    assert [c.split for c in seen] == splits
 
 
 def test_workers_take_the_gpus_this_process_may_use_one_each_first(tmp_path, monkeypatch):

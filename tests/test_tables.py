@@ -191,6 +191,17 @@ def test_side_by_side_uses_the_papers_names_and_marks_a_cell_not_run():
     assert table.loc["Fully supervised", ("CIFAR-100", 4000, "top-1 error %")] == "70.50 ± 0.50"
 
 
+def test_every_number_of_the_paper_csvs_is_in_the_papers_text():
+    """A typo in results/paper/ would put a wrong number beside ours: each mean ± std must be in the paper's text."""
+    text = " ".join(p.read_text() for p in sorted((REPO.parent / "shared" / "paper").glob("*.md")))
+    if not text:
+        pytest.skip("the paper's text (../shared/paper/) is not beside the repository")
+    for csv in sorted((REPO / "results" / "paper").glob("table*.csv")):
+        for row in pd.read_csv(csv, dtype=str, keep_default_na=False).itertuples():  # "32.40" as written
+            std = r"\s*\$?\s*\\pm\s*\$?\s*" + re.escape(row.std) if row.std else r"\$"  # "$a \pm b$", "(a $\pm$ b)"
+            assert re.search(re.escape(row.error) + std, text), f"{csv.name}: {row}"
+
+
 def test_summarize_keeps_the_cells_the_paper_has_no_number_for():
     paper = REPO / "results/paper/table2.csv"
     table = tables.summarize([record(4000, "lp", 20.0), record(50, "lp", 60.0)], paper)  # 50 labels: ours only
