@@ -60,8 +60,11 @@ def test_every_method_runs_end_to_end(env, method):
         mistakes = rec["confident_mistakes"]
         assert all(m["pseudo_label"] != m["label"] for m in mistakes) and rec["classes"][:2] == ["class000", "class001"]
         assert [m["omega"] for m in mistakes] == sorted((m["omega"] for m in mistakes), reverse=True)
-    if method.startswith("mt"):
-        assert "teacher_test_error" in rec["history"][-1]
+    final = rec["history"][-1]
+    if method.startswith("mt"):  # Mean Teacher reports its EMA teacher's error, and keeps the student's
+        assert (rec["test_error"], rec["student_test_error"]) == (final["teacher_test_error"], final["test_error"])
+    else:
+        assert rec["test_error"] == rec["student_test_error"] == final["test_error"]
 
 
 def test_table1_variants_share_stage1_and_have_distinct_ids(env):
@@ -138,6 +141,12 @@ def test_a_load_is_reported_as_corrupt_only_for_a_corrupt_file(tmp_path, monkeyp
     monkeypatch.setattr(torch, "load", out_of_time)
     with pytest.raises(sweep.JobOutOfTime, match="^SLURM's time limit came$"):
         experiment.load_checkpoint(path, "r")
+
+
+def test_an_epoch_is_expected_to_take_as_long_as_the_longest_like_it():
+    assert experiment._expected_epoch([(60.0, 5), (300.0, 5), (100.0, 5)], 5) == 300.0  # one evaluated, say
+    assert experiment._expected_epoch([(60.0, 5), (100.0, 10)], 20) == 60.0 + 15 * 11.0  # median 11 s a step
+    assert experiment._expected_epoch([], 5) == 0.0
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):

@@ -137,6 +137,17 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
             plot_figure7(record, data, n_images)
 
 
+def test_figure7_shows_the_most_confident_mistakes_first_with_their_own_images():
+    images = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)  # image i: all i
+    data = SimpleNamespace(train_images=images, train_labels=np.zeros(20, np.int64), classes=["cat", "dog"],
+                           source="")
+    mistakes = [{"index": 19 - i, "pseudo_label": 1, "label": 0, "omega": 0.95 - i / 100} for i in range(20)]
+    fig = plot_figure7({"run_id": "r", "history": [{"stage": 2}], "confident_mistakes": mistakes}, data, 12)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_xlabel() for ax in shown] == [f"dog({0.95 - i / 100:.2f})" for i in range(12)]  # as recorded
+    assert [int(ax.images[0].get_array()[0, 0, 0]) for ax in shown] == [19 - i for i in range(12)]
+
+
 def test_figure7_names_another_copy_of_the_images_and_refuses_other_data():
     data = SimpleNamespace(train_images=np.zeros((5, 32, 32, 3), np.uint8), train_labels=np.array([0, 0, 2, 0, 0]),
                            classes=["airplane", "automobile", "bird"], source="/data/cifar-10-batches-py")

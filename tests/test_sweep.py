@@ -771,6 +771,9 @@ def test_a_worker_killed_by_a_signal_is_reported_with_the_signal(tmp_path, monke
     with log.open("a") as f:  # another sweep on the same folder started an attempt after this sweep's
         f.write(f"{sweep_module.ATTEMPT}2026-01-01 00:00:01 by sweep 1\nwaiting for the other process\n")
     assert sweep_module._tail(log) == "epoch 3 of 180\nwaiting for the other process"
+    with log.open("a") as f:  # this process's sweep run again (a notebook kernel): its latest attempt is shown
+        f.write(f"{sweep_module.ATTEMPT}2026-01-01 00:00:02{sweep_module._by_this_sweep()}\nthe second attempt\n")
+    assert sweep_module._tail(log) == "the second attempt"
     assert sweep_module._why(-40, tmp_path / "no log").endswith("killed by signal 40: its epochs finished are "
                                                                 "checkpointed, and the same sweep resumes it")
 
