@@ -221,6 +221,8 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
     assert notebook.figure_run(committed) == recorded and len(trained) == 1  # read, not trained
     assert "not recorded yet" not in capsys.readouterr().out
     assert notebook.figure_run(committed, split=1) == {"preset": COMMITTED_PRESET}  # split 1 has no paper-scale run
+    assert notebook.figure_run(committed, labels=1000) == {"preset": COMMITTED_PRESET}  # nor 1000 labels
+    assert (trained[-1].labels, trained[-1].split, len(trained)) == (1000, 0, 3)
     other = notebook_settings("smoke", results_dir=tmp_path)
     assert notebook.figure_run(other) == {"preset": "smoke"}  # another preset: its own run
     given = notebook_settings(COMMITTED_PRESET, results_dir=tmp_path)
@@ -232,7 +234,7 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
                                            "or pass " + ("train=True" if torch.cuda.is_available() else
                                                          "preset='cpu' to the notebook")):
         notebook.figure_run(shown, split=1)  # on a CPU, train=True would mean days
-    assert notebook.figure_run(shown) == recorded and len(trained) == 4  # recorded: read, nothing trained
+    assert notebook.figure_run(shown) == recorded and len(trained) == 5  # recorded: read, nothing trained
     with pytest.raises(ValueError, match=r"labels must be one label count for a figure \(e.g. 500\), got '500,1000'"):
         notebook.figure_run(committed, "500,1000")  # what `-p labels 500,1000` gives
     for split in (-1, "0", True):

@@ -92,9 +92,16 @@ def test_toy_figures_and_save_figure(tmp_path):
     points, labels = make_toy(seed=0)
     masks = [pick_labeled(labels, m) for m in (1, 3)]
     results = [propagate(points, labels, mask, graph="gaussian", k=10) for mask in masks]
-    assert len(plot_figure1(points, labels, masks[1], results[1]).axes) == 2
+    top, bottom = plot_figure1(points, labels, masks[1], results[1]).axes
+    assert top.get_title().startswith("Ground truth") and bottom.get_title().startswith("Pseudo-labels by diffusion")
+    unlabeled, triangles = top.collections  # ground truth: the unlabeled points in gray, the labeled as triangles
+    np.testing.assert_array_equal(unlabeled.get_offsets(), points[~masks[1]])
+    np.testing.assert_array_equal(triangles.get_offsets(), points[masks[1]])
     fig = plot_figure3(points, labels, masks, results)
     assert len(fig.axes) == 2
+    for ax, m, mask, result in zip(fig.axes, (1, 3), masks, results):  # the count and the unlabeled points' accuracy
+        by_hand = (result.pseudo_labels[~mask] == labels[~mask]).mean()
+        assert ax.get_title() == f"{m} labeled per class\npseudo-label accuracy {100 * by_hand:.1f}%"
     paths = save_figure(fig, "toy", tmp_path / "new")
     assert [p.name for p in paths] == ["toy.pdf", "toy.png"]
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["toy.pdf", "toy.png"]
