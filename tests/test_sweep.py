@@ -3,6 +3,7 @@ against being trained twice at once."""
 import functools
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def test_a_slurm_sweep_starts_each_stage_2_job_after_its_own_stage_1_job(tmp_pat
                          "run it continues has succeeded"]
     assert sorted((tmp_path / "cancelled").read_text().split()) == ["4242_0", "4242_0", "4242_0", "4242_1",
                                                                     "4242_1", "4242_1"]
+    # every sbatch here answers job 4242: the last array's two submissions are what is left to read
+    submissions = [pickle.loads(p.read_bytes()) for p in (tmp_path / "results" / "slurm").rglob("*_submitted.pkl")]
+    assert len(submissions) == 2 and {(d.args[-1], d._timeout_min, d._timeout_countdown) for d in submissions} == {
+        (60 - sweep_module.STOP_BEFORE_LIMIT / 60, 60, sweep_module.MAX_REQUEUES)}  # the run stops before SLURM's end
 
 
 
@@ -715,6 +720,9 @@ def test_a_slurm_run_stopped_at_its_time_limit_signals_itself_as_submitit_expect
         monkeypatch.setattr(submitit.JobEnvironment, "USR_SIG", name)
         SlurmRun()(asdict(smoke("lp")), str(tmp_path), None, False, 5.0)
         assert sent.pop() == (os.getpid(), expected)
+    stop = experiment.TimeLimitReached("r", None, 0, 0, trained=False, progressed=True)  # its time went waiting for
+    SlurmRun()(asdict(smoke("lp")), str(tmp_path), None, False, 5.0)                    # another's lock: requeued
+    assert sent.pop() == (os.getpid(), signal.SIGUSR1)
 
 
 @pytest.mark.parametrize("left, seconds", [("9:30", 570), ("1:02:03", 3723), ("1-00:00:10", 86410),
