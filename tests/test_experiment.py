@@ -836,6 +836,17 @@ def test_a_stage_whose_epochs_were_timed_is_judged_by_them_not_by_stage_1s(env, 
         run(cfg, data_root=root, results_dir=results, progress=False, time_limit=9)
 
 
+def test_a_stage_2_run_judges_its_first_epoch_by_the_stage_1_run_recorded_before(env, minute_epochs, monkeypatch):
+    """Stage 1 trained by an earlier call: its epochs (a minute for one step) say a stage-2 epoch (6 steps) takes 6
+    minutes, more than the 3 given, so none starts."""
+    root, results = env
+    cfg = smoke("lp")
+    run(base_config(cfg), data_root=root, results_dir=results, progress=False)
+    monkeypatch.setattr(experiment.Trainer, "train_epoch", lambda *a, **k: pytest.fail("an epoch that cannot fit"))
+    with pytest.raises(experiment.TimeLimitReached, match="before epoch 0 of 2 of stage 2"):
+        run(cfg, data_root=root, results_dir=results, progress=False, time_limit=3)
+
+
 def test_the_first_refresh_of_stage_2_counts_before_its_epoch_starts(env, minute_epochs, monkeypatch):
     """Stage 1's epochs (a minute each) extrapolate to 6 minutes for a stage-2 epoch, which takes 6 after a
     refresh of 4 that no epoch has timed yet: with 9 minutes, 2 of them for stage 1, the epoch would end at 12.

@@ -254,6 +254,21 @@ def test_a_suspended_slurm_job_is_waited_for_not_failed(tmp_path, monkeypatch):
     assert [j.state for j in jobs] == ["done", "done"] and not jobs[1].process.cancelled
 
 
+def test_a_requeued_slurm_job_is_shown_waiting_again(tmp_path, monkeypatch):
+    [job] = plan(table_cells(2, labels=[500], methods=["supervised"], splits=1, preset="smoke"), tmp_path)
+    job.process, seen = FakeSlurmJob("7"), []
+    job.process.state = "RUNNING"
+    monkeypatch.setattr(sweep_module, "_slurm_queue", lambda: {} if job.process.done() else {"7": ("RUNNING", "")})
+
+    def show_progress(jobs, *args):
+        seen.append(job.state)
+        job.process.state = "REQUEUED"  # stopped at its time limit, queued again
+        job.process.outcome = "done" if len(seen) == 2 else None
+    monkeypatch.setattr(sweep_module, "_show_progress", show_progress)
+    sweep_module._follow_slurm([job], tmp_path, 0, lambda line: None)
+    assert seen[:2] == ["running", "waiting"] and job.state == "done"
+
+
 def test_no_squeue_is_an_unknown_queue(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert sweep_module._slurm_queue() is None
@@ -878,6 +893,7 @@ def test_a_run_is_never_trained_twice_at_once(env, tmp_path, monkeypatch, capsys
         time.sleep(0.05)
     assert other.poll() is None, other.stderr.read().decode()[-2000:]
     monkeypatch.setattr(experiment.Trainer, "train_epoch", lambda *a, **k: pytest.fail("trained a second time"))
+    monkeypatch.setattr(experiment, "build_trainer", lambda *a, **k: pytest.fail("resumed the finished run"))
     found = {}
     this = threading.Thread(target=lambda: found.update(record=experiment.run(cfg, data_root=root,
                                                                               results_dir=results, progress=False)))
@@ -891,3 +907,4 @@ def test_a_run_is_never_trained_twice_at_once(env, tmp_path, monkeypatch, capsys
     this.join(300)
     assert "another process is training this run; waiting for it" in said
     assert other.wait() == 0 and found["record"]["history"][-1]["epoch"] == 2
+    assert found["record"] == json.loads((results / "runs" / run_id(cfg) / "record.json").read_text())  # the other's
