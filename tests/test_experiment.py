@@ -200,13 +200,18 @@ def test_killed_then_resumed_gives_the_uninterrupted_result(env, tmp_path, stop)
                                rtol=1e-5)
 
 
-def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env):
-    """A stage-2 checkpoint carried to another machine without its stage-1 checkpoint: stage 1 is not retrained."""
+@pytest.mark.parametrize("older", [False, True], ids=["checkpoint", "older-checkpoint"])
+def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env, older):
+    """A stage-2 checkpoint carried to another machine without its stage-1 checkpoint: stage 1 is not retrained,
+    also from a checkpoint written before checkpoints kept the stage-1 record (its record is enough then)."""
     root, results = env
     first = run(smoke("lp", epochs_stage2=3), data_root=root, results_dir=results, progress=False)
     base_dir = results / "runs" / first["base_run"]
     (base_dir / "checkpoint.pt").unlink()
     (results / "runs" / first["run_id"] / "record.json").unlink()
+    if older:
+        ckpt = results / "runs" / first["run_id"] / "checkpoint.pt"
+        experiment.save_checkpoint(ckpt, {k: v for k, v in torch.load(ckpt, weights_only=True).items() if k != "base"})
     base_written = (base_dir / "record.json").stat().st_mtime_ns
     again = run(smoke("lp", epochs_stage2=3), data_root=root, results_dir=results, progress=False)
     assert (base_dir / "record.json").stat().st_mtime_ns == base_written, "stage 1 was retrained"
