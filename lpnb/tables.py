@@ -559,9 +559,9 @@ PSEUDO_LABELLERS = {"lp": "Diffusion (7)", "mt+lp": "Diffusion (7)", "gtg": "GTG
 def pseudo_labeller(record):
     """What made a stage-2 run's pseudo-labels, as Figure 4 names it: diffusion (eq. 7) unless the run says GTG.
     A run of method 'network' is refused: its pseudo-labels are the network's predictions (eq. 1) themselves."""
-    method = record.get("method", "lp")
+    method = record["method"]
     if method not in PSEUDO_LABELLERS:
-        raise ValueError(f"run {record.get('run_id')} is of method {method!r}, whose pseudo-labels are not compared "
+        raise ValueError(f"run {record['run_id']} is of method {method!r}, whose pseudo-labels are not compared "
                          f"with the network's predictions: give a run of method {' or '.join(PSEUDO_LABELLERS)}")
     return PSEUDO_LABELLERS[method]
 

@@ -72,8 +72,8 @@ def _lp_record(hist_epochs=(0, 90)):
     edges = np.linspace(0, 1, 5).tolist()
     hists = [{"epoch": e, "edges": edges, "correct": [1 + e, 2, 3, 4], "incorrect": [5, 6, 7 + e, 8]}
              for e in hist_epochs]
-    return {"run_id": "r", "dataset": "cifar10", "labels": 500, "history": history, "omega_histograms": hists,
-            "preset": "paper", "config": asdict(make_config("paper", method="lp"))}
+    return {"run_id": "r", "method": "lp", "dataset": "cifar10", "labels": 500, "history": history,
+            "omega_histograms": hists, "preset": "paper", "config": asdict(make_config("paper", method="lp"))}
 
 
 def test_figure4_draws_both_pseudo_label_accuracies_of_every_stage2_epoch():

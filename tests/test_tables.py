@@ -495,7 +495,7 @@ def test_confusions_name_the_classes_of_the_record_s_dataset():
 def test_the_figure_findings_count_before_rounding_and_name_ties():
     history = [{"stage": 2, "epoch": e, "pseudo_label_acc": d, "network_acc": n}
                for e, d, n in ((0, 40.0, 38.0), (1, 48.04, 47.96), (2, 50.0, 49.0))]  # epoch 1: 48.0 and 48.0 shown
-    rec = {"history": history}
+    rec = {"method": "lp", "history": history}
     assert "at 3 of 3 stage-2 epochs" in tables.pseudo_label_accuracy(rec)[1]
     assert tables._figure4(rec) == ("diffusion ahead at 3 of 3 epochs; last epoch 50.0% correct against the "
                                     "network's 49.0%")
