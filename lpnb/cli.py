@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
 import os
 import shutil
 import signal
@@ -41,9 +42,9 @@ TIME_LIMIT_EXIT = 3  # `lpnb run --time-limit`: stopped at an epoch boundary, ch
 
 
 def _value(text):
-    """A flag's value: JSON where it parses (3, 0.5, [0, 7], true), Python's True/False/None/nan/inf too, else the
-    string."""
-    python_literals = {"True": True, "False": False, "None": None}
+    """A flag's value: JSON where it parses (3, 0.5, [0, 7], true), Python's True/False/None/nan/inf too, none,
+    numbers separated by commas as a list (0,7), else the string."""
+    python_literals = {"True": True, "False": False, "None": None, "none": None}
     if text in python_literals:
         return python_literals[text]
     try:
@@ -55,6 +56,10 @@ def _value(text):
             return number(text)
         except ValueError:
             pass
+    if "," in text:  # 0,7 as [0, 7], as --labels and --splits read their lists
+        parts = [_value(part) for part in text.split(",")]
+        if all(isinstance(p, numbers.Number) and not isinstance(p, bool) for p in parts):
+            return parts
     return text
 
 

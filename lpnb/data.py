@@ -56,6 +56,9 @@ TORCHVISION = {
 }
 TORCHVISION_FOLDERS = ("cifar-10-batches-py", "cifar-100-python")
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
+# the project's CIFAR copies (../shared/data: JPEG, quality 95, not CIFAR's original pixels), by the fingerprint of
+# their decoded pixels and labels (ImageData.fingerprint): how a record says it was trained on them
+PROJECT_COPIES = {"2ad0627943a0028a": "cifar10", "0bffc2e9c65e4123": "cifar100"}
 MINIIMAGENET_SIZE = 84
 MINIIMAGENET_SEED = 0  # per-class train/test assignment (paper sec. 5.1: 500/100 at random)
 CACHE_VERSION = 3  # part of the cache key: bump when decoding or meta.json changes (3: 16-bit images refused)
@@ -271,6 +274,7 @@ def _missing_message(name, root, searched):
     inside = [r for r in searched if (r / "train").is_dir() and (r / "test").is_dir()]
     hint = (f"{inside[0]} holds train/ and test/ itself: give the folder above it as the data root, with this folder "
             f"named {name}/ in it.\n") if inside else ""
+    hint += "".join(f"{r} does not exist (a typo?).\n" for r in searched if not r.exists())
     return (f"no {name} data found under {' or '.join(map(str, searched))}. {hint}Provide it in one of these forms:\n"
             f"{where}\nThe data root is root=... in Python, --data-root on the command line and data_root in the\n"
             "notebooks, else $LPNB_DATA_ROOT (that folder only), else the first of <repo>/data and\n"
@@ -797,11 +801,18 @@ def read_split(path: Path, data: ImageData, n_labels: int) -> np.ndarray:
         remedy = (f"lpnb drew this split for other {data.name} data; delete the file and the next run "
                   "draws one for this data")
         unreadable = "delete it, and the next run draws this split again"
-    else:
+    elif len(data.train_labels) == OFFICIAL_TRAIN_IMAGES:  # CIFAR's size: one of the paper's files
         remedy = (f"the paper's split files index the official {data.name} training set, and "
                   f"{Path(data.source).name} is not it. Give your own data a root of its own (--data-root, in Python "
                   "root=): lpnb reads split files only from a root given, and draws a seeded split where it has none")
         unreadable = "restore it from the paper's split files"
+    else:  # a file of the user's own, or one of the paper's beside other data
+        unreadable = ("a split file of your own names one labeled training image a line, '<index>_<class>.png <class>' "
+                      "(the index: the number in the image's file name): correct it, or delete it and the next run "
+                      "draws a seeded split. If it is one of the paper's files (they index the official "
+                      f"{data.name} training set), restore it from them, or give your own data a root of its own "
+                      "(--data-root, in Python root=)")
+        remedy = f"this file does not fit {Path(data.source).name}'s training images; {unreadable}"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:

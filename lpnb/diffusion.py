@@ -798,6 +798,9 @@ def gtg_pseudo_labels(features, labels, labeled, *, n_classes=None, k=50, gamma=
     return _pseudo_labels(X, labels, idx, n_iter, change)
 
 
+UNLABELED_LOOKALIKES = {"", "-1", "-1.0", "nan", "none", "null", "na", "n/a", "?", "unknown", "unlabeled", "unlabelled"}
+
+
 def _missing(value):
     """Whether a value of an object array is a missing label: None, NaN or pandas' NA."""
     try:
@@ -949,6 +952,10 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
         if classes.dtype.kind in "iuf" and (classes < 0).any():  # e.g. -2, meant as unlabeled?
             _warn(f"y holds {classes[classes < 0].tolist()}: only -1 marks an unlabeled point (scikit-learn's "
                   "convention), so these are taken as classes")
+        lookalikes = [c for c in classes if isinstance(c, str) and c.strip().lower() in UNLABELED_LOOKALIKES]
+        if lookalikes:  # e.g. "" or "unlabeled": a class of its own, most likely the points meant to be unlabeled
+            _warn(f"y holds the class(es) {lookalikes}: only -1 (or the string \"-1\") marks an unlabeled point "
+                  "(scikit-learn's convention), so these are taken as classes; mark unlabeled points -1")
         labels = np.zeros(len(y), dtype=np.int64)
         labels[labeled] = codes
         res = propagate(X, labels, labeled, n_classes=len(classes), k=self.k, gamma=self.gamma, alpha=self.alpha,

@@ -662,6 +662,7 @@ def make_record(cfg, trainer, state, run_data, base):
         "n_unlabeled": int((~run_data.labeled).sum()), "n_test": len(run_data.test_index),
         "data": f"{cfg.dataset} from {lpdata.describe_source(source)}", "data_source": source.name,
         "data_fingerprint": run_data.fingerprint,
+        "data_content": run_data.data.fingerprint,  # of all the dataset's pixels and labels, e.g. PROJECT_COPIES
         "split_file": run_data.split_name,
         "timings": {**({"stage1": base["timings"]} if base else {}), **state["timings"]},
         "base_run": base["run_id"] if base else None,

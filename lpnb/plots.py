@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from lpnb.data import REPO, atomic_write
 from lpnb.graph import _check_param
-from lpnb.tables import DATASET_NAMES, from_class_folders, pseudo_labeller, stage2_history, summarize
+from lpnb.tables import DATASET_NAMES, from_project_copy, pseudo_labeller, stage2_history, summarize
 from lpnb.toy import unlabeled_accuracy
 
 CLASS_COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -167,7 +167,7 @@ def describe_runs(records):
     of `records`."""
     def values(key):
         return sorted({r[key] for r in records if key in r})
-    data = [d + " (JPEG q95 class folders)" if from_class_folders(d) else d for d in values("data")]
+    data = sorted({r["data"] + " (JPEG q95 copy)" * from_project_copy(r) for r in records if "data" in r})
     splits, devices = [str(s) for s in values("split")], values("device")
     parts = [f"{', '.join(values('preset'))} preset" if values("preset") else None, _reduced_protocol(records),
              f"split{'s' * (len(splits) > 1)} {', '.join(splits)}" if splits else None,

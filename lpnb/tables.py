@@ -48,17 +48,18 @@ METHOD_NAMES = {"supervised": "Fully supervised", "network": "Network prediction
                 "mt+lp": "Mean Teacher + ours"}
 
 
-def from_class_folders(data):
-    """Whether a record's "data" (e.g. "cifar10 from cifar10.tar.gz") names CIFAR read from class-folder images,
-    which in the project's copies are JPEG (quality 95), not the original pixels."""
-    return data.startswith("cifar") and data.endswith((".tar.gz", "cifar10", "cifar100"))
+def from_project_copy(record):
+    """Whether a record was trained on the project's CIFAR copies, which are JPEG (quality 95), not CIFAR's
+    original pixels: by the fingerprint of the data's pixels (`data.PROJECT_COPIES`), not by its name, which
+    a user's own images laid out as CIFAR share."""
+    return record.get("data_content") in lpdata.PROJECT_COPIES
 
 
 def data_said(record):
-    """"data: ..." for a line that reports a record's number: its data, with a note where it is CIFAR from
-    class-folder images (the project's copies are JPEG, quality 95); empty for a record without its data."""
+    """"data: ..." for a line that reports a record's number: its data, with a note where it is the project's
+    CIFAR copies (JPEG, quality 95); empty for a record without its data."""
     data = record.get("data")
-    return f"data: {data}{' (the project CIFAR copies: JPEG, quality 95)' * from_class_folders(data)}" if data else ""
+    return f"data: {data}{' (the project CIFAR copies: JPEG, quality 95)' * from_project_copy(record)}" if data else ""
 
 
 def provenance(records):
@@ -71,9 +72,8 @@ def provenance(records):
     splits = sorted({r["split"] for r in records})
     text = (f"{len(records)} run{'s' if len(records) > 1 else ''}, preset {', '.join(presets)}, splits {splits}, "
             f"on {'; '.join(devices)}; data: {'; '.join(data)}.")
-    if any(map(from_class_folders, data)):
-        text += (" CIFAR from class-folder images: the project's copies are JPEG (quality 95), not CIFAR's "
-                 "original pixels.")
+    if any(map(from_project_copy, records)):
+        text += " CIFAR from the project's copies: JPEG (quality 95), not CIFAR's original pixels."
     if presets != ["paper"]:
         text += (" NOT the paper's protocol (smaller data, network and schedule): neither its numbers nor always "
                  "its ordering of methods stand for the paper's.")
@@ -326,7 +326,7 @@ def training_time(cfgs, results_dir):
 def summarize(records, paper_csv=None):
     """One row per (dataset, labels, method, weights, metric): our mean +/- std over splits, the number
     of splits and which ("0 1 2": a table file that several selections updated says what each row averages),
-    their preset, hardware and data (CIFAR from class folders marked JPEG q95), and the paper's number for the
+    their preset, hardware and data (the project's CIFAR copies marked JPEG q95), and the paper's number for the
     same cell when `paper_csv` is given. Records of one preset: their splits are averaged."""
     _one_preset(records, "summarize")
     rows = []
@@ -335,7 +335,7 @@ def summarize(records, paper_csv=None):
         data = r.get("data", "")
         base = {"dataset": r["dataset"], "labels": r["labels"], "method": r["method"], "use_omega": use_omega,
                 "use_zeta": use_zeta, "preset": r["preset"], "device": r["device"],
-                "data": data + " (JPEG q95)" * from_class_folders(data)}
+                "data": data + " (JPEG q95)" * from_project_copy(r)}
         base["split"] = r["split"]
         rows.append({**base, "metric": "top1", "error": r["test_error"]})
         if r["dataset"] == "miniimagenet":

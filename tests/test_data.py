@@ -199,6 +199,14 @@ def test_a_data_root_that_is_the_dataset_folder_itself_is_named(tmp_path):
         load_dataset("cifar10", tmp_path / "cifar10", cache_dir=tmp_path / "cache")
 
 
+def test_a_data_root_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path / 'datta'} does not exist (a typo?)")):
+        load_dataset("cifar10", tmp_path / "datta", cache_dir=tmp_path / "cache")
+    with pytest.raises(FileNotFoundError) as error:  # one that exists is not said not to
+        load_dataset("cifar10", tmp_path, cache_dir=tmp_path / "cache")
+    assert "does not exist" not in str(error.value)
+
+
 def test_a_stray_file_among_images_named_by_their_index_is_named(tmp_path):
     """Ordered by class and file name instead, the images would no longer be at the indices split files name."""
     stems = ["00000", "00001", "00002", "00003", "00004", "00005", "00006", "00007", "00007 (copy)"]
@@ -952,11 +960,16 @@ def test_a_split_past_the_papers_files_is_drawn_with_a_warning(tmp_path):
         labeled_indices(d, 6, 2, root=tmp_path, results_dir=tmp_path / "results")
 
 
-def test_paper_split_with_wrong_class_is_an_error(tmp_path):
+def test_paper_split_with_wrong_class_is_an_error(tmp_path, monkeypatch):
     d = toy_data([0, 1, 2, 0, 1, 2])
     folder = tmp_path / "labels" / "toy" / "2_balanced_labels"
     folder.mkdir(parents=True)
     (folder / "10.txt").write_text("0_a_b.png a_b\n1_d e.png d e\n")
+    with pytest.raises(ValueError, match="image 1 is labeled 'd e'.*is 'c' in toy: this file does not fit .*'s "
+                                         "training images; a split file of your own names .*: correct it, or delete "
+                                         "it .*If it is one of the paper's files .*give your own data a root"):
+        labeled_indices(d, 2, 0, root=tmp_path)  # data of another size than CIFAR's: the file may be the user's own
+    monkeypatch.setattr(data, "OFFICIAL_TRAIN_IMAGES", len(d.train_labels))  # CIFAR's size: the paper's file
     with pytest.raises(ValueError, match="image 1 is labeled 'd e'.*is 'c' in toy: the paper's split files index the "
                                          "official toy training set, and .* is not it. Give your own data a root of "
                                          "its own"):
@@ -1058,7 +1071,7 @@ def test_an_unreadable_split_file_is_named_with_the_remedy(tmp_path, content, wh
     paper = tmp_path / "labels" / "toy" / "3_balanced_labels" / "10.txt"
     paper.parent.mkdir(parents=True)
     for path, remedy in ((drawn, "delete it, and the next run draws this split again"),
-                         (paper, "restore it from the paper's split files")):
+                         (paper, "correct it, or delete it and the next run draws a seeded split")):
         path.write_bytes(content)
         with pytest.raises(ValueError, match=re.escape(f"{path}{why}") + ".*" + re.escape(remedy)):
             labeled_indices(d, 3, 0, root=tmp_path, results_dir=results)
@@ -1235,8 +1248,11 @@ def test_the_committed_records_name_the_pixels_decoded_here(name, session_cache,
     for r in records:  # one fingerprint per labeled split
         if (r["labels"], r["split"]) not in fingerprints:
             cfg = make_config("cpu", dataset=name, labels=r["labels"], split=r["split"], method="supervised")
-            fingerprints[r["labels"], r["split"]] = load_run_data(cfg, SHARED, tmp_path).fingerprint
+            run_data = load_run_data(cfg, SHARED, tmp_path)
+            fingerprints[r["labels"], r["split"]] = run_data.fingerprint
         assert r["data_fingerprint"] == fingerprints[r["labels"], r["split"]], r["run_id"]
+        assert r["data_content"] == run_data.data.fingerprint, r["run_id"]
+    assert data.PROJECT_COPIES[run_data.data.fingerprint] == name  # how records say they used our JPEG copy
 
 
 def test_a_split_asked_for_wrongly_is_refused_by_name(tmp_path):

@@ -1,5 +1,8 @@
 """LabelPropagation as a scikit-learn estimator: scikit-learn's own checks, clone / Pipeline /
 GridSearchCV / cross_val_score, and next to LabelSpreading on the digits data set."""
+import re
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -336,6 +339,18 @@ def test_a_negative_label_other_than_minus_one_is_a_class_and_says_so():
     with pytest.warns(UserWarning, match=r"y holds \[-2\]: only -1 marks an unlabeled point"):
         model = LabelPropagation(k=2).fit(X, np.array([-2, -1, -1, 5, -1, -1]))
     assert model.classes_.tolist() == [-2, 5] and model.transduction_.tolist() == [-2, -2, -2, 5, 5, 5]
+
+
+@pytest.mark.parametrize("marker", ["", "unlabeled", " -1", "-1.0", "NaN"])
+def test_a_string_that_looks_like_unlabeled_is_a_class_and_says_so(marker):
+    X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
+    y = np.array(["cat", marker, marker, "dog", marker, marker], dtype=object)
+    with pytest.warns(UserWarning, match=rf"y holds the class\(es\) \[{re.escape(repr(marker))}\]: only -1"):
+        model = LabelPropagation(k=2).fit(X, y)
+    assert sorted(model.classes_.tolist()) == sorted(["cat", "dog", marker])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a class named like none of them: no warning
+        LabelPropagation(k=2).fit(X, np.array(["cat", "-1", "-1", "dog", "nano", "-1"], dtype=object))
 
 
 def test_labels_of_mixed_types_are_refused_by_name():

@@ -21,7 +21,8 @@ import torch
 from conftest import RECORD_REST, same_run, smoke
 from PIL import Image
 
-from lpnb import experiment, sweep
+from lpnb import data as lpdata
+from lpnb import experiment, sweep, tables
 from lpnb.config import base_config, make_config, run_id
 from lpnb.experiment import load_record, run
 from lpnb.sweep import plan
@@ -220,15 +221,16 @@ def test_stage2_resumes_from_its_own_checkpoint_without_stage1s(env, older):
 
 def test_cli_reads_json_and_python_literals(capsys):
     from lpnb.cli import _value, main
-    assert [_value(t) for t in ("false", "False", "True", "None", "null", "3", "0.5", "[0, 7]", "reduce-overhead",
-                                "0100", "1_000")] == [False, False, True, None, None, 3, 0.5, [0, 7], "reduce-overhead",
-                                                      100, 1000]
+    assert [_value(t) for t in ("false", "False", "True", "None", "none", "null", "3", "0.5", "[0, 7]", "0,7", " 0, 7",
+                                "reduce-overhead", "0100", "1_000", "0,a", "a,b")] == [
+        False, False, True, None, None, None, 3, 0.5, [0, 7], [0, 7], [0, 7], "reduce-overhead", 100, 1000, "0,a",
+        "a,b"]
     assert type(_value("0100")) is int
     assert math.isnan(_value("nan")) and _value("inf") == math.inf and _value("-inf") == -math.inf
     for args, message in [(["run", "--preset", "smoke", "--use-omega", "no"], "config field use_omega must be a bool "
                                                                              "(true or false), got 'no'"),
-                          (["run", "--preset", "smoke", "--hist-epochs", "0,1"], "hist_epochs must be a list (e.g. "
-                                                                                 "[0, 90]) or None, got '0,1'"),
+                          (["run", "--preset", "smoke", "--hist-epochs", "0;1"], "hist_epochs must be a list (e.g. "
+                                                                                 "[0, 90]) or None, got '0;1'"),
                           (["run", "--preset", "smoke", "--width", "nan"], "config field width must be finite and "
                                                                            "positive, got nan"),
                           (["run", "--preset", "smoke", "--results-dir", ""], "argument --results-dir: an empty path: "
@@ -1026,3 +1028,25 @@ def test_images_too_small_for_the_network_are_refused_before_training(tmp_path, 
           str(tmp_path / "results")])  # recorded: read, and said with its data
     assert re.search(r"test images; cpu .*; data: cifar10 from cifar10 \(PNG images\)\)\n$",  # not said to be JPEG
                      capsys.readouterr().out)
+
+
+def test_own_jpeg_images_laid_out_as_cifar_are_not_said_to_be_the_projects_copies(tmp_path, monkeypatch):
+    """The README's layout for one's own images is the project's (cifar10/train/<class>/...jpg): the record names
+    the fingerprint of their pixels, which is not one of the project's JPEG q95 copies, and nothing says it is."""
+    monkeypatch.setenv("LPNB_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 10), ("test", 2)):
+        for cls in ("a", "b"):
+            (tmp_path / "cifar10" / split / cls).mkdir(parents=True)
+            for k in range(count):
+                Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(
+                    tmp_path / "cifar10" / split / cls / f"{cls}{k}.jpg", quality=75)
+    record = run(smoke("supervised", labels=4, unlabeled_size=10, test_size=None), data_root=tmp_path,
+                 results_dir=tmp_path / "results", progress=False)
+    assert record["data"] == "cifar10 from cifar10"
+    assert record["data_content"] == lpdata.load_dataset("cifar10", tmp_path).fingerprint
+    assert record["data_content"] not in lpdata.PROJECT_COPIES
+    assert tables.data_said(record) == "data: cifar10 from cifar10"
+    assert "JPEG" not in tables.provenance([record]) + "".join(tables.summarize([record]).data)
+    ours = {**record, "data_content": next(iter(lpdata.PROJECT_COPIES))}  # as a run on the project's copy says
+    assert tables.data_said(ours) == "data: cifar10 from cifar10 (the project CIFAR copies: JPEG, quality 95)"

@@ -47,8 +47,8 @@ def test_figure6_draws_the_full_protocol_cells_beside_the_smaller_preset():
     devices = "; ".join(sorted({r["device"] for r in full}))  # the GPUs of the paper-scale runs recorded so far
     assert captions(fig) == [  # what each set of lines is drawn from
         "solid: cpu preset, not the paper's protocol: 5000 unlabeled images, width 0.25, 60 + 15 epochs, splits 0, "
-        "1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 class folders) dotted: paper preset, "
-        f"splits 0, 1, 2, on {devices}, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+        "1, 2, on cpu (2 cores, x86_64), cifar10 from cifar10.tar.gz (JPEG q95 copy) dotted: paper preset, "
+        f"splits 0, 1, 2, on {devices}, cifar10 from cifar10.tar.gz (JPEG q95 copy)"]
     assert "NVIDIA H200" in devices  # (a paper-scale run on new hardware adds its GPU to the caption)
     assert plot_figure6([], paper).axes[0].get_title() == "CIFAR-10: no run of ours recorded, paper dashed"
     selected = plot_figure6(cpu, paper, methods=["lp"]).axes[0]  # the paper's lines of the methods selected only
@@ -114,20 +114,24 @@ def test_figure7_shows_the_mistakes_or_says_there_are_none():
     names = [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()]
     assert names == ["auto(0.90)", "auto(0.80)", "auto(0.70)"]  # the paper's short class names, below each image
     assert [t.get_text() for t in fig.texts] == ["run r, the 3 most confident mistakes the run recorded"]  # of 12
-    full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz", "device": "NVIDIA H200"}
+    full = {**record, "preset": "paper", "split": 2, "data": "cifar10 from cifar10.tar.gz", "device": "NVIDIA H200",
+            "data_content": "2ad0627943a0028a"}  # the project's copy
     assert captions(plot_figure7(full, data)) == [
-        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders), the 3 "
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 copy), the 3 "
         "most confident mistakes the run recorded"]
     narrow = plot_figure7({**full, "run_id": "cifar10-500-lp-split2-paper-0123abcd"}, data)  # 4.2 inches wide
     narrow.canvas.draw()
     assert narrow.texts[0].get_window_extent().x1 <= narrow.bbox.x1  # the caption wraps to fit
-    assert captions(plot_figure7({**full, "data": "cifar10 from cifar-10-batches-py"}, data, 3)) == [
+    torchvision = {**full, "data": "cifar10 from cifar-10-batches-py", "data_content": "fedcba9876543210"}
+    assert captions(plot_figure7(torchvision, data, 3)) == [
         "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar-10-batches-py"]  # torchvision's: the pixels
+    assert captions(plot_figure7({**full, "data_content": "0123456789abcdef"}, data, 3)) == [  # one's own images
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz"]
     empty = plot_figure7({**full, "confident_mistakes": []}, data)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no wrong pseudo-label in the last epoch"]
     assert captions(empty) == captions(plot_figure7(full, data, 3))  # the run it would show, named all the same
     assert captions(plot_figure7(full, data, n_images=3)) == [  # as many as asked for: nothing to add
-        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 class folders)"]
+        "paper preset, split 2, run r, on NVIDIA H200, cifar10 from cifar10.tar.gz (JPEG q95 copy)"]
     one = plot_figure7({**full, "confident_mistakes": mistakes[:1]}, data)
     assert one.get_figwidth() >= 4.2 and len(one.texts[0].get_text().splitlines()) <= 2  # not a narrow column
     with pytest.raises(ValueError, match="has no stage 2"):
