@@ -27,7 +27,7 @@ reproduce: setup
 # compared (they load the recorded runs and train nothing); 4. the linter
 test: setup
 	$(BIN)/python -m pytest -q tests
-	SMOKE_TEST=1 LPNB_SMOKE_DIR=$$(mktemp -d) $(BIN)/python -m pytest -q --nbval-lax notebooks
+	SMOKE_TEST=1 $(BIN)/python -m pytest -q --nbval-lax notebooks
 	$(BIN)/python -m pytest -q --nbval notebooks
 	$(BIN)/ruff check .
 

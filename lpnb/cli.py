@@ -221,7 +221,8 @@ def _reproduce(args):
     results = default_results_dir(preset)  # $LPNB_RESULTS_DIR too
     written = list(dict.fromkeys(written + [
         p for d in (REPO / "figures", REPO / "results", output_dir(preset), results) for p in sorted(d.rglob("*"))
-        if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts]))
+        if p.is_file() and p.stat().st_mtime >= started and "runs" not in p.parts
+        and not p.name.startswith(".")]))  # not a table's lock file
     runs = {p.parent.name for p in (results / "runs").glob("*/record.json") if p.stat().st_mtime >= started}
     minutes = (time.time() - started) / 60
     print(f"\nExecuted {len(notebooks) - len(failed)} of {len(notebooks)} notebooks in {minutes:.1f} min. Wrote:")

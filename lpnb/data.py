@@ -134,7 +134,7 @@ def load_dataset(name: str, root=None, *, download: bool = False, cache_dir=None
             TORCHVISION[name](source[1].parent if source else home, download=True)
         except (OSError, RuntimeError) as e:  # no network (URLError), a full disk, a download that is no archive
             raise FileNotFoundError(f"downloading {name} failed ({type(e).__name__}: {e}).\n"
-                                    + _missing_message(name, home, roots)) from e
+                                    + _missing_message(name, home, roots, downloading=True)) from e
         source = _find_source(name, roots)
     if source is None:
         raise FileNotFoundError(_missing_message(name, home, roots))
@@ -240,8 +240,9 @@ def _holds(path, files, root, name):
                               "it readable, or give another data root (--data-root, in Python root=)") from None
 
 
-def _missing_message(name, root, searched):
-    """What to provide, and where (root), when no source of `name` is in the folders searched."""
+def _missing_message(name, root, searched, downloading=False):
+    """What to provide, and where (root), when no source of `name` is in the folders searched (or a download
+    failed: then without the advice to download it)."""
     where = {
         "cifar10": (
             f"  - torchvision's copy in {root}/cifar-10-batches-py: load_dataset('cifar10', root, download=True),\n"
@@ -270,7 +271,7 @@ def _missing_message(name, root, searched):
     }[name]
     shell = (f"\nFrom a shell (the command line has no --download): python -c \"import lpnb.data; "
              f"lpnb.data.load_dataset('{name}', '{root}', download=True)\"; in notebook 09_figure7: -p download "
-             "True") if name in TORCHVISION else ""
+             "True") if name in TORCHVISION and not downloading else ""
     inside = [r for r in searched if (r / "train").is_dir() and (r / "test").is_dir()]
     hint = (f"{inside[0]} holds train/ and test/ itself: give the folder above it as the data root, with this folder "
             f"named {name}/ in it.\n") if inside else ""

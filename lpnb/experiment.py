@@ -634,7 +634,8 @@ def _environment():
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    return {"versions": versions, "git_commit": commit, "host": platform.node()}
+    return {"versions": versions, "git_commit": commit, "host": platform.node(),
+            "torch_threads": torch.get_num_threads()}  # CPU sums split over threads round differently
 
 
 def _device_name(device):

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from lpnb import data as lpdata
@@ -112,11 +113,14 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
     SMOKE_TEST=1 (the CI convention) forces the smoke preset and train=True, reads small generated
     stand-ins of the datasets (`lpnb.data.write_standin`) and writes everything under $LPNB_SMOKE_DIR
     (a fresh temporary folder if unset), never into the repository: the code paths, not the numbers.
+
+    Sets pandas' display.max_colwidth to None: the notebook's tables show their text whole.
     """
     unknown, known = unknown_parameters()
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)} (papermill -p): this notebook's "
                          f"parameters are {', '.join(known)}")
+    pd.set_option("display.max_colwidth", None)  # tables' text shown whole: what a one-cell table says, the data
     for name, folder in (("results_dir", results_dir), ("figures_dir", figures_dir), ("data_root", data_root)):
         if isinstance(folder, str) and not folder.strip():  # Path("") is the current folder
             raise ValueError(f"notebook parameter {name} is empty: give a folder, or None for the usual one")
@@ -164,6 +168,10 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
             raise ValueError(f"notebook parameter results_dir: {results_dir} is "
                              f"{'not a folder' if results_dir.exists() else 'no folder, and train=False reads runs'}: "
                              "give the folder the runs are recorded in (or None: the repository's results/)")
+        existing = next(p for p in (results_dir, *results_dir.absolute().parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only file system
+            raise ValueError(f"notebook parameter results_dir: {existing} is not writable, and the notebook writes its "
+                             "table (and any run it trains) there: give a folder you can write to")
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
         print(f"records and tables go to {results_dir}, figures to {figures_dir}")
     else:
@@ -304,11 +312,14 @@ def figure_run(settings, labels=500, split=0, device="auto"):
         where = "".join(f" --{flag} {value}" for flag, value in (
             ("results-dir", settings.results_dir if settings.results_dir != default_results_dir(cfg.preset) else None),
             ("data-root", settings.data_root)) if value is not None)  # the notebook's own, where not the defaults
+        small = make_config("cpu", dataset="cifar10", labels=labels, split=split, method="lp")
+        small = ("recorded" if load_record(small, settings.results_dir) is not None else
+                 "not recorded here: the notebook trains it on this CPU")
         raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
                            f"--method lp --split {split}{where}`{' on a GPU' if cfg.preset == 'paper' else ''}, "
                            "or pass "
                            + ("train=True to the notebook" if cfg.preset != "paper" or torch.cuda.is_available() else
-                              "preset='cpu' to the notebook (its small runs, recorded)"))
+                              f"preset='cpu' to the notebook (its small run, {small})"))
     announce_training([cfg], settings.results_dir)
     return run(cfg, data_root=settings.data_root, results_dir=settings.results_dir)

@@ -225,9 +225,10 @@ def run_rows(rows, labels, splits=None, *, dataset="cifar10", preset="paper", da
     todo = [cfg for cfg, record in zip(cells, records) if record is None]
     if train and todo:
         if lpdata.find_dataset(dataset, data_root) is None:
-            print(f"not run yet ({len(todo)}), and not trained: no {dataset} data found; give the folder that holds "
-                  f"it as the notebook's data_root (lpnb.data.load_dataset('{dataset}') says where it looks and what "
-                  "it reads)")  # no path: committed notebooks show this line, on any machine
+            given = f" in {data_root}" if data_root is not None else ""  # none: committed notebooks show the line
+            print(f"not run yet ({len(todo)}), and not trained: no {dataset} data found{given}; give the folder that "
+                  f"holds it as the notebook's data_root (lpnb.data.load_dataset('{dataset}') says where it looks "
+                  "and what it reads)")
             return [record for record in records if record is not None]
         announce_training(todo, results_dir)
         # first the records checked against the data the missing cells will train on

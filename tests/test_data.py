@@ -836,8 +836,9 @@ def test_a_failed_download_says_so_and_where_to_put_the_data(tmp_path, monkeypat
 
     fake_cifar10(monkeypatch, offline)
     with pytest.raises(FileNotFoundError, match=r"(?s)downloading cifar10 failed \(URLError: .*name resolution.*"
-                                                "class folders"):
+                                                "class folders") as error:
         load_dataset("cifar10", tmp_path, download=True, cache_dir=tmp_path / "cache")
+    assert "download True" not in str(error.value) and "download=True)\"" not in str(error.value)  # it was tried
 
 
 def test_a_download_that_is_no_archive_says_so_and_where_to_put_the_data(tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ def test_every_method_runs_end_to_end(env, method):
     saved = json.loads((results / "runs" / rec["run_id"] / "record.json").read_text())
     assert saved["test_error"] == rec["test_error"] and saved["config"]["method"] == method
     assert rec["data"] == "cifar10 from generated stand-ins" and rec["data_source"] == "cifar10"
+    assert rec["torch_threads"] == torch.get_num_threads() >= 1  # the rounding of its CPU sums
     stages = [h["stage"] for h in rec["history"]]
     assert rec["timings"]["setup"] > 0 and all(h["seconds"] > 0 for h in rec["history"])
     if method in ("supervised", "mt"):

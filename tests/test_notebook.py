@@ -4,6 +4,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -73,16 +74,35 @@ def test_a_table_notebook_takes_only_its_tables_methods_and_datasets(tmp_path):
     assert notebook_settings(None, table=2, labels=1000, datasets="cifar10").tables_dir == REPO / "results"
 
 
-def test_a_results_dir_that_is_no_folder_is_refused_naming_it(tmp_path):
+def test_a_results_dir_that_is_no_folder_is_refused_naming_it(tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match=r"notebook parameter results_dir: .*a_file is not a folder: give the"):
         notebook_settings(None, results_dir=tmp_path / "a_file")
     with pytest.raises(ValueError, match=r"results_dir: .*typo is no folder, and train=False reads runs: give"):
         notebook_settings(None, results_dir=tmp_path / "typo", train=False)
     assert notebook_settings(None, results_dir=tmp_path / "new", train=True).results_dir == tmp_path / "new"
+    access = os.access  # a read-only file system (root writes anywhere else)
+    monkeypatch.setattr(notebook.os, "access", lambda p, mode: Path(p) != tmp_path and access(p, mode))
+    for given in (tmp_path, tmp_path / "deeper"):  # itself, or the folder it would be made in
+        with pytest.raises(ValueError, match=f"results_dir: {re.escape(str(tmp_path))} is not writable, and the "
+                                             "notebook writes its table"):
+            notebook_settings(None, results_dir=given, train=True)
     for name in ("results_dir", "figures_dir", "data_root"):  # `-p results_dir ""`: not the current folder
         with pytest.raises(ValueError, match=f"notebook parameter {name} is empty: give a folder, or None"):
             notebook_settings(None, **{name: " "})
+
+
+def test_a_notebooks_tables_show_their_text_whole():
+    """Why a table is empty, said in a one-cell table, is not cut to pandas' 50 characters."""
+    import pandas as pd
+    said = tables._says(f"not run: {tables.NO_RECORD}")
+    pd.reset_option("display.max_colwidth")  # pandas' default
+    try:
+        assert tables.NO_RECORD not in repr(said) + said._repr_html_()  # as a notebook shows it
+        notebook_settings(None)
+        assert tables.NO_RECORD in repr(said) and tables.NO_RECORD in said._repr_html_()
+    finally:
+        pd.reset_option("display.max_colwidth")
 
 
 def test_the_committed_preset_writes_in_place_and_others_apart(monkeypatch, tmp_path, capsys):
@@ -232,8 +252,15 @@ def test_the_figures_are_drawn_from_the_paper_scale_run_once_it_is_recorded(monk
                                            "paper --dataset cifar10 --labels 500 --method lp --split 1 --results-dir "
                                            f"{re.escape(str(tmp_path))}` on a GPU, "  # the notebook's own folder
                                            "or pass " + ("train=True" if torch.cuda.is_available() else
-                                                         "preset='cpu' to the notebook")):
+                                                         "preset='cpu' to the notebook \\(its small run, not "
+                                                         "recorded here: the notebook trains it on this CPU\\)")):
         notebook.figure_run(shown, split=1)  # on a CPU, train=True would mean days
+    small = tables.make_config("cpu", dataset="cifar10", labels=500, split=1, method="lp")
+    tables.lpdata.atomic_write(tmp_path / "runs" / tables.run_id(small) / "record.json", lambda f: f.write(json.dumps(
+        {**recorded, "run_id": tables.run_id(small), "preset": "cpu", "split": 1}).encode()))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match=r"preset='cpu' to the notebook \(its small run, recorded\)"):
+            notebook.figure_run(shown, split=1)
     assert notebook.figure_run(shown) == recorded and len(trained) == 5  # recorded: read, nothing trained
     with pytest.raises(ValueError, match=r"labels must be one label count for a figure \(e.g. 500\), got '500,1000'"):
         notebook.figure_run(committed, "500,1000")  # what `-p labels 500,1000` gives

@@ -390,13 +390,14 @@ def test_reproduce_counts_the_runs_and_tables_written_to_the_results_dir_in_use(
         (tmp_path / "mine" / "runs" / "a-run").mkdir(parents=True)
         (tmp_path / "mine" / "runs" / "a-run" / "record.json").write_text("{}")
         (tmp_path / "mine" / "table2.csv").write_text("cells")
+        (tmp_path / "mine" / ".table2.csv.lock").write_text("")  # as tables.write_table leaves it
         Path(out).write_text(Path(source).read_text())
     monkeypatch.setattr(papermill, "execute_notebook", fake_papermill)
     monkeypatch.setattr(cli, "NOTEBOOKS", tmp_path)
     (tmp_path / "02_table2.ipynb").write_text((cli.REPO / "notebooks" / "02_table2.ipynb").read_text())
     main(["reproduce", "--preset", "smoke"])
     out = capsys.readouterr().out
-    assert f"{os.path.relpath(tmp_path / 'mine' / 'table2.csv')}\n" in out
+    assert f"{os.path.relpath(tmp_path / 'mine' / 'table2.csv')}\n" in out and ".lock" not in out
     assert f"1 new run records under {os.path.relpath(tmp_path / 'mine' / 'runs')}/" in out
 
 

@@ -44,9 +44,9 @@ def test_run_rows_without_data_shows_what_is_recorded_and_trains_nothing(env, ca
         records = run_rows([{"method": "supervised"}, {"method": "lp"}], 50, 1, workers=workers, **kw)
         assert records == [done]
         out = capsys.readouterr().out
-        assert out == ("not run yet (1), and not trained: no cifar10 data found; give the folder that holds it as "
-                       "the notebook's data_root (lpnb.data.load_dataset('cifar10') says where it looks and what it "
-                       "reads)\n")  # no path, no id list
+        assert out == (f"not run yet (1), and not trained: no cifar10 data found in {tmp_path}; give the folder that "
+                       "holds it as the notebook's data_root (lpnb.data.load_dataset('cifar10') says where it looks "
+                       "and what it reads)\n")  # the data root given, no id list
 
 
 def test_training_is_announced_with_the_committed_records_a_results_dir_hides(capsys, tmp_path, monkeypatch):
