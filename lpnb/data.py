@@ -275,7 +275,8 @@ def _missing_message(name, root, searched, downloading=False):
     inside = [r for r in searched if (r / "train").is_dir() and (r / "test").is_dir()]
     hint = (f"{inside[0]} holds train/ and test/ itself: give the folder above it as the data root, with this folder "
             f"named {name}/ in it.\n") if inside else ""
-    hint += "".join(f"{r} does not exist (a typo?).\n" for r in searched if not r.exists())
+    if len(searched) == 1 and not searched[0].exists():  # a root given (root=, --data-root, $LPNB_DATA_ROOT)
+        hint += f"{searched[0]} does not exist (a typo?).\n"
     return (f"no {name} data found under {' or '.join(map(str, searched))}. {hint}Provide it in one of these forms:\n"
             f"{where}\nThe data root is root=... in Python, --data-root on the command line and data_root in the\n"
             "notebooks, else $LPNB_DATA_ROOT (that folder only), else the first of <repo>/data and\n"

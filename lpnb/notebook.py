@@ -312,8 +312,8 @@ def figure_run(settings, labels=500, split=0, device="auto"):
         where = "".join(f" --{flag} {value}" for flag, value in (
             ("results-dir", settings.results_dir if settings.results_dir != default_results_dir(cfg.preset) else None),
             ("data-root", settings.data_root)) if value is not None)  # the notebook's own, where not the defaults
-        small = make_config("cpu", dataset="cifar10", labels=labels, split=split, method="lp")
-        small = ("recorded" if load_record(small, settings.results_dir) is not None else
+        cpu_cfg = make_config("cpu", dataset="cifar10", labels=labels, split=split, method="lp")
+        small = ("recorded" if load_record(cpu_cfg, settings.results_dir) is not None else
                  "not recorded here: the notebook trains it on this CPU")
         raise RuntimeError(f"no run {run_id(cfg)} recorded in {settings.results_dir}, and this notebook trains none: "
                            f"train it with `lpnb run --preset {cfg.preset} --dataset cifar10 --labels {labels} "
