@@ -501,6 +501,7 @@ def test_gtg_isolated_player_and_missing_class():
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])  # 3: a class without a labeled example
+@pytest.mark.filterwarnings(r"ignore:classes \[2\] have no labeled example")  # n_classes 3: as it should
 def test_gtg_gives_no_pseudo_label_in_a_part_of_the_graph_without_labels(n_classes):
     """Those players keep their start, uniform over the classes labeled: not all equal when a class has no label,
     yet no information either; `propagate` gives them none."""
