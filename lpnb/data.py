@@ -302,16 +302,33 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)  # a folder's permissions, or a read-only file system
+
+
+def make_folder(path) -> None:
+    """mkdir -p path; where it cannot be made (a folder not writable, a read-only file system), a PermissionError
+    that names it and the remedy."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE:
+            raise
+        raise PermissionError(e.errno, f"{e.strerror}: the folder {path} cannot be made there; make its parent "
+                                       "writable or choose another folder", str(path)) from e
+
+
 def atomic_write(path, write) -> None:
     """Call write(binary file) on a temporary file next to path, flush it to disk, then rename
     it to path: a crash or kill leaves either the old file or the new one, never a partial one. A write
     that fails as a full disk does, or a folder that is not writable, raises an error that names path and
     the remedy."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except PermissionError as e:  # its file name would be the temporary file's
+    except OSError as e:  # its file name would be the temporary file's
+        if e.errno not in NOT_WRITABLE:
+            raise
         raise PermissionError(e.errno, f"{e.strerror}: the folder is not writable, so {path.name} cannot be written "
                                        "there; make it writable or choose another folder", str(path)) from e
     try:

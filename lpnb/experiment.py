@@ -360,7 +360,7 @@ def _load_or_train(cfg, *, data_root, results_dir, progress, force, budget, requ
         raise
     if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
         return record
-    run_dir.mkdir(parents=True, exist_ok=True)
+    lpdata.make_folder(run_dir)
     with _locked(run_dir / ".lock", run_id(cfg), budget):
         if not force and (record := _reusable_record(run_dir, run_data, require_checkpoint)):
             return record  # trained by another process while this one waited

@@ -168,10 +168,6 @@ def notebook_settings(preset=None, *, results_dir=None, figures_dir=None, data_r
             raise ValueError(f"notebook parameter results_dir: {results_dir} is "
                              f"{'not a folder' if results_dir.exists() else 'no folder, and train=False reads runs'}: "
                              "give the folder the runs are recorded in (or None: the repository's results/)")
-        existing = next(p for p in (results_dir, *results_dir.absolute().parents) if p.exists())
-        if not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only file system
-            raise ValueError(f"notebook parameter results_dir: {existing} is not writable, and the notebook writes its "
-                             "table (and any run it trains) there: give a folder you can write to")
         figures_dir = Path(figures_dir) if figures_dir is not None else results_dir / "figures"
         print(f"records and tables go to {results_dir}, figures to {figures_dir}")
     else:

@@ -1,4 +1,5 @@
 """Tests of lpnb.data on small data written here in each real format, plus the real CIFAR-10 copy (slow)."""
+import errno
 import gzip
 import io
 import json
@@ -600,6 +601,30 @@ def test_a_folder_not_writable_is_named_by_the_file_to_write(tmp_path, monkeypat
                                               "be written there; make it writable or choose another folder") as raised:
         data.atomic_write(tmp_path / "table2.csv", lambda f: f.write(b"x"))
     assert raised.value.filename == str(tmp_path / "table2.csv") and raised.value.errno == 13
+
+def test_a_folder_on_a_read_only_file_system_is_named_with_the_remedy(tmp_path, monkeypatch):
+    """A results folder on a read-only file system (root writes anywhere else): the folder to be made, or the
+    file to be written, named with the remedy, not a bare OSError."""
+    mkdir, mkstemp = Path.mkdir, data.tempfile.mkstemp
+
+    def read_only(self, *args, **kwargs):
+        if self == tmp_path / "ro" or tmp_path / "ro" in self.parents:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return mkdir(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    for folder in (tmp_path / "ro", tmp_path / "ro" / "runs" / "r"):
+        with pytest.raises(PermissionError, match=re.escape(f"Read-only file system: the folder {folder} cannot be "
+                                                            "made there; make its parent writable or choose another")):
+            data.make_folder(folder)
+    with pytest.raises(PermissionError, match="the folder .*ro cannot be made there"):
+        data.atomic_write(tmp_path / "ro" / "table2.csv", lambda f: f.write(b"x"))
+    monkeypatch.setattr(data.tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(
+        OSError(errno.EROFS, "Read-only file system", kw["dir"])) if kw["dir"] == tmp_path else mkstemp(**kw))
+    with pytest.raises(PermissionError, match="Read-only file system: the folder is not writable, so table2.csv "):
+        data.atomic_write(tmp_path / "table2.csv", lambda f: f.write(b"x"))  # it exists, but cannot be written in
+    data.make_folder(tmp_path / "rw")  # elsewhere: made
+    assert (tmp_path / "rw").is_dir()
+
 
 # --- Mini-ImageNet stand-in: Ravi & Larochelle csv files + images ------------------------------
 

@@ -1,5 +1,6 @@
 """End-to-end runs of the training engine on a small CIFAR-like dataset written by the tests."""
 import contextlib
+import errno
 import json
 import math
 import os
@@ -1051,3 +1052,19 @@ def test_own_jpeg_images_laid_out_as_cifar_are_not_said_to_be_the_projects_copie
     assert "JPEG" not in tables.provenance([record]) + "".join(tables.summarize([record]).data)
     ours = {**record, "data_content": next(iter(lpdata.PROJECT_COPIES))}  # as a run on the project's copy says
     assert tables.data_said(ours) == "data: cifar10 from cifar10 (the project CIFAR copies: JPEG, quality 95)"
+
+
+def test_a_results_dir_on_a_read_only_file_system_is_named_with_the_remedy(env, monkeypatch):
+    """What a notebook or `lpnb run` shows for a results_dir it cannot write: the folder, and what to do."""
+    root, results = env
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self == results or results in self.parents:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return mkdir(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(PermissionError, match=f"Read-only file system: the folder {re.escape(str(results))}.* cannot "
+                                              "be made there; make its parent writable or choose another folder"):
+        run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    assert not results.exists()
