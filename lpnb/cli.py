@@ -203,7 +203,7 @@ def _reproduce(args):
     own_results = os.environ.get("LPNB_RESULTS_DIR")  # the notebooks write its tables and figures: it takes them all
     out_dir = (default_results_dir(preset) / "notebooks" if own_results else
                output_dir(preset) / "notebooks" if parameters else NOTEBOOKS)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    lpdata.make_folder(out_dir)
     started = time.time()
     written, failed = [], []
     for i, nb in enumerate(notebooks, 1):

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from lpnb.data import REPO, atomic_write
+from lpnb.data import REPO, atomic_write, make_folder
 from lpnb.graph import _check_param
 from lpnb.tables import DATASET_NAMES, from_project_copy, pseudo_labeller, stage2_history, summarize
 from lpnb.toy import unlabeled_accuracy
@@ -142,7 +142,7 @@ def save_figure(fig, name, figures_dir=None, dpi=200):
     if not name or Path(name).name != name or Path(name).suffix:
         raise ValueError(f"name must be a bare file name without extension, e.g. 'figure1', got {name!r}")
     figures_dir = Path(figures_dir) if figures_dir is not None else _repo_figures_dir()
-    figures_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(figures_dir)
     paths = []
     # no dates or software versions in the files: the same figure gives the same bytes with any matplotlib
     pdf, png = {"CreationDate": None, "Creator": None, "Producer": None}, {"Software": None}

@@ -243,7 +243,7 @@ def _run_local(jobs, results_dir, data_root, free, by_id, poll, log, threads):
             if job.state == "waiting" and free and (before is None or before.state == "done"):
                 job.slot = free.pop(0)
                 job.log_path = Path(results_dir) / "runs" / job.run_id / "sweep.log"
-                job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                lpdata.make_folder(job.log_path.parent)
                 env = dict(os.environ, **threads, **({"CUDA_VISIBLE_DEVICES": job.slot} if job.slot else {}))
                 with open(job.log_path, "ab") as out:  # kept across attempts, each after a line of its own
                     out.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}{_by_this_sweep()}\n".encode())

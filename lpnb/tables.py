@@ -375,7 +375,7 @@ def write_table(df, path, rows=None, columns=None, preset=None):
     path = Path(path)
     if df.empty and not path.exists():
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    lpdata.make_folder(path.parent)
     with lpdata.locked(path.with_name(f".{path.name}.lock")):  # two notebooks writing at once keep both's rows
         if path.exists():
             old = _read_table(path)

@@ -1067,4 +1067,6 @@ def test_a_results_dir_on_a_read_only_file_system_is_named_with_the_remedy(env, 
     with pytest.raises(PermissionError, match=f"Read-only file system: the folder {re.escape(str(results))}.* cannot "
                                               "be made there; make its parent writable or choose another folder"):
         run(smoke("supervised"), data_root=root, results_dir=results, progress=False)
+    with pytest.raises(PermissionError, match=f"the folder {re.escape(str(results))} cannot be made there"):
+        tables.write_table(tables.pd.DataFrame([{"x": 1}]), results / "table2.csv", [], None, "cpu")  # train=False
     assert not results.exists()
