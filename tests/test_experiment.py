@@ -679,13 +679,14 @@ def test_force_stopped_before_its_runs_own_checkpoint_says_to_run_it_again_with_
     cfg = smoke("lp", epochs_stage1=3, epochs_stage2=2)
     old = run(cfg, data_root=root, results_dir=results, progress=False)
     (results / "runs" / old["base_run"] / "checkpoint.pt").unlink()
+    old_file = (results / "runs" / old["run_id"] / "record.json").stat().st_ino  # "finished" is to the second
     with pytest.raises(experiment.TimeLimitReached, match="after 1 of 3 epochs of stage 1") as stop:
         run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=1.5)
     assert "without --force" not in str(stop.value) and str(stop.value).endswith("run the same command again to "
                                                                                   "continue")
     new = run(cfg, data_root=root, results_dir=results, progress=False, force=True, time_limit=20)  # as it says
-    assert new["finished"] != old["finished"] and new["base_run_finished"] == load_record(base_config(cfg),
-                                                                                         results)["finished"]
+    assert (results / "runs" / old["run_id"] / "record.json").stat().st_ino != old_file  # written again
+    assert new["base_run_finished"] == load_record(base_config(cfg), results)["finished"]
 
 
 def test_force_keeps_the_finished_checkpoint_until_its_first_epoch_replaces_it(env, monkeypatch):
