@@ -70,6 +70,10 @@ def _folder(text):
         raise argparse.ArgumentTypeError("an empty path: give a folder, or leave the flag out for the default")
     path = os.path.expanduser(text)
     if os.path.isfile(path):
+        run = Path(path).absolute().parent
+        if run.parent.name == "runs":  # a run's record or checkpoint: a results folder holds runs/<run-id>/
+            raise argparse.ArgumentTypeError(f"{text} is a file of run {run.name}: give the results folder that "
+                                             f"holds runs/ ({os.path.relpath(run.parent.parent)})")
         raise argparse.ArgumentTypeError(f"{text} is a file: give the folder that holds it "
                                          f"({os.path.dirname(path) or '.'})")
     return path
@@ -332,7 +336,8 @@ def _parser():
                         "mt, is kept where it has a checkpoint, else retrained; force it with --method supervised "
                         "or mt)")
     p.add_argument("--time-limit", type=_minutes, default=None, metavar="MINUTES",
-                   help=f"stop at the last epoch boundary that fits in MINUTES, checkpoint written, with exit status "
+                   help=f"stop at the last epoch boundary that fits in MINUTES, judged by the epochs timed so far (a "
+                        f"new run's first epoch always starts), checkpoint written, with exit status "
                         f"{TIME_LIMIT_EXIT}; the same command continues the run")
     p.add_argument("--require-checkpoint", action="store_true",
                    help="retrain a finished run that has no checkpoint (stage 2 starts from one)")

@@ -12,9 +12,12 @@ on the overall scale of the features (see `lpnb.graph._rescale`); a setting out 
 is refused with a ValueError that names it, and a NaN or inf that appears in a computation
 is never passed on as a score: it raises.
 """
+import json
 import math
 import os
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -809,6 +812,15 @@ def _missing(value):
         return True
 
 
+def _in_estimator_terms(message, classes):
+    """A warning of `propagate` as LabelPropagation's user reads it: the classes by their labels in `classes`
+    instead of their codes, and the pseudo-label and weight of a point without score as `transduction_` and
+    `certainty_`."""
+    message = message.replace("pseudo-label 0 and weight 0",
+                              f"transduction_ {classes.tolist()[0]!r} (classes_[0]) and certainty_ 0")
+    return re.sub(r"classes (\[[\d, ]*\])", lambda m: f"classes {classes[json.loads(m[1])].tolist()}", message)
+
+
 class LabelPropagation(ClassifierMixin, BaseEstimator):
     """Label propagation of Iscen et al. (CVPR 2019, eqs. 9-11) as a scikit-learn estimator.
 
@@ -958,8 +970,12 @@ class LabelPropagation(ClassifierMixin, BaseEstimator):
                   "(scikit-learn's convention), so these are taken as classes; mark unlabeled points -1")
         labels = np.zeros(len(y), dtype=np.int64)
         labels[labeled] = codes
-        res = propagate(X, labels, labeled, n_classes=len(classes), k=self.k, gamma=self.gamma, alpha=self.alpha,
-                        max_iter=self.max_iter, knn=self.knn, graph=self.graph, sigma=self.sigma)
+        with warnings.catch_warnings(record=True) as caught:  # said again below, in this estimator's terms
+            warnings.simplefilter("always")
+            res = propagate(X, labels, labeled, n_classes=len(classes), k=self.k, gamma=self.gamma,
+                            alpha=self.alpha, max_iter=self.max_iter, knn=self.knn, graph=self.graph, sigma=self.sigma)
+        for w in caught:
+            warnings.warn_explicit(_in_estimator_terms(str(w.message), classes), w.category, w.filename, w.lineno)
         self.classes_, self.sigma_, self.X_ = classes, res.sigma, X
         self.transduction_ = classes[res.pseudo_labels]
         self.label_distributions_ = res.scores

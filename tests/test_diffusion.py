@@ -22,7 +22,7 @@ from lpnb.diffusion import (
     network_pseudo_labels,
     propagate,
 )
-from lpnb.graph import affinity_graph, normalize, to_scipy
+from lpnb.graph import _csr, affinity_graph, normalize, to_scipy
 
 
 def blobs(n=240, c=3, d=8, seed=0, spread=0.6):
@@ -149,6 +149,18 @@ def test_diffuse_solves_eq10_with_the_classes_at_once_or_in_blocks():
                                    Z.numpy(), atol=1e-6)
 
 
+def test_cg_from_zero_reaches_one_edge_less_than_its_iterations():
+    """docs/method.md: a point `max_iter` or more edges from every label gets no score (Z starts at 0, and m
+    iterations stay in the span of Y, AY, ..., A^(m-1) Y)."""
+    n = 30
+    path = scipy.sparse.diags([np.ones(n - 1)] * 2, [1, -1], format="csr", dtype=np.float32)  # i -- i+1
+    Wn = normalize(_csr(torch.from_numpy(path.indptr).long(), torch.from_numpy(path.indices).long(),
+                        torch.from_numpy(path.data), (n, n)))
+    for max_iter in (1, 2, 5, 20):
+        Z, n_iter, _ = diffuse(Wn, np.zeros(n, np.int64), np.array([0]), 1, max_iter=max_iter)
+        assert n_iter == max_iter and np.flatnonzero(Z[:, 0].numpy()).max() == max_iter - 1
+
+
 def test_mask_and_index_array_agree():
     x, y = blobs(seed=4)
     idx = np.arange(0, 240, 16)
@@ -213,7 +225,8 @@ def test_points_beyond_the_solves_reach_or_tied_are_told_apart_from_parts_withou
                                          r"tolerance first: a larger k or more labels shorten the paths, a larger "
                                          r"alpha=0\.99 carries the labels farther\)\. They"):
         res = propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=1000)
-    assert res.n_iter == 100 and np.array_equal(np.flatnonzero(res.scored), np.r_[0:101, 299:400])  # 100 edges
+    # 99 edges from each end: an end point's neighbours are the points 1 and 2 away, so 99 edges reach point 100
+    assert res.n_iter == 100 and np.array_equal(np.flatnonzero(res.scored), np.r_[0:101, 299:400])
     with pytest.warns(UserWarning, match=r": 378 farther .* 10 iterations reach \(raise max_iter=10, a run's "
                                          r"cg_iters\)\. They"):
         propagate(chain, labels, [0, 399], k=2, graph="gaussian", max_iter=10)
@@ -599,7 +612,6 @@ def test_gtg_raises_when_a_strategy_becomes_nan(monkeypatch):
     # an infinite payoff (affinity_graph never builds one) makes x * inf / inf = NaN: the
     # replicator step must raise rather than turn it into scores
     import lpnb.diffusion
-    from lpnb.graph import _csr
 
     def inf_graph(x, k, **kwargs):
         W = affinity_graph(x, k, **kwargs)

@@ -323,6 +323,23 @@ def test_fit_warning_points_at_the_callers_line(digits):
     assert [w.filename for w in caught] == [__file__]
 
 
+def test_fit_warnings_name_the_classes_and_attributes_of_the_estimator():
+    """propagate's warnings speak of class codes and of a pseudo-label 0 with weight 0; fit's name the labels
+    of classes_ and what transduction_ and certainty_ hold."""
+    e = np.eye(3)
+    X = np.concatenate([e[i] + 0.05 * np.random.default_rng(i).standard_normal((5, 3)) for i in range(3)]
+                       + [-np.ones((1, 3))])  # cat, dog, an unlabeled cluster, and a bird with no positive edge
+    y = np.array(["cat"] + ["-1"] * 4 + ["dog"] + ["-1"] * 4 + ["-1"] * 5 + ["bird"])
+    with pytest.warns(UserWarning) as caught:
+        model = LabelPropagation(k=3).fit(X, y)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and [w.filename for w in caught] == [__file__] * 2
+    assert "(classes ['bird']) have no edge" in messages[0] and "classes ['bird'] have no other" in messages[0]
+    assert messages[1].endswith("5 in a part of the graph without labels. They get transduction_ 'bird' "
+                                "(classes_[0]) and certainty_ 0")
+    assert (model.transduction_[10:15] == "bird").all() and (model.certainty_[10:15] == 0).all()
+
+
 def test_string_labels_with_minus_one_for_the_unlabeled():
     X = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1], [0.1, 0.9], [0.05, 0.95]])
     y = ["cat", -1, -1, "dog", -1, -1]

@@ -248,6 +248,20 @@ def test_cli_reads_json_and_python_literals(capsys):
         assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_cli_results_dir_given_a_runs_file_names_the_results_folder(tmp_path, monkeypatch, capsys):
+    from lpnb.cli import main
+
+    record = tmp_path / "mine" / "runs" / "cifar10-50-lp-split0-smoke-72206087" / "record.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--preset", "smoke", "--results-dir", str(record)])
+    assert stop.value.code == 2 and (f"argument --results-dir: {record} is a file of run "
+                                     "cifar10-50-lp-split0-smoke-72206087: give the results folder that holds runs/ "
+                                     "(mine)") in capsys.readouterr().err
+
+
 def test_cli_help_lists_the_choices_of_the_fields_that_have_few():
     from lpnb.cli import _parser
     from lpnb.config import DATASET_DEFAULTS, METHODS
