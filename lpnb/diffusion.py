@@ -818,6 +818,7 @@ def _in_estimator_terms(message, classes):
     `certainty_`."""
     message = message.replace("pseudo-label 0 and weight 0",
                               f"transduction_ {classes.tolist()[0]!r} (classes_[0]) and certainty_ 0")
+    message = message.replace(", a run's cg_iters", "")  # lpnb run's name of max_iter
     return re.sub(r"classes (\[[\d, ]*\])", lambda m: f"classes {classes[json.loads(m[1])].tolist()}", message)
 
 

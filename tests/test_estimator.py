@@ -338,6 +338,11 @@ def test_fit_warnings_name_the_classes_and_attributes_of_the_estimator():
     assert messages[1].endswith("5 in a part of the graph without labels. They get transduction_ 'bird' "
                                 "(classes_[0]) and certainty_ 0")
     assert (model.transduction_[10:15] == "bird").all() and (model.certainty_[10:15] == 0).all()
+    chain, y = np.c_[np.arange(400.0), np.zeros(400)], np.full(400, -1)
+    y[[0, -1]] = 7, 9
+    with pytest.warns(UserWarning, match=r"378 farther .* 10 iterations reach \(raise max_iter=10\)\. They get "
+                                         r"transduction_ 7 \(classes_\[0\]\) and certainty_ 0$"):
+        LabelPropagation(k=2, graph="gaussian", max_iter=10).fit(chain, y)
 
 
 def test_string_labels_with_minus_one_for_the_unlabeled():
