@@ -303,8 +303,8 @@ def run(cfg, *, data_root=None, results_dir=None, progress=None, force=False, ti
         epoch boundary that fits, judged by the epochs this call has trained (`train_stage`; a new
         run's first epoch, not yet timed, always starts), with the checkpoint written, and raises
         `TimeLimitReached`; the same call again continues the run and ends with the record an
-        uninterrupted run writes. A wait for another process that trains
-        the run (or its stage-1 run) ends at the limit too.
+        uninterrupted run writes. A wait for another process that trains the run (or its stage-1
+        run) ends at the limit too.
     require_checkpoint : bool
         Retrain a finished run that has no checkpoint (a stage-2 run starts from its stage-1 run's
         checkpoint; committed records carry none).
